@@ -1,0 +1,1 @@
+//! Persistent xorb chunk cache. Not yet implemented: see the cache issue.

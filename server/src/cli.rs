@@ -18,7 +18,7 @@ pub enum Command {
     /// Print the Xet file hash of each FILE (`-` for stdin), like b3sum.
     Hash(crate::hashcmd::HashArgs),
     /// Run the embedded HF-compatible Hub + Xet CAS server on its own.
-    Hub(crate::hub::HubArgs),
+    Hub(hugbucket_hub::HubArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -26,6 +26,6 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Hash(args) => crate::hashcmd::run(args),
-        Command::Hub(args) => crate::hub::run(args),
+        Command::Hub(args) => hugbucket_hub::run(args),
     }
 }

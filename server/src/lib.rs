@@ -3,8 +3,8 @@
 //! Layers (see ARCHITECTURE.md):
 //! - [`cli`]: the `hugbucket` command line (clap).
 //! - [`hashcmd`]: `hugbucket hash`.
-//! - [`hub`]: the embedded HF-compatible Hub + Xet CAS server (`hugbucket hub`).
+//! - the embedded hub lives in the `hugbucket-hub` crate (`server/hub`).
 
 pub mod cli;
 pub mod hashcmd;
-pub mod hub;
+

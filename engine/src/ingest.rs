@@ -1,1 +1,493 @@
-//! TODO: see the engine issue.
+//! The streaming upload pipeline: bytes in (any piece sizes), xorbs and shard records out.
+//!
+//! An [`UploadSession`] packs the chunks of one or more files into xorbs the way `hf_xet`
+//! does (spec §4.4): chunks already stored in this session are referenced instead of stored
+//! again, a xorb is cut before it would exceed 64 MiB or 8192 chunks, small files share
+//! xorbs, and the compression scheme follows the "auto" policy (blocks of 32 chunks starting
+//! at the first chunk each file contributes to a xorb).
+//!
+//! Memory: completed xorbs are handed out by [`UploadSession::take_completed_xorbs`] as soon
+//! as they fill, so a caller that uploads them promptly holds about two xorbs (the one being
+//! built and the one being uploaded) plus O(chunks) bookkeeping (≈ 80 bytes per 64 KiB chunk
+//! for the in-session dedup index and the shard's xorb records).
+
+use std::collections::HashMap;
+
+use crate::chunking::Chunker;
+use crate::hash::{self, XetHash, VERIFICATION_KEY};
+use crate::shard::{FileEntry, FileTerm, Shard, XorbChunkEntry, XorbEntry};
+use crate::xorb::{SerializedXorb, XorbBuilder};
+
+/// Inputs at least this large are hashed on two threads.
+const PARALLEL_HASH_MIN_BYTES: usize = 1 << 20;
+
+/// One upload session: one or more files, the xorbs holding their new chunks, one shard.
+#[derive(Debug, Default)]
+pub struct UploadSession {
+    builder: XorbBuilder,
+    /// Sequence number of the xorb in `builder` (session xorbs are numbered from 0).
+    builder_seq: u32,
+    /// Hashes of the finished session xorbs, by sequence number.
+    finished_hashes: Vec<XetHash>,
+    /// Finished xorbs not yet taken by the caller.
+    completed: Vec<SerializedXorb>,
+    /// Shard records of all finished xorbs.
+    xorb_entries: Vec<XorbEntry>,
+    /// Chunk hash → (xorb sequence number, chunk index) for every chunk stored this session.
+    index: HashMap<XetHash, (u32, u32)>,
+    files: Vec<PendingFile>,
+}
+
+#[derive(Debug)]
+struct PendingFile {
+    file_hash: XetHash,
+    size: u64,
+    terms: Vec<PendingTerm>,
+}
+
+/// A term whose xorb may not be finished (hashed) yet.
+#[derive(Debug, Clone, Copy)]
+struct PendingTerm {
+    xorb_seq: u32,
+    chunk_start: u32,
+    chunk_end: u32,
+    unpacked_bytes: u64,
+    verification: XetHash,
+}
+
+/// What a finished file contributed, known as soon as its last byte was ingested.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSummary {
+    /// Xet file hash (spec §3.4).
+    pub file_hash: XetHash,
+    /// Size in bytes.
+    pub size: u64,
+    /// `(chunk hash, size)` of every chunk of the file in order, repeats included (the
+    /// input of the file hash; multipart completion composes these).
+    pub chunks: Vec<(XetHash, u64)>,
+}
+
+/// Everything a finished session produced.
+#[derive(Debug, Clone)]
+pub struct SessionOutput {
+    /// Xorbs finished since the last [`UploadSession::take_completed_xorbs`] (upload these
+    /// before the shard).
+    pub xorbs: Vec<SerializedXorb>,
+    /// The files of the session, in the order they were started, with resolved terms.
+    pub files: Vec<(FileEntry, u64)>,
+    /// The session's shard: all files and all xorbs created in the session.
+    pub shard: Shard,
+}
+
+impl UploadSession {
+    /// An empty session.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts a file. Feed its bytes with [`FileIngest::write`], then call
+    /// [`FileIngest::finish`]. Files of one session are ingested one after the other.
+    pub fn start_file(&mut self) -> FileIngest<'_> {
+        FileIngest {
+            session: self,
+            chunker: Chunker::new(),
+            carry: Vec::new(),
+            chunks: Vec::new(),
+            size: 0,
+            terms: Vec::new(),
+            open: None,
+            added_to_current_xorb: false,
+            scratch_bounds: Vec::new(),
+        }
+    }
+
+    /// Xorbs completed so far, drained: upload them while more data arrives.
+    pub fn take_completed_xorbs(&mut self) -> Vec<SerializedXorb> {
+        std::mem::take(&mut self.completed)
+    }
+
+    /// Uncompressed bytes in the xorb being built.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.builder.uncompressed_len()
+    }
+
+    /// Flushes the last xorb and returns the remaining xorbs, the files and the shard.
+    pub fn finish(mut self) -> SessionOutput {
+        self.flush_xorb();
+        let mut files = Vec::with_capacity(self.files.len());
+        for f in &self.files {
+            let terms: Vec<FileTerm> = f
+                .terms
+                .iter()
+                .map(|t| FileTerm {
+                    xorb_hash: self.finished_hashes[t.xorb_seq as usize],
+                    unpacked_bytes: t.unpacked_bytes as u32,
+                    chunk_start: t.chunk_start,
+                    chunk_end: t.chunk_end,
+                })
+                .collect();
+            let verification = f.terms.iter().map(|t| t.verification).collect();
+            files.push((
+                FileEntry {
+                    file_hash: f.file_hash,
+                    terms,
+                    verification,
+                    sha256: None,
+                },
+                f.size,
+            ));
+        }
+        let mut shard_files: Vec<FileEntry> = Vec::with_capacity(files.len());
+        for (entry, _) in &files {
+            // The same content uploaded twice in one session is listed once.
+            if !shard_files.iter().any(|e| e.file_hash == entry.file_hash) {
+                shard_files.push(entry.clone());
+            }
+        }
+        SessionOutput {
+            xorbs: std::mem::take(&mut self.completed),
+            files,
+            shard: Shard {
+                files: shard_files,
+                xorbs: std::mem::take(&mut self.xorb_entries),
+                footer: None,
+            },
+        }
+    }
+
+    fn flush_xorb(&mut self) {
+        if self.builder.is_empty() {
+            return;
+        }
+        let xorb = std::mem::take(&mut self.builder).finish();
+        self.xorb_entries.push(XorbEntry {
+            xorb_hash: xorb.hash,
+            chunks: xorb
+                .chunks
+                .iter()
+                .map(|c| XorbChunkEntry {
+                    hash: c.hash,
+                    unpacked_start: c.unpacked_start as u32,
+                    unpacked_len: c.uncompressed_len,
+                    flags: 0,
+                })
+                .collect(),
+            bytes_in_xorb: xorb.chunks.iter().map(|c| c.uncompressed_len).sum(),
+            bytes_on_disk: 0,
+        });
+        debug_assert_eq!(self.finished_hashes.len(), self.builder_seq as usize);
+        self.finished_hashes.push(xorb.hash);
+        self.completed.push(xorb);
+        self.builder_seq += 1;
+    }
+}
+
+/// A file being ingested into an [`UploadSession`].
+#[derive(Debug)]
+pub struct FileIngest<'a> {
+    session: &'a mut UploadSession,
+    chunker: Chunker,
+    /// Bytes of the unfinished chunk carried over from earlier writes.
+    carry: Vec<u8>,
+    /// (hash, size) of every chunk of the file, for the file hash.
+    chunks: Vec<(XetHash, u64)>,
+    size: u64,
+    terms: Vec<PendingTerm>,
+    open: Option<OpenTerm>,
+    /// Whether this file already added a chunk to the xorb being built.
+    added_to_current_xorb: bool,
+    scratch_bounds: Vec<usize>,
+}
+
+#[derive(Debug)]
+struct OpenTerm {
+    xorb_seq: u32,
+    chunk_start: u32,
+    chunk_end: u32,
+    unpacked_bytes: u64,
+    verification: blake3::Hasher,
+}
+
+impl FileIngest<'_> {
+    /// Feeds the next bytes of the file (any piece size, including empty).
+    pub fn write(&mut self, mut data: &[u8]) {
+        self.size += data.len() as u64;
+        if !self.carry.is_empty() {
+            // Complete the chunk started by earlier writes first.
+            match self.chunker.next_boundary(data) {
+                None => {
+                    self.carry.extend_from_slice(data);
+                    return;
+                }
+                Some(n) => {
+                    self.carry.extend_from_slice(&data[..n]);
+                    let chunk = std::mem::take(&mut self.carry);
+                    let h = hash::chunk_hash(&chunk);
+                    self.add_chunk(h, &chunk);
+                    self.carry = chunk;
+                    self.carry.clear();
+                    data = &data[n..];
+                }
+            }
+        }
+        let mut bounds = std::mem::take(&mut self.scratch_bounds);
+        bounds.clear();
+        self.chunker.boundaries_into(data, &mut bounds);
+        let whole_end = bounds.last().copied().unwrap_or(0);
+        let hashes = hash_chunks(data, &bounds);
+        let mut start = 0;
+        for (&end, h) in bounds.iter().zip(hashes) {
+            self.add_chunk(h, &data[start..end]);
+            start = end;
+        }
+        self.carry.extend_from_slice(&data[whole_end..]);
+        self.scratch_bounds = bounds;
+    }
+
+    /// Xorbs the session completed so far, drained (see
+    /// [`UploadSession::take_completed_xorbs`]); callable while the file is being written.
+    pub fn take_completed_xorbs(&mut self) -> Vec<SerializedXorb> {
+        self.session.take_completed_xorbs()
+    }
+
+    /// Bytes fed so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Ends the file; its terms are resolved when the session finishes.
+    pub fn finish(mut self) -> FileSummary {
+        if self.chunker.finish().is_some() {
+            let chunk = std::mem::take(&mut self.carry);
+            let h = hash::chunk_hash(&chunk);
+            self.add_chunk(h, &chunk);
+        }
+        self.close_term();
+        let file_hash = hash::file_hash(&self.chunks);
+        let summary = FileSummary {
+            file_hash,
+            size: self.size,
+            chunks: std::mem::take(&mut self.chunks),
+        };
+        self.session.files.push(PendingFile {
+            file_hash,
+            size: self.size,
+            terms: std::mem::take(&mut self.terms),
+        });
+        summary
+    }
+
+    fn add_chunk(&mut self, h: XetHash, data: &[u8]) {
+        let len = data.len() as u64;
+        self.chunks.push((h, len));
+        let (seq, idx) = match self.session.index.get(&h) {
+            Some(&at) => at,
+            None => {
+                let s = &mut *self.session;
+                if s.builder.would_overflow(data.len()) {
+                    s.flush_xorb();
+                    self.added_to_current_xorb = false;
+                }
+                let idx = s.builder.num_chunks() as u32;
+                s.builder.add_chunk_auto(h, data, !self.added_to_current_xorb);
+                self.added_to_current_xorb = true;
+                s.index.insert(h, (s.builder_seq, idx));
+                (s.builder_seq, idx)
+            }
+        };
+        match &mut self.open {
+            Some(t) if t.xorb_seq == seq && t.chunk_end == idx => {
+                t.chunk_end += 1;
+                t.unpacked_bytes += len;
+                t.verification.update(h.as_bytes());
+            }
+            _ => {
+                self.close_term();
+                let mut verification = blake3::Hasher::new_keyed(&VERIFICATION_KEY);
+                verification.update(h.as_bytes());
+                self.open = Some(OpenTerm {
+                    xorb_seq: seq,
+                    chunk_start: idx,
+                    chunk_end: idx + 1,
+                    unpacked_bytes: len,
+                    verification,
+                });
+            }
+        }
+    }
+
+    fn close_term(&mut self) {
+        if let Some(t) = self.open.take() {
+            self.terms.push(PendingTerm {
+                xorb_seq: t.xorb_seq,
+                chunk_start: t.chunk_start,
+                chunk_end: t.chunk_end,
+                unpacked_bytes: t.unpacked_bytes,
+                verification: XetHash::from_bytes(*t.verification.finalize().as_bytes()),
+            });
+        }
+    }
+}
+
+/// Chunk hashes of `data[..bounds[0]]`, `data[bounds[0]..bounds[1]]`, …, on two threads when
+/// there is enough data.
+fn hash_chunks(data: &[u8], bounds: &[usize]) -> Vec<XetHash> {
+    let ranges = |bs: &[usize], first_start: usize| {
+        let mut start = first_start;
+        bs.iter()
+            .map(|&end| {
+                let h = hash::chunk_hash(&data[start..end]);
+                start = end;
+                h
+            })
+            .collect::<Vec<_>>()
+    };
+    let total = bounds.last().copied().unwrap_or(0);
+    if total < PARALLEL_HASH_MIN_BYTES || bounds.len() < 4 {
+        return ranges(bounds, 0);
+    }
+    let mid = bounds.len() / 2;
+    let (left, right) = bounds.split_at(mid);
+    let right_start = left[mid - 1];
+    std::thread::scope(|s| {
+        let other = s.spawn(|| ranges(right, right_start));
+        let mut out = ranges(left, 0);
+        out.extend(other.join().expect("hashing thread panicked"));
+        out
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::verification_hash;
+    use crate::xorb::{decode_chunk_records, verify_xorb};
+
+    fn pseudo_random(label: &str, n: usize) -> Vec<u8> {
+        let mut out = vec![0u8; n];
+        blake3::Hasher::new()
+            .update(label.as_bytes())
+            .finalize_xof()
+            .fill(&mut out);
+        out
+    }
+
+    /// Rebuilds a file from its terms and the session's xorbs.
+    fn reconstruct(entry: &FileEntry, xorbs: &[SerializedXorb]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for t in &entry.terms {
+            let x = xorbs.iter().find(|x| x.hash == t.xorb_hash).unwrap();
+            let first = &x.chunks[t.chunk_start as usize];
+            let last = &x.chunks[t.chunk_end as usize - 1];
+            let mut decoded = Vec::new();
+            let sizes = decode_chunk_records(
+                &x.data[first.byte_start as usize..last.byte_end as usize],
+                &mut decoded,
+            )
+            .unwrap();
+            assert_eq!(sizes.len() as u32, t.chunk_end - t.chunk_start);
+            assert_eq!(decoded.len() as u32, t.unpacked_bytes);
+            out.extend_from_slice(&decoded);
+        }
+        out
+    }
+
+    fn ingest(files: &[&[u8]], piece: usize) -> (Vec<FileSummary>, Vec<SerializedXorb>, SessionOutput) {
+        let mut session = UploadSession::new();
+        let mut xorbs = Vec::new();
+        let mut summaries = Vec::new();
+        for data in files {
+            let mut f = session.start_file();
+            for p in data.chunks(piece.max(1)) {
+                f.write(p);
+            }
+            summaries.push(f.finish());
+            xorbs.extend(session.take_completed_xorbs());
+        }
+        let out = session.finish();
+        xorbs.extend(out.xorbs.iter().cloned());
+        (summaries, xorbs, out)
+    }
+
+    #[test]
+    fn roundtrip_and_hashes_independent_of_pieces() {
+        let data = pseudo_random("ingest/a", 700_000);
+        let expected = crate::hash::file_hash(
+            &crate::chunking::chunk_boundaries(&data)
+                .iter()
+                .scan(0, |s, &e| {
+                    let r = (crate::hash::chunk_hash(&data[*s..e]), (e - *s) as u64);
+                    *s = e;
+                    Some(r)
+                })
+                .collect::<Vec<_>>(),
+        );
+        for piece in [1 << 30, 4103, 65_536, 1_000_001] {
+            let (sums, xorbs, out) = ingest(&[&data], piece);
+            assert_eq!(sums[0].file_hash, expected);
+            assert_eq!(sums[0].size, data.len() as u64);
+            assert_eq!(reconstruct(&out.files[0].0, &xorbs), data);
+            for x in &xorbs {
+                verify_xorb(&x.data, &x.hash).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_content_is_stored_once() {
+        let a = pseudo_random("ingest/A", 300_000);
+        let b = pseudo_random("ingest/B", 200_000);
+        let data: Vec<u8> = [&a[..], &b, &a, &a].concat();
+        let (_, xorbs, out) = ingest(&[&data], 1 << 20);
+        assert_eq!(reconstruct(&out.files[0].0, &xorbs), data);
+        let stored: u64 = xorbs.iter().flat_map(|x| &x.chunks).map(|c| u64::from(c.uncompressed_len)).sum();
+        assert!(stored < data.len() as u64 * 3 / 4, "stored {stored} of {}", data.len());
+        // Verification hashes cover exactly each term's chunk hashes.
+        let entry = &out.files[0].0;
+        for (t, v) in entry.terms.iter().zip(&entry.verification) {
+            let x = xorbs.iter().find(|x| x.hash == t.xorb_hash).unwrap();
+            let hs: Vec<XetHash> = x.chunks[t.chunk_start as usize..t.chunk_end as usize]
+                .iter()
+                .map(|c| c.hash)
+                .collect();
+            assert_eq!(verification_hash(&hs), *v);
+        }
+    }
+
+    #[test]
+    fn files_share_xorbs_and_duplicates_are_listed_once() {
+        let a = pseudo_random("ingest/f1", 50_000);
+        let b = pseudo_random("ingest/f2", 9_000);
+        let (sums, xorbs, out) = ingest(&[&a, &b, &a, &[]], 7777);
+        assert_eq!(xorbs.len(), 1);
+        assert_eq!(out.files.len(), 4);
+        assert_eq!(out.shard.files.len(), 3);
+        assert_eq!(sums[3].file_hash, XetHash::ZERO);
+        assert!(out.files[3].0.terms.is_empty());
+        assert_eq!(reconstruct(&out.files[2].0, &xorbs), a);
+        assert_eq!(reconstruct(&out.files[1].0, &xorbs), b);
+    }
+
+    #[test]
+    fn xorbs_are_cut_at_the_limits() {
+        // 70 MiB of random data must need two xorbs, none over 64 MiB.
+        let data = pseudo_random("ingest/big", 70 << 20);
+        let mut session = UploadSession::new();
+        let mut f = session.start_file();
+        let mut taken = Vec::new();
+        for p in data.chunks(8 << 20) {
+            f.write(p);
+        }
+        f.finish();
+        taken.extend(session.take_completed_xorbs());
+        assert_eq!(taken.len(), 1, "the first xorb is handed out before the session ends");
+        let out = session.finish();
+        taken.extend(out.xorbs.iter().cloned());
+        assert_eq!(taken.len(), 2);
+        for x in &taken {
+            let n: u64 = x.chunks.iter().map(|c| u64::from(c.uncompressed_len)).sum();
+            assert!(n <= crate::constants::MAX_XORB_BYTES as u64);
+        }
+        assert_eq!(reconstruct(&out.files[0].0, &taken), data);
+    }
+}

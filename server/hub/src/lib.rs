@@ -1,17 +1,317 @@
-//! The embedded HF-compatible Hub + Xet CAS server. TODO (embedded hub issue).
+//! The embedded HF-compatible Hub (bucket API) + Xet CAS server: persisted, verifying.
+//!
+//! Library use (what `hugbucket serve` and other crates' tests do):
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let dir = std::path::PathBuf::from("/tmp/hub-data");
+//! let hub = hugbucket_hub::start(hugbucket_hub::HubConfig::new("127.0.0.1:0".parse()?, dir)).await?;
+//! let endpoint = hub.url();            // e.g. http://127.0.0.1:41234 (HF_ENDPOINT)
+//! let token = hub.token().to_string(); // Hub token (HF_TOKEN)
+//! # let _ = (endpoint, token);
+//! hub.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! One port serves the Hub API (`/api/...`, `/buckets/.../resolve/...`), the CAS API
+//! (`/v1/...`, `/v2/...`; `casUrl` = the hub's own base URL) and signed xorb fetch URLs
+//! (`/fetch/xorbs/{hash}?exp=..&sig=..`). Counters: `GET /api/_hugbucket/stats`.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub mod auth;
+pub mod body;
+mod cas;
+pub mod error;
+pub mod faults;
+mod hubapi;
+mod server;
+pub mod stats;
+pub mod store;
+mod util;
+pub mod xorbfiles;
+
+pub use error::HubError;
+pub use faults::{FaultRule, Faults};
+pub use stats::{Route, Stats};
+
+use auth::Keys;
+use store::{Meta, SledKv};
+use xorbfiles::XorbFiles;
 
 /// Arguments of `hugbucket hub`.
 #[derive(Debug, clap::Args)]
 pub struct HubArgs {
-    /// Address to listen on.
+    /// Address to listen on (port 0 = any free port).
     #[arg(long, default_value = "127.0.0.1:7860")]
-    pub listen: String,
+    pub listen: SocketAddr,
+    /// Directory holding xorbs, metadata and secrets (created if missing).
+    #[arg(long, default_value = "hugbucket-data")]
+    pub data_dir: PathBuf,
+    /// Accepted Hub token (repeatable). Without any, one is generated at first start, stored
+    /// in the data dir and printed.
+    #[arg(long = "token", env = "HUGBUCKET_HUB_TOKENS", value_delimiter = ',')]
+    pub tokens: Vec<String>,
+    /// User name answered by whoami and used for the `me` namespace.
+    #[arg(long, default_value = "hugbucket")]
+    pub namespace: String,
+    /// Lifetime of xet access tokens and fetch URLs, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub token_ttl: u64,
+    /// Base URL clients reach this hub at (default: from each request's Host header).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// Fault injection rule `ROUTE:STATUS[:COUNT]` (repeatable; route names as in the
+    /// stats endpoint, `*` = any).
+    #[arg(long = "fault")]
+    pub faults: Vec<String>,
 }
 
-/// Runs `hugbucket hub`.
-pub fn run(_args: HubArgs) -> ExitCode {
-    eprintln!("hugbucket hub: not implemented yet");
-    ExitCode::FAILURE
+/// Configuration of a hub instance.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Address to bind (port 0 allowed).
+    pub listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Accepted Hub tokens; empty = generate/load one from the data dir.
+    pub tokens: Vec<String>,
+    /// whoami name and `me` namespace.
+    pub namespace: String,
+    /// Xet token / fetch URL lifetime.
+    pub token_ttl: Duration,
+    /// Base URL for generated URLs (default: from the Host header).
+    pub public_url: Option<String>,
+    /// Fault rules.
+    pub faults: Vec<FaultRule>,
+}
+
+impl HubConfig {
+    /// Defaults: generated token, namespace `hugbucket`, TTL 1 h, no faults.
+    pub fn new(listen: SocketAddr, data_dir: PathBuf) -> Self {
+        Self {
+            listen,
+            data_dir,
+            tokens: Vec::new(),
+            namespace: "hugbucket".into(),
+            token_ttl: Duration::from_secs(3600),
+            public_url: None,
+            faults: Vec::new(),
+        }
+    }
+}
+
+/// Shared state of a running hub.
+pub(crate) struct Hub {
+    pub namespace: String,
+    pub tokens: Vec<String>,
+    pub token_ttl: u64,
+    pub public_url: Option<String>,
+    pub keys: Keys,
+    pub meta: Meta,
+    pub xorbs: XorbFiles,
+    pub stats: Stats,
+    pub faults: Faults,
+}
+
+/// A started hub. Dropping it without [`RunningHub::shutdown`] aborts the server task.
+pub struct RunningHub {
+    addr: SocketAddr,
+    hub: Arc<Hub>,
+    generated_token: bool,
+    shutdown: Option<tokio::sync::watch::Sender<bool>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningHub {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// `http://{local_addr}` (or the configured public URL): the `HF_ENDPOINT`.
+    pub fn url(&self) -> String {
+        self.hub
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.addr))
+    }
+    /// The first accepted Hub token (`HF_TOKEN`).
+    pub fn token(&self) -> &str {
+        &self.hub.tokens[0]
+    }
+    /// All accepted Hub tokens.
+    pub fn tokens(&self) -> &[String] {
+        &self.hub.tokens
+    }
+    /// True when the token was generated by this start (first start of the data dir).
+    pub fn token_was_generated(&self) -> bool {
+        self.generated_token
+    }
+    /// Live counters.
+    pub fn stats(&self) -> &Stats {
+        &self.hub.stats
+    }
+    /// Fault rules (add some at run time with [`Faults::push`]).
+    pub fn faults(&self) -> &Faults {
+        &self.hub.faults
+    }
+    /// Stops accepting, lets in-flight requests finish (up to 10 s), flushes metadata.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(true);
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        let _ = self.hub.meta.flush();
+    }
+}
+
+impl Drop for RunningHub {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Opens the data dir and starts serving on `config.listen`.
+pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let keys = Keys::load_or_create(&config.data_dir).context("loading secret.key")?;
+    let (tokens, generated_token) = if config.tokens.is_empty() {
+        let (t, new) =
+            auth::load_or_create_hub_token(&config.data_dir).context("loading hub_token")?;
+        (vec![t], new)
+    } else {
+        (config.tokens.clone(), false)
+    };
+    let kv = SledKv::open(&config.data_dir.join("meta")).context("opening metadata store")?;
+    let xorbs = XorbFiles::open(&config.data_dir).context("opening xorb directory")?;
+    let hub = Arc::new(Hub {
+        namespace: config.namespace.clone(),
+        tokens,
+        token_ttl: config.token_ttl.as_secs().max(1),
+        public_url: config
+            .public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_string()),
+        keys,
+        meta: Meta::new(Box::new(kv)),
+        xorbs,
+        stats: Stats::default(),
+        faults: Faults::new(config.faults.clone()),
+    });
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(server::serve(listener, hub.clone(), rx));
+    Ok(RunningHub {
+        addr,
+        hub,
+        generated_token,
+        shutdown: Some(tx),
+        task: Some(task),
+    })
+}
+
+/// Runs `hugbucket hub` until SIGINT/SIGTERM.
+pub fn run(args: HubArgs) -> ExitCode {
+    let mut faults = Vec::new();
+    for f in &args.faults {
+        match f.parse::<FaultRule>() {
+            Ok(r) => faults.push(r),
+            Err(e) => {
+                eprintln!("hugbucket hub: --fault: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let tokens_generated = args.tokens.is_empty();
+    let token_file = args.data_dir.join("hub_token");
+    let config = HubConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        tokens: args.tokens,
+        namespace: args.namespace,
+        token_ttl: Duration::from_secs(args.token_ttl),
+        public_url: args.public_url,
+        faults,
+    };
+    // Log to stderr unless the caller already installed a subscriber (RUST_LOG overrides).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hugbucket hub: starting runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let hub = match start(config).await {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("hugbucket hub: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        };
+        // Machine-readable startup lines (scripts parse these).
+        println!("HF_ENDPOINT={}", hub.url());
+        // A generated token is printed once (first start of the data dir); configured tokens
+        // are never echoed. Its file is named on every start.
+        if hub.token_was_generated() {
+            println!("HF_TOKEN={}", hub.token());
+        }
+        if tokens_generated {
+            println!("HF_TOKEN_FILE={}", token_file.display());
+        }
+        println!("LISTENING={}", hub.local_addr());
+        use std::io::Write as _;
+        let _ = std::io::stdout().flush();
+        tracing::info!(addr = %hub.local_addr(), "hub listening");
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        hub.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

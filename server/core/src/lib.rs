@@ -1,0 +1,497 @@
+//! Object semantics on Hugging Face Storage Buckets over Xet: the gateway core that the S3
+//! and FTP front-ends translate to. Contract: `docs/core-api.md`.
+//!
+//! - S3 bucket `name` ↔ Hub bucket `{namespace}/{name}`; the namespace comes from whoami.
+//! - PUT streams the body through the engine's ingest pipeline, uploading each xorb while
+//!   the body arrives, then the shard, then registers the path with a batch `addFile`. An
+//!   upload that fails at any step registers nothing: the previous object stays visible.
+//! - GET asks the CAS for the reconstruction of just the requested range and streams the
+//!   decoded chunks out with a bounded prefetch window.
+//! - Copy registers the existing content hash at the new path: no bytes move.
+//! - Multipart parts are ingested and uploaded when they arrive; their records are kept in
+//!   local durable state so a restart loses no acknowledged part.
+//!
+//! All of it runs on a tokio runtime (reqwest lives there).
+
+mod error;
+mod get;
+mod list;
+mod multipart;
+pub mod names;
+mod put;
+pub mod state;
+mod types;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hugbucket_engine::XetHash;
+use hugbucket_upstream::{
+    BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, RemoteFile, TokenScope,
+    UpstreamError,
+};
+use tokio::sync::OnceCell;
+
+pub use error::{CoreError, Result};
+pub use state::{MemoryState, SledState, StateStore};
+pub use types::{
+    BucketInfo, ByteRange, ByteStream, GetResult, ListPage, ListRequest, MultipartUpload,
+    ObjectMeta, PartMeta, PutOptions,
+};
+
+use crate::names::{etag, key_to_path, now_millis, parse_iso8601, validate_bucket};
+
+/// Configuration of the core.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Directory for local durable state (multipart records).
+    pub data_dir: PathBuf,
+    /// Xorb uploads in flight per PUT (each holds up to one 64 MiB xorb).
+    pub max_concurrent_xorb_uploads: usize,
+    /// Reconstruction terms fetched ahead of the one being sent, per GET.
+    pub get_prefetch_window: usize,
+    /// Multipart uploads untouched for longer than this are removed.
+    pub multipart_expiry: Duration,
+    /// Recompute chunk hashes and the file hash on whole-object GETs.
+    pub verify_reads: bool,
+}
+
+impl CoreConfig {
+    /// Defaults, with state under `data_dir`.
+    pub fn new(data_dir: PathBuf) -> Self {
+        CoreConfig {
+            data_dir,
+            max_concurrent_xorb_uploads: 1,
+            get_prefetch_window: 4,
+            multipart_expiry: Duration::from_secs(7 * 24 * 3600),
+            verify_reads: true,
+        }
+    }
+}
+
+/// The gateway core. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    hub: HubClient,
+    config: CoreConfig,
+    namespace: OnceCell<String>,
+    state: Arc<dyn StateStore>,
+    /// CAS clients per (bucket id, scope): they cache tokens and detected API versions.
+    cas: Mutex<HashMap<(String, bool), CasClient>>,
+}
+
+impl Gateway {
+    /// A gateway over `hub` with local state in `config.data_dir` (sled).
+    pub async fn new(config: CoreConfig, hub: HubClient) -> Result<Self> {
+        let dir = config.data_dir.join("gateway-state");
+        let state = tokio::task::spawn_blocking(move || SledState::open(&dir))
+            .await
+            .map_err(|e| CoreError::Internal(e.to_string()))??;
+        Self::with_state(config, hub, Arc::new(state))
+    }
+
+    /// A gateway with the given state store.
+    pub fn with_state(config: CoreConfig, hub: HubClient, state: Arc<dyn StateStore>) -> Result<Self> {
+        Ok(Gateway {
+            inner: Arc::new(Inner {
+                hub,
+                config,
+                namespace: OnceCell::new(),
+                state,
+                cas: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The Hub client.
+    pub fn hub(&self) -> &HubClient {
+        &self.inner.hub
+    }
+
+    /// The Hub namespace of the caller's buckets (whoami, cached).
+    pub async fn namespace(&self) -> Result<String> {
+        let ns = self
+            .inner
+            .namespace
+            .get_or_try_init(|| async { self.inner.hub.namespace().await })
+            .await?;
+        Ok(ns.clone())
+    }
+
+    /// Index of the shard (0..shards) that owns state for `bucket/key`: single-flight
+    /// fetches, metadata cache entries and write ordering for a key live there.
+    pub fn owner_shard(bucket: &str, key: &str, shards: usize) -> usize {
+        let mut h = blake3::Hasher::new();
+        h.update(bucket.as_bytes());
+        h.update(&[0]);
+        h.update(key.as_bytes());
+        let v = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+        (v % shards.max(1) as u64) as usize
+    }
+
+    async fn bucket_id(&self, bucket: &str) -> Result<BucketId> {
+        validate_bucket(bucket)?;
+        let ns = self.namespace().await?;
+        BucketId::new(&ns, bucket).map_err(|_| CoreError::InvalidBucketName(bucket.to_string()))
+    }
+
+    fn cas(&self, id: &BucketId, scope: TokenScope) -> CasClient {
+        let key = (id.to_string(), matches!(scope, TokenScope::Write));
+        let mut map = self.inner.cas.lock().expect("cas map lock");
+        map.entry(key)
+            .or_insert_with(|| self.inner.hub.cas(id, scope))
+            .clone()
+    }
+
+    /// Maps "not found" from a bucket-scoped call to NoSuchBucket.
+    fn bucket_err(bucket: &str) -> impl Fn(UpstreamError) -> CoreError + '_ {
+        move |e| match e {
+            UpstreamError::NotFound(_) => CoreError::NoSuchBucket(bucket.to_string()),
+            e => CoreError::Upstream(e),
+        }
+    }
+
+    // ---------------------------------------------------------------- buckets
+
+    /// All buckets of the namespace.
+    pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
+        let ns = self.namespace().await?;
+        let all = self.inner.hub.list_buckets(&ns, None)?.collect_all().await?;
+        let mut out: Vec<BucketInfo> = all
+            .into_iter()
+            .filter_map(|b| {
+                let name = b.id.split_once('/').map(|(_, n)| n.to_string())?;
+                Some(BucketInfo {
+                    name,
+                    created: b
+                        .created_at
+                        .as_deref()
+                        .and_then(parse_iso8601)
+                        .unwrap_or(UNIX_EPOCH),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Creates a bucket.
+    pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let id = self.bucket_id(bucket).await?;
+        match self
+            .inner
+            .hub
+            .create_bucket(id.namespace(), id.name(), &CreateBucketOptions::default())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(UpstreamError::AlreadyExists { .. }) => {
+                Err(CoreError::BucketAlreadyOwnedByYou(bucket.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Bucket info; NoSuchBucket when absent.
+    pub async fn head_bucket(&self, bucket: &str) -> Result<BucketInfo> {
+        let id = self.bucket_id(bucket).await?;
+        let info = self
+            .inner
+            .hub
+            .bucket_info(&id)
+            .await
+            .map_err(Self::bucket_err(bucket))?;
+        Ok(BucketInfo {
+            name: bucket.to_string(),
+            created: info
+                .created_at
+                .as_deref()
+                .and_then(parse_iso8601)
+                .unwrap_or(UNIX_EPOCH),
+        })
+    }
+
+    /// Deletes an empty bucket (BucketNotEmpty otherwise; folder markers count as objects).
+    pub async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        let id = self.bucket_id(bucket).await?;
+        let mut pager = self
+            .inner
+            .hub
+            .list_tree(&id, None, Some(true))?;
+        let first = pager.next_page().await.map_err(Self::bucket_err(bucket))?;
+        if first.is_some_and(|p| !p.is_empty()) {
+            return Err(CoreError::BucketNotEmpty(bucket.to_string()));
+        }
+        self.inner
+            .hub
+            .delete_bucket(&id)
+            .await
+            .map_err(Self::bucket_err(bucket))
+    }
+
+    // ---------------------------------------------------------------- objects
+
+    async fn stat_path(&self, bucket: &str, id: &BucketId, path: &str) -> Result<Option<RemoteFile>> {
+        let files = self
+            .inner
+            .hub
+            .paths_info(id, &[path.to_string()])
+            .await
+            .map_err(Self::bucket_err(bucket))?;
+        Ok(files.into_iter().find(|f| f.path == path))
+    }
+
+    fn meta_of(&self, bucket: &str, key: &str, f: &RemoteFile) -> ObjectMeta {
+        let parts = self.multipart_parts_of(bucket, key, &f.xet_hash);
+        ObjectMeta {
+            key: key.to_string(),
+            size: f.size,
+            etag: etag(&f.xet_hash, parts),
+            last_modified: f
+                .mtime
+                .as_deref()
+                .or(f.uploaded_at.as_deref())
+                .and_then(parse_iso8601)
+                .unwrap_or(UNIX_EPOCH),
+            content_type: f.content_type.clone(),
+            xet_hash: f.xet_hash,
+        }
+    }
+
+    /// Metadata of an object.
+    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
+        let id = self.bucket_id(bucket).await?;
+        let path = key_to_path(key)?;
+        match self.stat_path(bucket, &id, &path).await? {
+            Some(f) => Ok(self.meta_of(bucket, key, &f)),
+            None => {
+                // Distinguish a missing bucket from a missing key.
+                self.head_bucket(bucket).await?;
+                Err(CoreError::NoSuchKey(key.to_string()))
+            }
+        }
+    }
+
+    /// Stores an object from a stream. Nothing is visible until the whole body arrived,
+    /// every xorb and the shard were accepted and the path was registered.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        let id = self.bucket_id(bucket).await?;
+        let path = key_to_path(key)?;
+        let cas = self.cas(&id, TokenScope::Write);
+        // Fail fast (before reading the body) when the bucket does not exist.
+        cas.token().await.map_err(Self::bucket_err(bucket))?;
+        let ingested = put::ingest_and_upload(
+            &cas,
+            body,
+            opts.size_hint,
+            self.inner.config.max_concurrent_xorb_uploads,
+        )
+        .await?;
+        if path.ends_with(names::FOLDER_MARKER) && ingested.summary.size != 0 {
+            return Err(CoreError::InvalidKey(format!(
+                "{key:?}: keys ending in '/' are folders and must be empty"
+            )));
+        }
+        cas.upload_shard(bytes::Bytes::from(ingested.output.shard.to_upload_bytes()))
+            .await?;
+        let hash = ingested.summary.file_hash;
+        self.register(&id, bucket, &path, hash, opts.content_type.clone())
+            .await?;
+        self.forget_multipart_etag(bucket, key)?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size: ingested.summary.size,
+            etag: etag(&hash, None),
+            last_modified: SystemTime::now(),
+            content_type: opts.content_type,
+            xet_hash: hash,
+        })
+    }
+
+    async fn register(
+        &self,
+        id: &BucketId,
+        bucket: &str,
+        path: &str,
+        hash: XetHash,
+        content_type: Option<String>,
+    ) -> Result<()> {
+        let outcome = self
+            .inner
+            .hub
+            .batch(
+                id,
+                &[BatchOp::AddFile {
+                    path: path.to_string(),
+                    xet_hash: hash,
+                    mtime: now_millis(),
+                    content_type,
+                }],
+            )
+            .await
+            .map_err(Self::bucket_err(bucket))?;
+        match outcome.failed.first() {
+            None => Ok(()),
+            Some(f) => Err(CoreError::Internal(format!(
+                "hub refused to register {}: {}",
+                f.path, f.error
+            ))),
+        }
+    }
+
+    /// Reads an object, or a byte range of it, as a stream.
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<GetResult> {
+        let meta = self.head_object(bucket, key).await?;
+        let resolved = match range {
+            None => None,
+            Some(r) => Some(r.resolve(meta.size).ok_or(CoreError::InvalidRange { size: meta.size })?),
+        };
+        let (start, end) = match resolved {
+            Some(r) => r,
+            None if meta.size == 0 => {
+                return Ok(GetResult {
+                    meta,
+                    range: None,
+                    body: Box::pin(futures::stream::empty()),
+                });
+            }
+            None => (0, meta.size - 1),
+        };
+        let id = self.bucket_id(bucket).await?;
+        let cas = self.cas(&id, TokenScope::Read);
+        let recon = cas
+            .reconstruction(
+                &meta.xet_hash,
+                Some(hugbucket_upstream::ByteRange { start, end }),
+            )
+            .await?;
+        let whole = start == 0 && end + 1 == meta.size;
+        let verify = (whole && self.inner.config.verify_reads).then_some(meta.xet_hash);
+        let body = get::reconstruct_stream(
+            cas,
+            recon,
+            end - start + 1,
+            self.inner.config.get_prefetch_window,
+            verify,
+        );
+        Ok(GetResult {
+            meta,
+            range: resolved,
+            body: Box::pin(body),
+        })
+    }
+
+    /// Copies an object by registering its content hash at the destination: no bytes move.
+    pub async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        content_type: Option<String>,
+    ) -> Result<ObjectMeta> {
+        let src = self.head_object(src_bucket, src_key).await?;
+        let dst_id = self.bucket_id(dst_bucket).await?;
+        let dst_path = key_to_path(dst_key)?;
+        let content_type = content_type.or(src.content_type.clone());
+        if src_bucket == dst_bucket {
+            self.register(&dst_id, dst_bucket, &dst_path, src.xet_hash, content_type.clone())
+                .await?;
+        } else {
+            let src_id = self.bucket_id(src_bucket).await?;
+            let outcome = self
+                .inner
+                .hub
+                .batch(
+                    &dst_id,
+                    &[BatchOp::CopyFile {
+                        path: dst_path.clone(),
+                        xet_hash: src.xet_hash,
+                        mtime: now_millis(),
+                        source_repo_type: "bucket".into(),
+                        source_repo_id: src_id.to_string(),
+                    }],
+                )
+                .await
+                .map_err(Self::bucket_err(dst_bucket))?;
+            if let Some(f) = outcome.failed.first() {
+                return Err(CoreError::Internal(format!(
+                    "hub refused to copy to {}: {}",
+                    f.path, f.error
+                )));
+            }
+        }
+        let parts = self.multipart_parts_of(src_bucket, src_key, &src.xet_hash);
+        self.set_multipart_etag(dst_bucket, dst_key, &src.xet_hash, parts)?;
+        Ok(ObjectMeta {
+            key: dst_key.to_string(),
+            size: src.size,
+            etag: etag(&src.xet_hash, parts),
+            last_modified: SystemTime::now(),
+            content_type,
+            xet_hash: src.xet_hash,
+        })
+    }
+
+    /// Deletes an object; deleting a missing key succeeds (S3 semantics).
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let results = self.delete_objects(bucket, &[key.to_string()]).await?;
+        results.into_iter().next().map(|(_, r)| r).unwrap_or(Ok(()))
+    }
+
+    /// Deletes many objects with one batch per 1000; per-key results.
+    pub async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, Result<()>)>> {
+        let id = self.bucket_id(bucket).await?;
+        let mut results = Vec::with_capacity(keys.len());
+        let mut ops = Vec::new();
+        let mut paths = Vec::new();
+        for key in keys {
+            match key_to_path(key) {
+                Ok(p) => {
+                    ops.push(BatchOp::DeleteFile { path: p.clone() });
+                    paths.push((key.clone(), p));
+                }
+                Err(e) => results.push((key.clone(), Err(e))),
+            }
+        }
+        if !ops.is_empty() {
+            let outcome = self
+                .inner
+                .hub
+                .batch(&id, &ops)
+                .await
+                .map_err(Self::bucket_err(bucket))?;
+            for (key, path) in paths {
+                let failed = outcome.failed.iter().find(|f| f.path == path);
+                let r = match failed {
+                    Some(f) => Err(CoreError::Internal(format!("hub refused to delete: {}", f.error))),
+                    None => self.forget_multipart_etag(bucket, &key),
+                };
+                results.push((key, r));
+            }
+        }
+        Ok(results)
+    }
+}

@@ -1,0 +1,461 @@
+//! Multipart uploads: parts are ingested and their xorbs stored in the CAS when they
+//! arrive; each part's terms, verification hashes and chunk list are kept in local durable
+//! state ([`crate::StateStore`]), so a restart loses no acknowledged part. Completion
+//! composes the file from the listed parts (uploading nothing but one small shard) and
+//! registers it.
+//!
+//! Note: each part is chunked on its own, so the content hash of a multipart object can
+//! differ from the hash of the same bytes uploaded in one piece (both are valid Xet files).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use hugbucket_engine::hash::file_hash;
+use hugbucket_engine::shard::{FileEntry, FileTerm, Shard};
+use hugbucket_engine::XetHash;
+use hugbucket_upstream::TokenScope;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+use crate::names::{etag, key_to_path, now_millis};
+use crate::types::{ByteRange, ByteStream, MultipartUpload, ObjectMeta, PartMeta, PutOptions};
+use crate::{put, Gateway};
+
+const UPLOADS: &str = "multipart_uploads";
+const PARTS: &str = "multipart_parts";
+const CHUNKS: &str = "multipart_chunks";
+const ETAGS: &str = "multipart_etags";
+
+/// S3's minimum size of every part but the last.
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+/// S3's highest part number.
+pub const MAX_PART_NUMBER: u32 = 10_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct UploadRecord {
+    bucket: String,
+    key: String,
+    created_ms: u64,
+    content_type: Option<String>,
+    /// Set once completed (kept so a retried Complete answers the same).
+    completed: Option<Completed>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Completed {
+    xet_hash: XetHash,
+    size: u64,
+    parts: Vec<(u32, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PartRecord {
+    etag: String,
+    size: u64,
+    created_ms: u64,
+    terms: Vec<(XetHash, u32, u32, u32)>,
+    verification: Vec<XetHash>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EtagRecord {
+    xet_hash: XetHash,
+    parts: u32,
+}
+
+fn part_key(upload_id: &str, part: u32) -> Vec<u8> {
+    format!("{upload_id}/{part:05}").into_bytes()
+}
+
+fn etag_key(bucket: &str, key: &str) -> Vec<u8> {
+    let mut k = bucket.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+fn to_time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+fn json<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("plain records serialize")
+}
+
+fn from_json<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(|e| CoreError::Internal(format!("corrupt local state: {e}")))
+}
+
+fn unquote(s: &str) -> &str {
+    s.trim().trim_matches('"')
+}
+
+fn encode_chunks(chunks: &[(XetHash, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(chunks.len() * 40);
+    for (h, n) in chunks {
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+    }
+    out
+}
+
+fn decode_chunks(b: &[u8]) -> Result<Vec<(XetHash, u64)>> {
+    if b.len() % 40 != 0 {
+        return Err(CoreError::Internal("corrupt local chunk list".into()));
+    }
+    Ok(b.chunks_exact(40)
+        .map(|r| {
+            let h = XetHash::from_slice(&r[..32]).expect("32 bytes");
+            (h, u64::from_le_bytes(r[32..].try_into().expect("8 bytes")))
+        })
+        .collect())
+}
+
+impl Gateway {
+    fn load_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
+        let rec: UploadRecord = match self.inner.state.get(UPLOADS, upload_id.as_bytes())? {
+            Some(b) => from_json(&b)?,
+            None => return Err(CoreError::NoSuchUpload(upload_id.to_string())),
+        };
+        if rec.bucket != bucket || rec.key != key {
+            return Err(CoreError::NoSuchUpload(upload_id.to_string()));
+        }
+        Ok(rec)
+    }
+
+    /// Starts a multipart upload; returns its id.
+    pub async fn create_multipart(&self, bucket: &str, key: &str, opts: PutOptions) -> Result<String> {
+        key_to_path(key)?;
+        self.head_bucket(bucket).await?;
+        let upload_id = format!("{:032x}", rand::random::<u128>());
+        let rec = UploadRecord {
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            created_ms: now_millis(),
+            content_type: opts.content_type,
+            completed: None,
+        };
+        self.inner.state.put(UPLOADS, upload_id.as_bytes(), &json(&rec))?;
+        Ok(upload_id)
+    }
+
+    /// Uploads one part: ingested and stored in the CAS before this returns. Uploading the
+    /// same part number again replaces it.
+    pub async fn upload_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        size_hint: Option<u64>,
+    ) -> Result<PartMeta> {
+        if !(1..=MAX_PART_NUMBER).contains(&part_number) {
+            return Err(CoreError::InvalidArgument(format!(
+                "part number must be 1..={MAX_PART_NUMBER}"
+            )));
+        }
+        let rec = self.load_upload(bucket, key, upload_id)?;
+        if rec.completed.is_some() {
+            return Err(CoreError::NoSuchUpload(upload_id.to_string()));
+        }
+        let id = self.bucket_id(bucket).await?;
+        let cas = self.cas(&id, TokenScope::Write);
+        cas.token().await.map_err(Self::bucket_err(bucket))?;
+        let ingested = put::ingest_and_upload(
+            &cas,
+            body,
+            size_hint,
+            self.inner.config.max_concurrent_xorb_uploads,
+        )
+        .await?;
+        let (entry, size) = ingested
+            .output
+            .files
+            .first()
+            .cloned()
+            .ok_or_else(|| CoreError::Internal("ingest produced no file".into()))?;
+        let record = PartRecord {
+            etag: etag(&ingested.summary.file_hash, None),
+            size,
+            created_ms: now_millis(),
+            terms: entry
+                .terms
+                .iter()
+                .map(|t| (t.xorb_hash, t.chunk_start, t.chunk_end, t.unpacked_bytes))
+                .collect(),
+            verification: entry.verification.clone(),
+        };
+        let pk = part_key(upload_id, part_number);
+        // Chunks first: a part record is only visible once its chunk list is durable.
+        self.inner.state.put(CHUNKS, &pk, &encode_chunks(&ingested.summary.chunks))?;
+        self.inner.state.put(PARTS, &pk, &json(&record))?;
+        // An abort that raced with this part would leave it orphaned: re-check.
+        if self.inner.state.get(UPLOADS, upload_id.as_bytes())?.is_none() {
+            self.inner.state.delete(PARTS, &pk)?;
+            self.inner.state.delete(CHUNKS, &pk)?;
+            return Err(CoreError::NoSuchUpload(upload_id.to_string()));
+        }
+        Ok(PartMeta {
+            part_number,
+            etag: record.etag,
+            size,
+            last_modified: to_time(record.created_ms),
+        })
+    }
+
+    /// UploadPartCopy: the part's bytes are read from an existing object (optionally a
+    /// range of it) and ingested like an uploaded part.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upload_part_copy(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        part_number: u32,
+        src_bucket: &str,
+        src_key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<PartMeta> {
+        self.load_upload(bucket, key, upload_id)?;
+        let src = self.get_object(src_bucket, src_key, range).await?;
+        let len = match src.range {
+            Some((a, b)) => b - a + 1,
+            None => src.meta.size,
+        };
+        self.upload_part(bucket, key, upload_id, part_number, src.body, Some(len))
+            .await
+    }
+
+    fn parts_of(&self, upload_id: &str) -> Result<Vec<(u32, PartRecord)>> {
+        let prefix = format!("{upload_id}/");
+        self.inner
+            .state
+            .scan_prefix(PARTS, prefix.as_bytes())?
+            .into_iter()
+            .map(|(k, v)| {
+                let n = std::str::from_utf8(&k[prefix.len()..])
+                    .ok()
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .ok_or_else(|| CoreError::Internal("corrupt part key".into()))?;
+                Ok((n, from_json(&v)?))
+            })
+            .collect()
+    }
+
+    /// Completes an upload from the listed `(part number, etag)` pairs. Safe to retry: a
+    /// repeated call with the same parts answers the same object.
+    pub async fn complete_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+    ) -> Result<ObjectMeta> {
+        let mut rec = self.load_upload(bucket, key, upload_id)?;
+        let wanted: Vec<(u32, String)> = parts
+            .iter()
+            .map(|(n, e)| (*n, unquote(e).to_string()))
+            .collect();
+        if let Some(done) = &rec.completed {
+            if done.parts == wanted {
+                return Ok(ObjectMeta {
+                    key: key.to_string(),
+                    size: done.size,
+                    etag: etag(&done.xet_hash, Some(done.parts.len() as u32)),
+                    last_modified: SystemTime::now(),
+                    content_type: rec.content_type.clone(),
+                    xet_hash: done.xet_hash,
+                });
+            }
+            return Err(CoreError::NoSuchUpload(upload_id.to_string()));
+        }
+        if wanted.is_empty() {
+            return Err(CoreError::InvalidArgument(
+                "CompleteMultipartUpload needs at least one part".into(),
+            ));
+        }
+        if wanted.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return Err(CoreError::InvalidPartOrder);
+        }
+        let stored = self.parts_of(upload_id)?;
+        let mut chosen = Vec::with_capacity(wanted.len());
+        for (n, e) in &wanted {
+            let part = stored
+                .iter()
+                .find(|(m, _)| m == n)
+                .map(|(_, p)| p)
+                .ok_or_else(|| CoreError::InvalidPart(format!("part {n} was not uploaded")))?;
+            if unquote(&part.etag) != e {
+                return Err(CoreError::InvalidPart(format!("part {n}: ETag does not match")));
+            }
+            chosen.push((*n, part));
+        }
+        if chosen[..chosen.len() - 1].iter().any(|(_, p)| p.size < MIN_PART_SIZE) {
+            return Err(CoreError::EntityTooSmall);
+        }
+        // Compose the file.
+        let mut terms = Vec::new();
+        let mut verification = Vec::new();
+        let mut chunks = Vec::new();
+        let mut size = 0u64;
+        for (n, part) in &chosen {
+            let raw = self
+                .inner
+                .state
+                .get(CHUNKS, &part_key(upload_id, *n))?
+                .ok_or_else(|| CoreError::Internal(format!("chunk list of part {n} missing")))?;
+            chunks.extend(decode_chunks(&raw)?);
+            terms.extend(part.terms.iter().map(|&(xorb_hash, chunk_start, chunk_end, unpacked_bytes)| {
+                FileTerm {
+                    xorb_hash,
+                    unpacked_bytes,
+                    chunk_start,
+                    chunk_end,
+                }
+            }));
+            verification.extend(part.verification.iter().copied());
+            size += part.size;
+        }
+        let hash = file_hash(&chunks);
+        let shard = Shard {
+            files: vec![FileEntry {
+                file_hash: hash,
+                terms,
+                verification,
+                sha256: None,
+            }],
+            xorbs: Vec::new(),
+            footer: None,
+        };
+        let id = self.bucket_id(bucket).await?;
+        let cas = self.cas(&id, TokenScope::Write);
+        cas.upload_shard(Bytes::from(shard.to_upload_bytes())).await?;
+        let path = key_to_path(key)?;
+        self.register(&id, bucket, &path, hash, rec.content_type.clone())
+            .await?;
+        let n_parts = wanted.len() as u32;
+        self.set_multipart_etag(bucket, key, &hash, Some(n_parts))?;
+        rec.completed = Some(Completed {
+            xet_hash: hash,
+            size,
+            parts: wanted,
+        });
+        self.inner.state.put(UPLOADS, upload_id.as_bytes(), &json(&rec))?;
+        self.remove_parts(upload_id)?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size,
+            etag: etag(&hash, Some(n_parts)),
+            last_modified: SystemTime::now(),
+            content_type: rec.content_type,
+            xet_hash: hash,
+        })
+    }
+
+    fn remove_parts(&self, upload_id: &str) -> Result<()> {
+        let prefix = format!("{upload_id}/");
+        for (k, _) in self.inner.state.scan_prefix(PARTS, prefix.as_bytes())? {
+            self.inner.state.delete(PARTS, &k)?;
+            self.inner.state.delete(CHUNKS, &k)?;
+        }
+        Ok(())
+    }
+
+    /// Aborts an upload: its records are removed (its xorbs stay in the CAS, unreferenced).
+    pub async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+        self.load_upload(bucket, key, upload_id)?;
+        self.inner.state.delete(UPLOADS, upload_id.as_bytes())?;
+        self.remove_parts(upload_id)
+    }
+
+    /// Uploads in progress in `bucket` whose key starts with `prefix`, by key then time.
+    pub async fn list_multipart_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<MultipartUpload>> {
+        self.head_bucket(bucket).await?;
+        let mut out = Vec::new();
+        for (k, v) in self.inner.state.scan_prefix(UPLOADS, b"")? {
+            let rec: UploadRecord = from_json(&v)?;
+            if rec.bucket == bucket && rec.completed.is_none() && rec.key.starts_with(prefix) {
+                out.push(MultipartUpload {
+                    upload_id: String::from_utf8_lossy(&k).into_owned(),
+                    key: rec.key,
+                    initiated: to_time(rec.created_ms),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key).then(a.initiated.cmp(&b.initiated)));
+        Ok(out)
+    }
+
+    /// Parts uploaded so far, by part number.
+    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartMeta>> {
+        let rec = self.load_upload(bucket, key, upload_id)?;
+        if rec.completed.is_some() {
+            return Err(CoreError::NoSuchUpload(upload_id.to_string()));
+        }
+        Ok(self
+            .parts_of(upload_id)?
+            .into_iter()
+            .map(|(n, p)| PartMeta {
+                part_number: n,
+                etag: p.etag,
+                size: p.size,
+                last_modified: to_time(p.created_ms),
+            })
+            .collect())
+    }
+
+    /// Removes uploads older than the configured expiry (completed ones included).
+    /// Returns how many were removed.
+    pub fn expire_multipart(&self) -> Result<usize> {
+        let cutoff = now_millis().saturating_sub(self.inner.config.multipart_expiry.as_millis() as u64);
+        let mut removed = 0;
+        for (k, v) in self.inner.state.scan_prefix(UPLOADS, b"")? {
+            let rec: UploadRecord = from_json(&v)?;
+            if rec.created_ms < cutoff {
+                let id = String::from_utf8_lossy(&k).into_owned();
+                self.inner.state.delete(UPLOADS, &k)?;
+                self.remove_parts(&id)?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    // ---- multipart ETags ("<hash>-N"), remembered per key while the content matches
+
+    pub(crate) fn multipart_parts_of(&self, bucket: &str, key: &str, hash: &XetHash) -> Option<u32> {
+        let raw = self.inner.state.get(ETAGS, &etag_key(bucket, key)).ok()??;
+        let rec: EtagRecord = serde_json::from_slice(&raw).ok()?;
+        (rec.xet_hash == *hash).then_some(rec.parts)
+    }
+
+    pub(crate) fn set_multipart_etag(
+        &self,
+        bucket: &str,
+        key: &str,
+        hash: &XetHash,
+        parts: Option<u32>,
+    ) -> Result<()> {
+        match parts {
+            Some(parts) => self.inner.state.put(
+                ETAGS,
+                &etag_key(bucket, key),
+                &json(&EtagRecord {
+                    xet_hash: *hash,
+                    parts,
+                }),
+            ),
+            None => self.forget_multipart_etag(bucket, key),
+        }
+    }
+
+    pub(crate) fn forget_multipart_etag(&self, bucket: &str, key: &str) -> Result<()> {
+        let k = etag_key(bucket, key);
+        // Most keys never had one: avoid a durable write on every PUT and DELETE.
+        if self.inner.state.get(ETAGS, &k)?.is_some() {
+            self.inner.state.delete(ETAGS, &k)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,192 @@
+//! Names: S3 bucket/key rules, the folder-marker convention, ETags, and Hub timestamps.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hugbucket_engine::XetHash;
+
+use crate::error::{CoreError, Result};
+
+/// Zero-byte "folder/" keys are stored as `folder/` + this name (the original HugBucket's
+/// convention, so buckets stay interoperable) and hidden from listings.
+pub const FOLDER_MARKER: &str = ".hugbucket_keep";
+
+/// Maximum key length in bytes (S3's limit).
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Validates an S3 bucket name as the Hub accepts it: 3–63 characters of lowercase
+/// letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit.
+pub fn validate_bucket(name: &str) -> Result<()> {
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(CoreError::InvalidBucketName(name.to_string()))
+    }
+}
+
+/// Maps an S3 key to the Hub path that stores it: "folder/" keys become folder markers.
+/// Keys must be non-empty, at most 1024 bytes, free of NUL and not contain empty,
+/// `.` or `..` path segments that a Hub path cannot hold, except a trailing `/`.
+pub fn key_to_path(key: &str) -> Result<String> {
+    let bad = |why: &str| Err(CoreError::InvalidKey(format!("{why}: {key:?}")));
+    if key.is_empty() {
+        return bad("empty key");
+    }
+    if key.len() > MAX_KEY_LEN {
+        return bad("key longer than 1024 bytes");
+    }
+    if key.contains('\0') {
+        return bad("key contains NUL");
+    }
+    let trimmed = key.strip_suffix('/').unwrap_or(key);
+    if trimmed.is_empty() {
+        return bad("key is only a slash");
+    }
+    for seg in trimmed.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return bad("key has an empty, '.' or '..' segment");
+        }
+    }
+    if trimmed.rsplit('/').next() == Some(FOLDER_MARKER) {
+        return bad("reserved name");
+    }
+    if key.ends_with('/') {
+        Ok(format!("{key}{FOLDER_MARKER}"))
+    } else {
+        Ok(key.to_string())
+    }
+}
+
+/// Maps a Hub path back to its S3 key (folder markers become "folder/").
+pub fn path_to_key(path: &str) -> String {
+    match path.strip_suffix(FOLDER_MARKER) {
+        Some(dir) if dir.is_empty() || dir.ends_with('/') => dir.to_string(),
+        _ => path.to_string(),
+    }
+}
+
+/// Whether a Hub path is a folder marker.
+pub fn is_folder_marker(path: &str) -> bool {
+    path == FOLDER_MARKER || path.ends_with(&format!("/{FOLDER_MARKER}"))
+}
+
+/// The quoted ETag of content with this file hash (`parts` = multipart part count).
+pub fn etag(hash: &XetHash, parts: Option<u32>) -> String {
+    match parts {
+        Some(n) => format!("\"{hash}-{n}\""),
+        None => format!("\"{hash}\""),
+    }
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Parses an ISO-8601 / RFC 3339 UTC timestamp as the Hub writes them
+/// (`2026-11-26T02:40:00.123Z`, also `+00:00` and without fraction). `None` if malformed.
+pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut rest = &s[19..];
+    let mut nanos = 0u32;
+    if let Some(frac) = rest.strip_prefix('.') {
+        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let f = &frac[..digits.min(9)];
+        nanos = f.parse::<u32>().ok()? * 10u32.pow(9 - f.len() as u32);
+        rest = &frac[digits..];
+    }
+    let offset_secs: i64 = match rest {
+        "Z" | "z" | "" => 0,
+        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
+            let hh: i64 = tz.get(1..3)?.parse().ok()?;
+            let mm: i64 = tz.get(4..6)?.parse().ok()?;
+            let v = hh * 3600 + mm * 60;
+            if tz.starts_with('+') { v } else { -v }
+        }
+        _ => return None,
+    };
+    // Days from civil (proleptic Gregorian), 1970-01-01 = 0.
+    let y2 = if mo <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (mo + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_secs;
+    let secs = u64::try_from(secs).ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_markers() {
+        assert_eq!(key_to_path("a/b.txt").unwrap(), "a/b.txt");
+        assert_eq!(key_to_path("dir/").unwrap(), "dir/.hugbucket_keep");
+        assert_eq!(path_to_key("dir/.hugbucket_keep"), "dir/");
+        assert_eq!(path_to_key("x.hugbucket_keep"), "x.hugbucket_keep");
+        assert!(is_folder_marker("a/.hugbucket_keep"));
+        assert!(!is_folder_marker("a/x.hugbucket_keep"));
+        for bad in ["", "/", "a//b", "../x", "a/./b", "a/..", "k\0", "a/.hugbucket_keep"] {
+            assert!(key_to_path(bad).is_err(), "{bad:?}");
+        }
+        assert!(key_to_path(&"k".repeat(1024)).is_ok());
+        assert!(key_to_path(&"k".repeat(1025)).is_err());
+        assert_eq!(key_to_path("sp ace+plus%pct/ünï").unwrap(), "sp ace+plus%pct/ünï");
+    }
+
+    #[test]
+    fn bucket_names() {
+        for ok in ["abc", "my-bucket.v2", "a_b-c"] {
+            validate_bucket(ok).unwrap();
+        }
+        for bad in ["ab", "Abc", "-abc", "abc-", "a..b", &"a".repeat(64), "a/b"] {
+            assert!(validate_bucket(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn iso_timestamps() {
+        let t = parse_iso8601("2026-11-26T02:40:00.123Z").unwrap();
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_millis(),
+            1_795_660_800_123
+        );
+        assert_eq!(parse_iso8601("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        assert_eq!(
+            parse_iso8601("1970-01-01T01:00:00+01:00"),
+            Some(UNIX_EPOCH)
+        );
+        assert_eq!(parse_iso8601("2000-02-29T00:00:00"), Some(UNIX_EPOCH + Duration::from_secs(951_782_400)));
+        for bad in ["", "2026-13-01T00:00:00Z", "2026-11-26", "2026-11-26T02:40:00.Z", "x026-11-26T02:40:00Z"] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+    }
+}

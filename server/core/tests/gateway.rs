@@ -1,0 +1,417 @@
+//! The gateway core against a real embedded hub (in-process, on a temp dir).
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use hugbucket_core::{
+    ByteRange, ByteStream, CoreConfig, CoreError, Gateway, ListRequest, PutOptions,
+};
+use hugbucket_hub::{FaultRule, HubConfig, RunningHub};
+use hugbucket_upstream::{HubClient, RetryConfig, UpstreamConfig};
+
+struct Env {
+    hub: RunningHub,
+    gw: Gateway,
+    dir: tempfile::TempDir,
+}
+
+fn upstream_config() -> UpstreamConfig {
+    UpstreamConfig {
+        retry: RetryConfig {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(20),
+            total_budget: Duration::from_secs(5),
+        },
+        ..UpstreamConfig::default()
+    }
+}
+
+async fn gateway_for(hub: &RunningHub, state_dir: &std::path::Path) -> Gateway {
+    let client = HubClient::new(&hub.url(), Some(hub.token().to_string()), upstream_config()).unwrap();
+    Gateway::new(CoreConfig::new(state_dir.to_path_buf()), client)
+        .await
+        .unwrap()
+}
+
+async fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = HubConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("hub"));
+    cfg.namespace = "tester".into();
+    cfg.tokens = vec!["hf_core_test".into()];
+    let hub = hugbucket_hub::start(cfg).await.unwrap();
+    let gw = gateway_for(&hub, &dir.path().join("gw")).await;
+    Env { hub, gw, dir }
+}
+
+fn random(len: usize, label: &str) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(label.as_bytes())
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+/// A body stream that yields `data` in pieces of `piece` bytes.
+fn body(data: &[u8], piece: usize) -> ByteStream {
+    let pieces: Vec<Result<Bytes, std::io::Error>> = data
+        .chunks(piece.max(1))
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    Box::pin(futures::stream::iter(pieces))
+}
+
+async fn read_all(mut s: ByteStream) -> Result<Vec<u8>, std::io::Error> {
+    let mut out = Vec::new();
+    while let Some(p) = s.next().await {
+        out.extend_from_slice(&p?);
+    }
+    Ok(out)
+}
+
+async fn get(gw: &Gateway, bucket: &str, key: &str, range: Option<ByteRange>) -> Vec<u8> {
+    let r = gw.get_object(bucket, key, range).await.unwrap();
+    read_all(r.body).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bucket_lifecycle() {
+    let e = env().await;
+    let gw = &e.gw;
+    gw.create_bucket("alpha").await.unwrap();
+    gw.create_bucket("beta").await.unwrap();
+    assert!(matches!(
+        gw.create_bucket("alpha").await,
+        Err(CoreError::BucketAlreadyOwnedByYou(_))
+    ));
+    assert!(matches!(gw.create_bucket("Bad_Name").await, Err(CoreError::InvalidBucketName(_))));
+    let names: Vec<String> = gw.list_buckets().await.unwrap().into_iter().map(|b| b.name).collect();
+    assert_eq!(names, vec!["alpha", "beta"]);
+    gw.head_bucket("alpha").await.unwrap();
+    assert!(matches!(gw.head_bucket("gamma").await, Err(CoreError::NoSuchBucket(_))));
+    gw.put_object("alpha", "k", body(b"x", 1), PutOptions::default()).await.unwrap();
+    assert!(matches!(gw.delete_bucket("alpha").await, Err(CoreError::BucketNotEmpty(_))));
+    gw.delete_object("alpha", "k").await.unwrap();
+    gw.delete_bucket("alpha").await.unwrap();
+    assert!(matches!(gw.head_bucket("alpha").await, Err(CoreError::NoSuchBucket(_))));
+    assert!(matches!(
+        gw.put_object("nope", "k", body(b"x", 1), PutOptions::default()).await,
+        Err(CoreError::NoSuchBucket(_))
+    ));
+    assert!(matches!(gw.head_object("beta", "missing").await, Err(CoreError::NoSuchKey(_))));
+    assert!(matches!(gw.head_object("nope", "missing").await, Err(CoreError::NoSuchBucket(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_get_roundtrip_and_ranges() {
+    let e = env().await;
+    let gw = &e.gw;
+    gw.create_bucket("data").await.unwrap();
+    let text: Vec<u8> = (0..200_000u32).flat_map(|i| format!("line {i} of text\n").into_bytes()).collect();
+    let cases: Vec<(&str, Vec<u8>, usize)> = vec![
+        ("empty", Vec::new(), 1),
+        ("one", vec![7], 1),
+        ("small", random(100_000, "small"), 4103),
+        ("three-mib", random(3 << 20, "three"), 1 << 20),
+        ("text", text, 65_536),
+        ("big", random(70 << 20, "big"), 8 << 20),
+    ];
+    for (key, data, piece) in &cases {
+        let meta = gw
+            .put_object(
+                "data",
+                key,
+                body(data, *piece),
+                PutOptions {
+                    content_type: Some("application/x-test".into()),
+                    size_hint: Some(data.len() as u64),
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(meta.size, data.len() as u64);
+        assert_eq!(meta.xet_hash, hugbucket_engine::chunking::file_hash_of(data), "{key}");
+        assert_eq!(meta.etag, format!("\"{}\"", meta.xet_hash));
+        let head = gw.head_object("data", key).await.unwrap();
+        assert_eq!(head.etag, meta.etag);
+        assert_eq!(head.size, meta.size);
+        assert_eq!(head.content_type.as_deref(), Some("application/x-test"));
+        assert_eq!(get(gw, "data", key, None).await, *data, "{key}");
+    }
+    // Ranges at chunk, term and xorb boundaries and at the last byte.
+    let big = &cases[5].1;
+    let n = big.len() as u64;
+    let bounds = hugbucket_engine::chunking::chunk_boundaries(big);
+    let first_xorb_end = 64u64 << 20;
+    let mut ranges = vec![
+        (0, 0),
+        (0, bounds[0] as u64 - 1),
+        (bounds[0] as u64 - 1, bounds[0] as u64),
+        (bounds[3] as u64, bounds[7] as u64 + 5),
+        (first_xorb_end - 10, first_xorb_end + 10),
+        (n - 1, n - 1),
+        (12345, n - 1),
+    ];
+    // The actual cut between the two xorbs.
+    let mut acc = 0u64;
+    for w in bounds.windows(2) {
+        if w[1] as u64 > first_xorb_end {
+            acc = w[0] as u64;
+            break;
+        }
+    }
+    ranges.push((acc - 1, acc));
+    for (a, b) in ranges {
+        let got = get(gw, "data", "big", Some(ByteRange::FromTo(a, b))).await;
+        assert_eq!(got, &big[a as usize..=b as usize], "range {a}-{b}");
+    }
+    assert_eq!(get(gw, "data", "big", Some(ByteRange::Suffix(1000))).await, &big[big.len() - 1000..]);
+    assert_eq!(get(gw, "data", "big", Some(ByteRange::From(n - 3))).await, &big[big.len() - 3..]);
+    assert_eq!(get(gw, "data", "small", Some(ByteRange::FromTo(99_990, 1 << 30))).await, &cases[2].1[99_990..]);
+    assert!(matches!(
+        gw.get_object("data", "big", Some(ByteRange::From(n))).await,
+        Err(CoreError::InvalidRange { size }) if size == n
+    ));
+    assert!(matches!(
+        gw.get_object("data", "empty", Some(ByteRange::FromTo(0, 0))).await,
+        Err(CoreError::InvalidRange { size: 0 })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overwrite_and_failed_put_keep_the_old_version() {
+    let e = env().await;
+    let gw = &e.gw;
+    gw.create_bucket("bkt").await.unwrap();
+    let v1 = random(300_000, "v1");
+    gw.put_object("bkt", "k", body(&v1, 65536), PutOptions::default()).await.unwrap();
+    // A body that fails half-way.
+    let v2 = random(300_000, "v2");
+    let mut pieces: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::copy_from_slice(&v2[..150_000]))];
+    pieces.push(Err(std::io::Error::other("client went away")));
+    let failing: ByteStream = Box::pin(futures::stream::iter(pieces));
+    assert!(matches!(
+        gw.put_object("bkt", "k", failing, PutOptions::default()).await,
+        Err(CoreError::IncompleteBody(_))
+    ));
+    assert_eq!(get(gw, "bkt", "k", None).await, v1);
+    // A body shorter than declared.
+    assert!(matches!(
+        gw.put_object("bkt", "k", body(&v2[..10], 5), PutOptions { size_hint: Some(11), ..Default::default() }).await,
+        Err(CoreError::IncompleteBody(_))
+    ));
+    // The hub refusing shards (for longer than the whole retry budget) fails the PUT
+    // with a typed retryable error; nothing changes.
+    e.hub.faults().push("shard_v2:500:9".parse::<FaultRule>().unwrap());
+    let err = gw.put_object("bkt", "k", body(&v2, 65536), PutOptions::default()).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(get(gw, "bkt", "k", None).await, v1);
+    gw.put_object("bkt", "k", body(&v2, 65536), PutOptions::default()).await.unwrap();
+    assert_eq!(get(gw, "bkt", "k", None).await, v2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_prefix_delimiter_pagination_and_markers() {
+    let e = env().await;
+    let gw = &e.gw;
+    gw.create_bucket("lst").await.unwrap();
+    let keys = [
+        "a.txt", "dir/x", "dir/y", "dir/sub/z", "dir2/q", "dirz", "e f+g%h", "ünï/code", "zz",
+    ];
+    for k in keys {
+        gw.put_object("lst", k, body(k.as_bytes(), 3), PutOptions::default()).await.unwrap();
+    }
+    gw.put_object("lst", "empty-folder/", body(b"", 1), PutOptions::default()).await.unwrap();
+    let list = |prefix: &str, delim: Option<&str>, max: usize, token: Option<String>| {
+        let req = ListRequest {
+            prefix: prefix.into(),
+            delimiter: delim.map(str::to_string),
+            start_after: None,
+            continuation_token: token,
+            max_keys: max,
+        };
+        let gw = gw.clone();
+        async move { gw.list_objects("lst", req).await.unwrap() }
+    };
+    let all = list("", None, 1000, None).await;
+    let names: Vec<&str> = all.objects.iter().map(|o| o.key.as_str()).collect();
+    let mut sorted = keys.to_vec();
+    sorted.sort();
+    assert_eq!(names, sorted);
+    assert!(!all.is_truncated);
+
+    let top = list("", Some("/"), 1000, None).await;
+    let objs: Vec<&str> = top.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(objs, vec!["a.txt", "dirz", "e f+g%h", "zz"]);
+    assert_eq!(top.common_prefixes, vec!["dir/", "dir2/", "empty-folder/", "ünï/"]);
+
+    let d = list("dir/", Some("/"), 1000, None).await;
+    assert_eq!(d.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), vec!["dir/x", "dir/y"]);
+    assert_eq!(d.common_prefixes, vec!["dir/sub/"]);
+
+    let partial = list("di", Some("/"), 1000, None).await;
+    assert_eq!(partial.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), vec!["dirz"]);
+    assert_eq!(partial.common_prefixes, vec!["dir/", "dir2/"]);
+
+    let lexical = list("dir", None, 1000, None).await;
+    assert_eq!(
+        lexical.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        vec!["dir/sub/z", "dir/x", "dir/y", "dir2/q", "dirz"]
+    );
+
+    // Pagination, two at a time, over mixed objects and prefixes.
+    let mut seen = Vec::new();
+    let mut token = None;
+    loop {
+        let p = list("", Some("/"), 2, token.clone()).await;
+        assert!(p.objects.len() + p.common_prefixes.len() <= 2);
+        seen.extend(p.objects.iter().map(|o| o.key.clone()));
+        seen.extend(p.common_prefixes.iter().cloned());
+        if !p.is_truncated {
+            break;
+        }
+        token = p.next_continuation_token.clone();
+        assert!(token.is_some());
+    }
+    seen.sort();
+    let mut expect: Vec<String> = ["a.txt", "dirz", "e f+g%h", "zz", "dir/", "dir2/", "empty-folder/", "ünï/"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    expect.sort();
+    assert_eq!(seen, expect);
+
+    let after = gw
+        .list_objects(
+            "lst",
+            ListRequest {
+                start_after: Some("dir/y".into()),
+                max_keys: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.objects.first().map(|o| o.key.as_str()), Some("dir2/q"));
+    assert!(matches!(
+        gw.list_objects("lst", ListRequest { continuation_token: Some("zz-not-hex".into()), max_keys: 5, ..Default::default() }).await,
+        Err(CoreError::InvalidArgument(_))
+    ));
+    // The folder object itself is readable as an empty object.
+    assert_eq!(gw.head_object("lst", "empty-folder/").await.unwrap().size, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_moves_no_bytes_and_delete_objects() {
+    let e = env().await;
+    let gw = &e.gw;
+    gw.create_bucket("src").await.unwrap();
+    gw.create_bucket("dst").await.unwrap();
+    let data = random(2 << 20, "copy");
+    gw.put_object("src", "orig", body(&data, 1 << 20), PutOptions::default()).await.unwrap();
+    let uploads_before = e.hub.stats().xorb_uploads.load(Ordering::Relaxed);
+    let bytes_before = e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed);
+    let fetch_before = e.hub.stats().xorb_range_bytes.load(Ordering::Relaxed);
+    let m1 = gw.copy_object("src", "orig", "dst", "copied", None).await.unwrap();
+    let m2 = gw.copy_object("src", "orig", "src", "again", Some("text/plain".into())).await.unwrap();
+    assert_eq!(e.hub.stats().xorb_uploads.load(Ordering::Relaxed), uploads_before);
+    assert_eq!(e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed), bytes_before);
+    assert_eq!(e.hub.stats().xorb_range_bytes.load(Ordering::Relaxed), fetch_before);
+    assert_eq!(m1.xet_hash, m2.xet_hash);
+    assert_eq!(get(gw, "dst", "copied", None).await, data);
+    assert_eq!(gw.head_object("src", "again").await.unwrap().content_type.as_deref(), Some("text/plain"));
+    assert!(matches!(
+        gw.copy_object("src", "missing", "dst", "x", None).await,
+        Err(CoreError::NoSuchKey(_))
+    ));
+
+    let results = gw
+        .delete_objects("src", &["orig".into(), "again".into(), "never-existed".into(), "bad//key".into()])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 4);
+    for (k, r) in &results {
+        if k == "bad//key" {
+            assert!(matches!(r, Err(CoreError::InvalidKey(_))));
+        } else {
+            assert!(r.is_ok(), "{k}: {r:?}");
+        }
+    }
+    assert!(matches!(gw.head_object("src", "orig").await, Err(CoreError::NoSuchKey(_))));
+    // The copy survives the source's deletion.
+    assert_eq!(get(gw, "dst", "copied", None).await, data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_out_of_order_across_restart() {
+    let e = env().await;
+    e.gw.create_bucket("mpu").await.unwrap();
+    let part = |n: u8| random(5 << 20 | (n as usize * 1000), &format!("part{n}"));
+    let (p1, p2, p3) = (part(1), part(2), random(123_456, "last"));
+    let id = e.gw.create_multipart("mpu", "obj", PutOptions::default()).await.unwrap();
+    let m3 = e.gw.upload_part("mpu", "obj", &id, 3, body(&p3, 65536), None).await.unwrap();
+    let m1 = e.gw.upload_part("mpu", "obj", &id, 1, body(&p1, 1 << 20), None).await.unwrap();
+    // Restart the gateway (drop it, reopen its state) between parts.
+    let state_dir = e.dir.path().join("gw");
+    drop(e.gw);
+    let gw = gateway_for(&e.hub, &state_dir).await;
+    let uploads = gw.list_multipart_uploads("mpu", "").await.unwrap();
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].upload_id, id);
+    // Same part number twice keeps the last.
+    gw.upload_part("mpu", "obj", &id, 2, body(&p3, 65536), None).await.unwrap();
+    let m2 = gw.upload_part("mpu", "obj", &id, 2, body(&p2, 1 << 20), None).await.unwrap();
+    let parts = gw.list_parts("mpu", "obj", &id).await.unwrap();
+    assert_eq!(parts.iter().map(|p| p.part_number).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(parts[1].etag, m2.etag);
+
+    assert!(matches!(
+        gw.complete_multipart("mpu", "obj", &id, &[(2, m2.etag.clone()), (1, m1.etag.clone())]).await,
+        Err(CoreError::InvalidPartOrder)
+    ));
+    assert!(matches!(
+        gw.complete_multipart("mpu", "obj", &id, &[(1, m2.etag.clone())]).await,
+        Err(CoreError::InvalidPart(_))
+    ));
+    assert!(matches!(
+        gw.complete_multipart("mpu", "obj", &id, &[(1, m1.etag.clone()), (3, m3.etag.clone()), (4, m3.etag.clone())]).await,
+        Err(CoreError::EntityTooSmall) | Err(CoreError::InvalidPart(_))
+    ));
+    assert!(matches!(
+        gw.complete_multipart("mpu", "obj", &id, &[(3, m3.etag.clone()), (4, "x".into())]).await,
+        Err(CoreError::InvalidPart(_))
+    ));
+    let uploads_before = e.hub.stats().xorb_uploads.load(Ordering::Relaxed);
+    let parts = [(1, m1.etag.clone()), (2, m2.etag.clone()), (3, m3.etag.clone())];
+    let done = gw.complete_multipart("mpu", "obj", &id, &parts).await.unwrap();
+    assert_eq!(e.hub.stats().xorb_uploads.load(Ordering::Relaxed), uploads_before, "complete re-uploads nothing");
+    assert!(done.etag.ends_with("-3\""), "{}", done.etag);
+    let again = gw.complete_multipart("mpu", "obj", &id, &parts).await.unwrap();
+    assert_eq!(again.etag, done.etag);
+    let whole: Vec<u8> = [&p1[..], &p2, &p3].concat();
+    assert_eq!(done.size, whole.len() as u64);
+    assert_eq!(get(&gw, "mpu", "obj", None).await, whole);
+    assert_eq!(gw.head_object("mpu", "obj").await.unwrap().etag, done.etag);
+    let r = (5u64 << 20) - 5;
+    assert_eq!(
+        get(&gw, "mpu", "obj", Some(ByteRange::FromTo(r, r + 5_000_000))).await,
+        &whole[r as usize..=(r + 5_000_000) as usize]
+    );
+    assert!(gw.list_multipart_uploads("mpu", "").await.unwrap().is_empty());
+
+    // Abort.
+    let id2 = gw.create_multipart("mpu", "other", PutOptions::default()).await.unwrap();
+    gw.upload_part("mpu", "other", &id2, 1, body(b"abc", 1), None).await.unwrap();
+    gw.abort_multipart("mpu", "other", &id2).await.unwrap();
+    assert!(matches!(gw.list_parts("mpu", "other", &id2).await, Err(CoreError::NoSuchUpload(_))));
+    assert!(matches!(
+        gw.upload_part("mpu", "other", &id2, 2, body(b"abc", 1), None).await,
+        Err(CoreError::NoSuchUpload(_))
+    ));
+    // A plain PUT over a multipart object drops the -N ETag.
+    let m = gw.put_object("mpu", "obj", body(b"plain", 2), PutOptions::default()).await.unwrap();
+    assert_eq!(gw.head_object("mpu", "obj").await.unwrap().etag, m.etag);
+}

@@ -1,0 +1,250 @@
+//! HTTP body helpers: response body type, streaming bodies fed from blocking readers,
+//! bounded request-body collection and `Range` header parsing.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use tokio::sync::mpsc;
+
+use crate::error::HubError;
+
+/// Body of every response.
+pub type RespBody = BoxBody<Bytes, std::io::Error>;
+
+/// A complete in-memory body.
+pub fn full(data: impl Into<Bytes>) -> RespBody {
+    Full::new(data.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// An empty body.
+pub fn empty() -> RespBody {
+    full(Bytes::new())
+}
+
+/// A JSON response with the given status.
+pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<RespBody> {
+    let data = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = Response::new(full(data));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// Size of the pieces streamed from disk.
+pub const STREAM_PIECE: usize = 256 * 1024;
+
+/// A response body fed through a bounded channel (by a blocking reader task), with an exact
+/// length so that hyper sends `Content-Length`.
+pub struct ChannelBody {
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+    remaining: u64,
+}
+
+impl ChannelBody {
+    /// Creates the body and the sender the producer writes to. The producer must send
+    /// exactly `len` bytes (or an error).
+    pub fn new(len: u64) -> (mpsc::Sender<std::io::Result<Bytes>>, Self) {
+        let (tx, rx) = mpsc::channel(4);
+        (tx, Self { rx, remaining: len })
+    }
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        match self.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(Some(Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "body producer ended early",
+            )))),
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Some(Ok(data))) => {
+                let n = data.len() as u64;
+                if n > self.remaining {
+                    return Poll::Ready(Some(Err(std::io::Error::other(
+                        "body producer sent too much",
+                    ))));
+                }
+                self.remaining -= n;
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
+
+/// Collects a request body of at most `limit` bytes (413 past it; checked against
+/// `Content-Length` first, so an oversized upload is refused before it is read).
+pub async fn read_body<B>(headers: &HeaderMap, body: B, limit: u64) -> Result<Bytes, HubError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    if let Some(len) = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && len > limit
+    {
+        return Err(HubError::PayloadTooLarge { limit });
+    }
+    let limited = http_body_util::Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.is::<http_body_util::LengthLimitError>() {
+                Err(HubError::PayloadTooLarge { limit })
+            } else {
+                Err(HubError::BadRequest(format!("reading request body: {e}")))
+            }
+        }
+    }
+}
+
+/// An inclusive byte range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// Last byte (inclusive).
+    pub end: u64,
+}
+
+impl ByteRange {
+    /// Number of bytes (never 0: an inclusive range holds at least one byte).
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u64 {
+        self.end - self.start + 1
+    }
+}
+
+/// Parses a `Range: bytes=...` header against a resource of `size` bytes.
+///
+/// Returns `Ok(None)` when the header is absent or not a `bytes` range (serve everything),
+/// `Ok(Some(ranges))` with the satisfiable ranges clamped to the resource, and
+/// `Err(RangeNotSatisfiable)` when no range is satisfiable. Malformed specs give 400.
+pub fn parse_range(headers: &HeaderMap, size: u64) -> Result<Option<Vec<ByteRange>>, HubError> {
+    let Some(value) = headers.get(http::header::RANGE) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| HubError::BadRequest("invalid Range header".into()))?
+        .trim();
+    let Some(spec) = value.strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    let mut count = 0usize;
+    for part in spec.split(',') {
+        count += 1;
+        if count > 1000 {
+            return Err(HubError::BadRequest("too many ranges".into()));
+        }
+        let part = part.trim();
+        let (a, b) = part
+            .split_once('-')
+            .ok_or_else(|| HubError::BadRequest(format!("invalid range {part:?}")))?;
+        let bad = || HubError::BadRequest(format!("invalid range {part:?}"));
+        let (a, b) = (a.trim(), b.trim());
+        let range = if a.is_empty() {
+            // Suffix range: the last `b` bytes.
+            let n: u64 = b.parse().map_err(|_| bad())?;
+            if n == 0 || size == 0 {
+                continue;
+            }
+            ByteRange {
+                start: size.saturating_sub(n),
+                end: size - 1,
+            }
+        } else {
+            let start: u64 = a.parse().map_err(|_| bad())?;
+            let end: u64 = if b.is_empty() {
+                u64::MAX
+            } else {
+                b.parse().map_err(|_| bad())?
+            };
+            if end < start {
+                return Err(bad());
+            }
+            if start >= size {
+                continue;
+            }
+            ByteRange {
+                start,
+                end: end.min(size - 1),
+            }
+        };
+        out.push(range);
+    }
+    if out.is_empty() {
+        return Err(HubError::RangeNotSatisfiable { size });
+    }
+    Ok(Some(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hdr(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(http::header::RANGE, HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn ranges() {
+        let r = parse_range(&hdr("bytes=0-9"), 100).unwrap().unwrap();
+        assert_eq!(r, vec![ByteRange { start: 0, end: 9 }]);
+        let r = parse_range(&hdr("bytes=90-200, -5,3-"), 100)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            r,
+            vec![
+                ByteRange { start: 90, end: 99 },
+                ByteRange { start: 95, end: 99 },
+                ByteRange { start: 3, end: 99 }
+            ]
+        );
+        assert!(matches!(
+            parse_range(&hdr("bytes=100-"), 100),
+            Err(HubError::RangeNotSatisfiable { size: 100 })
+        ));
+        assert!(matches!(
+            parse_range(&hdr("bytes=5-1"), 100),
+            Err(HubError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_range(&hdr("bytes=x-1"), 100),
+            Err(HubError::BadRequest(_))
+        ));
+        assert!(parse_range(&HeaderMap::new(), 100).unwrap().is_none());
+    }
+}

@@ -1,0 +1,225 @@
+//! Accept loop, routing, per-request logging/counting and fault injection.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, Method, Request, Response};
+use http_body::Body as _;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::Hub;
+use crate::body::RespBody;
+use crate::error::HubError;
+use crate::stats::Route;
+use crate::{auth, cas, hubapi};
+
+pub(crate) async fn serve(
+    listener: TcpListener,
+    hub: Arc<Hub>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            acc = listener.accept() => {
+                let (stream, _peer) = match acc {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let hub = hub.clone();
+                let svc = service_fn(move |req| {
+                    let hub = hub.clone();
+                    async move { Ok::<_, Infallible>(handle(hub, req).await) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(60))
+                    .serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+            }
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+    }
+}
+
+async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<RespBody> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let route = classify(&method, &path);
+    let result = match hub.faults.check(route) {
+        Some(e) => Err(e),
+        None => dispatch(&hub, route, req).await,
+    };
+    let resp = result.unwrap_or_else(|e| {
+        if e.status_and_code().0.is_server_error() && !matches!(e, HubError::Injected { .. }) {
+            tracing::warn!(error = %e, %path, "request failed");
+        }
+        e.into_response()
+    });
+    hub.stats.count_route(route);
+    let bytes = resp.body().size_hint().exact().unwrap_or(0);
+    tracing::info!(
+        method = %method,
+        path = %path,
+        route = route.name(),
+        status = resp.status().as_u16(),
+        bytes,
+        duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    resp
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_start_matches('/').split('/').collect()
+}
+
+/// Which route a request is for (Unknown = 404).
+pub(crate) fn classify(method: &Method, path: &str) -> Route {
+    let s = segments(path);
+    let m = method.as_str();
+    match (m, s.as_slice()) {
+        ("GET", ["api", "whoami-v2"]) => Route::Whoami,
+        ("GET", ["api", "_hugbucket", "stats"]) => Route::Stats,
+        ("GET", ["api", "agent-harnesses"]) => Route::AgentHarnesses,
+        ("POST", ["api", "repos", "move"]) => Route::RepoMove,
+        ("GET", ["api", "buckets", _]) => Route::BucketList,
+        ("POST", ["api", "buckets", _, _]) => Route::BucketCreate,
+        ("GET", ["api", "buckets", _, _]) => Route::BucketInfo,
+        ("DELETE", ["api", "buckets", _, _]) => Route::BucketDelete,
+        ("PUT", ["api", "buckets", _, _, "settings"]) => Route::BucketSettings,
+        ("GET", ["api", "buckets", _, _, "tree", ..]) => Route::Tree,
+        ("POST", ["api", "buckets", _, _, "paths-info"]) => Route::PathsInfo,
+        ("POST", ["api", "buckets", _, _, "batch"]) => Route::Batch,
+        ("GET", ["api", "buckets", _, _, "xet-read-token"]) => Route::XetReadToken,
+        ("GET", ["api", "buckets", _, _, "xet-write-token"]) => Route::XetWriteToken,
+        ("GET", ["api", "buckets", _, _, "events"]) => Route::Events,
+        ("HEAD", ["buckets", _, _, "resolve", _, ..]) => Route::ResolveHead,
+        ("GET", ["buckets", _, _, "resolve", _, ..]) => Route::ResolveGet,
+        ("POST", ["v1", "xorb-grants", _, _]) => Route::XorbGrant,
+        ("POST", ["v1", "xorbs", _, _]) => Route::XorbUpload,
+        ("POST", ["v1", "shards"]) => Route::ShardV1,
+        ("POST", ["v2", "shards"]) => Route::ShardV2,
+        ("GET", ["v1", "chunks", _, _]) => Route::DedupQuery,
+        ("GET", ["v1", "reconstructions", _]) => Route::ReconV1,
+        ("GET", ["v2", "reconstructions", _]) => Route::ReconV2,
+        ("GET" | "HEAD", ["fetch", "xorbs", _]) => Route::Fetch,
+        ("POST", ["v1", "telemetry"]) => Route::Telemetry,
+        _ => Route::Unknown,
+    }
+}
+
+async fn dispatch(
+    hub: &Arc<Hub>,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, HubError> {
+    let path = req.uri().path().to_string();
+    let s = segments(&path);
+    // Routes that do not use the Hub token.
+    match route {
+        Route::XorbGrant => return cas::xorb_grant(hub, &req),
+        Route::XorbUpload => return cas::xorb_upload(hub, s[2], s[3], req).await,
+        Route::ShardV1 => return cas::shard_upload(hub, req, false).await,
+        Route::ShardV2 => return cas::shard_upload(hub, req, true).await,
+        Route::DedupQuery => return cas::dedup_query(hub, s[2], s[3], &req).await,
+        Route::ReconV1 => return cas::reconstruction(hub, s[2], &req, false).await,
+        Route::ReconV2 => return cas::reconstruction(hub, s[2], &req, true).await,
+        Route::Fetch => return cas::fetch(hub, s[2], &req).await,
+        Route::Telemetry => return cas::telemetry(req).await,
+        Route::Unknown => {
+            return Err(HubError::NotFound(format!("{} {}", req.method(), path)));
+        }
+        _ => {}
+    }
+    require_hub_token(hub, req.headers())?;
+    let ctx = Ctx::new(hub, req.headers());
+    match route {
+        Route::Whoami => hubapi::whoami(hub),
+        Route::Stats => Ok(crate::body::json_response(
+            http::StatusCode::OK,
+            &hub.stats.to_json(),
+        )),
+        Route::AgentHarnesses => Ok(crate::body::json_response(
+            http::StatusCode::OK,
+            &serde_json::json!({"standardEnvVars": [], "harnesses": {}}),
+        )),
+        Route::RepoMove => hubapi::move_bucket(hub, req).await,
+        Route::BucketList => hubapi::list_buckets(hub, &ctx, s[2], &req),
+        Route::BucketCreate => hubapi::create_bucket(hub, &ctx, s[2], s[3], req).await,
+        Route::BucketInfo => hubapi::bucket_info(hub, s[2], s[3]),
+        Route::BucketDelete => hubapi::delete_bucket(hub, s[2], s[3]).await,
+        Route::BucketSettings => hubapi::bucket_settings(hub, s[2], s[3], req).await,
+        Route::Tree => hubapi::tree(hub, &ctx, &s, &req),
+        Route::PathsInfo => hubapi::paths_info(hub, s[2], s[3], req).await,
+        Route::Batch => hubapi::batch(hub, s[2], s[3], req).await,
+        Route::XetReadToken => hubapi::xet_token(hub, &ctx, s[2], s[3], auth::Scope::Read),
+        Route::XetWriteToken => hubapi::xet_token(hub, &ctx, s[2], s[3], auth::Scope::Write),
+        Route::Events => Err(HubError::NotFound("bucket events are not supported".into())),
+        Route::ResolveHead => hubapi::resolve(hub, &ctx, &s, &req, true).await,
+        Route::ResolveGet => hubapi::resolve(hub, &ctx, &s, &req, false).await,
+        _ => Err(HubError::NotFound(path.clone())),
+    }
+}
+
+/// Per-request context.
+pub(crate) struct Ctx {
+    /// Base URL clients use to reach us (no trailing slash).
+    pub base: String,
+}
+
+impl Ctx {
+    pub(crate) fn new(hub: &Hub, headers: &HeaderMap) -> Self {
+        Self {
+            base: base_url(hub, headers),
+        }
+    }
+}
+
+/// The base URL for generated links: the configured public URL, else `http://{Host}`.
+pub(crate) fn base_url(hub: &Hub, headers: &HeaderMap) -> String {
+    if let Some(u) = &hub.public_url {
+        return u.clone();
+    }
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        })
+        .unwrap_or("127.0.0.1");
+    format!("http://{host}")
+}
+
+/// 401 unless the request carries a configured Hub token.
+pub(crate) fn require_hub_token(hub: &Hub, headers: &HeaderMap) -> Result<(), HubError> {
+    match auth::bearer(headers) {
+        None => Err(HubError::Unauthorized(
+            "Authorization header with a Hub token is required".into(),
+        )),
+        Some(t) if auth::token_matches(&hub.tokens, t) => Ok(()),
+        Some(_) => Err(HubError::Unauthorized(
+            "Invalid credentials in Authorization header".into(),
+        )),
+    }
+}

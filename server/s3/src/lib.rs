@@ -1,0 +1,20 @@
+//! # hugbucket-s3
+//!
+//! The S3 front-end of HugBucket, protocol and runtime layers:
+//!
+//! - [`auth`]: SigV4 (header, presigned, aws-chunked with chunk signatures and checksum
+//!   trailers), SigV2 (presigned and header), body verification (`x-amz-content-sha256`,
+//!   `Content-MD5`, `x-amz-checksum-*`), clock skew.
+//! - [`xml`]: S3 response documents and bounded request-body parsers.
+//! - [`router`]: path-style and virtual-hosted-style addressing to an [`router::Operation`].
+//! - [`error`]: the S3 error type (codes, statuses, XML body).
+//! - [`runtime`]: hyper served thread-per-core on glommio (default) or pinned tokio
+//!   current-thread runtimes, the progress watchdog, and the one bridge to the tokio core.
+
+pub mod auth;
+pub mod error;
+pub mod router;
+pub mod runtime;
+pub mod xml;
+
+pub use error::{S3Error, S3ErrorCode};

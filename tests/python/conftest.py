@@ -1,0 +1,298 @@
+"""Shared pytest fixtures and helpers for the HugBucket Python suites.
+
+Generic building blocks only; suite-specific servers live next to their tests
+(e.g. the embedded-hub fixture in ``hub_util.py``).
+
+Helpers that are plain functions (importable as ``from conftest import ...``, the
+test directory is on ``sys.path`` under pytest's default import mode):
+
+* ``REPO_ROOT``, ``shared_dir()``: where the workspace and ``../shared`` are.
+* ``free_port()``, ``wait_for_port()``: loopback TCP ports.
+* ``xof_bytes()``, ``write_xof_file()``: deterministic pseudo-random data, the same
+  generator as the spec vectors (first N bytes of the BLAKE3 XOF of a label).
+* ``recipe_bytes()``: regenerate a spec-vector input from its recipe.
+* ``run_hugbucket()``: run the binary and capture its output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import blake3
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Variables that would point a client at a real Hub or a user's cache/token.
+_HF_ENV_TO_CLEAR = (
+    "HF_ENDPOINT",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_HUB_CACHE",
+    "HF_XET_CACHE",
+    "HF_HUB_OFFLINE",
+)
+
+
+# --------------------------------------------------------------------------------------
+# Locations
+# --------------------------------------------------------------------------------------
+
+
+def hugbucket_bin_path() -> Path:
+    """The binary under test: env ``HUGBUCKET_BIN`` (relative to the repo root if not
+    absolute), default ``target/debug/hugbucket``."""
+    raw = os.environ.get("HUGBUCKET_BIN", "target/debug/hugbucket")
+    path = Path(raw)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    return path
+
+
+def shared_dir() -> Path:
+    """The read-only reference material: env ``HUGBUCKET_SHARED``, default ``../shared``
+    beside the repository root."""
+    raw = os.environ.get("HUGBUCKET_SHARED")
+    return Path(raw).resolve() if raw else (REPO_ROOT.parent / "shared").resolve()
+
+
+# --------------------------------------------------------------------------------------
+# Ports and processes
+# --------------------------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on ``host`` a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0,
+                  proc: subprocess.Popen | None = None) -> None:
+    """Blocks until something accepts TCP connections on ``host:port``.
+
+    Fails early if ``proc`` (the server being waited for) exits first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with code {proc.returncode} before "
+                               f"listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+            time.sleep(0.05)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
+def run_hugbucket(*args: str | os.PathLike, input: bytes | None = None,
+                  timeout: float = 600.0, env: dict | None = None,
+                  cwd: str | os.PathLike | None = None) -> subprocess.CompletedProcess:
+    """Runs the hugbucket binary with ``args``; returns the completed process with
+    ``stdout``/``stderr`` as bytes. Never raises on a non-zero exit."""
+    return subprocess.run(
+        [str(hugbucket_bin_path()), *map(str, args)],
+        input=input if input is not None else b"",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+        check=False,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Deterministic data (same generator as shared/spec/vectors)
+# --------------------------------------------------------------------------------------
+
+_XOF_BLOCK = 8 << 20
+
+
+def xof_bytes(label: str, length: int, offset: int = 0) -> bytes:
+    """Bytes ``offset .. offset+length`` of the BLAKE3 XOF of ``label`` (UTF-8, unkeyed).
+
+    Streams with the same label are prefixes of one another."""
+    return blake3.blake3(label.encode()).digest(length=length, seek=offset)
+
+
+def write_xof_file(path: str | os.PathLike, label: str, length: int) -> Path:
+    """Writes ``xof_bytes(label, length)`` to ``path`` in blocks (no huge buffer)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    hasher = blake3.blake3(label.encode())
+    with open(path, "wb") as f:
+        done = 0
+        while done < length:
+            n = min(_XOF_BLOCK, length - done)
+            f.write(hasher.digest(length=n, seek=done))
+            done += n
+    return path
+
+
+def recipe_bytes(recipe: Iterable[dict]) -> bytes:
+    """Regenerates a spec-vector input from its ``recipe`` (see shared/spec/vectors/README.md)."""
+    out = []
+    for seg in recipe:
+        kind = seg["kind"]
+        if kind == "blake3_xof":
+            out.append(xof_bytes(seg["label"], seg["length"]))
+        elif kind == "zeros":
+            out.append(bytes(seg["length"]))
+        elif kind == "f32_ramp":
+            out.append(struct.pack(f"<{seg['count']}f", *(i * 0.25 for i in range(seg["count"]))))
+        else:
+            raise ValueError(f"unknown recipe segment kind {kind!r}")
+    return b"".join(out)
+
+
+def parse_sum_lines(text: str) -> list[tuple[str, str]]:
+    """Parses b3sum-style ``<hash>  <name>`` lines into ``(hash, name)`` pairs."""
+    pairs = []
+    for line in text.splitlines():
+        if not line:
+            continue
+        digest, sep, name = line.partition("  ")
+        if not sep:
+            raise ValueError(f"not a '<hash>  <name>' line: {line!r}")
+        pairs.append((digest, name))
+    return pairs
+
+
+# --------------------------------------------------------------------------------------
+# Fixtures
+# --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_hf_env(tmp_path_factory):
+    """No test talks to a real Hub or writes to the user's ~/.cache/huggingface:
+    the whole session gets its own HF_HOME and no inherited endpoint/token."""
+    mp = pytest.MonkeyPatch()
+    for name in _HF_ENV_TO_CLEAR:
+        mp.delenv(name, raising=False)
+    mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home_session")))
+    mp.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    mp.setenv("DO_NOT_TRACK", "1")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def hugbucket_bin() -> Path:
+    """Path of the hugbucket binary; fails (not skips) when it has not been built."""
+    path = hugbucket_bin_path()
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        pytest.fail(f"hugbucket binary not found at {path}: run `cargo build -p hugbucket` "
+                    f"or set HUGBUCKET_BIN", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The shared/ reference directory; fails when it is missing (CI always has it)."""
+    path = shared_dir()
+    if not (path / "spec").is_dir():
+        pytest.fail(f"shared reference material not found at {path} "
+                    f"(expected ../shared beside the repo, or set HUGBUCKET_SHARED)",
+                    pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def xet_vectors(shared) -> dict:
+    """Parsed shared/spec/vectors/xet_vectors.json."""
+    with open(shared / "spec" / "vectors" / "xet_vectors.json") as f:
+        return json.load(f)
+
+
+@pytest.fixture
+def data_dir(tmp_path) -> Path:
+    """A fresh, empty data directory for one server instance."""
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def hf_home(tmp_path, monkeypatch) -> Path:
+    """A fresh HF_HOME for this test (hf_xet keeps a shard cache there that must not
+    survive across server instances, see shared/notes/hf-client-emulation.md)."""
+    path = tmp_path / "hf_home"
+    path.mkdir()
+    monkeypatch.setenv("HF_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def port() -> int:
+    """A free loopback TCP port."""
+    return free_port()
+
+
+@pytest.fixture
+def spawn():
+    """Starts background processes that are stopped (SIGTERM, then SIGKILL) at teardown.
+
+    ``spawn(argv, log_path=None, **popen_kwargs) -> Popen``; output goes to ``log_path``
+    when given (handy to print on failure), else is discarded."""
+    procs: list[tuple[subprocess.Popen, object]] = []
+
+    def _spawn(argv: Sequence[str | os.PathLike], log_path: str | os.PathLike | None = None,
+               **kwargs) -> subprocess.Popen:
+        log = open(log_path, "wb") if log_path is not None else subprocess.DEVNULL
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        proc = subprocess.Popen([str(a) for a in argv], stdout=log,
+                                stderr=subprocess.STDOUT, **kwargs)
+        procs.append((proc, log))
+        return proc
+
+    yield _spawn
+    for proc, log in reversed(procs):
+        stop_process(proc)
+        if log is not subprocess.DEVNULL:
+            log.close()
+
+
+@pytest.fixture
+def make_file(tmp_path):
+    """``make_file(name, size, label=None) -> Path``: a file of ``size`` deterministic
+    pseudo-random bytes (BLAKE3 XOF of ``label``, default ``"hugbucket-tests/<name>"``)."""
+
+    def _make(name: str, size: int, label: str | None = None) -> Path:
+        return write_xof_file(tmp_path / name, label or f"hugbucket-tests/{name}", size)
+
+    return _make
+
+
+def have_tool(name: str) -> bool:
+    """True when an external program is on PATH."""
+    return shutil.which(name) is not None

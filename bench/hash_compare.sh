@@ -7,6 +7,7 @@
 # Env:   VENV=/path/to/venv   (default <repo>/.venv; created, and hf_xet installed, if missing)
 #        RUNS=3               (best of RUNS timed runs per tool; the file is page-cache hot)
 #        TMPDIR=...           (where the test file is created)
+#        HB_BIN=path          (use this hugbucket binary instead of building one)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,9 +20,13 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/hash_compare.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 file="$work/random.bin"
 
-echo "== building hugbucket (release)"
-(cd "$ROOT" && cargo build --release -p hugbucket --quiet)
-HB="$ROOT/target/release/hugbucket"
+if [ -n "${HB_BIN:-}" ]; then
+    HB="$HB_BIN"
+else
+    echo "== building hugbucket (release)"
+    (cd "$ROOT" && cargo build --release -p hugbucket --quiet)
+    HB="$ROOT/target/release/hugbucket"
+fi
 
 echo "== python venv $VENV"
 if [ ! -x "$VENV/bin/python" ]; then
@@ -68,6 +73,7 @@ print(f"{best:.6f} {digest}")
 EOF
 }
 
+load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== timing (best of $RUNS)"
 read -r t_hb h_hb _ < <(best_of "$HB" hash "$file")
 echo "hugbucket hash: ${t_hb}s $h_hb"
@@ -120,7 +126,7 @@ out="$RESULTS_DIR/$(date -u +%F)-$(hostname -s).md"
     echo "## hash_compare.sh — $(date -u '+%F %T UTC')"
     echo
     echo "- machine: \`$(uname -a)\`"
-    echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores visible; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores visible; load average (1/5/15 min) before timing: $load_start, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- input: $SIZE_MIB MiB from /dev/urandom, page-cache hot, best of $RUNS runs; hugbucket and b3sum: wall clock of the whole process; hf_xet: the hash_files call timed inside Python"
     echo "- hashes agree: $agree"
     echo

@@ -3,7 +3,7 @@
 # shellcheck disable=SC2317
 #
 # Runs every HugBucket check: system packages, Python venv, rustfmt, clippy, build,
-# Rust tests, Dockerfile lint, Python suites. Works on a fresh machine as root with
+# Rust tests, Dockerfile and shell-script lint, Python suites. Works on a fresh machine as root with
 # no manual setup; a second run only redoes what changed.
 #
 # Usage: bash tests/run.sh [extra pytest args...]
@@ -32,6 +32,7 @@ APT_PACKAGES=(
 )
 APT_OPTIONAL_PACKAGES=(
     "b3sum"
+    "shellcheck"
 )
 # Extra pip packages that are tools rather than test libraries; optional.
 PIP_OPTIONAL_PACKAGES=(
@@ -287,6 +288,16 @@ elif [ -z "$HADOLINT" ]; then
     record hadolint "SKIP (hadolint unavailable)" 0
 else
     run_stage hadolint "$HADOLINT" --no-color Dockerfile
+fi
+
+# Lint the shell scripts (optional tool, like hadolint).
+if skipped_by_user shellcheck; then
+    record shellcheck "SKIP (SKIP_STAGES)" 0
+elif ! command -v shellcheck >/dev/null 2>&1; then
+    echo "shellcheck not available; skipping"
+    record shellcheck "SKIP (shellcheck unavailable)" 0
+else
+    run_stage shellcheck shellcheck tests/run.sh .ci/run
 fi
 
 if skipped_by_user pytest; then

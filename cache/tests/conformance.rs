@@ -518,33 +518,41 @@ fn cache_concurrent_readers_and_writers(b: &dyn Backend) {
     }));
     const KEYS: u32 = 400;
     let k = |i: u32| key(i, i % 3, i % 3 + 1 + i % 5);
+    let writers_done = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|s| {
         for t in 0..2u32 {
-            let cache = cache.clone();
+            let (cache, writers_done) = (cache.clone(), &writers_done);
             s.spawn(move || {
                 for round in 0..3 {
                     for i in (0..KEYS).filter(|i| i % 2 == t) {
                         put(&cache, &k((i + round * 7) % KEYS), 900);
                     }
                 }
+                writers_done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             });
         }
         for t in 0..4u32 {
-            let cache = cache.clone();
+            let (cache, writers_done) = (cache.clone(), &writers_done);
             s.spawn(move || {
-                let mut hits = 0;
-                for n in 0..6000u32 {
+                // Read while the writers run (inserting and evicting), then one last pass.
+                let mut n = 0u32;
+                let mut last_pass = false;
+                loop {
                     let i = (n.wrapping_mul(2_654_435_761) ^ t) % KEYS;
-                    let want = k(i);
+                    let want = k(if last_pass { n } else { i });
                     // Whole entry or its first chunk: both must be exact.
                     let sub = ChunkRangeKey::new(want.xorb, want.start, want.start + 1);
                     for q in [want, sub] {
-                        if get_checked(&cache, &q, 900) {
-                            hits += 1;
-                        }
+                        get_checked(&cache, &q, 900);
+                    }
+                    n += 1;
+                    if last_pass && n == KEYS {
+                        break;
+                    }
+                    if !last_pass && writers_done.load(std::sync::atomic::Ordering::SeqCst) == 2 {
+                        (last_pass, n) = (true, 0);
                     }
                 }
-                hits
             });
         }
     });

@@ -58,6 +58,14 @@ impl From<CompressionScheme> for u8 {
 pub fn bg4_histograms(data: &[u8]) -> [[u64; 9]; 4] {
     // Count per (lane, byte value) first: one increment per byte, no popcount in the hot
     // loop; then fold byte values into popcount bins.
+    // The per-value counters are u32; inputs of 16 GiB and more take the plain u64 loop.
+    if data.len() / 4 >= u32::MAX as usize {
+        let mut hist = [[0u64; 9]; 4];
+        for (i, &b) in data.iter().enumerate() {
+            hist[i % 4][b.count_ones() as usize] += 1;
+        }
+        return hist;
+    }
     let mut by_value = [[0u32; 256]; 4];
     let mut words = data.chunks_exact(4);
     for w in &mut words {
@@ -68,16 +76,6 @@ pub fn bg4_histograms(data: &[u8]) -> [[u64; 9]; 4] {
     }
     for (lane, &b) in words.remainder().iter().enumerate() {
         by_value[lane][b as usize] += 1;
-    }
-    // u32 counters would overflow for inputs of 16 GiB per lane; keep the fold in u64 and
-    // guard the counting above by the caller's chunk sizes (<= 128 KiB in practice). For very
-    // large inputs fall back to a u64 loop.
-    if data.len() / 4 >= u32::MAX as usize {
-        let mut hist = [[0u64; 9]; 4];
-        for (i, &b) in data.iter().enumerate() {
-            hist[i % 4][b.count_ones() as usize] += 1;
-        }
-        return hist;
     }
     let mut hist = [[0u64; 9]; 4];
     for lane in 0..4 {
@@ -122,6 +120,10 @@ pub fn predict_bg4(chunk: &[u8]) -> bool {
 // Byte grouping
 // ---------------------------------------------------------------------------------------
 
+/// Byte / 16-bit-pair masks of the SWAR 4x8 byte transposes.
+const M8: u64 = 0x00FF_00FF_00FF_00FF;
+const M16: u64 = 0x0000_FFFF_0000_FFFF;
+
 /// Lane sizes of a buffer of `n` bytes: lane k has n/4 + (1 if k < n%4).
 fn lane_sizes(n: usize) -> [usize; 4] {
     let q = n / 4;
@@ -145,23 +147,36 @@ pub fn bg4_split(data: &[u8], out: &mut Vec<u8>) {
     let (l1, rest) = rest.split_at_mut(sizes[1]);
     let (l2, l3) = rest.split_at_mut(sizes[2]);
     let q = n / 4;
-    // 16 input bytes -> 4 bytes per lane; fixed-size arrays let LLVM use byte shuffles.
-    let blocks = q / 4;
-    for ((((src, a), b), c), d) in data[..16 * blocks]
-        .chunks_exact(16)
-        .zip(l0.chunks_exact_mut(4))
-        .zip(l1.chunks_exact_mut(4))
-        .zip(l2.chunks_exact_mut(4))
-        .zip(l3.chunks_exact_mut(4))
+    // 32 input bytes -> 8 bytes per lane: the inverse of the SWAR transpose in
+    // `bg4_regroup_into`.
+    let blocks = q / 8;
+    for ((((src, a), b), c), d) in data[..32 * blocks]
+        .chunks_exact(32)
+        .zip(l0.chunks_exact_mut(8))
+        .zip(l1.chunks_exact_mut(8))
+        .zip(l2.chunks_exact_mut(8))
+        .zip(l3.chunks_exact_mut(8))
     {
-        let x: &[u8; 16] = src.try_into().unwrap_or(&[0; 16]);
-        a.copy_from_slice(&[x[0], x[4], x[8], x[12]]);
-        b.copy_from_slice(&[x[1], x[5], x[9], x[13]]);
-        c.copy_from_slice(&[x[2], x[6], x[10], x[14]]);
-        d.copy_from_slice(&[x[3], x[7], x[11], x[15]]);
+        let word = |k: usize| {
+            u64::from(u32::from_le_bytes(
+                src[4 * k..4 * k + 4].try_into().unwrap_or([0; 4]),
+            ))
+        };
+        let w04 = word(0) | (word(4) << 32);
+        let w15 = word(1) | (word(5) << 32);
+        let w26 = word(2) | (word(6) << 32);
+        let w37 = word(3) | (word(7) << 32);
+        let ab_even = (w04 & M16) | ((w26 & M16) << 16);
+        let cd_even = ((w04 >> 16) & M16) | (w26 & !M16);
+        let ab_odd = (w15 & M16) | ((w37 & M16) << 16);
+        let cd_odd = ((w15 >> 16) & M16) | (w37 & !M16);
+        a.copy_from_slice(&((ab_even & M8) | ((ab_odd & M8) << 8)).to_le_bytes());
+        b.copy_from_slice(&(((ab_even >> 8) & M8) | (ab_odd & !M8)).to_le_bytes());
+        c.copy_from_slice(&((cd_even & M8) | ((cd_odd & M8) << 8)).to_le_bytes());
+        d.copy_from_slice(&(((cd_even >> 8) & M8) | (cd_odd & !M8)).to_le_bytes());
     }
-    for (i, w) in data[16 * blocks..4 * q].chunks_exact(4).enumerate() {
-        let j = 4 * blocks + i;
+    for (i, w) in data[32 * blocks..4 * q].chunks_exact(4).enumerate() {
+        let j = 8 * blocks + i;
         l0[j] = w[0];
         l1[j] = w[1];
         l2[j] = w[2];
@@ -192,26 +207,45 @@ fn bg4_regroup_into(grouped: &[u8], dst: &mut [u8]) {
     let (l1, rest) = rest.split_at(sizes[1]);
     let (l2, l3) = rest.split_at(sizes[2]);
     let q = n / 4;
-    let blocks = q / 4;
-    for ((((w, a), b), c), d) in dst[..16 * blocks]
-        .chunks_exact_mut(16)
-        .zip(l0.chunks_exact(4))
-        .zip(l1.chunks_exact(4))
-        .zip(l2.chunks_exact(4))
-        .zip(l3.chunks_exact(4))
+    // 8 bytes of each lane -> 32 output bytes: a 4x8 byte transpose in two SWAR steps.
+    let blocks = q / 8;
+    for ((((w, a), b), c), d) in dst[..32 * blocks]
+        .chunks_exact_mut(32)
+        .zip(l0.chunks_exact(8))
+        .zip(l1.chunks_exact(8))
+        .zip(l2.chunks_exact(8))
+        .zip(l3.chunks_exact(8))
     {
-        let a: [u8; 4] = a.try_into().unwrap_or([0; 4]);
-        let b: [u8; 4] = b.try_into().unwrap_or([0; 4]);
-        let c: [u8; 4] = c.try_into().unwrap_or([0; 4]);
-        let d: [u8; 4] = d.try_into().unwrap_or([0; 4]);
-        let out: [u8; 16] = [
-            a[0], b[0], c[0], d[0], a[1], b[1], c[1], d[1], a[2], b[2], c[2], d[2], a[3], b[3],
-            c[3], d[3],
+        let rd = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
+        let (a, b, c, d) = (rd(a), rd(b), rd(c), rd(d));
+        // byte pairs: ab_even = a0 b0 a2 b2 .., ab_odd = a1 b1 a3 b3 ..
+        let ab_even = (a & M8) | ((b & M8) << 8);
+        let ab_odd = ((a >> 8) & M8) | (b & !M8);
+        let cd_even = (c & M8) | ((d & M8) << 8);
+        let cd_odd = ((c >> 8) & M8) | (d & !M8);
+        // 4-byte groups: words 0/4, 2/6, 1/5, 3/7
+        let w04 = (ab_even & M16) | ((cd_even & M16) << 16);
+        let w26 = ((ab_even >> 16) & M16) | (cd_even & !M16);
+        let w15 = (ab_odd & M16) | ((cd_odd & M16) << 16);
+        let w37 = ((ab_odd >> 16) & M16) | (cd_odd & !M16);
+        let lo = |x: u64| (x as u32).to_le_bytes();
+        let hi = |x: u64| ((x >> 32) as u32).to_le_bytes();
+        let parts = [
+            lo(w04),
+            lo(w15),
+            lo(w26),
+            lo(w37),
+            hi(w04),
+            hi(w15),
+            hi(w26),
+            hi(w37),
         ];
-        w.copy_from_slice(&out);
+        for (o, p) in w.chunks_exact_mut(4).zip(parts) {
+            o.copy_from_slice(&p);
+        }
     }
-    for (i, w) in dst[16 * blocks..4 * q].chunks_exact_mut(4).enumerate() {
-        let j = 4 * blocks + i;
+    for (i, w) in dst[32 * blocks..4 * q].chunks_exact_mut(4).enumerate() {
+        let j = 8 * blocks + i;
         w.copy_from_slice(&[l0[j], l1[j], l2[j], l3[j]]);
     }
     let lanes: [&[u8]; 3] = [l0, l1, l2];
@@ -437,7 +471,10 @@ fn decode_one_frame(cur: &mut Cursor<'_>, dst: &mut [u8], mut written: usize) ->
 /// Appends exactly `uncompressed_len` decoded bytes to `out`, or errors (never panics,
 /// never allocates more than `uncompressed_len` + small constant).
 ///
-/// On error `out` is restored to its original length.
+/// Allocation: `out` grows by exactly `uncompressed_len`; ByteGrouping4Lz4 additionally uses
+/// one scratch buffer of `uncompressed_len` bytes (the grouped lanes). A declared size the
+/// payload cannot possibly decode to (more than 255x its length) is rejected before any
+/// allocation. On error `out` is restored to its original length.
 pub fn decompress_chunk(
     scheme: CompressionScheme,
     payload: &[u8],
@@ -597,8 +634,8 @@ mod tests {
 
     #[test]
     fn bg4_split_regroup_all_small_lengths() {
-        for n in 0..64 {
-            let data: Vec<u8> = (0..n as u8).collect();
+        for n in 0..300 {
+            let data: Vec<u8> = (0..n).map(|i| (i * 7 + i / 256) as u8).collect();
             let mut g = Vec::new();
             bg4_split(&data, &mut g);
             // lane 0 first: bytes 0,4,8,...

@@ -189,6 +189,11 @@ impl XorbBuilder {
             || self.chunks.len() + 1 > MAX_XORB_CHUNKS
     }
 
+    /// Positions of the chunks added so far (index = chunk index in this xorb).
+    pub fn chunks(&self) -> &[XorbChunk] {
+        &self.chunks
+    }
+
     /// True when no chunk has been added.
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 
 /// S3 and FTP gateway to Hugging Face Storage Buckets.
 #[derive(Debug, Parser)]
@@ -15,16 +15,32 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the gateway (S3 and/or FTP) on the embedded hub or on huggingface.co.
+    Serve(crate::config::ServeArgs),
     /// Print the Xet file hash of each FILE (`-` for stdin), like b3sum.
     Hash(crate::hashcmd::HashArgs),
     /// Run the embedded HF-compatible Hub + Xet CAS server on its own.
     Hub(hugbucket_hub::HubArgs),
 }
 
-/// Parses the command line and runs the chosen subcommand.
+/// Parses the command line (with the config-file layer of `serve`) and runs the chosen
+/// subcommand. Bad configuration: one line naming the option, exit code 2.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmd = match crate::config::command_with_config_file(&args) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            eprintln!("hugbucket: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = cmd.get_matches_from(args);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
+        Command::Serve(args) => crate::serve::run(args),
         Command::Hash(args) => crate::hashcmd::run(args),
         Command::Hub(args) => hugbucket_hub::run(args),
     }

@@ -1,9 +1,9 @@
 //! `hugbucket hash FILE...`: prints `<xet file hash>  <path>` per file, like `b3sum`.
 //!
-//! Each file is streamed in 8 MiB blocks through a three-stage pipeline of plain threads:
+//! Each file is streamed in 256 KiB blocks through a three-stage pipeline of plain threads:
 //! the calling thread reads blocks, a second thread runs the content-defined chunker over
 //! them, a third computes the chunk hashes (and, at the end, the Merkle file hash). Blocks
-//! are recycled through a small fixed pool, so memory stays bounded (about 40 MiB plus 40
+//! are recycled through a small fixed pool, so memory stays bounded (about 4 MiB plus 40
 //! bytes per chunk) whatever the file size. Errors are reported per file on stderr; the
 //! exit code is 1 when any file failed.
 
@@ -26,10 +26,12 @@ pub struct HashArgs {
     pub files: Vec<PathBuf>,
 }
 
-/// Size of one read block (what hf_xet feeds its chunker too).
-const BLOCK_SIZE: usize = 8 << 20;
-/// Blocks in flight between the stages.
-const POOL_BLOCKS: usize = 4;
+/// Size of one read block. Small blocks keep the data cache-hot between the reader, the
+/// chunker and the hasher: measured here, 256 KiB blocks hash a 1 GiB file about 1.4x faster
+/// than 8 MiB blocks (see bench/results/).
+const BLOCK_SIZE: usize = 256 << 10;
+/// Blocks in flight between the stages (4 MiB in all).
+const POOL_BLOCKS: usize = 16;
 
 /// Runs `hugbucket hash`.
 pub fn run(args: HashArgs) -> ExitCode {

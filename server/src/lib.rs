@@ -3,8 +3,14 @@
 //! Layers (see ARCHITECTURE.md):
 //! - [`cli`]: the `hugbucket` command line (clap).
 //! - [`hashcmd`]: `hugbucket hash`.
+//! - [`serve`]: `hugbucket serve` (upstream, core, front-ends, admin endpoints), configured
+//!   by [`config`]; [`frontends`] starts S3/FTP, [`metrics`] renders Prometheus text.
 //! - the embedded hub lives in the `hugbucket-hub` crate (`server/hub`).
 
 pub mod cli;
+pub mod config;
+pub mod frontends;
 pub mod hashcmd;
+pub mod metrics;
+pub mod serve;
 

@@ -125,11 +125,25 @@ def client_env(server: HubServer, hf_home: Path) -> dict:
     return env
 
 
-def run_client(server: HubServer, hf_home: Path, code: str, timeout: float = 600.0):
+def spawn_client(server: HubServer, hf_home: Path, code: str, log_path: Path) -> subprocess.Popen:
+    """Starts client ``code`` in the background (output to ``log_path``)."""
+    script = _PRELUDE + textwrap.dedent(code)
+    log = open(log_path, "wb")
+    try:
+        return subprocess.Popen([sys.executable, "-c", script], env=client_env(server, hf_home),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    finally:
+        log.close()
+
+
+def run_client(server: HubServer, hf_home: Path, code: str, timeout: float = 600.0,
+               extra_env: dict | None = None):
     """Runs client ``code`` against ``server``; returns the last ``emit``-ted value.
     Raises AssertionError with the client's output when it fails."""
     script = _PRELUDE + textwrap.dedent(code)
-    p = subprocess.run([sys.executable, "-c", script], env=client_env(server, hf_home),
+    env = client_env(server, hf_home)
+    env.update(extra_env or {})
+    p = subprocess.run([sys.executable, "-c", script], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
     out = p.stdout.decode(errors="replace")
     err = p.stderr.decode(errors="replace")

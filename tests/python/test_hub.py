@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import run_hugbucket, write_xof_file
-from hub_util import HubServer, run_client
+from hub_util import HubServer, run_client, spawn_client
 
 MAIN = "hugbucket/main"
 OTHER = "hugbucket/other"
@@ -325,6 +325,48 @@ def test_10b_global_dedup_with_fresh_client_cache(env):
     assert filecmp.cmp(dest / "x.bin", env.files / "rand3m.bin", shallow=False)
 
 
+def test_10c_v1_apis(env):
+    """The v1 shard and reconstruction APIs, forced through hf_xet's own switches."""
+    src = env.root / "v1.bin"
+    src.write_bytes(os.urandom(5 * MiB + 3))
+    before = env.server.stats()
+    xenv = {"HF_XET_CLIENT_SHARD_API_VERSION": "1",
+            "HF_XET_CLIENT_RECONSTRUCTION_API_VERSION": "1"}
+    dest = env.root / "dl-v1"
+    run_client(env.server, env.root / "hf_home_v1", f"""
+        api.batch_bucket_files("{MAIN}", add=[({str(src)!r}, "v1/v1.bin")])
+        api.download_bucket_files("{MAIN}", [("v1/v1.bin", {str(dest / 'v1.bin')!r})])
+    """, extra_env=xenv)
+    assert filecmp.cmp(dest / "v1.bin", src, shallow=False)
+    req_b, req_a = before["requests"], env.server.stats()["requests"]
+    assert req_a.get("shard_v1", 0) > req_b.get("shard_v1", 0)
+    assert req_a.get("reconstruction_v1", 0) > req_b.get("reconstruction_v1", 0)
+    assert req_a.get("reconstruction_v2", 0) == req_b.get("reconstruction_v2", 0)
+
+
+def test_10d_multirange_fetches(env):
+    """A file made of distant pieces of another one reuses two separate chunk ranges of the
+    same xorb; with multi-range fetching enabled hf_xet asks for both in one request and
+    decodes the multipart/byteranges answer."""
+    blocks = [os.urandom(MiB) for _ in range(3)]
+    a = env.root / "mr-a.bin"
+    b = env.root / "mr-b.bin"
+    a.write_bytes(b"".join(blocks))
+    b.write_bytes(blocks[0] + blocks[2])
+    hf_home = env.root / "hf_home_mr"
+    run_client(env.server, hf_home, f"""
+        api.batch_bucket_files("{MAIN}", add=[({str(a)!r}, "mr/a.bin")])
+        api.batch_bucket_files("{MAIN}", add=[({str(b)!r}, "mr/b.bin")])
+    """)
+    before = env.server.stats()
+    dest = env.root / "dl-mr"
+    run_client(env.server, hf_home, f"""
+        api.download_bucket_files("{MAIN}", [("mr/b.bin", {str(dest / 'b.bin')!r})])
+    """, extra_env={"HF_XET_CLIENT_ENABLE_MULTIRANGE_FETCHING": "true"})
+    assert filecmp.cmp(dest / "b.bin", b, shallow=False)
+    assert env.server.stats()["multirange_fetches"] > before["multirange_fetches"]
+
+
 # ---- negative tests over raw HTTP ----
 
 
@@ -383,3 +425,52 @@ def test_13_expired_token(env, tmp_path):
         assert short.xorb_count() == 0
     finally:
         short.stop()
+
+
+@pytest.mark.parametrize("delay", [0.8, 1.6, 2.7])
+def test_14_sigkill_during_uploads_never_leaves_dangling_files(tmp_path, delay):
+    """kill -9 while a client uploads commit after commit; after a restart every listed file
+    downloads completely and has the xetHash it is listed with."""
+    server = HubServer(tmp_path / "data", tmp_path / "hub.log").start()
+    uploader = None
+    try:
+        server.http("POST", "/api/buckets/hugbucket/crash", json={}).raise_for_status()
+        src = tmp_path / "src"
+        src.mkdir()
+        uploader = spawn_client(server, tmp_path / "hf_home_up", f"""
+            import random
+            src = Path({str(src)!r})
+            for i in range(1000):
+                adds = []
+                for j in range(3):
+                    p = src / f"c{{i}}-{{j}}.bin"
+                    p.write_bytes(os.urandom(random.randint(1, 3 << 20)))
+                    adds.append((str(p), f"c{{i}}/f{{j}}.bin"))
+                api.batch_bucket_files("hugbucket/crash", add=adds)
+                print("committed", i, flush=True)
+        """, tmp_path / "uploader.log")
+        time.sleep(delay)
+        server.kill(signal.SIGKILL)
+        uploader.kill()
+        uploader.wait(timeout=30)
+        server.start()
+        listed = server.http("GET", "/api/buckets/hugbucket/crash/tree?recursive=true&limit=10000").json()
+        committed = (tmp_path / "uploader.log").read_text().count("committed")
+        # Every commit the client saw acknowledged is there (3 files each).
+        assert len(listed) >= 3 * committed, (len(listed), committed)
+        if not listed:
+            return
+        dest = tmp_path / "dl"
+        run_client(server, tmp_path / "hf_home_dl", f"""
+            api.download_bucket_files("hugbucket/crash",
+                [(p, os.path.join({str(dest)!r}, p)) for p in {[e["path"] for e in listed]!r}],
+                raise_on_missing_files=True)
+        """)
+        files = [dest / e["path"] for e in listed]
+        for e, f in zip(listed, files):
+            assert f.stat().st_size == e["size"], e["path"]
+        assert xet_hashes(files) == [e["xetHash"] for e in listed]
+    finally:
+        if uploader is not None and uploader.poll() is None:
+            uploader.kill()
+        server.stop()

@@ -741,6 +741,7 @@ pub(crate) async fn fetch(
             {
                 resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
             }
+            Stats::add(&hub.stats.multirange_fetches, 1);
             Stats::add(&hub.stats.xorb_range_fetches, rs.len() as u64);
             Stats::add(&hub.stats.xorb_range_bytes, payload);
         }

@@ -483,14 +483,13 @@ pub(crate) async fn paths_info(
     Ok(json_response(StatusCode::OK, &out))
 }
 
+/// Paths are opaque keys (S3 gateways store keys like `a//b` or `dir/`): only empty,
+/// absolute, NUL-containing or over-long paths are refused.
 fn check_path(p: &str) -> Result<(), String> {
     if p.is_empty() || p.len() > 4096 {
         return Err("invalid path length".into());
     }
-    if p.starts_with('/')
-        || p.contains('\0')
-        || p.split('/').any(|s| s.is_empty() || s == "." || s == "..")
-    {
+    if p.starts_with('/') || p.contains('\0') {
         return Err("invalid path".into());
     }
     Ok(())

@@ -67,7 +67,7 @@ pub struct HubArgs {
     pub public_url: Option<String>,
     /// Fault injection rule `ROUTE:STATUS[:COUNT]` (repeatable; route names as in the
     /// stats endpoint, `*` = any).
-    #[arg(long = "fault")]
+    #[arg(long = "fault", alias = "faults")]
     pub faults: Vec<String>,
 }
 

@@ -158,6 +158,8 @@ pub struct Stats {
     pub xorb_range_fetches: AtomicU64,
     /// Bytes served from fetch URLs.
     pub xorb_range_bytes: AtomicU64,
+    /// Fetch requests with several ranges (answered multipart/byteranges).
+    pub multirange_fetches: AtomicU64,
     /// Reconstruction answers.
     pub reconstructions: AtomicU64,
     /// Global dedup queries answered with a shard.
@@ -208,6 +210,7 @@ impl Stats {
             "uploads_rejected": g(&self.uploads_rejected),
             "xorb_range_fetches": g(&self.xorb_range_fetches),
             "xorb_range_bytes": g(&self.xorb_range_bytes),
+            "multirange_fetches": g(&self.multirange_fetches),
             "reconstructions": g(&self.reconstructions),
             "dedup_hits": g(&self.dedup_hits),
             "dedup_misses": g(&self.dedup_misses),

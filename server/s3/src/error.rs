@@ -110,12 +110,20 @@ impl From<S3ErrorCode> for S3Error {
 impl S3Error {
     /// An error with S3's default message for `code`.
     pub fn new(code: S3ErrorCode) -> Self {
-        Self { code, message: Cow::Borrowed(code.default_message()), resource: None, headers: Vec::new() }
+        Self {
+            code,
+            message: Cow::Borrowed(code.default_message()),
+            resource: None,
+            headers: Vec::new(),
+        }
     }
 
     /// An error with a specific message.
     pub fn with_message(code: S3ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { message: message.into(), ..Self::new(code) }
+        Self {
+            message: message.into(),
+            ..Self::new(code)
+        }
     }
 
     /// Sets the `<Resource>` element (usually the request path).
@@ -200,7 +208,10 @@ mod tests {
         assert_eq!(S3ErrorCode::NotImplemented.status().as_u16(), 501);
         assert_eq!(S3ErrorCode::InvalidRange.status().as_u16(), 416);
         assert_eq!(S3ErrorCode::SignatureDoesNotMatch.status().as_u16(), 403);
-        assert_eq!(S3ErrorCode::XAmzContentSHA256Mismatch.as_str(), "XAmzContentSHA256Mismatch");
+        assert_eq!(
+            S3ErrorCode::XAmzContentSHA256Mismatch.as_str(),
+            "XAmzContentSHA256Mismatch"
+        );
         let r = S3Error::invalid_range(10);
         assert_eq!(r.headers()[0].1, "bytes */10");
     }
@@ -208,6 +219,9 @@ mod tests {
     #[test]
     fn io_round_trip() {
         let io = S3Error::new(S3ErrorCode::BadDigest).into_io();
-        assert_eq!(S3Error::from_io(&io).unwrap().code(), S3ErrorCode::BadDigest);
+        assert_eq!(
+            S3Error::from_io(&io).unwrap().code(),
+            S3ErrorCode::BadDigest
+        );
     }
 }

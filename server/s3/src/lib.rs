@@ -8,11 +8,14 @@
 //! - [`xml`]: S3 response documents and bounded request-body parsers.
 //! - [`router`]: path-style and virtual-hosted-style addressing to an [`router::Operation`].
 //! - [`error`]: the S3 error type (codes, statuses, XML body).
+//! - [`frontend`]: the front door of every request (limits, routing, auth, body plan) and
+//!   response decorations (request ids, XML errors).
 //! - [`runtime`]: hyper served thread-per-core on glommio (default) or pinned tokio
 //!   current-thread runtimes, the progress watchdog, and the one bridge to the tokio core.
 
 pub mod auth;
 pub mod error;
+pub mod frontend;
 pub mod router;
 pub mod runtime;
 pub mod xml;

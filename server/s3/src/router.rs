@@ -85,7 +85,10 @@ impl Query {
     }
     /// First value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
     /// Whether `name` is present (with or without value).
     pub fn has(&self, name: &str) -> bool {
@@ -100,7 +103,10 @@ impl Query {
         self.get(name)
             .map(|v| {
                 v.parse::<u64>().map_err(|_| {
-                    S3Error::with_message(S3ErrorCode::InvalidArgument, format!("{name} must be a non-negative integer"))
+                    S3Error::with_message(
+                        S3ErrorCode::InvalidArgument,
+                        format!("{name} must be a non-negative integer"),
+                    )
                 })
             })
             .transpose()
@@ -118,14 +124,20 @@ impl Query {
     }
     /// `max-keys` (or another limit) clamped to 0..=1000, default 1000.
     pub fn max_keys(&self, name: &str) -> Result<usize, S3Error> {
-        Ok(self.int(name)?.map(|n| n.min(1000) as usize).unwrap_or(1000))
+        Ok(self
+            .int(name)?
+            .map(|n| n.min(1000) as usize)
+            .unwrap_or(1000))
     }
     /// `encoding-type=url` was asked (InvalidArgument for other values).
     pub fn encoding_url(&self) -> Result<bool, S3Error> {
         match self.get("encoding-type") {
             None => Ok(false),
             Some(v) if v.eq_ignore_ascii_case("url") => Ok(true),
-            Some(_) => Err(S3Error::with_message(S3ErrorCode::InvalidArgument, "Invalid Encoding Method specified in Request")),
+            Some(_) => Err(S3Error::with_message(
+                S3ErrorCode::InvalidArgument,
+                "Invalid Encoding Method specified in Request",
+            )),
         }
     }
 }
@@ -155,17 +167,48 @@ pub struct Route {
 
 /// Subresources that select an operation this gateway does not implement.
 const UNSUPPORTED_SUBRESOURCES: &[&str] = &[
-    "acl", "accelerate", "analytics", "cors", "encryption", "intelligent-tiering", "inventory", "legal-hold",
-    "lifecycle", "logging", "metrics", "notification", "object-lock", "ownershipControls", "policy",
-    "policyStatus", "publicAccessBlock", "replication", "requestPayment", "restore", "retention", "select",
-    "tagging", "torrent", "versions", "website", "attributes",
+    "acl",
+    "accelerate",
+    "analytics",
+    "cors",
+    "encryption",
+    "intelligent-tiering",
+    "inventory",
+    "legal-hold",
+    "lifecycle",
+    "logging",
+    "metrics",
+    "notification",
+    "object-lock",
+    "ownershipControls",
+    "policy",
+    "policyStatus",
+    "publicAccessBlock",
+    "replication",
+    "requestPayment",
+    "restore",
+    "retention",
+    "select",
+    "tagging",
+    "torrent",
+    "versions",
+    "website",
+    "attributes",
 ];
 
 fn host_without_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.find(']').map(|i| &host[..=i]).unwrap_or(host);
     }
-    host.rsplit_once(':').map(|(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { host }).unwrap_or(host)
+    host.rsplit_once(':')
+        .map(|(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
+        .unwrap_or(host)
 }
 
 /// Routes a request.
@@ -180,17 +223,36 @@ pub fn route(
     if !raw_path.starts_with('/') {
         return Err(S3Error::new(S3ErrorCode::InvalidURI));
     }
-    let decoded = percent_decode_str(raw_path).decode_utf8().map_err(|_| S3Error::new(S3ErrorCode::InvalidURI))?;
+    let decoded = percent_decode_str(raw_path)
+        .decode_utf8()
+        .map_err(|_| S3Error::new(S3ErrorCode::InvalidURI))?;
 
-    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(host_without_port).unwrap_or("");
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(host_without_port)
+        .unwrap_or("");
     let host = host.to_ascii_lowercase();
     let vhost_bucket = cfg.base_domains.iter().find_map(|base| {
         let base = base.to_ascii_lowercase();
-        host.strip_suffix(&base).and_then(|p| p.strip_suffix('.')).filter(|b| !b.is_empty()).map(str::to_string)
+        host.strip_suffix(&base)
+            .and_then(|p| p.strip_suffix('.'))
+            .filter(|b| !b.is_empty())
+            .map(str::to_string)
     });
 
-    if vhost_bucket.is_none() && method == Method::GET && raw_query.is_empty() && (decoded == "/health" || decoded == "/minio/health/live") {
-        return Ok(Route { op: Operation::Health, bucket: None, key: None, virtual_host: false, query });
+    if vhost_bucket.is_none()
+        && method == Method::GET
+        && raw_query.is_empty()
+        && (decoded == "/health" || decoded == "/minio/health/live")
+    {
+        return Ok(Route {
+            op: Operation::Health,
+            bucket: None,
+            key: None,
+            virtual_host: false,
+            query,
+        });
     }
 
     let rest = &decoded[1..];
@@ -247,7 +309,10 @@ pub fn route(
                     Method::PUT if part && copy => Operation::UploadPartCopy,
                     Method::PUT if part => Operation::UploadPart,
                     Method::PUT if query.has("uploadId") || query.has("partNumber") => {
-                        return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "UploadPart needs partNumber and uploadId"));
+                        return Err(S3Error::with_message(
+                            S3ErrorCode::InvalidRequest,
+                            "UploadPart needs partNumber and uploadId",
+                        ));
                     }
                     Method::PUT if copy => Operation::CopyObject,
                     Method::PUT => Operation::PutObject,
@@ -267,14 +332,23 @@ pub fn route(
     if matches!(op, Operation::UploadPart | Operation::UploadPartCopy) {
         query.part_number()?;
     }
-    Ok(Route { op, bucket, key, virtual_host: vhost_bucket.is_some(), query })
+    Ok(Route {
+        op,
+        bucket,
+        key,
+        virtual_host: vhost_bucket.is_some(),
+        query,
+    })
 }
 
 /// Parses `x-amz-copy-source` (`bucket/key` or `/bucket/key`, URL-encoded, optional
 /// `?versionId=`) into decoded (bucket, key).
 pub fn parse_copy_source(value: &str) -> Result<(String, String), S3Error> {
     let bad = || S3Error::with_message(S3ErrorCode::InvalidArgument, "Invalid copy source");
-    let v = value.split_once("?versionId=").map(|(p, _)| p).unwrap_or(value);
+    let v = value
+        .split_once("?versionId=")
+        .map(|(p, _)| p)
+        .unwrap_or(value);
     let v = v.strip_prefix('/').unwrap_or(v);
     let decoded = percent_decode_str(v).decode_utf8().map_err(|_| bad())?;
     let (b, k) = decoded.split_once('/').ok_or_else(bad)?;
@@ -325,9 +399,17 @@ impl RequestIds {
     pub fn new() -> Self {
         use std::hash::{BuildHasher, Hasher};
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
         h.write_u32(std::process::id());
-        Self { seed: h.finish(), counter: AtomicU64::new(0) }
+        Self {
+            seed: h.finish(),
+            counter: AtomicU64::new(0),
+        }
     }
 
     /// The next `(x-amz-request-id, x-amz-id-2)` pair; ids are unique per generator.
@@ -337,7 +419,8 @@ impl RequestIds {
         let id = (id & 0xFFFF_FFFF_0000_0000) | (n & 0xFFFF_FFFF);
         let host = mix(id ^ self.seed);
         use base64::Engine as _;
-        let id2 = base64::engine::general_purpose::STANDARD.encode([id.to_be_bytes(), host.to_be_bytes()].concat());
+        let id2 = base64::engine::general_purpose::STANDARD
+            .encode([id.to_be_bytes(), host.to_be_bytes()].concat());
         (format!("{id:016X}"), id2)
     }
 }
@@ -362,7 +445,9 @@ mod tests {
     }
 
     fn cfg() -> RouterConfig {
-        RouterConfig { base_domains: vec!["s3.example.com".into(), "localhost".into()] }
+        RouterConfig {
+            base_domains: vec!["s3.example.com".into(), "localhost".into()],
+        }
     }
 
     fn r(method: Method, path: &str, query: &str, host: &str) -> Route {
@@ -375,32 +460,91 @@ mod tests {
         assert_eq!(r(Method::GET, "/", "", host).op, Operation::ListBuckets);
         assert_eq!(r(Method::PUT, "/b", "", host).op, Operation::CreateBucket);
         assert_eq!(r(Method::PUT, "/b/", "", host).op, Operation::CreateBucket);
-        assert_eq!(r(Method::DELETE, "/b", "", host).op, Operation::DeleteBucket);
+        assert_eq!(
+            r(Method::DELETE, "/b", "", host).op,
+            Operation::DeleteBucket
+        );
         assert_eq!(r(Method::HEAD, "/b", "", host).op, Operation::HeadBucket);
-        assert_eq!(r(Method::GET, "/b", "location", host).op, Operation::GetBucketLocation);
-        assert_eq!(r(Method::GET, "/b", "versioning", host).op, Operation::GetBucketVersioning);
-        assert_eq!(r(Method::GET, "/b", "list-type=2&prefix=a", host).op, Operation::ListObjectsV2);
-        assert_eq!(r(Method::GET, "/b", "marker=x", host).op, Operation::ListObjects);
-        assert_eq!(r(Method::GET, "/b", "uploads", host).op, Operation::ListMultipartUploads);
-        assert_eq!(r(Method::POST, "/b", "delete", host).op, Operation::DeleteObjects);
-        assert_eq!(r(Method::GET, "/b", "acl", host).op, Operation::NotImplemented);
+        assert_eq!(
+            r(Method::GET, "/b", "location", host).op,
+            Operation::GetBucketLocation
+        );
+        assert_eq!(
+            r(Method::GET, "/b", "versioning", host).op,
+            Operation::GetBucketVersioning
+        );
+        assert_eq!(
+            r(Method::GET, "/b", "list-type=2&prefix=a", host).op,
+            Operation::ListObjectsV2
+        );
+        assert_eq!(
+            r(Method::GET, "/b", "marker=x", host).op,
+            Operation::ListObjects
+        );
+        assert_eq!(
+            r(Method::GET, "/b", "uploads", host).op,
+            Operation::ListMultipartUploads
+        );
+        assert_eq!(
+            r(Method::POST, "/b", "delete", host).op,
+            Operation::DeleteObjects
+        );
+        assert_eq!(
+            r(Method::GET, "/b", "acl", host).op,
+            Operation::NotImplemented
+        );
         assert_eq!(r(Method::PUT, "/b/k", "", host).op, Operation::PutObject);
         assert_eq!(r(Method::GET, "/b/k", "", host).op, Operation::GetObject);
         assert_eq!(r(Method::HEAD, "/b/k", "", host).op, Operation::HeadObject);
-        assert_eq!(r(Method::DELETE, "/b/k", "", host).op, Operation::DeleteObject);
-        assert_eq!(r(Method::POST, "/b/k", "uploads", host).op, Operation::CreateMultipartUpload);
-        assert_eq!(r(Method::PUT, "/b/k", "partNumber=1&uploadId=u", host).op, Operation::UploadPart);
-        assert_eq!(r(Method::POST, "/b/k", "uploadId=u", host).op, Operation::CompleteMultipartUpload);
-        assert_eq!(r(Method::DELETE, "/b/k", "uploadId=u", host).op, Operation::AbortMultipartUpload);
-        assert_eq!(r(Method::GET, "/b/k", "uploadId=u", host).op, Operation::ListParts);
-        assert_eq!(r(Method::GET, "/b/k", "tagging", host).op, Operation::NotImplemented);
-        assert_eq!(r(Method::PATCH, "/b/k", "", host).op, Operation::NotImplemented);
+        assert_eq!(
+            r(Method::DELETE, "/b/k", "", host).op,
+            Operation::DeleteObject
+        );
+        assert_eq!(
+            r(Method::POST, "/b/k", "uploads", host).op,
+            Operation::CreateMultipartUpload
+        );
+        assert_eq!(
+            r(Method::PUT, "/b/k", "partNumber=1&uploadId=u", host).op,
+            Operation::UploadPart
+        );
+        assert_eq!(
+            r(Method::POST, "/b/k", "uploadId=u", host).op,
+            Operation::CompleteMultipartUpload
+        );
+        assert_eq!(
+            r(Method::DELETE, "/b/k", "uploadId=u", host).op,
+            Operation::AbortMultipartUpload
+        );
+        assert_eq!(
+            r(Method::GET, "/b/k", "uploadId=u", host).op,
+            Operation::ListParts
+        );
+        assert_eq!(
+            r(Method::GET, "/b/k", "tagging", host).op,
+            Operation::NotImplemented
+        );
+        assert_eq!(
+            r(Method::PATCH, "/b/k", "", host).op,
+            Operation::NotImplemented
+        );
         assert_eq!(r(Method::GET, "/health", "", host).op, Operation::Health);
-        assert_eq!(r(Method::GET, "/minio/health/live", "", host).op, Operation::Health);
+        assert_eq!(
+            r(Method::GET, "/minio/health/live", "", host).op,
+            Operation::Health
+        );
         let mut hh = h(host);
         hh.insert("x-amz-copy-source", HeaderValue::from_static("/a/b"));
-        assert_eq!(route(&cfg(), &Method::PUT, "/b/k", "", &hh).unwrap().op, Operation::CopyObject);
-        assert_eq!(route(&cfg(), &Method::PUT, "/b/k", "partNumber=2&uploadId=x", &hh).unwrap().op, Operation::UploadPartCopy);
+        assert_eq!(
+            route(&cfg(), &Method::PUT, "/b/k", "", &hh).unwrap().op,
+            Operation::CopyObject
+        );
+        assert_eq!(
+            route(&cfg(), &Method::PUT, "/b/k", "partNumber=2&uploadId=x", &hh)
+                .unwrap()
+                .op,
+            Operation::UploadPartCopy
+        );
         let e = route(&cfg(), &Method::PUT, "/b/k", "partNumber=0&uploadId=x", &hh).unwrap_err();
         assert_eq!(e.code(), S3ErrorCode::InvalidArgument);
     }
@@ -409,35 +553,71 @@ mod tests {
     fn odd_keys() {
         let host = "127.0.0.1";
         let x = r(Method::GET, "/b/a%20b/c+d/%25/%C3%A9", "", host);
-        assert_eq!((x.bucket.as_deref(), x.key.as_deref()), (Some("b"), Some("a b/c+d/%/é")));
+        assert_eq!(
+            (x.bucket.as_deref(), x.key.as_deref()),
+            (Some("b"), Some("a b/c+d/%/é"))
+        );
         let x = r(Method::GET, "/b//double//slash", "", host);
         assert_eq!(x.key.as_deref(), Some("/double//slash"));
         let long = format!("/b/{}", "k".repeat(1024));
         assert_eq!(r(Method::GET, &long, "", host).key.unwrap().len(), 1024);
         let too_long = format!("/b/{}", "k".repeat(1025));
-        assert_eq!(route(&cfg(), &Method::GET, &too_long, "", &h(host)).unwrap_err().code(), S3ErrorCode::KeyTooLongError);
-        assert_eq!(route(&cfg(), &Method::GET, "/b/%FF", "", &h(host)).unwrap_err().code(), S3ErrorCode::InvalidURI);
+        assert_eq!(
+            route(&cfg(), &Method::GET, &too_long, "", &h(host))
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::KeyTooLongError
+        );
+        assert_eq!(
+            route(&cfg(), &Method::GET, "/b/%FF", "", &h(host))
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::InvalidURI
+        );
     }
 
     #[test]
     fn virtual_hosted() {
         let x = r(Method::GET, "/a/b", "", "mybucket.s3.example.com:9000");
-        assert_eq!((x.bucket.as_deref(), x.key.as_deref(), x.virtual_host), (Some("mybucket"), Some("a/b"), true));
-        let x = r(Method::GET, "/", "list-type=2", "my.dotted.bucket.localhost");
-        assert_eq!((x.bucket.as_deref(), x.op), (Some("my.dotted.bucket"), Operation::ListObjectsV2));
+        assert_eq!(
+            (x.bucket.as_deref(), x.key.as_deref(), x.virtual_host),
+            (Some("mybucket"), Some("a/b"), true)
+        );
+        let x = r(
+            Method::GET,
+            "/",
+            "list-type=2",
+            "my.dotted.bucket.localhost",
+        );
+        assert_eq!(
+            (x.bucket.as_deref(), x.op),
+            (Some("my.dotted.bucket"), Operation::ListObjectsV2)
+        );
         // The base domain itself is path-style.
         let x = r(Method::GET, "/b/k", "", "s3.example.com");
-        assert_eq!((x.bucket.as_deref(), x.key.as_deref(), x.virtual_host), (Some("b"), Some("k"), false));
+        assert_eq!(
+            (x.bucket.as_deref(), x.key.as_deref(), x.virtual_host),
+            (Some("b"), Some("k"), false)
+        );
         let x = r(Method::GET, "/", "", "s3.example.com");
         assert_eq!(x.op, Operation::ListBuckets);
         // vhost /health is a key, not the probe.
-        assert_eq!(r(Method::GET, "/health", "", "b.localhost").op, Operation::GetObject);
+        assert_eq!(
+            r(Method::GET, "/health", "", "b.localhost").op,
+            Operation::GetObject
+        );
     }
 
     #[test]
     fn copy_source() {
-        assert_eq!(parse_copy_source("/b/a%20b%2Bc").unwrap(), ("b".into(), "a b+c".into()));
-        assert_eq!(parse_copy_source("b/k?versionId=1").unwrap(), ("b".into(), "k".into()));
+        assert_eq!(
+            parse_copy_source("/b/a%20b%2Bc").unwrap(),
+            ("b".into(), "a b+c".into())
+        );
+        assert_eq!(
+            parse_copy_source("b/k?versionId=1").unwrap(),
+            ("b".into(), "k".into())
+        );
         assert!(parse_copy_source("b").is_err());
         assert!(parse_copy_source("/b/").is_err());
     }
@@ -445,17 +625,29 @@ mod tests {
     #[test]
     fn limits_and_ids() {
         let mut m = HeaderMap::new();
-        m.insert("x-amz-meta-a", HeaderValue::from_str(&"v".repeat(3000)).unwrap());
-        assert_eq!(check_header_limits(&m).unwrap_err().code(), S3ErrorCode::MetadataTooLarge);
+        m.insert(
+            "x-amz-meta-a",
+            HeaderValue::from_str(&"v".repeat(3000)).unwrap(),
+        );
+        assert_eq!(
+            check_header_limits(&m).unwrap_err().code(),
+            S3ErrorCode::MetadataTooLarge
+        );
         let mut m = HeaderMap::new();
         m.insert("x-big", HeaderValue::from_str(&"v".repeat(20_000)).unwrap());
-        assert_eq!(check_header_limits(&m).unwrap_err().code(), S3ErrorCode::RequestHeaderSectionTooLarge);
+        assert_eq!(
+            check_header_limits(&m).unwrap_err().code(),
+            S3ErrorCode::RequestHeaderSectionTooLarge
+        );
         let ids = RequestIds::new();
         let (a, a2) = ids.next();
         let (b, _) = ids.next();
         assert_ne!(a, b);
         assert_eq!(a.len(), 16);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()));
+        assert!(
+            a.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase())
+        );
         assert!(!a2.is_empty());
         let q = Query::parse("max-keys=5000&encoding-type=url");
         assert_eq!(q.max_keys("max-keys").unwrap(), 1000);

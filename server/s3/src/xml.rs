@@ -82,13 +82,19 @@ impl XmlWriter {
     pub fn new(root: &'static str) -> Self {
         let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = write!(out, "<{root} xmlns=\"{S3_NS}\">");
-        Self { out, stack: vec![root] }
+        Self {
+            out,
+            stack: vec![root],
+        }
     }
     /// A document whose root has no namespace (S3's `<Error>`).
     pub fn new_plain(root: &'static str) -> Self {
         let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
         let _ = write!(out, "<{root}>");
-        Self { out, stack: vec![root] }
+        Self {
+            out,
+            stack: vec![root],
+        }
     }
     /// `<name>text</name>`
     pub fn elem(&mut self, name: &str, text: &str) -> &mut Self {
@@ -131,7 +137,10 @@ pub struct Owner {
 }
 
 fn owner(w: &mut XmlWriter, tag: &'static str, o: &Owner) {
-    w.open(tag).elem("ID", &o.id).elem("DisplayName", &o.display_name).close();
+    w.open(tag)
+        .elem("ID", &o.id)
+        .elem("DisplayName", &o.display_name)
+        .close();
 }
 
 /// `ListAllMyBucketsResult`.
@@ -140,7 +149,10 @@ pub fn list_buckets(owner_: &Owner, buckets: &[(String, SystemTime)]) -> String 
     owner(&mut w, "Owner", owner_);
     w.open("Buckets");
     for (name, created) in buckets {
-        w.open("Bucket").elem("Name", name).elem("CreationDate", &iso8601(*created)).close();
+        w.open("Bucket")
+            .elem("Name", name)
+            .elem("CreationDate", &iso8601(*created))
+            .close();
     }
     w.close();
     w.finish()
@@ -199,7 +211,11 @@ pub fn url_encode_key(s: &str) -> String {
 }
 
 fn enc(echo: &ListEcho, s: &str) -> String {
-    if echo.encoding_url { url_encode_key(s) } else { s.to_string() }
+    if echo.encoding_url {
+        url_encode_key(s)
+    } else {
+        s.to_string()
+    }
 }
 
 fn list_common(w: &mut XmlWriter, echo: &ListEcho, page: &ListPage, owner_: Option<&Owner>) {
@@ -216,7 +232,9 @@ fn list_common(w: &mut XmlWriter, echo: &ListEcho, page: &ListPage, owner_: Opti
         w.close();
     }
     for p in &page.common_prefixes {
-        w.open("CommonPrefixes").elem("Prefix", &enc(echo, p)).close();
+        w.open("CommonPrefixes")
+            .elem("Prefix", &enc(echo, p))
+            .close();
     }
     if echo.encoding_url {
         w.elem("EncodingType", "url");
@@ -255,7 +273,10 @@ pub fn list_objects_v2(echo: &ListEcho, page: &ListPage, owner_: &Owner) -> Stri
     if let (true, Some(n)) = (page.is_truncated, &page.next) {
         w.elem("NextContinuationToken", n);
     }
-    w.elem("KeyCount", &(page.objects.len() + page.common_prefixes.len()).to_string());
+    w.elem(
+        "KeyCount",
+        &(page.objects.len() + page.common_prefixes.len()).to_string(),
+    );
     w.elem("MaxKeys", &echo.max_keys.to_string());
     if let Some(d) = &echo.delimiter {
         w.elem("Delimiter", &enc(echo, d));
@@ -271,22 +292,32 @@ fn bool_str(b: bool) -> &'static str {
 
 /// `CopyObjectResult` (CopyObject) or `CopyPartResult` (UploadPartCopy).
 pub fn copy_result(part: bool, etag: &str, last_modified: SystemTime) -> String {
-    let mut w = XmlWriter::new(if part { "CopyPartResult" } else { "CopyObjectResult" });
-    w.elem("LastModified", &iso8601(last_modified)).elem("ETag", etag);
+    let mut w = XmlWriter::new(if part {
+        "CopyPartResult"
+    } else {
+        "CopyObjectResult"
+    });
+    w.elem("LastModified", &iso8601(last_modified))
+        .elem("ETag", etag);
     w.finish()
 }
 
 /// `InitiateMultipartUploadResult`.
 pub fn initiate_multipart(bucket: &str, key: &str, upload_id: &str) -> String {
     let mut w = XmlWriter::new("InitiateMultipartUploadResult");
-    w.elem("Bucket", bucket).elem("Key", key).elem("UploadId", upload_id);
+    w.elem("Bucket", bucket)
+        .elem("Key", key)
+        .elem("UploadId", upload_id);
     w.finish()
 }
 
 /// `CompleteMultipartUploadResult`.
 pub fn complete_multipart(location: &str, bucket: &str, key: &str, etag: &str) -> String {
     let mut w = XmlWriter::new("CompleteMultipartUploadResult");
-    w.elem("Location", location).elem("Bucket", bucket).elem("Key", key).elem("ETag", etag);
+    w.elem("Location", location)
+        .elem("Bucket", bucket)
+        .elem("Key", key)
+        .elem("ETag", etag);
     w.finish()
 }
 
@@ -310,15 +341,22 @@ pub fn list_multipart_uploads(
     owner_: &Owner,
 ) -> String {
     let mut w = XmlWriter::new("ListMultipartUploadsResult");
-    w.elem("Bucket", bucket).elem("KeyMarker", "").elem("UploadIdMarker", "");
+    w.elem("Bucket", bucket)
+        .elem("KeyMarker", "")
+        .elem("UploadIdMarker", "");
     w.elem("NextKeyMarker", "").elem("NextUploadIdMarker", "");
-    w.elem("Prefix", prefix).elem("MaxUploads", &max_uploads.to_string());
+    w.elem("Prefix", prefix)
+        .elem("MaxUploads", &max_uploads.to_string());
     w.elem("IsTruncated", "false");
     for u in uploads {
-        w.open("Upload").elem("Key", &u.key).elem("UploadId", &u.upload_id);
+        w.open("Upload")
+            .elem("Key", &u.key)
+            .elem("UploadId", &u.upload_id);
         owner(&mut w, "Initiator", owner_);
         owner(&mut w, "Owner", owner_);
-        w.elem("StorageClass", "STANDARD").elem("Initiated", &iso8601(u.initiated)).close();
+        w.elem("StorageClass", "STANDARD")
+            .elem("Initiated", &iso8601(u.initiated))
+            .close();
     }
     w.finish()
 }
@@ -346,13 +384,17 @@ pub fn list_parts(
     owner_: &Owner,
 ) -> String {
     let mut w = XmlWriter::new("ListPartsResult");
-    w.elem("Bucket", bucket).elem("Key", key).elem("UploadId", upload_id);
+    w.elem("Bucket", bucket)
+        .elem("Key", key)
+        .elem("UploadId", upload_id);
     owner(&mut w, "Initiator", owner_);
     owner(&mut w, "Owner", owner_);
-    w.elem("StorageClass", "STANDARD").elem("PartNumberMarker", "0");
+    w.elem("StorageClass", "STANDARD")
+        .elem("PartNumberMarker", "0");
     let next = parts.last().map(|p| p.part_number).unwrap_or(0);
     w.elem("NextPartNumberMarker", &next.to_string());
-    w.elem("MaxParts", &max_parts.to_string()).elem("IsTruncated", "false");
+    w.elem("MaxParts", &max_parts.to_string())
+        .elem("IsTruncated", "false");
     for p in parts {
         w.open("Part")
             .elem("PartNumber", &p.part_number.to_string())
@@ -373,7 +415,11 @@ pub fn delete_result(quiet: bool, deleted: &[String], errors: &[(String, S3Error
         }
     }
     for (k, e) in errors {
-        w.open("Error").elem("Key", k).elem("Code", e.code().as_str()).elem("Message", e.message()).close();
+        w.open("Error")
+            .elem("Key", k)
+            .elem("Code", e.code().as_str())
+            .elem("Message", e.message())
+            .close();
     }
     w.finish()
 }
@@ -422,7 +468,9 @@ fn malformed(msg: &'static str) -> S3Error {
 /// Parses a small document into a tree, bounded in size, depth and node count.
 fn parse_tree(body: &[u8], max_len: usize, max_nodes: usize) -> Result<Node, S3Error> {
     if body.len() > max_len {
-        return Err(malformed("The XML you provided was larger than the maximum allowed size."));
+        return Err(malformed(
+            "The XML you provided was larger than the maximum allowed size.",
+        ));
     }
     let mut reader = Reader::from_reader(body);
     reader.config_mut().trim_text(false);
@@ -431,7 +479,9 @@ fn parse_tree(body: &[u8], max_len: usize, max_nodes: usize) -> Result<Node, S3E
     let mut nodes = 0usize;
     let mut buf = Vec::new();
     loop {
-        let ev = reader.read_event_into(&mut buf).map_err(|_| malformed("invalid XML"))?;
+        let ev = reader
+            .read_event_into(&mut buf)
+            .map_err(|_| malformed("invalid XML"))?;
         match ev {
             Event::Start(e) => {
                 if root.is_some() {
@@ -442,7 +492,10 @@ fn parse_tree(body: &[u8], max_len: usize, max_nodes: usize) -> Result<Node, S3E
                     return Err(malformed("XML too deep or too large"));
                 }
                 let name = local_name(e.name().as_ref())?;
-                stack.push(Node { name, ..Node::default() });
+                stack.push(Node {
+                    name,
+                    ..Node::default()
+                });
             }
             Event::Empty(e) => {
                 if root.is_some() {
@@ -452,7 +505,10 @@ fn parse_tree(body: &[u8], max_len: usize, max_nodes: usize) -> Result<Node, S3E
                 if nodes > max_nodes {
                     return Err(malformed("XML too large"));
                 }
-                let node = Node { name: local_name(e.name().as_ref())?, ..Node::default() };
+                let node = Node {
+                    name: local_name(e.name().as_ref())?,
+                    ..Node::default()
+                };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(node),
                     None => root = Some(node),
@@ -515,15 +571,26 @@ pub fn parse_complete_multipart(body: &[u8]) -> Result<Vec<CompletedPart>, S3Err
     }
     let mut parts = Vec::new();
     for p in root.children("Part") {
-        let n = p.child("PartNumber").ok_or_else(|| malformed("Part without PartNumber"))?;
-        let part_number: u32 = n.text.trim().parse().map_err(|_| malformed("bad PartNumber"))?;
+        let n = p
+            .child("PartNumber")
+            .ok_or_else(|| malformed("Part without PartNumber"))?;
+        let part_number: u32 = n
+            .text
+            .trim()
+            .parse()
+            .map_err(|_| malformed("bad PartNumber"))?;
         if !(1..=MAX_PARTS as u32).contains(&part_number) {
             return Err(S3Error::with_message(
                 S3ErrorCode::InvalidArgument,
                 "Part number must be an integer between 1 and 10000, inclusive",
             ));
         }
-        let etag = p.child("ETag").ok_or_else(|| malformed("Part without ETag"))?.text.trim().to_string();
+        let etag = p
+            .child("ETag")
+            .ok_or_else(|| malformed("Part without ETag"))?
+            .text
+            .trim()
+            .to_string();
         parts.push(CompletedPart { part_number, etag });
     }
     if parts.is_empty() {
@@ -550,7 +617,10 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
     if root.name != "Delete" {
         return Err(malformed("expected Delete"));
     }
-    let quiet = match root.child("Quiet").map(|q| q.text.trim().to_ascii_lowercase()) {
+    let quiet = match root
+        .child("Quiet")
+        .map(|q| q.text.trim().to_ascii_lowercase())
+    {
         None => false,
         Some(q) if q == "true" => true,
         Some(q) if q == "false" => false,
@@ -558,7 +628,9 @@ pub fn parse_delete(body: &[u8]) -> Result<DeleteRequest, S3Error> {
     };
     let mut keys = Vec::new();
     for o in root.children("Object") {
-        let k = o.child("Key").ok_or_else(|| malformed("Object without Key"))?;
+        let k = o
+            .child("Key")
+            .ok_or_else(|| malformed("Object without Key"))?;
         keys.push(k.text.clone());
     }
     if keys.is_empty() || keys.len() > MAX_DELETE_KEYS {
@@ -576,7 +648,10 @@ pub fn parse_create_bucket(body: &[u8]) -> Result<Option<String>, S3Error> {
     if root.name != "CreateBucketConfiguration" {
         return Err(malformed("expected CreateBucketConfiguration"));
     }
-    Ok(root.child("LocationConstraint").map(|l| l.text.trim().to_string()).filter(|s| !s.is_empty()))
+    Ok(root
+        .child("LocationConstraint")
+        .map(|l| l.text.trim().to_string())
+        .filter(|s| !s.is_empty()))
 }
 
 #[cfg(test)]
@@ -600,11 +675,25 @@ mod tests {
             <Part><PartNumber>2</PartNumber><ETag>"c"</ETag><ChecksumCRC32>x</ChecksumCRC32></Part>
           </CompleteMultipartUpload>"#;
         let p = parse_complete_multipart(b).unwrap();
-        assert_eq!(p, vec![
-            CompletedPart { part_number: 1, etag: "\"a\"b\"".into() },
-            CompletedPart { part_number: 2, etag: "\"c\"".into() }
-        ]);
-        assert_eq!(parse_complete_multipart(b"<CompleteMultipartUpload/>").unwrap_err().code(), S3ErrorCode::MalformedXML);
+        assert_eq!(
+            p,
+            vec![
+                CompletedPart {
+                    part_number: 1,
+                    etag: "\"a\"b\"".into()
+                },
+                CompletedPart {
+                    part_number: 2,
+                    etag: "\"c\"".into()
+                }
+            ]
+        );
+        assert_eq!(
+            parse_complete_multipart(b"<CompleteMultipartUpload/>")
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::MalformedXML
+        );
         assert_eq!(
             parse_complete_multipart(b"<CompleteMultipartUpload><Part><PartNumber>0</PartNumber><ETag>x</ETag></Part></CompleteMultipartUpload>")
                 .unwrap_err()
@@ -642,13 +731,29 @@ mod tests {
 
     #[test]
     fn documents() {
-        let owner_ = Owner { id: "id".into(), display_name: "me".into() };
+        let owner_ = Owner {
+            id: "id".into(),
+            display_name: "me".into(),
+        };
         let x = list_buckets(&owner_, &[("b1".into(), SystemTime::UNIX_EPOCH)]);
         assert!(x.contains(&format!("<ListAllMyBucketsResult xmlns=\"{S3_NS}\">")));
-        assert!(x.contains("<Bucket><Name>b1</Name><CreationDate>1970-01-01T00:00:00.000Z</CreationDate></Bucket>"));
-        let echo = ListEcho { bucket: "b".into(), prefix: "a b".into(), max_keys: 1000, encoding_url: true, ..Default::default() };
+        assert!(x.contains(
+            "<Bucket><Name>b1</Name><CreationDate>1970-01-01T00:00:00.000Z</CreationDate></Bucket>"
+        ));
+        let echo = ListEcho {
+            bucket: "b".into(),
+            prefix: "a b".into(),
+            max_keys: 1000,
+            encoding_url: true,
+            ..Default::default()
+        };
         let page = ListPage {
-            objects: vec![ObjectEntry { key: "a b/c+d%é".into(), last_modified: SystemTime::UNIX_EPOCH, etag: "\"e\"".into(), size: 3 }],
+            objects: vec![ObjectEntry {
+                key: "a b/c+d%é".into(),
+                last_modified: SystemTime::UNIX_EPOCH,
+                etag: "\"e\"".into(),
+                size: 3,
+            }],
             common_prefixes: vec!["a b/x/".into()],
             is_truncated: true,
             next: Some("tok".into()),
@@ -663,8 +768,14 @@ mod tests {
         assert!(!x.contains("<Owner>"));
         let x = list_objects_v1(&echo, &page, &owner_);
         assert!(x.contains("<NextMarker>tok</NextMarker>") && x.contains("<Owner>"));
-        let x = delete_result(true, &["a".into()], &[("b".into(), S3Error::new(S3ErrorCode::AccessDenied))]);
-        assert!(!x.contains("<Deleted>") && x.contains("<Error><Key>b</Key><Code>AccessDenied</Code>"));
+        let x = delete_result(
+            true,
+            &["a".into()],
+            &[("b".into(), S3Error::new(S3ErrorCode::AccessDenied))],
+        );
+        assert!(
+            !x.contains("<Deleted>") && x.contains("<Error><Key>b</Key><Code>AccessDenied</Code>")
+        );
         assert!(location_constraint("us-east-1").ends_with("<LocationConstraint xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\"></LocationConstraint>"));
         assert!(versioning_unversioned().contains("<VersioningConfiguration"));
         assert!(escape("a\u{1}b").contains("&#x1;"));

@@ -368,6 +368,8 @@ impl CasClient {
     /// `Range: bytes=start-end`, inclusive). `GET /v2/reconstructions/{hash}` first; 501, or
     /// 404 while v2 has not been seen working, falls back to `/v1/reconstructions/{hash}`
     /// (remembered once v1 answers). 404 = unknown file; 416 = start beyond the end.
+    /// The empty file (hash all zeros, size 0) needs no reconstruction: callers should not
+    /// ask for it (hf_xet does not).
     pub async fn reconstruction(
         &self,
         file_hash: &XetHash,

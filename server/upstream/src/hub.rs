@@ -154,7 +154,8 @@ impl HubClient {
     }
 
     /// `POST /api/buckets/{namespace}/{name}`; returns the bucket URL. 409 becomes
-    /// [`UpstreamError::AlreadyExists`] carrying the `url` of the 409 body.
+    /// [`UpstreamError::AlreadyExists`] carrying the `url` of the 409 body (also what a
+    /// retry after a lost 5xx answer may see). Namespace `me` = the caller.
     pub async fn create_bucket(
         &self,
         namespace: &str,
@@ -533,6 +534,23 @@ impl<T> Pager<T> {
             out.extend(page);
         }
         Ok(out)
+    }
+}
+
+impl<T: Send + 'static> Pager<T> {
+    /// The remaining pages as a stream (ends after the last page or the first error).
+    pub fn into_stream(self) -> futures_util::stream::BoxStream<'static, Result<Vec<T>>> {
+        Box::pin(futures_util::stream::unfold(
+            Some(self),
+            |state| async move {
+                let mut pager = state?;
+                match pager.next_page().await {
+                    Ok(Some(page)) => Some((Ok(page), Some(pager))),
+                    Ok(None) => None,
+                    Err(e) => Some((Err(e), None)),
+                }
+            },
+        ))
     }
 }
 

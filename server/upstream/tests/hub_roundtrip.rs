@@ -386,6 +386,28 @@ async fn upload_list_and_download() {
             .is_none()
     );
 
+    // More than 1000 operations: split into requests of at most 1000.
+    let before = stats.route_count(Route::Batch);
+    let many: Vec<BatchOp> = (0..1001)
+        .map(|i| BatchOp::AddFile {
+            path: format!("many/{i:04}.txt"),
+            xet_hash: hb,
+            mtime,
+            content_type: None,
+        })
+        .collect();
+    let outcome = hub.batch(&id, &many).await.unwrap();
+    assert!(outcome.failed.is_empty(), "{:?}", outcome.failed);
+    assert_eq!(outcome.requests, 2);
+    assert_eq!(stats.route_count(Route::Batch) - before, 2);
+    let listed = hub
+        .list_tree(&id, Some("many"), Some(true))
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1001);
+
     // Delete through the batch; then paths-info no longer lists it.
     let outcome = hub
         .batch(

@@ -33,6 +33,9 @@ impl Recorded {
     }
 }
 
+/// A handler answer that makes the fixture stall (no response) for 3 s, then close.
+const STALL: &[u8] = b"__stall__";
+
 /// What the fixture sends back: raw bytes written before closing the connection.
 type Handler = Arc<dyn Fn(&Recorded, usize) -> Vec<u8> + Send + Sync>;
 
@@ -115,6 +118,10 @@ async fn fixture(handler: Handler) -> Fixture {
                     l.len() - 1
                 };
                 let resp = handler(&req, index);
+                if resp == STALL {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    return;
+                }
                 let _ = sock.write_all(&resp).await;
                 let _ = sock.flush().await;
                 let _ = sock.shutdown().await;
@@ -562,4 +569,120 @@ async fn token_fetch_is_retried_and_uses_hub_auth() {
         .await
         .unwrap();
     assert_eq!(fx.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn resolve_head_reads_metadata_and_follows_same_origin_redirects_only() {
+    let hash = "3e5567705bbf4e0fd6ec7808314cf7fecec15a7dfe36c1e58342d8b1669ace67";
+    let fx = fixture(Arc::new(move |req, _| {
+        let host = req.header("host").unwrap().to_string();
+        match req.path.as_str() {
+            // Same-origin redirect without metadata: followed.
+            "/buckets/u/b/resolve/dir%2Fa%20b.txt" => {
+                response(302, &[("location", "/buckets/u/b/resolve/moved.txt")], b"")
+            }
+            "/buckets/u/b/resolve/moved.txt" => {
+                let link = format!(
+                    "<https://huggingface.co/api/buckets/u/b/xet-read-token>; rel=\"xet-auth\", <http://{host}/v1/reconstructions/{hash}>; rel=\"xet-reconstruction-info\""
+                );
+                // Cross-origin redirect with metadata: not followed, read as is.
+                response(
+                    302,
+                    &[
+                        ("x-xet-hash", hash),
+                        ("x-linked-size", "13000"),
+                        ("link", &link),
+                        ("location", "http://other.invalid/signed"),
+                    ],
+                    b"",
+                )
+            }
+            "/buckets/u/b/resolve/plain.txt" => response(
+                200,
+                &[("x-xet-hash", hash), ("x-xet-refresh-route", "/api/buckets/u/b/xet-read-token")],
+                b"0123456789",
+            ),
+            _ => response(404, &[("x-error-code", "EntryNotFound")], b""),
+        }
+    }))
+    .await;
+    let hub = HubClient::new(&fx.url(), Some("hf".into()), config(2)).unwrap();
+    let id = BucketId::parse("u/b").unwrap();
+    let r = hub.resolve_head(&id, "dir/a b.txt").await.unwrap();
+    assert_eq!(r.status, 302);
+    assert_eq!(r.xet_hash.unwrap().to_hex(), hash);
+    assert_eq!(r.size, Some(13000));
+    assert_eq!(
+        r.xet_auth_url.as_deref(),
+        Some(format!("{}/api/buckets/u/b/xet-read-token", fx.url()).as_str())
+    );
+    assert_eq!(
+        r.reconstruction_url,
+        Some(format!("{}/v1/reconstructions/{hash}", fx.url()))
+    );
+    assert_eq!(r.location.as_deref(), Some("http://other.invalid/signed"));
+    let reqs = fx.requests();
+    assert_eq!(reqs.len(), 2);
+    assert!(reqs.iter().all(|q| q.method == "HEAD"));
+    assert!(
+        reqs.iter()
+            .all(|q| q.header("accept-encoding") == Some("identity"))
+    );
+
+    // A plain 200: size from Content-Length, refresh route from the fallback header.
+    let r = hub.resolve_head(&id, "plain.txt").await.unwrap();
+    assert_eq!((r.status, r.size), (200, Some(10)));
+    assert_eq!(
+        r.xet_auth_url,
+        Some(format!("{}/api/buckets/u/b/xet-read-token", fx.url()))
+    );
+    let err = hub.resolve_head(&id, "missing").await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    assert_eq!(
+        err.http_failure().unwrap().error_code.as_deref(),
+        Some("EntryNotFound")
+    );
+}
+
+#[tokio::test]
+async fn pager_stream_stops_at_the_first_error() {
+    let fx = fixture(Arc::new(|req, _| {
+        let host = req.header("host").unwrap().to_string();
+        if req.path.contains("cursor=bad") {
+            return response(500, &[], b"");
+        }
+        let link = format!("<http://{host}/api/buckets/u?cursor=bad>; rel=\"next\"");
+        response(200, &[("link", &link)], INFO_LIST)
+    }))
+    .await;
+    let hub = HubClient::new(&fx.url(), None, config(2)).unwrap();
+    let mut stream = hub.list_buckets("u", None).unwrap().into_stream();
+    let first = stream.next().await.unwrap().unwrap();
+    assert_eq!(first.len(), 1);
+    let err = stream.next().await.unwrap().unwrap_err();
+    assert_eq!(err.status(), Some(500));
+    assert!(stream.next().await.is_none());
+    // 1 first page + 2 attempts on the failing page.
+    assert_eq!(fx.requests().len(), 3);
+}
+
+const INFO_LIST: &[u8] =
+    br#"[{"id":"u/b","private":true,"createdAt":"2026-11-25T00:00:00Z","size":5,"totalFiles":1}]"#;
+
+#[tokio::test]
+async fn read_timeouts_are_retryable_and_bounded() {
+    let fx = fixture(Arc::new(|_, _| STALL.to_vec())).await;
+    let mut cfg = config(2);
+    cfg.read_timeout = Duration::from_millis(200);
+    let hub = HubClient::new(&fx.url(), None, cfg).unwrap();
+    let t0 = Instant::now();
+    let err = hub
+        .bucket_info(&BucketId::parse("u/b").unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, UpstreamError::Timeout { .. }), "{err:?}");
+    assert!(err.is_retryable());
+    assert_eq!(err.fault(), Fault::Upstream);
+    assert_eq!(fx.requests().len(), 2);
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
 }

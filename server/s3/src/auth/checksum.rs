@@ -22,7 +22,13 @@ pub enum ChecksumAlgorithm {
 
 impl ChecksumAlgorithm {
     /// All algorithms.
-    pub const ALL: [Self; 5] = [Self::Crc32, Self::Crc32c, Self::Crc64Nvme, Self::Sha1, Self::Sha256];
+    pub const ALL: [Self; 5] = [
+        Self::Crc32,
+        Self::Crc32c,
+        Self::Crc64Nvme,
+        Self::Sha1,
+        Self::Sha256,
+    ];
 
     /// The header (or trailer) name, e.g. `x-amz-checksum-crc32c`.
     pub fn header_name(self) -> &'static str {
@@ -37,7 +43,9 @@ impl ChecksumAlgorithm {
 
     /// Parses a header name (case-insensitive).
     pub fn from_header_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|a| a.header_name().eq_ignore_ascii_case(name.trim()))
+        Self::ALL
+            .into_iter()
+            .find(|a| a.header_name().eq_ignore_ascii_case(name.trim()))
     }
 
     /// Parses `x-amz-checksum-algorithm` / `x-amz-sdk-checksum-algorithm` values.
@@ -128,20 +136,38 @@ mod tests {
     #[test]
     fn known_values() {
         // AWS's trailer example: 66560 bytes of 'a' have CRC32C sOO8/Q==.
-        assert_eq!(checksum_base64(ChecksumAlgorithm::Crc32c, &vec![b'a'; 66560]), "sOO8/Q==");
+        assert_eq!(
+            checksum_base64(ChecksumAlgorithm::Crc32c, &vec![b'a'; 66560]),
+            "sOO8/Q=="
+        );
         // CRC-32 of "123456789" is 0xCBF43926.
-        assert_eq!(checksum_base64(ChecksumAlgorithm::Crc32, b"123456789"), B64.encode(0xCBF4_3926u32.to_be_bytes()));
-        assert_eq!(checksum_base64(ChecksumAlgorithm::Crc32c, b"123456789"), B64.encode(0xE306_9283u32.to_be_bytes()));
+        assert_eq!(
+            checksum_base64(ChecksumAlgorithm::Crc32, b"123456789"),
+            B64.encode(0xCBF4_3926u32.to_be_bytes())
+        );
+        assert_eq!(
+            checksum_base64(ChecksumAlgorithm::Crc32c, b"123456789"),
+            B64.encode(0xE306_9283u32.to_be_bytes())
+        );
         // CRC-64/NVME check value.
         assert_eq!(
             checksum_base64(ChecksumAlgorithm::Crc64Nvme, b"123456789"),
             B64.encode(0xAE8B_1486_0A79_9888u64.to_be_bytes())
         );
-        assert_eq!(checksum_base64(ChecksumAlgorithm::Sha1, b""), "2jmj7l5rSw0yVb/vlWAYkK/YBwk=");
-        assert_eq!(ChecksumAlgorithm::from_header_name("X-Amz-Checksum-CRC64NVME"), Some(ChecksumAlgorithm::Crc64Nvme));
+        assert_eq!(
+            checksum_base64(ChecksumAlgorithm::Sha1, b""),
+            "2jmj7l5rSw0yVb/vlWAYkK/YBwk="
+        );
+        assert_eq!(
+            ChecksumAlgorithm::from_header_name("X-Amz-Checksum-CRC64NVME"),
+            Some(ChecksumAlgorithm::Crc64Nvme)
+        );
         let mut h = ChecksumAlgorithm::Crc32c.hasher();
         h.update(b"1234");
         h.update(b"56789");
-        assert_eq!(h.finish_base64(), checksum_base64(ChecksumAlgorithm::Crc32c, b"123456789"));
+        assert_eq!(
+            h.finish_base64(),
+            checksum_base64(ChecksumAlgorithm::Crc32c, b"123456789")
+        );
     }
 }

@@ -61,11 +61,17 @@ pub struct ChunkedDecoder {
 }
 
 fn malformed(msg: &'static str) -> S3Error {
-    S3Error::with_message(S3ErrorCode::InvalidRequest, format!("malformed aws-chunked body: {msg}"))
+    S3Error::with_message(
+        S3ErrorCode::InvalidRequest,
+        format!("malformed aws-chunked body: {msg}"),
+    )
 }
 
 fn incomplete() -> S3Error {
-    S3Error::with_message(S3ErrorCode::IncompleteBody, "The request body ended before the declared length")
+    S3Error::with_message(
+        S3ErrorCode::IncompleteBody,
+        "The request body ended before the declared length",
+    )
 }
 
 impl ChunkedDecoder {
@@ -128,7 +134,11 @@ impl ChunkedDecoder {
                     }
                     out.push(data);
                     let remaining = remaining - n as u64;
-                    self.state = if remaining == 0 { self.end_chunk()? } else { State::Data { remaining } };
+                    self.state = if remaining == 0 {
+                        self.end_chunk()?
+                    } else {
+                        State::Data { remaining }
+                    };
                 }
                 State::DataCr => {
                     if input[0] != b'\r' {
@@ -159,7 +169,10 @@ impl ChunkedDecoder {
         let line = std::str::from_utf8(line).map_err(|_| malformed("chunk header is not ASCII"))?;
         let mut parts = line.split(';');
         let size_hex = parts.next().unwrap_or("").trim();
-        if size_hex.is_empty() || size_hex.len() > 15 || !size_hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if size_hex.is_empty()
+            || size_hex.len() > 15
+            || !size_hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
             return Err(malformed("bad chunk size"));
         }
         let size = u64::from_str_radix(size_hex, 16).map_err(|_| malformed("bad chunk size"))?;
@@ -170,7 +183,10 @@ impl ChunkedDecoder {
             }
         }
         if self.cfg.signer.is_some() && sig.is_none() {
-            return Err(S3Error::with_message(S3ErrorCode::SignatureDoesNotMatch, "chunk without chunk-signature"));
+            return Err(S3Error::with_message(
+                S3ErrorCode::SignatureDoesNotMatch,
+                "chunk without chunk-signature",
+            ));
         }
         if let Some(declared) = self.cfg.decoded_length {
             if self.decoded.saturating_add(size) > declared {
@@ -219,7 +235,9 @@ impl ChunkedDecoder {
             return Err(malformed("too many trailer lines"));
         }
         let line = std::str::from_utf8(line).map_err(|_| malformed("trailer is not UTF-8"))?;
-        let (name, value) = line.split_once(':').ok_or_else(|| malformed("trailer line without ':'"))?;
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| malformed("trailer line without ':'"))?;
         let name = name.trim().to_ascii_lowercase();
         let value = value.trim().to_string();
         if name == "x-amz-trailer-signature" {
@@ -236,7 +254,11 @@ impl ChunkedDecoder {
         }
         if let Some(algo) = self.cfg.trailer {
             if self.cfg.signed_trailer {
-                let signer = self.cfg.signer.as_mut().ok_or_else(|| malformed("signed trailer without signer"))?;
+                let signer = self
+                    .cfg
+                    .signer
+                    .as_mut()
+                    .ok_or_else(|| malformed("signed trailer without signer"))?;
                 let mut canonical = String::new();
                 for (n, v) in &self.trailers {
                     canonical.push_str(n);
@@ -257,12 +279,24 @@ impl ChunkedDecoder {
                 .iter()
                 .find(|(n, _)| n == algo.header_name())
                 .map(|(_, v)| v.clone())
-                .ok_or_else(|| S3Error::with_message(S3ErrorCode::InvalidRequest, format!("missing trailer {}", algo.header_name())))?;
-            let computed = self.checksum.take().map(ChecksumHasher::finish_base64).unwrap_or_default();
+                .ok_or_else(|| {
+                    S3Error::with_message(
+                        S3ErrorCode::InvalidRequest,
+                        format!("missing trailer {}", algo.header_name()),
+                    )
+                })?;
+            let computed = self
+                .checksum
+                .take()
+                .map(ChecksumHasher::finish_base64)
+                .unwrap_or_default();
             if sent != computed {
                 return Err(S3Error::with_message(
                     S3ErrorCode::BadDigest,
-                    format!("The {} you specified did not match the calculated checksum.", algo.header_name()),
+                    format!(
+                        "The {} you specified did not match the calculated checksum.",
+                        algo.header_name()
+                    ),
                 ));
             }
         }
@@ -295,7 +329,12 @@ impl ChunkedDecoder {
 /// Encodes `data` as an aws-chunked body in chunks of `chunk_size` (for tests and tools).
 /// With `signer`, every chunk (and the trailer) is signed; with `trailer`, the checksum of
 /// `data` is sent as a trailer.
-pub fn encode(data: &[u8], chunk_size: usize, mut signer: Option<ChunkSigner>, trailer: Option<ChecksumAlgorithm>) -> Vec<u8> {
+pub fn encode(
+    data: &[u8],
+    chunk_size: usize,
+    mut signer: Option<ChunkSigner>,
+    trailer: Option<ChecksumAlgorithm>,
+) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 256);
     let write_chunk = |out: &mut Vec<u8>, c: &[u8], signer: &mut Option<ChunkSigner>| {
         out.extend_from_slice(format!("{:x}", c.len()).as_bytes());
@@ -331,7 +370,9 @@ pub fn encode(data: &[u8], chunk_size: usize, mut signer: Option<ChunkSigner>, t
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::sigv4::{AuthRequest, Credentials, PayloadMode, SigV4Verifier, parse_amz_date, signing_key};
+    use crate::auth::sigv4::{
+        AuthRequest, Credentials, PayloadMode, SigV4Verifier, parse_amz_date, signing_key,
+    };
     use http::{HeaderMap, HeaderValue};
     use proptest::prelude::*;
 
@@ -371,8 +412,15 @@ mod tests {
         let auth = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class,Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
         let mut c = Credentials::new();
         c.insert("AKIAIOSFODNN7EXAMPLE", SECRET);
-        let req = AuthRequest { method: "PUT", raw_path: "/examplebucket/chunkObject.txt", raw_query: "", headers: &h };
-        let v = SigV4Verifier::new(&c).verify_header(&req, auth, parse_amz_date("20130524T000000Z").unwrap()).unwrap();
+        let req = AuthRequest {
+            method: "PUT",
+            raw_path: "/examplebucket/chunkObject.txt",
+            raw_query: "",
+            headers: &h,
+        };
+        let v = SigV4Verifier::new(&c)
+            .verify_header(&req, auth, parse_amz_date("20130524T000000Z").unwrap())
+            .unwrap();
         assert_eq!(v.payload, PayloadMode::StreamingSigned { trailer: false });
         let signer = v.chunk_signer.unwrap();
 
@@ -387,16 +435,29 @@ mod tests {
         ] {
             assert!(text.contains(&format!("chunk-signature={sig}")), "{sig}");
         }
-        let cfg = ChunkedConfig { signer: Some(signer), trailer: None, signed_trailer: false, decoded_length: Some(66560) };
+        let cfg = ChunkedConfig {
+            signer: Some(signer),
+            trailer: None,
+            signed_trailer: false,
+            decoded_length: Some(66560),
+        };
         for piece in [1, 7, 1000, 65536, 100_000] {
             assert_eq!(decode_all(cfg.clone(), &body, piece).unwrap(), data);
         }
         // Any flipped data byte breaks a chunk signature.
         let mut bad = body.clone();
         bad[200] = b'b';
-        assert_eq!(decode_all(cfg.clone(), &bad, 4096).unwrap_err().code(), S3ErrorCode::SignatureDoesNotMatch);
+        assert_eq!(
+            decode_all(cfg.clone(), &bad, 4096).unwrap_err().code(),
+            S3ErrorCode::SignatureDoesNotMatch
+        );
         // Truncated body.
-        assert_eq!(decode_all(cfg.clone(), &body[..body.len() - 90], 4096).unwrap_err().code(), S3ErrorCode::IncompleteBody);
+        assert_eq!(
+            decode_all(cfg.clone(), &body[..body.len() - 90], 4096)
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::IncompleteBody
+        );
     }
 
     /// AWS example with STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER and a CRC32C trailer.
@@ -407,7 +468,10 @@ mod tests {
             ("host", "s3.amazonaws.com"),
             ("x-amz-date", "20130524T000000Z"),
             ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
-            ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"),
+            (
+                "x-amz-content-sha256",
+                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+            ),
             ("content-encoding", "aws-chunked"),
             ("x-amz-decoded-content-length", "66560"),
             ("x-amz-trailer", "x-amz-checksum-crc32c"),
@@ -417,12 +481,24 @@ mod tests {
         let auth = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=content-encoding;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class;x-amz-trailer,Signature=106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e";
         let mut c = Credentials::new();
         c.insert("AKIAIOSFODNN7EXAMPLE", SECRET);
-        let req = AuthRequest { method: "PUT", raw_path: "/examplebucket/chunkObject.txt", raw_query: "", headers: &h };
-        let v = SigV4Verifier::new(&c).verify_header(&req, auth, parse_amz_date("20130524T000000Z").unwrap()).unwrap();
+        let req = AuthRequest {
+            method: "PUT",
+            raw_path: "/examplebucket/chunkObject.txt",
+            raw_query: "",
+            headers: &h,
+        };
+        let v = SigV4Verifier::new(&c)
+            .verify_header(&req, auth, parse_amz_date("20130524T000000Z").unwrap())
+            .unwrap();
         assert_eq!(v.payload, PayloadMode::StreamingSigned { trailer: true });
         let signer = v.chunk_signer.unwrap();
         let data = vec![b'a'; 66560];
-        let body = encode(&data, 65536, Some(signer.clone()), Some(ChecksumAlgorithm::Crc32c));
+        let body = encode(
+            &data,
+            65536,
+            Some(signer.clone()),
+            Some(ChecksumAlgorithm::Crc32c),
+        );
         let text = String::from_utf8_lossy(&body);
         for sig in [
             "chunk-signature=b474d8862b1487a5145d686f57f013e54db672cee1c953b3010fb58501ef5aa2",
@@ -441,10 +517,18 @@ mod tests {
         };
         assert_eq!(decode_all(cfg.clone(), &body, 333).unwrap(), data);
         // Without the final empty line (some clients) it is still accepted.
-        assert_eq!(decode_all(cfg.clone(), &body[..body.len() - 2], 333).unwrap(), data);
+        assert_eq!(
+            decode_all(cfg.clone(), &body[..body.len() - 2], 333).unwrap(),
+            data
+        );
         // A wrong checksum with a valid-looking layout: signature fails first.
         let bad = text.replace("sOO8/Q==", "sOO8/Q=A");
-        assert_eq!(decode_all(cfg.clone(), bad.as_bytes(), 4096).unwrap_err().code(), S3ErrorCode::SignatureDoesNotMatch);
+        assert_eq!(
+            decode_all(cfg.clone(), bad.as_bytes(), 4096)
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::SignatureDoesNotMatch
+        );
     }
 
     #[test]
@@ -452,22 +536,41 @@ mod tests {
         for algo in ChecksumAlgorithm::ALL {
             let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
             let body = encode(&data, 8192, None, Some(algo));
-            let cfg = ChunkedConfig { signer: None, trailer: Some(algo), signed_trailer: false, decoded_length: Some(data.len() as u64) };
+            let cfg = ChunkedConfig {
+                signer: None,
+                trailer: Some(algo),
+                signed_trailer: false,
+                decoded_length: Some(data.len() as u64),
+            };
             assert_eq!(decode_all(cfg.clone(), &body, 5000).unwrap(), data);
             // Corrupt one data byte: BadDigest.
             let mut bad = body.clone();
             bad[10] ^= 1;
-            assert_eq!(decode_all(cfg, &bad, 5000).unwrap_err().code(), S3ErrorCode::BadDigest, "{algo:?}");
+            assert_eq!(
+                decode_all(cfg, &bad, 5000).unwrap_err().code(),
+                S3ErrorCode::BadDigest,
+                "{algo:?}"
+            );
         }
     }
 
     #[test]
     fn framing_errors() {
-        let cfg = |len| ChunkedConfig { signer: None, trailer: None, signed_trailer: false, decoded_length: len };
+        let cfg = |len| ChunkedConfig {
+            signer: None,
+            trailer: None,
+            signed_trailer: false,
+            decoded_length: len,
+        };
         // Body larger than declared.
         assert!(decode_all(cfg(Some(3)), b"5\r\nhello\r\n0\r\n\r\n", 3).is_err());
         // Declared larger than sent.
-        assert_eq!(decode_all(cfg(Some(10)), b"5\r\nhello\r\n0\r\n\r\n", 3).unwrap_err().code(), S3ErrorCode::IncompleteBody);
+        assert_eq!(
+            decode_all(cfg(Some(10)), b"5\r\nhello\r\n0\r\n\r\n", 3)
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::IncompleteBody
+        );
         // Chunk longer than its size.
         assert!(decode_all(cfg(None), b"3\r\nhello\r\n0\r\n\r\n", 3).is_err());
         // Missing CR.
@@ -480,15 +583,41 @@ mod tests {
         // Data after the end.
         assert!(decode_all(cfg(None), b"0\r\n\r\nextra", 100).is_err());
         // Truncated mid-data.
-        assert_eq!(decode_all(cfg(None), b"5\r\nhel", 100).unwrap_err().code(), S3ErrorCode::IncompleteBody);
+        assert_eq!(
+            decode_all(cfg(None), b"5\r\nhel", 100).unwrap_err().code(),
+            S3ErrorCode::IncompleteBody
+        );
         // Unsigned body with signatures is fine.
-        assert_eq!(decode_all(cfg(Some(5)), b"5;chunk-signature=00\r\nhello\r\n0;chunk-signature=11\r\n\r\n", 2).unwrap(), b"hello");
+        assert_eq!(
+            decode_all(
+                cfg(Some(5)),
+                b"5;chunk-signature=00\r\nhello\r\n0;chunk-signature=11\r\n\r\n",
+                2
+            )
+            .unwrap(),
+            b"hello"
+        );
         // Signed decoder rejects a chunk without signature.
         let s = ChunkSigner::new(key(), "20130524T000000Z", SCOPE, "00");
-        let scfg = ChunkedConfig { signer: Some(s), trailer: None, signed_trailer: false, decoded_length: None };
-        assert_eq!(decode_all(scfg, b"5\r\nhello\r\n0\r\n\r\n", 2).unwrap_err().code(), S3ErrorCode::SignatureDoesNotMatch);
+        let scfg = ChunkedConfig {
+            signer: Some(s),
+            trailer: None,
+            signed_trailer: false,
+            decoded_length: None,
+        };
+        assert_eq!(
+            decode_all(scfg, b"5\r\nhello\r\n0\r\n\r\n", 2)
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::SignatureDoesNotMatch
+        );
         // Missing trailer.
-        let tcfg = ChunkedConfig { signer: None, trailer: Some(ChecksumAlgorithm::Crc32), signed_trailer: false, decoded_length: None };
+        let tcfg = ChunkedConfig {
+            signer: None,
+            trailer: Some(ChecksumAlgorithm::Crc32),
+            signed_trailer: false,
+            decoded_length: None,
+        };
         assert!(decode_all(tcfg, b"5\r\nhello\r\n0\r\n\r\n", 2).is_err());
     }
 

@@ -34,8 +34,16 @@ impl Authenticator {
 
     /// Authenticates a request. `vhost_bucket` is the bucket named by the Host header
     /// (virtual-hosted-style), needed by SigV2. Anonymous requests are refused.
-    pub fn verify(&self, req: &AuthRequest<'_>, vhost_bucket: Option<&str>, now: SystemTime) -> Result<Verified, S3Error> {
-        let auth = req.headers.get(http::header::AUTHORIZATION).map(|v| v.to_str());
+    pub fn verify(
+        &self,
+        req: &AuthRequest<'_>,
+        vhost_bucket: Option<&str>,
+        now: SystemTime,
+    ) -> Result<Verified, S3Error> {
+        let auth = req
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.to_str());
         let q = req.raw_query;
         let has_param = |name: &str| q.split('&').any(|kv| kv.split('=').next() == Some(name));
         let v4_query = has_param("X-Amz-Signature") || has_param("X-Amz-Credential");
@@ -53,13 +61,19 @@ impl Authenticator {
                 } else if a.starts_with("AWS ") {
                     sigv2::verify_header(&self.creds, req, a, vhost_bucket, now)
                 } else {
-                    Err(S3Error::with_message(S3ErrorCode::AuthorizationHeaderMalformed, "unsupported authorization type"))
+                    Err(S3Error::with_message(
+                        S3ErrorCode::AuthorizationHeaderMalformed,
+                        "unsupported authorization type",
+                    ))
                 }
             }
             Some(Err(_)) => Err(S3Error::new(S3ErrorCode::AuthorizationHeaderMalformed)),
             None if v4_query => sigv4::SigV4Verifier::new(&self.creds).verify_presigned(req, now),
             None if v2_query => sigv2::verify_presigned(&self.creds, req, vhost_bucket, now),
-            None => Err(S3Error::with_message(S3ErrorCode::AccessDenied, "Anonymous access is not allowed")),
+            None => Err(S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "Anonymous access is not allowed",
+            )),
         }
     }
 }
@@ -75,13 +89,33 @@ mod tests {
         c.insert("AK", "SK");
         let a = Authenticator::new(c);
         let h = HeaderMap::new();
-        let req = AuthRequest { method: "GET", raw_path: "/", raw_query: "", headers: &h };
-        assert_eq!(a.verify(&req, None, SystemTime::now()).unwrap_err().code(), S3ErrorCode::AccessDenied);
+        let req = AuthRequest {
+            method: "GET",
+            raw_path: "/",
+            raw_query: "",
+            headers: &h,
+        };
+        assert_eq!(
+            a.verify(&req, None, SystemTime::now()).unwrap_err().code(),
+            S3ErrorCode::AccessDenied
+        );
         let mut h2 = HeaderMap::new();
         h2.insert("authorization", HeaderValue::from_static("Bearer x"));
-        let req = AuthRequest { headers: &h2, ..req };
-        assert_eq!(a.verify(&req, None, SystemTime::now()).unwrap_err().code(), S3ErrorCode::AuthorizationHeaderMalformed);
-        let req = AuthRequest { raw_query: "X-Amz-Signature=1", ..req };
-        assert_eq!(a.verify(&req, None, SystemTime::now()).unwrap_err().code(), S3ErrorCode::InvalidArgument);
+        let req = AuthRequest {
+            headers: &h2,
+            ..req
+        };
+        assert_eq!(
+            a.verify(&req, None, SystemTime::now()).unwrap_err().code(),
+            S3ErrorCode::AuthorizationHeaderMalformed
+        );
+        let req = AuthRequest {
+            raw_query: "X-Amz-Signature=1",
+            ..req
+        };
+        assert_eq!(
+            a.verify(&req, None, SystemTime::now()).unwrap_err().code(),
+            S3ErrorCode::InvalidArgument
+        );
     }
 }

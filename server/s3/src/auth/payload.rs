@@ -50,14 +50,26 @@ impl BodyPlan {
     pub fn new(headers: &HeaderMap, verified: &Verified, max_length: u64) -> Result<Self, S3Error> {
         let parse_len = |name: &str| -> Result<Option<u64>, S3Error> {
             header(headers, name)
-                .map(|v| v.trim().parse::<u64>().map_err(|_| S3Error::with_message(S3ErrorCode::InvalidArgument, format!("invalid {name}"))))
+                .map(|v| {
+                    v.trim().parse::<u64>().map_err(|_| {
+                        S3Error::with_message(
+                            S3ErrorCode::InvalidArgument,
+                            format!("invalid {name}"),
+                        )
+                    })
+                })
                 .transpose()
         };
         let md5 = match header(headers, "content-md5") {
             None => None,
             Some(v) => {
-                let raw = B64.decode(v.trim()).map_err(|_| S3Error::new(S3ErrorCode::InvalidDigest))?;
-                Some(<[u8; 16]>::try_from(raw.as_slice()).map_err(|_| S3Error::new(S3ErrorCode::InvalidDigest))?)
+                let raw = B64
+                    .decode(v.trim())
+                    .map_err(|_| S3Error::new(S3ErrorCode::InvalidDigest))?;
+                Some(
+                    <[u8; 16]>::try_from(raw.as_slice())
+                        .map_err(|_| S3Error::new(S3ErrorCode::InvalidDigest))?,
+                )
             }
         };
         let checksum_header = ChecksumAlgorithm::ALL
@@ -66,13 +78,23 @@ impl BodyPlan {
         let trailer = match header(headers, "x-amz-trailer") {
             None => None,
             Some(t) => Some(ChecksumAlgorithm::from_header_name(t).ok_or_else(|| {
-                S3Error::with_message(S3ErrorCode::InvalidRequest, format!("unsupported x-amz-trailer {t}"))
+                S3Error::with_message(
+                    S3ErrorCode::InvalidRequest,
+                    format!("unsupported x-amz-trailer {t}"),
+                )
             })?),
         };
-        let streaming = matches!(verified.payload, PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer);
+        let streaming = matches!(
+            verified.payload,
+            PayloadMode::StreamingSigned { .. } | PayloadMode::StreamingUnsignedTrailer
+        );
         let (chunked, declared_length, sha256) = if streaming {
-            let decoded = parse_len("x-amz-decoded-content-length")?
-                .ok_or_else(|| S3Error::with_message(S3ErrorCode::MissingContentLength, "x-amz-decoded-content-length is required for aws-chunked bodies"))?;
+            let decoded = parse_len("x-amz-decoded-content-length")?.ok_or_else(|| {
+                S3Error::with_message(
+                    S3ErrorCode::MissingContentLength,
+                    "x-amz-decoded-content-length is required for aws-chunked bodies",
+                )
+            })?;
             let (signer, signed_trailer) = match verified.payload {
                 PayloadMode::StreamingSigned { trailer: t } => (verified.chunk_signer.clone(), t),
                 _ => (None, false),
@@ -80,10 +102,20 @@ impl BodyPlan {
             if matches!(verified.payload, PayloadMode::StreamingSigned { .. }) && signer.is_none() {
                 return Err(S3Error::new(S3ErrorCode::InternalError));
             }
-            if (signed_trailer || verified.payload == PayloadMode::StreamingUnsignedTrailer) && trailer.is_none() {
-                return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "x-amz-trailer is required for trailer payloads"));
+            if (signed_trailer || verified.payload == PayloadMode::StreamingUnsignedTrailer)
+                && trailer.is_none()
+            {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::InvalidRequest,
+                    "x-amz-trailer is required for trailer payloads",
+                ));
             }
-            let cfg = ChunkedConfig { signer, trailer, signed_trailer, decoded_length: Some(decoded) };
+            let cfg = ChunkedConfig {
+                signer,
+                trailer,
+                signed_trailer,
+                decoded_length: Some(decoded),
+            };
             (Some(cfg), Some(decoded), None)
         } else {
             let sha = match verified.payload {
@@ -95,12 +127,26 @@ impl BodyPlan {
         if declared_length.is_some_and(|l| l > max_length) {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
         }
-        Ok(Self { chunked, sha256, md5, checksum_header, declared_length, max_length })
+        Ok(Self {
+            chunked,
+            sha256,
+            md5,
+            checksum_header,
+            declared_length,
+            max_length,
+        })
     }
 
     /// A plan that checks nothing but the size bound (for trusted/test bodies).
     pub fn unchecked(max_length: u64) -> Self {
-        Self { chunked: None, sha256: None, md5: None, checksum_header: None, declared_length: None, max_length }
+        Self {
+            chunked: None,
+            sha256: None,
+            md5: None,
+            checksum_header: None,
+            declared_length: None,
+            max_length,
+        }
     }
 }
 
@@ -141,7 +187,10 @@ impl<B> VerifyingBody<B> {
             return Err(S3Error::new(S3ErrorCode::EntityTooLarge));
         }
         if self.decoder.is_none() && self.declared.is_some_and(|d| self.seen > d) {
-            return Err(S3Error::with_message(S3ErrorCode::InvalidRequest, "body larger than Content-Length"));
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                "body larger than Content-Length",
+            ));
         }
         if let Some((h, _)) = &mut self.md5 {
             h.update(data);
@@ -174,7 +223,10 @@ impl<B> VerifyingBody<B> {
             if h.finish_base64() != expected {
                 return Err(S3Error::with_message(
                     S3ErrorCode::BadDigest,
-                    format!("The {} you specified did not match the calculated checksum.", algo.header_name()),
+                    format!(
+                        "The {} you specified did not match the calculated checksum.",
+                        algo.header_name()
+                    ),
                 ));
             }
         }
@@ -212,7 +264,9 @@ where
                     return Poll::Ready(Some(Err(S3Error::new(S3ErrorCode::IncompleteBody))));
                 }
                 Some(Ok(frame)) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     if let Some(sha) = &mut this.sha256 {
                         sha.0.update(&data);
                     }
@@ -255,7 +309,11 @@ mod tests {
     use http_body_util::{Full, StreamBody};
 
     fn verified(payload: PayloadMode) -> Verified {
-        Verified { access_key: "AK".into(), payload, chunk_signer: None }
+        Verified {
+            access_key: "AK".into(),
+            payload,
+            chunk_signer: None,
+        }
     }
 
     fn collect<B>(body: VerifyingBody<B>) -> Result<Vec<u8>, S3Error>
@@ -273,8 +331,18 @@ mod tests {
         })
     }
 
-    fn pieces(data: &[u8], n: usize) -> StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::io::Error>>>> {
-        let v: Vec<_> = data.chunks(n).map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c)))).collect();
+    fn pieces(
+        data: &[u8],
+        n: usize,
+    ) -> StreamBody<
+        futures_util::stream::Iter<
+            std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::io::Error>>,
+        >,
+    > {
+        let v: Vec<_> = data
+            .chunks(n)
+            .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))
+            .collect();
         StreamBody::new(futures_util::stream::iter(v))
     }
 
@@ -283,47 +351,124 @@ mod tests {
         let data = b"Welcome to Amazon S3.";
         let mut h = HeaderMap::new();
         h.insert("content-length", HeaderValue::from(data.len()));
-        h.insert("content-md5", HeaderValue::from_str(&B64.encode(md5::Md5::digest(data))).unwrap());
+        h.insert(
+            "content-md5",
+            HeaderValue::from_str(&B64.encode(md5::Md5::digest(data))).unwrap(),
+        );
         let sha: [u8; 32] = sha2::Sha256::digest(data).into();
         let plan = BodyPlan::new(&h, &verified(PayloadMode::Sha256(sha)), MAX_PUT_SIZE).unwrap();
-        assert_eq!(collect(VerifyingBody::new(pieces(data, 4), plan.clone())).unwrap(), data);
-        let e = collect(VerifyingBody::new(pieces(b"Welcome to Amazon S4.", 4), plan)).unwrap_err();
+        assert_eq!(
+            collect(VerifyingBody::new(pieces(data, 4), plan.clone())).unwrap(),
+            data
+        );
+        let e = collect(VerifyingBody::new(
+            pieces(b"Welcome to Amazon S4.", 4),
+            plan,
+        ))
+        .unwrap_err();
         assert_eq!(e.code(), S3ErrorCode::XAmzContentSHA256Mismatch);
         // MD5 mismatch alone: BadDigest.
         let plan = BodyPlan::new(&h, &verified(PayloadMode::Unsigned), MAX_PUT_SIZE).unwrap();
-        assert_eq!(collect(VerifyingBody::new(pieces(b"Welcome to Amazon S4.", 4), plan)).unwrap_err().code(), S3ErrorCode::BadDigest);
+        assert_eq!(
+            collect(VerifyingBody::new(
+                pieces(b"Welcome to Amazon S4.", 4),
+                plan
+            ))
+            .unwrap_err()
+            .code(),
+            S3ErrorCode::BadDigest
+        );
         // Short body: IncompleteBody.
         let plan = BodyPlan::new(&h, &verified(PayloadMode::Unsigned), MAX_PUT_SIZE).unwrap();
-        assert_eq!(collect(VerifyingBody::new(pieces(b"Welcome", 4), plan)).unwrap_err().code(), S3ErrorCode::IncompleteBody);
+        assert_eq!(
+            collect(VerifyingBody::new(pieces(b"Welcome", 4), plan))
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::IncompleteBody
+        );
         // Invalid Content-MD5.
         h.insert("content-md5", HeaderValue::from_static("nope"));
-        assert_eq!(BodyPlan::new(&h, &verified(PayloadMode::Unsigned), MAX_PUT_SIZE).unwrap_err().code(), S3ErrorCode::InvalidDigest);
+        assert_eq!(
+            BodyPlan::new(&h, &verified(PayloadMode::Unsigned), MAX_PUT_SIZE)
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::InvalidDigest
+        );
         // Too large.
         h.remove("content-md5");
-        assert_eq!(BodyPlan::new(&h, &verified(PayloadMode::Unsigned), 3).unwrap_err().code(), S3ErrorCode::EntityTooLarge);
+        assert_eq!(
+            BodyPlan::new(&h, &verified(PayloadMode::Unsigned), 3)
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::EntityTooLarge
+        );
     }
 
     #[test]
     fn checksum_header_and_unsigned_trailer() {
         let data = vec![7u8; 50_000];
         let mut h = HeaderMap::new();
-        h.insert("x-amz-checksum-crc32c", HeaderValue::from_str(&checksum_b64(ChecksumAlgorithm::Crc32c, &data)).unwrap());
+        h.insert(
+            "x-amz-checksum-crc32c",
+            HeaderValue::from_str(&checksum_b64(ChecksumAlgorithm::Crc32c, &data)).unwrap(),
+        );
         let plan = BodyPlan::new(&h, &verified(PayloadMode::Unsigned), MAX_PUT_SIZE).unwrap();
-        assert_eq!(collect(VerifyingBody::new(Full::new(Bytes::from(data.clone())), plan.clone())).unwrap(), data);
-        assert_eq!(collect(VerifyingBody::new(Full::new(Bytes::from(vec![8u8; 50_000])), plan)).unwrap_err().code(), S3ErrorCode::BadDigest);
+        assert_eq!(
+            collect(VerifyingBody::new(
+                Full::new(Bytes::from(data.clone())),
+                plan.clone()
+            ))
+            .unwrap(),
+            data
+        );
+        assert_eq!(
+            collect(VerifyingBody::new(
+                Full::new(Bytes::from(vec![8u8; 50_000])),
+                plan
+            ))
+            .unwrap_err()
+            .code(),
+            S3ErrorCode::BadDigest
+        );
 
         let mut h = HeaderMap::new();
-        h.insert("x-amz-trailer", HeaderValue::from_static("x-amz-checksum-crc64nvme"));
-        h.insert("x-amz-decoded-content-length", HeaderValue::from(data.len()));
-        let plan = BodyPlan::new(&h, &verified(PayloadMode::StreamingUnsignedTrailer), MAX_PUT_SIZE).unwrap();
+        h.insert(
+            "x-amz-trailer",
+            HeaderValue::from_static("x-amz-checksum-crc64nvme"),
+        );
+        h.insert(
+            "x-amz-decoded-content-length",
+            HeaderValue::from(data.len()),
+        );
+        let plan = BodyPlan::new(
+            &h,
+            &verified(PayloadMode::StreamingUnsignedTrailer),
+            MAX_PUT_SIZE,
+        )
+        .unwrap();
         let body = chunked::encode(&data, 16384, None, Some(ChecksumAlgorithm::Crc64Nvme));
-        assert_eq!(collect(VerifyingBody::new(pieces(&body, 1000), plan.clone())).unwrap(), data);
+        assert_eq!(
+            collect(VerifyingBody::new(pieces(&body, 1000), plan.clone())).unwrap(),
+            data
+        );
         let mut bad = body.clone();
         bad[100] ^= 0xff;
-        assert_eq!(collect(VerifyingBody::new(pieces(&bad, 1000), plan)).unwrap_err().code(), S3ErrorCode::BadDigest);
+        assert_eq!(
+            collect(VerifyingBody::new(pieces(&bad, 1000), plan))
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::BadDigest
+        );
         // Trailer mode needs x-amz-decoded-content-length.
         h.remove("x-amz-decoded-content-length");
-        assert!(BodyPlan::new(&h, &verified(PayloadMode::StreamingUnsignedTrailer), MAX_PUT_SIZE).is_err());
+        assert!(
+            BodyPlan::new(
+                &h,
+                &verified(PayloadMode::StreamingUnsignedTrailer),
+                MAX_PUT_SIZE
+            )
+            .is_err()
+        );
     }
 
     fn checksum_b64(a: ChecksumAlgorithm, d: &[u8]) -> String {

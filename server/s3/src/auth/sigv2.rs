@@ -14,10 +14,31 @@ use crate::error::{S3Error, S3ErrorCode};
 
 /// Sub-resources that are part of the SigV2 canonical resource.
 const SUBRESOURCES: &[&str] = &[
-    "acl", "cors", "delete", "lifecycle", "location", "logging", "notification", "partNumber", "policy",
-    "requestPayment", "response-cache-control", "response-content-disposition", "response-content-encoding",
-    "response-content-language", "response-content-type", "response-expires", "restore", "tagging", "torrent",
-    "uploadId", "uploads", "versionId", "versioning", "versions", "website",
+    "acl",
+    "cors",
+    "delete",
+    "lifecycle",
+    "location",
+    "logging",
+    "notification",
+    "partNumber",
+    "policy",
+    "requestPayment",
+    "response-cache-control",
+    "response-content-disposition",
+    "response-content-encoding",
+    "response-content-language",
+    "response-content-type",
+    "response-expires",
+    "restore",
+    "tagging",
+    "torrent",
+    "uploadId",
+    "uploads",
+    "versionId",
+    "versioning",
+    "versions",
+    "website",
 ];
 
 fn header<'h>(h: &'h HeaderMap, n: &str) -> &'h str {
@@ -25,12 +46,20 @@ fn header<'h>(h: &'h HeaderMap, n: &str) -> &'h str {
 }
 
 /// The SigV2 string to sign. `vhost_bucket` is the bucket named by the Host header, if any.
-pub fn string_to_sign(req: &AuthRequest<'_>, date_or_expires: &str, vhost_bucket: Option<&str>) -> String {
+pub fn string_to_sign(
+    req: &AuthRequest<'_>,
+    date_or_expires: &str,
+    vhost_bucket: Option<&str>,
+) -> String {
     let mut amz: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, value) in req.headers {
         let n = name.as_str();
-        if n.starts_with("x-amz-") && n != "x-amz-date" || (n == "x-amz-date" && date_or_expires.is_empty()) {
-            amz.entry(n.to_string()).or_default().push(String::from_utf8_lossy(value.as_bytes()).trim().to_string());
+        if n.starts_with("x-amz-") && n != "x-amz-date"
+            || (n == "x-amz-date" && date_or_expires.is_empty())
+        {
+            amz.entry(n.to_string())
+                .or_default()
+                .push(String::from_utf8_lossy(value.as_bytes()).trim().to_string());
         }
     }
     let mut s = format!(
@@ -59,7 +88,12 @@ pub fn string_to_sign(req: &AuthRequest<'_>, date_or_expires: &str, vhost_bucket
     for (i, (k, v)) in subs.iter().enumerate() {
         s.push(if i == 0 { '?' } else { '&' });
         s.push_str(k);
-        if !v.is_empty() || req.raw_query.split('&').any(|p| p.starts_with(&format!("{k}="))) {
+        if !v.is_empty()
+            || req
+                .raw_query
+                .split('&')
+                .any(|p| p.starts_with(&format!("{k}=")))
+        {
             s.push('=');
             s.push_str(v);
         }
@@ -83,20 +117,32 @@ pub fn verify_presigned(
 ) -> Result<Verified, S3Error> {
     let q = parse_query(req.raw_query);
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-    let bad = |m: &'static str| S3Error::with_message(S3ErrorCode::AuthorizationQueryParametersError, m);
+    let bad =
+        |m: &'static str| S3Error::with_message(S3ErrorCode::AuthorizationQueryParametersError, m);
     let ak = get("AWSAccessKeyId").ok_or_else(|| bad("missing AWSAccessKeyId"))?;
     let expires = get("Expires").ok_or_else(|| bad("missing Expires"))?;
     let sig = get("Signature").ok_or_else(|| bad("missing Signature"))?;
-    let exp: u64 = expires.parse().map_err(|_| bad("Expires must be a number"))?;
-    let secret = creds.secret(ak).ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?;
+    let exp: u64 = expires
+        .parse()
+        .map_err(|_| bad("Expires must be a number"))?;
+    let secret = creds
+        .secret(ak)
+        .ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?;
     if now > SystemTime::UNIX_EPOCH + Duration::from_secs(exp) {
-        return Err(S3Error::with_message(S3ErrorCode::AccessDenied, "Request has expired"));
+        return Err(S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            "Request has expired",
+        ));
     }
     let sts = string_to_sign(req, expires, vhost_bucket);
     if !ct_eq(&sign(secret, &sts), sig) {
         return Err(S3Error::new(S3ErrorCode::SignatureDoesNotMatch));
     }
-    Ok(Verified { access_key: ak.to_string(), payload: PayloadMode::Unsigned, chunk_signer: None })
+    Ok(Verified {
+        access_key: ak.to_string(),
+        payload: PayloadMode::Unsigned,
+        chunk_signer: None,
+    })
 }
 
 /// Verifies `Authorization: AWS access:signature`.
@@ -107,14 +153,21 @@ pub fn verify_header(
     vhost_bucket: Option<&str>,
     now: SystemTime,
 ) -> Result<Verified, S3Error> {
-    let rest = auth
-        .strip_prefix("AWS ")
-        .ok_or_else(|| S3Error::with_message(S3ErrorCode::AuthorizationHeaderMalformed, "unsupported algorithm"))?;
-    let (ak, sig) = rest
-        .trim()
-        .rsplit_once(':')
-        .ok_or_else(|| S3Error::with_message(S3ErrorCode::AuthorizationHeaderMalformed, "expected AWS key:signature"))?;
-    let secret = creds.secret(ak).ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?;
+    let rest = auth.strip_prefix("AWS ").ok_or_else(|| {
+        S3Error::with_message(
+            S3ErrorCode::AuthorizationHeaderMalformed,
+            "unsupported algorithm",
+        )
+    })?;
+    let (ak, sig) = rest.trim().rsplit_once(':').ok_or_else(|| {
+        S3Error::with_message(
+            S3ErrorCode::AuthorizationHeaderMalformed,
+            "expected AWS key:signature",
+        )
+    })?;
+    let secret = creds
+        .secret(ak)
+        .ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?;
     let (date_field, date) = match req.headers.get("x-amz-date").and_then(|v| v.to_str().ok()) {
         Some(d) => ("", d),
         None => {
@@ -122,8 +175,12 @@ pub fn verify_header(
             (d, d)
         }
     };
-    let t = httpdate::parse_http_date(date)
-        .map_err(|_| S3Error::with_message(S3ErrorCode::AccessDenied, "AWS authentication requires a valid Date or x-amz-date header"))?;
+    let t = httpdate::parse_http_date(date).map_err(|_| {
+        S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            "AWS authentication requires a valid Date or x-amz-date header",
+        )
+    })?;
     let skew_ok = match now.duration_since(t) {
         Ok(d) => d <= MAX_SKEW,
         Err(e) => e.duration() <= MAX_SKEW,
@@ -135,7 +192,11 @@ pub fn verify_header(
     if !ct_eq(&sign(secret, &sts), sig) {
         return Err(S3Error::new(S3ErrorCode::SignatureDoesNotMatch));
     }
-    Ok(Verified { access_key: ak.to_string(), payload: PayloadMode::Unsigned, chunk_signer: None })
+    Ok(Verified {
+        access_key: ak.to_string(),
+        payload: PayloadMode::Unsigned,
+        chunk_signer: None,
+    })
 }
 
 #[cfg(test)]
@@ -147,20 +208,43 @@ mod tests {
     #[test]
     fn aws_presigned_example() {
         let mut c = Credentials::new();
-        c.insert("44CF9590006BF252F707", "OtxrzxIsfpFjA7SwPzILwy8Bw21TLhquhboDYROV");
+        c.insert(
+            "44CF9590006BF252F707",
+            "OtxrzxIsfpFjA7SwPzILwy8Bw21TLhquhboDYROV",
+        );
         let h = HeaderMap::new();
         let q = "AWSAccessKeyId=44CF9590006BF252F707&Expires=1141889120&Signature=vjbyPxybdZaNmGa%2ByT272YEAiv4%3D";
-        let req = AuthRequest { method: "GET", raw_path: "/quotes/nelson", raw_query: q, headers: &h };
-        assert_eq!(string_to_sign(&req, "1141889120", None), "GET\n\n\n1141889120\n/quotes/nelson");
+        let req = AuthRequest {
+            method: "GET",
+            raw_path: "/quotes/nelson",
+            raw_query: q,
+            headers: &h,
+        };
+        assert_eq!(
+            string_to_sign(&req, "1141889120", None),
+            "GET\n\n\n1141889120\n/quotes/nelson"
+        );
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_141_889_000);
         verify_presigned(&c, &req, None, now).unwrap();
         // Virtual-hosted form of the same request.
-        let req_v = AuthRequest { raw_path: "/nelson", ..req };
+        let req_v = AuthRequest {
+            raw_path: "/nelson",
+            ..req
+        };
         verify_presigned(&c, &req_v, Some("quotes"), now).unwrap();
         let late = SystemTime::UNIX_EPOCH + Duration::from_secs(1_141_889_121);
-        assert_eq!(verify_presigned(&c, &req, None, late).unwrap_err().code(), S3ErrorCode::AccessDenied);
-        let req2 = AuthRequest { raw_path: "/quotes/nelsoN", ..req };
-        assert_eq!(verify_presigned(&c, &req2, None, now).unwrap_err().code(), S3ErrorCode::SignatureDoesNotMatch);
+        assert_eq!(
+            verify_presigned(&c, &req, None, late).unwrap_err().code(),
+            S3ErrorCode::AccessDenied
+        );
+        let req2 = AuthRequest {
+            raw_path: "/quotes/nelsoN",
+            ..req
+        };
+        assert_eq!(
+            verify_presigned(&c, &req2, None, now).unwrap_err().code(),
+            S3ErrorCode::SignatureDoesNotMatch
+        );
     }
 
     #[test]
@@ -168,17 +252,33 @@ mod tests {
         let mut c = Credentials::new();
         c.insert("AK", "SK");
         let mut h = HeaderMap::new();
-        h.insert("date", HeaderValue::from_static("Tue, 27 Mar 2007 19:36:42 GMT"));
+        h.insert(
+            "date",
+            HeaderValue::from_static("Tue, 27 Mar 2007 19:36:42 GMT"),
+        );
         h.insert("x-amz-meta-b", HeaderValue::from_static(" 2 "));
         h.insert("x-amz-meta-a", HeaderValue::from_static("1"));
         h.insert("content-type", HeaderValue::from_static("text/plain"));
-        let req = AuthRequest { method: "PUT", raw_path: "/b/k%20x", raw_query: "uploadId=U&partNumber=3&foo=1", headers: &h };
+        let req = AuthRequest {
+            method: "PUT",
+            raw_path: "/b/k%20x",
+            raw_query: "uploadId=U&partNumber=3&foo=1",
+            headers: &h,
+        };
         let sts = string_to_sign(&req, "Tue, 27 Mar 2007 19:36:42 GMT", None);
-        assert_eq!(sts, "PUT\n\ntext/plain\nTue, 27 Mar 2007 19:36:42 GMT\nx-amz-meta-a:1\nx-amz-meta-b:2\n/b/k%20x?partNumber=3&uploadId=U");
+        assert_eq!(
+            sts,
+            "PUT\n\ntext/plain\nTue, 27 Mar 2007 19:36:42 GMT\nx-amz-meta-a:1\nx-amz-meta-b:2\n/b/k%20x?partNumber=3&uploadId=U"
+        );
         let auth = format!("AWS AK:{}", sign("SK", &sts));
         let now = httpdate::parse_http_date("Tue, 27 Mar 2007 19:40:00 GMT").unwrap();
         verify_header(&c, &req, &auth, None, now).unwrap();
         let later = now + Duration::from_secs(3600);
-        assert_eq!(verify_header(&c, &req, &auth, None, later).unwrap_err().code(), S3ErrorCode::RequestTimeTooSkewed);
+        assert_eq!(
+            verify_header(&c, &req, &auth, None, later)
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::RequestTimeTooSkewed
+        );
     }
 }

@@ -14,7 +14,11 @@ use crate::error::{S3Error, S3ErrorCode};
 type HmacSha256 = Hmac<Sha256>;
 
 /// AWS "URI encode" set for query names/values: everything but `A-Za-z0-9-_.~`.
-pub const URI_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+pub const URI_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 /// The same for object keys in paths: `/` stays literal.
 pub const KEY_ENCODE_SET: &AsciiSet = &URI_ENCODE_SET.remove(b'/');
 
@@ -33,7 +37,9 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("access_keys", &self.keys.keys().collect::<Vec<_>>()).finish()
+        f.debug_struct("Credentials")
+            .field("access_keys", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
     }
 }
 
@@ -43,14 +49,21 @@ impl Credentials {
         Self::default()
     }
     /// Adds a key pair.
-    pub fn insert(&mut self, access_key: impl Into<String>, secret_key: impl Into<String>) -> &mut Self {
+    pub fn insert(
+        &mut self,
+        access_key: impl Into<String>,
+        secret_key: impl Into<String>,
+    ) -> &mut Self {
         self.keys.insert(access_key.into(), secret_key.into());
         self
     }
     /// One pair from `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`, if both are set.
     pub fn from_env() -> Self {
         let mut c = Self::new();
-        if let (Ok(a), Ok(s)) = (std::env::var("AWS_ACCESS_KEY_ID"), std::env::var("AWS_SECRET_ACCESS_KEY")) {
+        if let (Ok(a), Ok(s)) = (
+            std::env::var("AWS_ACCESS_KEY_ID"),
+            std::env::var("AWS_SECRET_ACCESS_KEY"),
+        ) {
             if !a.is_empty() {
                 c.insert(a, s);
             }
@@ -122,14 +135,22 @@ pub struct ChunkSigner {
 
 impl std::fmt::Debug for ChunkSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChunkSigner").field("scope", &self.scope).field("previous", &self.previous).finish()
+        f.debug_struct("ChunkSigner")
+            .field("scope", &self.scope)
+            .field("previous", &self.previous)
+            .finish()
     }
 }
 
 impl ChunkSigner {
     /// A chain starting at `seed_signature` (the request's signature).
     pub fn new(signing_key: [u8; 32], amz_date: &str, scope: &str, seed_signature: &str) -> Self {
-        Self { key: signing_key, amz_date: amz_date.into(), scope: scope.into(), previous: seed_signature.into() }
+        Self {
+            key: signing_key,
+            amz_date: amz_date.into(),
+            scope: scope.into(),
+            previous: seed_signature.into(),
+        }
     }
 
     /// The signature of the next chunk, given the SHA-256 of its data; advances the chain.
@@ -216,7 +237,11 @@ pub fn canonical_query(raw_query: &str, exclude: &[&str]) -> String {
         .filter(|s| !s.is_empty())
         .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
         .map(|(k, v)| (reencode(k), reencode(v)))
-        .filter(|(k, _)| !exclude.iter().any(|e| percent_decode_str(k).decode_utf8_lossy() == *e))
+        .filter(|(k, _)| {
+            !exclude
+                .iter()
+                .any(|e| percent_decode_str(k).decode_utf8_lossy() == *e)
+        })
         .collect();
     pairs.sort();
     let mut out = String::new();
@@ -295,7 +320,10 @@ pub fn canonical_request(
 
 /// `AWS4-HMAC-SHA256\n{date}\n{scope}\n{hash(canonical request)}`.
 pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> String {
-    format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical_request.as_bytes())))
+    format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    )
 }
 
 /// Parses `YYYYMMDD'T'HHMMSS'Z'`.
@@ -313,7 +341,8 @@ pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
     };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, se) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 || y < 1970 {
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 || y < 1970
+    {
         return None;
     }
     let days = days_from_civil(y as i64, mo as u32, d as u32);
@@ -333,10 +362,18 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 
 /// Formats a time as `YYYYMMDD'T'HHMMSS'Z'`.
 pub fn format_amz_date(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
     let (y, m, d) = crate::xml::civil_from_days((secs / 86_400) as i64);
     let r = secs % 86_400;
-    format!("{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z", r / 3600, (r / 60) % 60, r % 60)
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        r / 3600,
+        (r / 60) % 60,
+        r % 60
+    )
 }
 
 fn skew_ok(t: SystemTime, now: SystemTime) -> bool {
@@ -357,21 +394,33 @@ struct Scope<'a> {
 impl<'a> Scope<'a> {
     fn parse(s: &'a str, code: S3ErrorCode) -> Result<Self, S3Error> {
         let mut it = s.rsplitn(5, '/');
-        let (term, service, region, date, access_key) = (it.next(), it.next(), it.next(), it.next(), it.next());
+        let (term, service, region, date, access_key) =
+            (it.next(), it.next(), it.next(), it.next(), it.next());
         match (access_key, date, region, service, term) {
             (Some(access_key), Some(date), Some(region), Some(service), Some("aws4_request"))
                 if !access_key.is_empty() && date.len() == 8 =>
             {
                 if service != "s3" {
-                    return Err(S3Error::with_message(code, format!("wrong service '{service}': expecting 's3'")));
+                    return Err(S3Error::with_message(
+                        code,
+                        format!("wrong service '{service}': expecting 's3'"),
+                    ));
                 }
-                Ok(Self { access_key, date, region, service })
+                Ok(Self {
+                    access_key,
+                    date,
+                    region,
+                    service,
+                })
             }
             _ => Err(S3Error::with_message(code, "the credential is malformed")),
         }
     }
     fn scope(&self) -> String {
-        format!("{}/{}/{}/aws4_request", self.date, self.region, self.service)
+        format!(
+            "{}/{}/{}/aws4_request",
+            self.date, self.region, self.service
+        )
     }
 }
 
@@ -392,13 +441,23 @@ impl<'c> SigV4Verifier<'c> {
     }
 
     fn secret(&self, access_key: &str) -> Result<&'c str, S3Error> {
-        self.creds.secret(access_key).ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))
+        self.creds
+            .secret(access_key)
+            .ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))
     }
 
     /// Verifies an `Authorization: AWS4-HMAC-SHA256 ...` request.
-    pub fn verify_header(&self, req: &AuthRequest<'_>, auth: &str, now: SystemTime) -> Result<Verified, S3Error> {
-        let bad = |m: &'static str| S3Error::with_message(S3ErrorCode::AuthorizationHeaderMalformed, m);
-        let rest = auth.strip_prefix("AWS4-HMAC-SHA256").ok_or_else(|| bad("unsupported algorithm"))?;
+    pub fn verify_header(
+        &self,
+        req: &AuthRequest<'_>,
+        auth: &str,
+        now: SystemTime,
+    ) -> Result<Verified, S3Error> {
+        let bad =
+            |m: &'static str| S3Error::with_message(S3ErrorCode::AuthorizationHeaderMalformed, m);
+        let rest = auth
+            .strip_prefix("AWS4-HMAC-SHA256")
+            .ok_or_else(|| bad("unsupported algorithm"))?;
         let (mut cred, mut signed, mut sig) = (None, None, None);
         for part in rest.split(',') {
             let part = part.trim();
@@ -414,7 +473,11 @@ impl<'c> SigV4Verifier<'c> {
         }
         let (cred, signed, sig) = match (cred, signed, sig) {
             (Some(c), Some(s), Some(g)) => (c, s, g),
-            _ => return Err(bad("the Authorization header needs Credential, SignedHeaders and Signature")),
+            _ => {
+                return Err(bad(
+                    "the Authorization header needs Credential, SignedHeaders and Signature",
+                ));
+            }
         };
         let scope = Scope::parse(cred, S3ErrorCode::AuthorizationHeaderMalformed)?;
         let secret = self.secret(scope.access_key)?;
@@ -422,35 +485,59 @@ impl<'c> SigV4Verifier<'c> {
         let amz_date = match header_str(req.headers, "x-amz-date") {
             Some(d) => d.to_string(),
             None => {
-                let d = header_str(req.headers, "date")
-                    .ok_or_else(|| S3Error::with_message(S3ErrorCode::AccessDenied, "AWS authentication requires a valid Date or x-amz-date header"))?;
-                format_amz_date(httpdate::parse_http_date(d).map_err(|_| S3Error::with_message(S3ErrorCode::AccessDenied, "invalid Date header"))?)
+                let d = header_str(req.headers, "date").ok_or_else(|| {
+                    S3Error::with_message(
+                        S3ErrorCode::AccessDenied,
+                        "AWS authentication requires a valid Date or x-amz-date header",
+                    )
+                })?;
+                format_amz_date(httpdate::parse_http_date(d).map_err(|_| {
+                    S3Error::with_message(S3ErrorCode::AccessDenied, "invalid Date header")
+                })?)
             }
         };
-        let t = parse_amz_date(&amz_date)
-            .ok_or_else(|| S3Error::with_message(S3ErrorCode::AccessDenied, "AWS authentication requires a valid Date or x-amz-date header"))?;
+        let t = parse_amz_date(&amz_date).ok_or_else(|| {
+            S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "AWS authentication requires a valid Date or x-amz-date header",
+            )
+        })?;
         if amz_date.get(..8) != Some(scope.date) {
-            return Err(S3Error::with_message(S3ErrorCode::SignatureDoesNotMatch, "credential date does not match the request date"));
+            return Err(S3Error::with_message(
+                S3ErrorCode::SignatureDoesNotMatch,
+                "credential date does not match the request date",
+            ));
         }
         if !skew_ok(t, now) {
             return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
         }
 
         let content = header_str(req.headers, "x-amz-content-sha256").ok_or_else(|| {
-            S3Error::with_message(S3ErrorCode::InvalidRequest, "Missing required header for this request: x-amz-content-sha256")
+            S3Error::with_message(
+                S3ErrorCode::InvalidRequest,
+                "Missing required header for this request: x-amz-content-sha256",
+            )
         })?;
         let payload = match content {
             "UNSIGNED-PAYLOAD" => PayloadMode::Unsigned,
             "STREAMING-AWS4-HMAC-SHA256-PAYLOAD" => PayloadMode::StreamingSigned { trailer: false },
-            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" => PayloadMode::StreamingSigned { trailer: true },
+            "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER" => {
+                PayloadMode::StreamingSigned { trailer: true }
+            }
             "STREAMING-UNSIGNED-PAYLOAD-TRAILER" => PayloadMode::StreamingUnsignedTrailer,
             s if s.starts_with("STREAMING-") => {
-                return Err(S3Error::with_message(S3ErrorCode::NotImplemented, format!("{s} is not supported")));
+                return Err(S3Error::with_message(
+                    S3ErrorCode::NotImplemented,
+                    format!("{s} is not supported"),
+                ));
             }
             hexhash => {
                 let mut h = [0u8; 32];
                 hex::decode_to_slice(hexhash, &mut h).map_err(|_| {
-                    S3Error::with_message(S3ErrorCode::InvalidArgument, "x-amz-content-sha256 must be a SHA-256 or a known payload mode")
+                    S3Error::with_message(
+                        S3ErrorCode::InvalidArgument,
+                        "x-amz-content-sha256 must be a SHA-256 or a known payload mode",
+                    )
                 })?;
                 PayloadMode::Sha256(h)
             }
@@ -458,7 +545,10 @@ impl<'c> SigV4Verifier<'c> {
 
         let signed_list: Vec<&str> = signed.split(';').collect();
         if !signed_list.contains(&"host") {
-            return Err(S3Error::with_message(S3ErrorCode::AccessDenied, "the host header must be signed"));
+            return Err(S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "the host header must be signed",
+            ));
         }
         let creq = canonical_request(req, &signed_list, content, &[])?;
         let scope_str = scope.scope();
@@ -471,13 +561,23 @@ impl<'c> SigV4Verifier<'c> {
         }
         let chunk_signer = matches!(payload, PayloadMode::StreamingSigned { .. })
             .then(|| ChunkSigner::new(key, &amz_date, &scope_str, &expected));
-        Ok(Verified { access_key: scope.access_key.to_string(), payload, chunk_signer })
+        Ok(Verified {
+            access_key: scope.access_key.to_string(),
+            payload,
+            chunk_signer,
+        })
     }
 
     /// Verifies a presigned (`X-Amz-Signature` in the query) request.
-    pub fn verify_presigned(&self, req: &AuthRequest<'_>, now: SystemTime) -> Result<Verified, S3Error> {
+    pub fn verify_presigned(
+        &self,
+        req: &AuthRequest<'_>,
+        now: SystemTime,
+    ) -> Result<Verified, S3Error> {
         let q: HashMap<String, String> = parse_query(req.raw_query).into_iter().collect();
-        let bad = |m: &'static str| S3Error::with_message(S3ErrorCode::AuthorizationQueryParametersError, m);
+        let bad = |m: &'static str| {
+            S3Error::with_message(S3ErrorCode::AuthorizationQueryParametersError, m)
+        };
         let get = |k: &str| q.get(k).map(String::as_str);
         if get("X-Amz-Algorithm") != Some("AWS4-HMAC-SHA256") {
             return Err(bad("X-Amz-Algorithm only supports \"AWS4-HMAC-SHA256\""));
@@ -485,23 +585,36 @@ impl<'c> SigV4Verifier<'c> {
         let cred = get("X-Amz-Credential").ok_or_else(|| bad("missing X-Amz-Credential"))?;
         let amz_date = get("X-Amz-Date").ok_or_else(|| bad("missing X-Amz-Date"))?;
         let expires = get("X-Amz-Expires").ok_or_else(|| bad("missing X-Amz-Expires"))?;
-        let signed = get("X-Amz-SignedHeaders").ok_or_else(|| bad("missing X-Amz-SignedHeaders"))?;
+        let signed =
+            get("X-Amz-SignedHeaders").ok_or_else(|| bad("missing X-Amz-SignedHeaders"))?;
         let sig = get("X-Amz-Signature").ok_or_else(|| bad("missing X-Amz-Signature"))?;
         let scope = Scope::parse(cred, S3ErrorCode::AuthorizationQueryParametersError)?;
-        let expires: u64 = expires.parse().map_err(|_| bad("X-Amz-Expires must be a number"))?;
+        let expires: u64 = expires
+            .parse()
+            .map_err(|_| bad("X-Amz-Expires must be a number"))?;
         if expires == 0 || expires > MAX_PRESIGNED_EXPIRY {
             return Err(bad("X-Amz-Expires must be between 1 and 604800 seconds"));
         }
-        let t = parse_amz_date(amz_date).ok_or_else(|| bad("X-Amz-Date must be in the ISO8601 Long Format"))?;
+        let t = parse_amz_date(amz_date)
+            .ok_or_else(|| bad("X-Amz-Date must be in the ISO8601 Long Format"))?;
         if amz_date.get(..8) != Some(scope.date) {
-            return Err(S3Error::with_message(S3ErrorCode::SignatureDoesNotMatch, "credential date does not match X-Amz-Date"));
+            return Err(S3Error::with_message(
+                S3ErrorCode::SignatureDoesNotMatch,
+                "credential date does not match X-Amz-Date",
+            ));
         }
         let secret = self.secret(scope.access_key)?;
         if t > now + MAX_SKEW {
-            return Err(S3Error::with_message(S3ErrorCode::AccessDenied, "Request is not valid yet"));
+            return Err(S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "Request is not valid yet",
+            ));
         }
         if now > t + Duration::from_secs(expires) {
-            return Err(S3Error::with_message(S3ErrorCode::AccessDenied, "Request has expired"));
+            return Err(S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "Request has expired",
+            ));
         }
         let signed_list: Vec<&str> = signed.split(';').collect();
         let payload_hash = get("X-Amz-Content-Sha256").unwrap_or("UNSIGNED-PAYLOAD");
@@ -514,7 +627,11 @@ impl<'c> SigV4Verifier<'c> {
             tracing::debug!(canonical_request = %creq, "SigV4 presigned signature mismatch");
             return Err(S3Error::new(S3ErrorCode::SignatureDoesNotMatch));
         }
-        Ok(Verified { access_key: scope.access_key.to_string(), payload: PayloadMode::Unsigned, chunk_signer: None })
+        Ok(Verified {
+            access_key: scope.access_key.to_string(),
+            payload: PayloadMode::Unsigned,
+            chunk_signer: None,
+        })
     }
 }
 
@@ -546,7 +663,12 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(t0().duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(), 1_369_353_600);
+        assert_eq!(
+            t0().duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap()
+                .as_secs(),
+            1_369_353_600
+        );
         assert_eq!(format_amz_date(t0()), "20130524T000000Z");
         assert!(parse_amz_date("20131324T000000Z").is_none());
         assert!(parse_amz_date("2013052400000Z").is_none());
@@ -566,7 +688,12 @@ mod tests {
                 "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;range;x-amz-content-sha256;x-amz-date,Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41",
             ),
         ]);
-        let req = AuthRequest { method: "GET", raw_path: "/test.txt", raw_query: "", headers: &h };
+        let req = AuthRequest {
+            method: "GET",
+            raw_path: "/test.txt",
+            raw_query: "",
+            headers: &h,
+        };
         let c = creds();
         let v = SigV4Verifier::new(&c);
         let auth = h["authorization"].to_str().unwrap();
@@ -577,16 +704,30 @@ mod tests {
         assert_eq!(ok.payload, PayloadMode::Sha256(hash));
         // Clock skew: 16 minutes later is refused, 14 is fine.
         assert_eq!(
-            v.verify_header(&req, auth, t0() + Duration::from_secs(16 * 60)).unwrap_err().code(),
+            v.verify_header(&req, auth, t0() + Duration::from_secs(16 * 60))
+                .unwrap_err()
+                .code(),
             S3ErrorCode::RequestTimeTooSkewed
         );
-        assert!(v.verify_header(&req, auth, t0() - Duration::from_secs(14 * 60)).is_ok());
+        assert!(
+            v.verify_header(&req, auth, t0() - Duration::from_secs(14 * 60))
+                .is_ok()
+        );
         // A different path breaks it.
-        let req2 = AuthRequest { raw_path: "/test.txT", ..req };
-        assert_eq!(v.verify_header(&req2, auth, t0()).unwrap_err().code(), S3ErrorCode::SignatureDoesNotMatch);
+        let req2 = AuthRequest {
+            raw_path: "/test.txT",
+            ..req
+        };
+        assert_eq!(
+            v.verify_header(&req2, auth, t0()).unwrap_err().code(),
+            S3ErrorCode::SignatureDoesNotMatch
+        );
         // Unknown key.
         let bad = auth.replace(AK, "AKIAUNKNOWN");
-        assert_eq!(v.verify_header(&req, &bad, t0()).unwrap_err().code(), S3ErrorCode::InvalidAccessKeyId);
+        assert_eq!(
+            v.verify_header(&req, &bad, t0()).unwrap_err().code(),
+            S3ErrorCode::InvalidAccessKeyId
+        );
     }
 
     /// AWS example "PUT Object" (`/test$file.text`, Date header signed, storage class).
@@ -597,18 +738,31 @@ mod tests {
             ("date", "Fri, 24 May 2013 00:00:00 GMT"),
             ("x-amz-date", "20130524T000000Z"),
             ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
-            ("x-amz-content-sha256", "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072"),
+            (
+                "x-amz-content-sha256",
+                "44ce7dd67c959e0d3524ffac1771dfbba87d2b6b4b4e99e42034a8b803f8b072",
+            ),
         ]);
         let auth = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=date;host;x-amz-content-sha256;x-amz-date;x-amz-storage-class,Signature=98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd";
         let c = creds();
         // `$` sent raw or encoded gives the same canonical URI.
         for path in ["/test$file.text", "/test%24file.text"] {
-            let req = AuthRequest { method: "PUT", raw_path: path, raw_query: "", headers: &h };
-            let ok = SigV4Verifier::new(&c).verify_header(&req, auth, t0()).unwrap();
-            assert_eq!(Sha256::digest(b"Welcome to Amazon S3.").as_slice(), match ok.payload {
-                PayloadMode::Sha256(h) => h.to_vec(),
-                _ => vec![],
-            });
+            let req = AuthRequest {
+                method: "PUT",
+                raw_path: path,
+                raw_query: "",
+                headers: &h,
+            };
+            let ok = SigV4Verifier::new(&c)
+                .verify_header(&req, auth, t0())
+                .unwrap();
+            assert_eq!(
+                Sha256::digest(b"Welcome to Amazon S3.").as_slice(),
+                match ok.payload {
+                    PayloadMode::Sha256(h) => h.to_vec(),
+                    _ => vec![],
+                }
+            );
         }
     }
 
@@ -623,14 +777,36 @@ mod tests {
         let c = creds();
         let v = SigV4Verifier::new(&c);
         let auth = |sig: &str| {
-            format!("AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature={sig}")
+            format!(
+                "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host;x-amz-content-sha256;x-amz-date,Signature={sig}"
+            )
         };
-        let req = AuthRequest { method: "GET", raw_path: "/", raw_query: "lifecycle", headers: &h };
-        v.verify_header(&req, &auth("fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"), t0()).unwrap();
+        let req = AuthRequest {
+            method: "GET",
+            raw_path: "/",
+            raw_query: "lifecycle",
+            headers: &h,
+        };
+        v.verify_header(
+            &req,
+            &auth("fea454ca298b7da1c68078a5d1bdbfbbe0d65c699e0f91ac7a200a0136783543"),
+            t0(),
+        )
+        .unwrap();
         // Query order on the wire does not matter.
         for q in ["max-keys=2&prefix=J", "prefix=J&max-keys=2"] {
-            let req = AuthRequest { method: "GET", raw_path: "/", raw_query: q, headers: &h };
-            v.verify_header(&req, &auth("34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"), t0()).unwrap();
+            let req = AuthRequest {
+                method: "GET",
+                raw_path: "/",
+                raw_query: q,
+                headers: &h,
+            };
+            v.verify_header(
+                &req,
+                &auth("34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"),
+                t0(),
+            )
+            .unwrap();
         }
     }
 
@@ -639,15 +815,32 @@ mod tests {
     fn aws_presigned() {
         let h = headers(&[("host", "examplebucket.s3.amazonaws.com")]);
         let q = "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&X-Amz-SignedHeaders=host&X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404";
-        let req = AuthRequest { method: "GET", raw_path: "/test.txt", raw_query: q, headers: &h };
+        let req = AuthRequest {
+            method: "GET",
+            raw_path: "/test.txt",
+            raw_query: q,
+            headers: &h,
+        };
         let c = creds();
         let v = SigV4Verifier::new(&c);
-        v.verify_presigned(&req, t0() + Duration::from_secs(3600)).unwrap();
-        let e = v.verify_presigned(&req, t0() + Duration::from_secs(86_401)).unwrap_err();
-        assert_eq!((e.code(), e.message()), (S3ErrorCode::AccessDenied, "Request has expired"));
+        v.verify_presigned(&req, t0() + Duration::from_secs(3600))
+            .unwrap();
+        let e = v
+            .verify_presigned(&req, t0() + Duration::from_secs(86_401))
+            .unwrap_err();
+        assert_eq!(
+            (e.code(), e.message()),
+            (S3ErrorCode::AccessDenied, "Request has expired")
+        );
         let bad = q.replace("aeeed9", "aeeed8");
-        let req = AuthRequest { raw_query: &bad, ..req };
-        assert_eq!(v.verify_presigned(&req, t0()).unwrap_err().code(), S3ErrorCode::SignatureDoesNotMatch);
+        let req = AuthRequest {
+            raw_query: &bad,
+            ..req
+        };
+        assert_eq!(
+            v.verify_presigned(&req, t0()).unwrap_err().code(),
+            S3ErrorCode::SignatureDoesNotMatch
+        );
     }
 
     #[test]
@@ -659,21 +852,39 @@ mod tests {
         assert_eq!(canonical_uri("/b/%C3%A9%25"), "/b/%C3%A9%25");
         assert_eq!(canonical_uri("/b/é"), "/b/%C3%A9");
         assert_eq!(canonical_uri("/b/~a-b_c.d"), "/b/~a-b_c.d");
-        assert_eq!(canonical_query("b=2&a=%20x&a=1&c", &[]), "a=%20x&a=1&b=2&c=");
-        assert_eq!(canonical_query("x=a+b&X-Amz-Signature=zz", &["X-Amz-Signature"]), "x=a%2Bb");
+        assert_eq!(
+            canonical_query("b=2&a=%20x&a=1&c", &[]),
+            "a=%20x&a=1&b=2&c="
+        );
+        assert_eq!(
+            canonical_query("x=a+b&X-Amz-Signature=zz", &["X-Amz-Signature"]),
+            "x=a%2Bb"
+        );
     }
 
     #[test]
     fn header_canonicalisation() {
         let h = headers(&[("x-a", "  a   b  c "), ("x-b", "1"), ("x-b", " 2 ")]);
-        assert_eq!(canonical_headers(&h, &["x-a", "x-b"]).unwrap(), "x-a:a b c\nx-b:1,2\n");
+        assert_eq!(
+            canonical_headers(&h, &["x-a", "x-b"]).unwrap(),
+            "x-a:a b c\nx-b:1,2\n"
+        );
         assert!(canonical_headers(&h, &["x-c"]).is_err());
     }
 
     #[test]
     fn malformed_authorization() {
-        let h = headers(&[("host", "h"), ("x-amz-date", "20130524T000000Z"), ("x-amz-content-sha256", "UNSIGNED-PAYLOAD")]);
-        let req = AuthRequest { method: "GET", raw_path: "/", raw_query: "", headers: &h };
+        let h = headers(&[
+            ("host", "h"),
+            ("x-amz-date", "20130524T000000Z"),
+            ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+        ]);
+        let req = AuthRequest {
+            method: "GET",
+            raw_path: "/",
+            raw_query: "",
+            headers: &h,
+        };
         let c = creds();
         let v = SigV4Verifier::new(&c);
         for a in [
@@ -682,7 +893,11 @@ mod tests {
             "AWS4-HMAC-SHA256 SignedHeaders=host,Signature=00",
             "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=host,Signature=00,Foo=1",
         ] {
-            assert_eq!(v.verify_header(&req, a, t0()).unwrap_err().code(), S3ErrorCode::AuthorizationHeaderMalformed, "{a}");
+            assert_eq!(
+                v.verify_header(&req, a, t0()).unwrap_err().code(),
+                S3ErrorCode::AuthorizationHeaderMalformed,
+                "{a}"
+            );
         }
     }
 

@@ -91,7 +91,10 @@ impl Bridge {
                 }
             }
         });
-        ChanBody { rx, remaining: size }
+        ChanBody {
+            rx,
+            remaining: size,
+        }
     }
 }
 
@@ -106,7 +109,13 @@ impl ChanBody {
     /// A body and the sender feeding it (capacity [`CHANNEL_CAPACITY`]).
     pub fn channel(size: Option<u64>) -> (mpsc::Sender<Result<Bytes, io::Error>>, Self) {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        (tx, Self { rx, remaining: size })
+        (
+            tx,
+            Self {
+                rx,
+                remaining: size,
+            },
+        )
     }
 }
 
@@ -114,7 +123,10 @@ impl Body for ChanBody {
     type Data = Bytes;
     type Error = io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         match self.rx.poll_recv(cx) {
             Poll::Ready(Some(Ok(b))) => {
                 if let Some(r) = &mut self.remaining {
@@ -124,7 +136,10 @@ impl Body for ChanBody {
             }
             Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e))),
             Poll::Ready(None) => match self.remaining {
-                Some(r) if r > 0 => Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::UnexpectedEof, "body ended early")))),
+                Some(r) if r > 0 => Poll::Ready(Some(Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "body ended early",
+                )))),
                 _ => Poll::Ready(None),
             },
             Poll::Pending => Poll::Pending,

@@ -26,7 +26,10 @@ pub(crate) struct Progress {
 
 impl Progress {
     fn new() -> Self {
-        Self { last: Cell::new(Instant::now()), active: Cell::new(0) }
+        Self {
+            last: Cell::new(Instant::now()),
+            active: Cell::new(0),
+        }
     }
     fn touch(&self) {
         self.last.set(Instant::now());
@@ -45,7 +48,11 @@ struct ProgressIo<I> {
 }
 
 impl<I: Read + Unpin> Read for ProgressIo<I> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) {
             self.progress.touch();
@@ -55,14 +62,22 @@ impl<I: Read + Unpin> Read for ProgressIo<I> {
 }
 
 impl<I: Write + Unpin> Write for ProgressIo<I> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.progress.touch();
         }
         r
     }
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             self.progress.touch();
@@ -96,14 +111,19 @@ impl WatchBody {
 
 impl Drop for WatchBody {
     fn drop(&mut self) {
-        self.progress.active.set(self.progress.active.get().saturating_sub(1));
+        self.progress
+            .active
+            .set(self.progress.active.get().saturating_sub(1));
     }
 }
 
 impl Body for WatchBody {
     type Data = bytes::Bytes;
     type Error = super::BoxError;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
     fn is_end_stream(&self) -> bool {
@@ -127,7 +147,10 @@ pub(crate) async fn serve_connection<I, T>(
     T: Timer + Send + Sync + 'static,
 {
     let progress = Rc::new(Progress::new());
-    let io = ProgressIo { inner: io, progress: progress.clone() };
+    let io = ProgressIo {
+        inner: io,
+        progress: progress.clone(),
+    };
     let p = progress.clone();
     let svc = hyper::service::service_fn(move |req| {
         let h = handler.clone();
@@ -148,13 +171,19 @@ pub(crate) async fn serve_connection<I, T>(
             sleep(cfg.watchdog_tick).await;
             if let Some(idle) = progress.stalled(cfg.stall_timeout) {
                 WATCHDOG_ABORTS.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(?peer, idle_ms = idle.as_millis() as u64, "response made no progress; aborting the connection");
+                tracing::warn!(
+                    ?peer,
+                    idle_ms = idle.as_millis() as u64,
+                    "response made no progress; aborting the connection"
+                );
                 return;
             }
         }
     };
     match select(pin!(conn), pin!(watchdog)).await {
-        Either::Left((Err(e), _)) => tracing::debug!(?peer, error = %e, "connection ended with an error"),
+        Either::Left((Err(e), _)) => {
+            tracing::debug!(?peer, error = %e, "connection ended with an error")
+        }
         Either::Left((Ok(()), _)) | Either::Right(((), _)) => {}
     }
 }

@@ -38,7 +38,11 @@ impl GlommioIo {
 }
 
 impl hyper::rt::Read for GlommioIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: ReadBufCursor<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
         // SAFETY: `as_mut` hands out the cursor's unfilled region; we only write to it
         // (zero-fill, then `recv`), never read uninitialised memory and never de-init it.
         let uninit: &mut [MaybeUninit<u8>] = unsafe { buf.as_mut() };
@@ -64,21 +68,33 @@ impl hyper::rt::Read for GlommioIo {
 }
 
 impl hyper::rt::Write for GlommioIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let fd = self.stream.as_raw_fd();
         // SAFETY: `fd` belongs to `self.stream`, which is alive and not closed for the whole
         // lifetime of this borrow (it ends at the end of this statement block).
         let result = {
             let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-            socket2::SockRef::from(&borrowed).send_vectored_with_flags(bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            socket2::SockRef::from(&borrowed)
+                .send_vectored_with_flags(bufs, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
         };
         match result {
             Ok(n) => Poll::Ready(Ok(n)),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::Interrupted => {
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
                 // Let glommio register write readiness (or write, if it became writable).
                 match bufs.iter().find(|b| !b.is_empty()) {
                     Some(first) => Pin::new(&mut self.stream).poll_write(cx, first),

@@ -40,17 +40,25 @@ pub(super) fn serve(config: ServeConfig, factory: HandlerFactory) -> std::io::Re
                 let handler = factory(idx);
                 let cfg = Rc::new(cfg);
                 loop {
-                    let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-                        let _ = stop.changed().await;
-                        None
-                    })
-                    .await;
+                    let accepted =
+                        futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                            let _ = stop.changed().await;
+                            None
+                        })
+                        .await;
                     match accepted {
                         None => break,
                         Some(Ok(stream)) => {
                             let _ = stream.set_nodelay(true);
                             let peer = stream.peer_addr().ok();
-                            let fut = serve_connection(GlommioIo::new(stream), GlommioTimer, handler.clone(), cfg.clone(), glommio_sleep, peer);
+                            let fut = serve_connection(
+                                GlommioIo::new(stream),
+                                GlommioTimer,
+                                handler.clone(),
+                                cfg.clone(),
+                                glommio_sleep,
+                                peer,
+                            );
                             glommio::spawn_local(fut).detach();
                         }
                         Some(Err(e)) => {
@@ -61,7 +69,9 @@ pub(super) fn serve(config: ServeConfig, factory: HandlerFactory) -> std::io::Re
                 }
             })
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let bound = bound_rx.recv().map_err(|_| std::io::Error::other("glommio executor died before binding"))?;
+        let bound = bound_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("glommio executor died before binding"))?;
         match bound {
             Ok(a) => addr = a,
             Err(e) => {
@@ -77,5 +87,9 @@ pub(super) fn serve(config: ServeConfig, factory: HandlerFactory) -> std::io::Re
             let _ = handle.join();
         }));
     }
-    Ok(Server { addr, stop: stop_tx, joins })
+    Ok(Server {
+        addr,
+        stop: stop_tx,
+        joins,
+    })
 }

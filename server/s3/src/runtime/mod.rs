@@ -42,12 +42,16 @@ pub type HandlerFactory = Arc<dyn Fn(usize) -> Handler + Send + Sync>;
 
 /// A body with these bytes.
 pub fn full(data: impl Into<Bytes>) -> ResponseBody {
-    http_body_util::Full::new(data.into()).map_err(|e: Infallible| match e {}).boxed_unsync()
+    http_body_util::Full::new(data.into())
+        .map_err(|e: Infallible| match e {})
+        .boxed_unsync()
 }
 
 /// An empty body.
 pub fn empty() -> ResponseBody {
-    http_body_util::Empty::new().map_err(|e: Infallible| match e {}).boxed_unsync()
+    http_body_util::Empty::new()
+        .map_err(|e: Infallible| match e {})
+        .boxed_unsync()
 }
 
 /// Which runtime serves the cores.
@@ -104,7 +108,9 @@ impl Default for ServeConfig {
 impl ServeConfig {
     pub(crate) fn cpu_list(&self) -> Vec<usize> {
         if self.cpus.is_empty() {
-            let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            let n = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
             (0..n).collect()
         } else {
             self.cpus.clone()
@@ -128,7 +134,10 @@ pub struct Server {
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server").field("addr", &self.addr).field("cores", &self.joins.len()).finish()
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .field("cores", &self.joins.len())
+            .finish()
     }
 }
 
@@ -153,7 +162,11 @@ impl Server {
 }
 
 /// Starts serving `factory`'s handlers thread-per-core on `kind`.
-pub fn serve(kind: RuntimeKind, config: ServeConfig, factory: HandlerFactory) -> std::io::Result<Server> {
+pub fn serve(
+    kind: RuntimeKind,
+    config: ServeConfig,
+    factory: HandlerFactory,
+) -> std::io::Result<Server> {
     match kind {
         RuntimeKind::Glommio => glommio_rt::serve(config, factory),
         RuntimeKind::Tokio => tokio_rt::serve(config, factory),

@@ -17,7 +17,11 @@ fn tokio_sleep(d: Duration) -> LocalBoxFuture<()> {
 }
 
 fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let s = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_port(true)?;
     s.set_reuse_address(true)?;
@@ -95,10 +99,16 @@ pub(super) fn serve(config: ServeConfig, factory: HandlerFactory) -> std::io::Re
                 }
             });
         })?;
-        ready_rx.recv().map_err(|_| std::io::Error::other("core thread died before listening"))??;
+        ready_rx
+            .recv()
+            .map_err(|_| std::io::Error::other("core thread died before listening"))??;
         joins.push(Box::new(move || {
             let _ = thread.join();
         }));
     }
-    Ok(Server { addr, stop: stop_tx, joins })
+    Ok(Server {
+        addr,
+        stop: stop_tx,
+        joins,
+    })
 }

@@ -161,11 +161,16 @@ pub fn build_upload(contents: &[Vec<u8>]) -> Upload {
     }
 }
 
+/// (url, first byte, last byte) of a fetched range.
+type FetchKey = (String, u64, u64);
+/// (first chunk index, decoded bytes, decoded chunk lengths).
+type Fetched = (u32, Vec<u8>, Vec<u32>);
+
 /// Downloads `file` (or a range of it) with the upstream client only: reconstruction,
 /// ranged fetches streamed, decode, drop the offset, truncate.
 pub async fn download(cas: &CasClient, file: &XetHash, range: Option<ByteRange>) -> Vec<u8> {
     let recon = cas.reconstruction(file, range).await.unwrap();
-    let mut fetched: HashMap<(String, u64, u64), (u32, Vec<u8>, Vec<u32>)> = HashMap::new();
+    let mut fetched: HashMap<FetchKey, Fetched> = HashMap::new();
     let mut out = Vec::new();
     for term in &recon.terms {
         let entry = recon.fetch_for(term).expect("fetch entry").clone();

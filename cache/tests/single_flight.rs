@@ -1,0 +1,124 @@
+//! `SingleFlight`: one fetch per key in flight, shared by every concurrent caller.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+
+use futures::channel::oneshot;
+use futures::executor::block_on;
+use futures::future::{FutureExt, join_all};
+use hugbucket_cache::SingleFlight;
+
+/// A fetch that counts its runs and completes when `gate` fires.
+fn gated_fetch(
+    runs: &Arc<AtomicUsize>,
+    gate: futures::future::Shared<oneshot::Receiver<u32>>,
+) -> impl FnOnce() -> futures::future::BoxFuture<'static, Result<u32, String>> + use<> {
+    let runs = runs.clone();
+    move || {
+        runs.fetch_add(1, SeqCst);
+        async move { gate.await.map_err(|_| "gate dropped".to_string()) }.boxed()
+    }
+}
+
+#[test]
+fn concurrent_callers_share_one_fetch() {
+    let flights: SingleFlight<u64, Result<u32, String>> = SingleFlight::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = oneshot::channel();
+    let gate = rx.shared();
+    // 16 callers for the same key, then one for another key; all polled before the gate
+    // opens, so the fetch of key 7 is in flight when the 15 others arrive.
+    let mut calls: Vec<_> = (0..16)
+        .map(|_| flights.run(7, gated_fetch(&runs, gate.clone())).boxed())
+        .collect();
+    calls.push(flights.run(8, gated_fetch(&runs, gate.clone())).boxed());
+    let opener = async move {
+        futures::pending!(); // let every caller register first
+        tx.send(42).unwrap();
+        Ok(0)
+    };
+    calls.push(opener.boxed());
+    let results = block_on(join_all(calls));
+    assert_eq!(runs.load(SeqCst), 2, "one fetch for key 7, one for key 8");
+    assert!(results[..17].iter().all(|r| *r == Ok(42)), "{results:?}");
+    assert_eq!(flights.in_flight(), 0);
+}
+
+#[test]
+fn later_calls_fetch_again_and_errors_reach_every_waiter() {
+    let flights: SingleFlight<&'static str, Result<u32, String>> = SingleFlight::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = oneshot::channel::<u32>();
+    let gate = rx.shared();
+    let a = flights.run("k", gated_fetch(&runs, gate.clone()));
+    let b = flights.run("k", gated_fetch(&runs, gate.clone()));
+    drop(tx); // the fetch fails
+    let (ra, rb) = block_on(futures::future::join(a, b));
+    assert_eq!(ra, Err("gate dropped".to_string()));
+    assert_eq!(rb, ra);
+    assert_eq!(runs.load(SeqCst), 1);
+    // A flight is not a cache: the next call after completion runs a new fetch.
+    let r = block_on(flights.run("k", || async { Ok(5) }));
+    assert_eq!(r, Ok(5));
+}
+
+#[test]
+fn the_fetch_survives_its_first_caller_going_away() {
+    let flights: SingleFlight<u8, Result<u32, String>> = SingleFlight::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = oneshot::channel();
+    let gate = rx.shared();
+    let mut first = flights.run(1, gated_fetch(&runs, gate.clone())).boxed();
+    let second = flights.run(1, gated_fetch(&runs, gate.clone())).boxed();
+    // Poll the first caller once (it starts the fetch), then drop it.
+    assert!(block_on(async { futures::poll!(&mut first) }).is_pending());
+    drop(first);
+    tx.send(9).unwrap();
+    assert_eq!(block_on(second), Ok(9));
+    assert_eq!(runs.load(SeqCst), 1);
+}
+
+#[test]
+fn an_abandoned_fetch_is_restarted_by_the_next_caller() {
+    let flights: SingleFlight<u8, Result<u32, String>> = SingleFlight::new();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (_tx, rx) = oneshot::channel();
+    let gate = rx.shared();
+    let mut only = flights.run(1, gated_fetch(&runs, gate)).boxed();
+    assert!(block_on(async { futures::poll!(&mut only) }).is_pending());
+    drop(only); // every waiter gone: the fetch is cancelled
+    assert_eq!(flights.in_flight(), 0);
+    let r = block_on(flights.run(1, || async { Ok(3) }));
+    assert_eq!(r, Ok(3));
+}
+
+#[test]
+fn works_across_threads() {
+    let flights = Arc::new(SingleFlight::<u32, u64>::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = oneshot::channel::<u64>();
+    let gate = rx.shared();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (flights, runs, gate) = (flights.clone(), runs.clone(), gate.clone());
+            std::thread::spawn(move || {
+                block_on(flights.run(1, move || {
+                    runs.fetch_add(1, SeqCst);
+                    async move { gate.await.unwrap_or(0) }
+                }))
+            })
+        })
+        .collect();
+    // Wait until the fetch has started, then give the others time to join it; joining late
+    // is also correct (a finished flight is forgotten and a new one runs), so only the
+    // values are asserted strictly.
+    while runs.load(SeqCst) == 0 {
+        std::thread::yield_now();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    tx.send(77).unwrap();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), 77);
+    }
+    assert!(runs.load(SeqCst) >= 1);
+}

@@ -1,0 +1,549 @@
+//! The libunftp storage back-end over the gateway core.
+//!
+//! One instance per control connection (libunftp asks the generator for one per session),
+//! so it also knows that connection: see [`ControlWatch`].
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Mutex, Weak};
+use std::task::{Context, Poll};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use hugbucket_core::{ByteRange, ByteStream, CoreError, Gateway, ListRequest, PutOptions};
+use tokio::io::AsyncWriteExt;
+use tokio_util::io::{ReaderStream, StreamReader};
+use unftp_core::storage::{self, FEATURE_RESTART, Fileinfo, Metadata, StorageBackend};
+
+use crate::auth::FtpUser;
+use crate::error::{FtpError, Result};
+use crate::path::Target;
+
+/// Read size of STOR data connections (and so the piece size handed to the core).
+pub(crate) const STOR_READ_SIZE: usize = 256 * 1024;
+
+/// Keys per listing page asked of the core.
+const LIST_PAGE: usize = 1000;
+
+/// Metadata of a bucket, folder or object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    len: u64,
+    dir: bool,
+    modified: SystemTime,
+}
+
+impl Metadata for Meta {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn is_dir(&self) -> bool {
+        self.dir
+    }
+    fn is_file(&self) -> bool {
+        !self.dir
+    }
+    fn is_symlink(&self) -> bool {
+        false
+    }
+    fn modified(&self) -> storage::Result<SystemTime> {
+        Ok(self.modified)
+    }
+    fn gid(&self) -> u32 {
+        0
+    }
+    fn uid(&self) -> u32 {
+        0
+    }
+    fn permissions(&self) -> storage::Permissions {
+        storage::Permissions(if self.dir { 0o755 } else { 0o644 })
+    }
+}
+
+impl Meta {
+    fn dir(modified: SystemTime) -> Self {
+        Meta { len: 0, dir: true, modified }
+    }
+}
+
+/// A duplicate of the control connection's socket, used to notice that the client went away.
+///
+/// In FTP stream mode the end of a STOR is the data connection's EOF, so a client that dies
+/// mid-upload looks like one that finished. A client that is killed closes its control
+/// connection too (its lower descriptor first), so at the data EOF we peek at the control
+/// socket: if it is already closed, the upload is discarded instead of committed.
+#[derive(Debug)]
+pub(crate) struct ControlWatch {
+    socket: std::net::TcpStream,
+}
+
+impl ControlWatch {
+    pub(crate) fn new(socket: std::net::TcpStream) -> io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Ok(ControlWatch { socket })
+    }
+
+    /// Whether the peer has closed (or reset) the control connection.
+    fn peer_gone(&self) -> bool {
+        let mut b = [0u8; 1];
+        match self.socket.peek(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
+        }
+    }
+}
+
+/// The storage back-end of one FTP session.
+#[derive(Clone)]
+pub struct GatewayStorage {
+    gateway: Gateway,
+    control: Weak<ControlWatch>,
+}
+
+impl fmt::Debug for GatewayStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayStorage").finish_non_exhaustive()
+    }
+}
+
+/// A `Sync` view of a body stream (libunftp wants `Sync` readers; the stream is only ever
+/// polled through `&mut`, so the mutex is never contended).
+struct SyncStream(Mutex<ByteStream>);
+
+impl Stream for SyncStream {
+    type Item = io::Result<Bytes>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        match self.get_mut().0.get_mut() {
+            Ok(s) => s.as_mut().poll_next(cx),
+            Err(_) => Poll::Ready(Some(Err(io::Error::other("body stream poisoned")))),
+        }
+    }
+}
+
+fn check_writable(user: &FtpUser) -> Result<()> {
+    if user.writable {
+        Ok(())
+    } else {
+        Err(FtpError::ReadOnly(user.name.clone()))
+    }
+}
+
+impl GatewayStorage {
+    pub(crate) fn new(gateway: Gateway, control: Weak<ControlWatch>) -> Self {
+        GatewayStorage { gateway, control }
+    }
+
+    /// Whether `key/` holds anything (objects, folders or just its folder marker).
+    async fn folder_exists(&self, bucket: &str, key: &str) -> Result<bool> {
+        let marker = format!("{key}/");
+        match self.gateway.head_object(bucket, &marker).await {
+            Ok(_) => return Ok(true),
+            Err(CoreError::NoSuchKey(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let page = self
+            .gateway
+            .list_objects(
+                bucket,
+                ListRequest {
+                    prefix: marker,
+                    delimiter: Some("/".into()),
+                    max_keys: 1,
+                    ..ListRequest::default()
+                },
+            )
+            .await?;
+        Ok(!page.objects.is_empty() || !page.common_prefixes.is_empty())
+    }
+
+    async fn meta_of(&self, target: &Target) -> Result<Meta> {
+        match target {
+            Target::Root => Ok(Meta::dir(UNIX_EPOCH)),
+            Target::Bucket(b) => Ok(Meta::dir(self.gateway.head_bucket(b).await?.created)),
+            Target::Object { bucket, key } => match self.gateway.head_object(bucket, key).await {
+                Ok(m) => Ok(Meta {
+                    len: m.size,
+                    dir: false,
+                    modified: m.last_modified,
+                }),
+                Err(CoreError::NoSuchKey(_)) => {
+                    if self.folder_exists(bucket, key).await? {
+                        Ok(Meta::dir(UNIX_EPOCH))
+                    } else {
+                        Err(FtpError::NotFound(target.display()))
+                    }
+                }
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// Every entry directly under `prefix` (which is empty or ends in `/`).
+    async fn list_dir(&self, bucket: &str, prefix: &str) -> Result<(Vec<(String, Meta)>, Vec<String>)> {
+        let mut files = Vec::new();
+        let mut dirs = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .gateway
+                .list_objects(
+                    bucket,
+                    ListRequest {
+                        prefix: prefix.to_string(),
+                        delimiter: Some("/".into()),
+                        continuation_token: token.take(),
+                        max_keys: LIST_PAGE,
+                        ..ListRequest::default()
+                    },
+                )
+                .await?;
+            for o in page.objects {
+                let meta = Meta {
+                    len: o.size,
+                    dir: false,
+                    modified: o.last_modified,
+                };
+                files.push((o.key, meta));
+            }
+            dirs.extend(page.common_prefixes);
+            match page.next_continuation_token {
+                Some(t) if page.is_truncated => token = Some(t),
+                _ => break,
+            }
+        }
+        Ok((files, dirs))
+    }
+
+    /// Every object key under `prefix` and every folder (as `dir/`), walking the tree.
+    async fn walk(&self, bucket: &str, prefix: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let mut keys = Vec::new();
+        let mut folders = vec![prefix.to_string()];
+        let mut i = 0;
+        while i < folders.len() {
+            let (files, dirs) = self.list_dir(bucket, &folders[i].clone()).await?;
+            keys.extend(files.into_iter().map(|(k, _)| k));
+            folders.extend(dirs);
+            i += 1;
+        }
+        Ok((keys, folders))
+    }
+
+    async fn rename_folder(&self, sb: &str, sk: &str, db: &str, dk: &str) -> Result<()> {
+        let src = format!("{sk}/");
+        let dst = format!("{dk}/");
+        if db == sb && dst.starts_with(&src) {
+            return Err(FtpError::BadPath(format!("/{db}/{dk} is inside /{sb}/{sk}")));
+        }
+        let (keys, folders) = self.walk(sb, &src).await?;
+        // Folders first (markers keep empty folders), then the objects, then remove the old.
+        for f in &folders {
+            let new = format!("{dst}{}", &f[src.len()..]);
+            self.gateway
+                .put_object(db, &new, Box::pin(futures::stream::empty()), PutOptions::default())
+                .await?;
+        }
+        for k in &keys {
+            let new = format!("{dst}{}", &k[src.len()..]);
+            self.gateway.copy_object(sb, k, db, &new, None).await?;
+        }
+        let mut old: Vec<String> = keys;
+        old.extend(folders);
+        for chunk in old.chunks(1000) {
+            for (key, r) in self.gateway.delete_objects(sb, chunk).await? {
+                r.map_err(|e| {
+                    tracing::warn!(bucket = sb, key, "rename: could not delete the old key: {e}");
+                    e
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_stream(&self, path: &Path, start_pos: u64) -> Result<Option<ByteStream>> {
+        let target = Target::parse(path)?;
+        let Target::Object { bucket, key } = &target else {
+            return Err(FtpError::IsDirectory(target.display()));
+        };
+        let range = (start_pos > 0).then_some(ByteRange::From(start_pos));
+        match self.gateway.get_object(bucket, key, range).await {
+            Ok(r) => Ok(Some(r.body)),
+            // REST exactly at the end: nothing left to send.
+            Err(CoreError::InvalidRange { size }) if size == start_pos => Ok(None),
+            Err(CoreError::NoSuchKey(_)) if self.folder_exists(bucket, key).await? => {
+                Err(FtpError::IsDirectory(target.display()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn put_stream<R>(&self, user: &FtpUser, input: R, path: &Path, start_pos: u64) -> Result<u64>
+    where
+        R: tokio::io::AsyncRead + Send + Unpin + 'static,
+    {
+        check_writable(user)?;
+        if start_pos > 0 {
+            return Err(FtpError::Unsupported(
+                "writing at an offset (REST + STOR, APPE onto an existing file): objects are written whole",
+            ));
+        }
+        let target = Target::parse(path)?;
+        let Target::Object { bucket, key } = &target else {
+            return Err(FtpError::IsDirectory(target.display()));
+        };
+        let control = self.control.clone();
+        let shown = target.display();
+        let data = ReaderStream::with_capacity(input, STOR_READ_SIZE);
+        // At the data EOF: refuse to commit when the client already hung up (see ControlWatch).
+        let tail = futures::stream::once(async move {
+            match control.upgrade() {
+                Some(c) if c.peer_gone() => Some(Err(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    format!("the control connection closed during the upload of {shown}"),
+                ))),
+                _ => None,
+            }
+        })
+        .filter_map(futures::future::ready);
+        let body: ByteStream = Box::pin(data.chain(tail));
+        let meta = self
+            .gateway
+            .put_object(bucket, key, body, PutOptions::default())
+            .await?;
+        Ok(meta.size)
+    }
+
+    async fn remove_dir(&self, target: &Target) -> Result<()> {
+        match target {
+            Target::Root => Err(FtpError::BadPath("/".into())),
+            Target::Bucket(b) => Ok(self.gateway.delete_bucket(b).await?),
+            Target::Object { bucket, key } => {
+                let marker = format!("{key}/");
+                let (files, dirs) = {
+                    let page = self
+                        .gateway
+                        .list_objects(
+                            bucket,
+                            ListRequest {
+                                prefix: marker.clone(),
+                                delimiter: Some("/".into()),
+                                max_keys: 1,
+                                ..ListRequest::default()
+                            },
+                        )
+                        .await?;
+                    (page.objects, page.common_prefixes)
+                };
+                if !files.is_empty() || !dirs.is_empty() {
+                    return Err(FtpError::NotEmpty(target.display()));
+                }
+                match self.gateway.head_object(bucket, &marker).await {
+                    Ok(_) => Ok(self.gateway.delete_object(bucket, &marker).await?),
+                    Err(CoreError::NoSuchKey(_)) => match self.gateway.head_object(bucket, key).await {
+                        Ok(_) => Err(FtpError::NotDirectory(target.display())),
+                        Err(_) => Err(FtpError::NotFound(target.display())),
+                    },
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StorageBackend<FtpUser> for GatewayStorage {
+    type Metadata = Meta;
+
+    fn name(&self) -> &str {
+        "hugbucket"
+    }
+
+    fn supported_features(&self) -> u32 {
+        // REST for RETR; REST + STOR is refused in `put` with 502.
+        FEATURE_RESTART
+    }
+
+    async fn metadata<P: AsRef<Path> + Send + fmt::Debug>(&self, _user: &FtpUser, path: P) -> storage::Result<Meta> {
+        let target = Target::parse(path.as_ref())?;
+        Ok(self.meta_of(&target).await?)
+    }
+
+    async fn list<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _user: &FtpUser,
+        path: P,
+    ) -> storage::Result<Vec<Fileinfo<PathBuf, Meta>>> {
+        let target = Target::parse(path.as_ref())?;
+        let base = PathBuf::from(target.display());
+        let mut out = Vec::new();
+        match &target {
+            Target::Root => {
+                for b in self.gateway.list_buckets().await.map_err(FtpError::from)? {
+                    out.push(Fileinfo {
+                        path: base.join(&b.name),
+                        metadata: Meta::dir(b.created),
+                    });
+                }
+            }
+            Target::Bucket(_) | Target::Object { .. } => {
+                let (bucket, prefix) = match &target {
+                    Target::Bucket(b) => (b.as_str(), String::new()),
+                    Target::Object { bucket, key } => (bucket.as_str(), format!("{key}/")),
+                    Target::Root => unreachable!("handled above"),
+                };
+                let (files, dirs) = self.list_dir(bucket, &prefix).await?;
+                if files.is_empty() && dirs.is_empty() {
+                    // An empty listing: make sure the directory exists (LIST of a file lists it).
+                    let meta = self.meta_of(&target).await?;
+                    if !meta.dir {
+                        return Ok(vec![Fileinfo { path: base, metadata: meta }]);
+                    }
+                }
+                for d in dirs {
+                    let name = d[prefix.len()..].trim_end_matches('/');
+                    out.push(Fileinfo {
+                        path: base.join(name),
+                        metadata: Meta::dir(UNIX_EPOCH),
+                    });
+                }
+                for (k, meta) in files {
+                    out.push(Fileinfo {
+                        path: base.join(&k[prefix.len()..]),
+                        metadata: meta,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn get_into<'a, P, W: ?Sized>(
+        &self,
+        _user: &FtpUser,
+        path: P,
+        start_pos: u64,
+        output: &'a mut W,
+    ) -> storage::Result<u64>
+    where
+        W: tokio::io::AsyncWrite + Unpin + Sync + Send,
+        P: AsRef<Path> + Send + fmt::Debug,
+    {
+        let Some(mut body) = self.get_stream(path.as_ref(), start_pos).await? else {
+            return Ok(0);
+        };
+        let mut sent = 0u64;
+        // The core yields large pieces (whole decoded chunk ranges): write them as they come.
+        while let Some(piece) = body.next().await {
+            let piece = piece.map_err(FtpError::from)?;
+            output.write_all(&piece).await.map_err(FtpError::from)?;
+            sent += piece.len() as u64;
+        }
+        output.flush().await.map_err(FtpError::from)?;
+        Ok(sent)
+    }
+
+    async fn get<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _user: &FtpUser,
+        path: P,
+        start_pos: u64,
+    ) -> storage::Result<Box<dyn tokio::io::AsyncRead + Send + Sync + Unpin>> {
+        let body = match self.get_stream(path.as_ref(), start_pos).await? {
+            Some(b) => b,
+            None => Box::pin(futures::stream::empty()),
+        };
+        Ok(Box::new(StreamReader::new(SyncStream(Mutex::new(body)))))
+    }
+
+    async fn put<P: AsRef<Path> + Send + fmt::Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+        &self,
+        user: &FtpUser,
+        input: R,
+        path: P,
+        start_pos: u64,
+    ) -> storage::Result<u64> {
+        Ok(self.put_stream(user, input, path.as_ref(), start_pos).await?)
+    }
+
+    async fn del<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, path: P) -> storage::Result<()> {
+        check_writable(user)?;
+        let target = Target::parse(path.as_ref())?;
+        let Target::Object { bucket, key } = &target else {
+            return Err(FtpError::IsDirectory(target.display()).into());
+        };
+        match self.gateway.head_object(bucket, key).await {
+            Ok(_) => {}
+            Err(CoreError::NoSuchKey(_)) if self.folder_exists(bucket, key).await? => {
+                return Err(FtpError::IsDirectory(target.display()).into());
+            }
+            Err(e) => return Err(FtpError::from(e).into()),
+        }
+        self.gateway.delete_object(bucket, key).await.map_err(FtpError::from)?;
+        Ok(())
+    }
+
+    async fn mkd<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, path: P) -> storage::Result<()> {
+        check_writable(user)?;
+        let target = Target::parse(path.as_ref())?;
+        match &target {
+            Target::Root => Err(FtpError::Exists("/".into()).into()),
+            Target::Bucket(b) => Ok(self.gateway.create_bucket(b).await.map_err(FtpError::from)?),
+            Target::Object { bucket, key } => {
+                if self.gateway.head_object(bucket, key).await.is_ok() {
+                    return Err(FtpError::Exists(target.display()).into());
+                }
+                self.gateway
+                    .put_object(bucket, &format!("{key}/"), Box::pin(futures::stream::empty()), PutOptions::default())
+                    .await
+                    .map_err(FtpError::from)?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn rename<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, from: P, to: P) -> storage::Result<()> {
+        check_writable(user)?;
+        let src = Target::parse(from.as_ref())?;
+        let dst = Target::parse(to.as_ref())?;
+        let (Target::Object { bucket: sb, key: sk }, Target::Object { bucket: db, key: dk }) = (&src, &dst) else {
+            return Err(FtpError::Unsupported("renaming buckets or the root").into());
+        };
+        if src == dst {
+            self.meta_of(&src).await?;
+            return Ok(());
+        }
+        match self.gateway.copy_object(sb, sk, db, dk, None).await {
+            Ok(_) => {
+                self.gateway.delete_object(sb, sk).await.map_err(FtpError::from)?;
+                Ok(())
+            }
+            Err(CoreError::NoSuchKey(_)) if self.folder_exists(sb, sk).await? => {
+                Ok(self.rename_folder(sb, sk, db, dk).await?)
+            }
+            Err(e) => Err(FtpError::from(e).into()),
+        }
+    }
+
+    async fn rmd<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, path: P) -> storage::Result<()> {
+        check_writable(user)?;
+        let target = Target::parse(path.as_ref())?;
+        Ok(self.remove_dir(&target).await?)
+    }
+
+    async fn cwd<P: AsRef<Path> + Send + fmt::Debug>(&self, _user: &FtpUser, path: P) -> storage::Result<()> {
+        let target = Target::parse(path.as_ref())?;
+        let meta = self.meta_of(&target).await.map_err(|e| match e {
+            FtpError::NotFound(p) => FtpError::NotDirectory(p),
+            e => e,
+        })?;
+        if meta.dir {
+            Ok(())
+        } else {
+            Err(FtpError::NotDirectory(target.display()).into())
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The FTP/FTPS front-end of HugBucket: a [libunftp] server whose storage back-end is the
+//! gateway core, with paths `/<bucket>/<key>`.
+//!
+//! - `/` lists the buckets; `MKD /name` creates a bucket and `RMD /name` deletes an empty
+//!   one; deeper `MKD` creates a folder marker, deeper `RMD` removes an empty folder.
+//! - `STOR` streams the data connection into the core's put in 256 KiB reads (bounded
+//!   memory); the object appears only when the whole transfer went through, so a broken
+//!   transfer leaves the previous version. `REST` + `STOR` and `APPE` onto a non-empty file
+//!   get 502: objects are written whole.
+//! - `RETR` honours `REST` with a range read, so interrupted downloads resume.
+//! - `RNFR`/`RNTO` copy by content hash (no bytes move) and delete the source; folders are
+//!   renamed key by key.
+//! - Core errors become reply codes in one place, [`error`].
+//!
+//! Start it with [`start`] (returns a handle with the bound address) or [`serve`] (runs until
+//! a shutdown future resolves). It runs on the calling tokio runtime.
+
+pub mod auth;
+mod backend;
+pub mod error;
+pub mod path;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hugbucket_core::Gateway;
+use libunftp::options::{FtpsRequired, PassiveHost};
+use libunftp::{Server, ServerBuilder};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use auth::FtpUser;
+pub use backend::{GatewayStorage, Meta};
+pub use error::FtpError;
+
+use backend::ControlWatch;
+
+/// Whether anonymous logins (`anonymous`, `ftp`) are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Anonymous {
+    /// Refused (530), the default.
+    #[default]
+    Off,
+    /// Accepted with any password; may only list and download.
+    ReadOnly,
+    /// Accepted with any password and may write. Only for closed networks.
+    ReadWrite,
+}
+
+impl std::str::FromStr for Anonymous {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "off" | "no" | "false" | "0" => Ok(Anonymous::Off),
+            "read-only" | "readonly" | "ro" | "on" | "yes" | "true" | "1" => Ok(Anonymous::ReadOnly),
+            "read-write" | "readwrite" | "rw" => Ok(Anonymous::ReadWrite),
+            other => Err(format!("anonymous access must be off, read-only or read-write, not {other:?}")),
+        }
+    }
+}
+
+/// Explicit FTPS (`AUTH TLS`) settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// Refuse logins and transfers that are not protected by TLS.
+    pub required: bool,
+}
+
+/// Configuration of the FTP front-end.
+#[derive(Debug, Clone)]
+pub struct FtpConfig {
+    /// Control connection address (`hugbucket serve --ftp-listen`, default `0.0.0.0:2121`).
+    pub listen: SocketAddr,
+    /// `(user, password)` pairs that may log in with read-write access
+    /// (`FTP_USERNAME` / `FTP_PASSWORD`).
+    pub users: Vec<(String, String)>,
+    /// Anonymous access (default off).
+    pub anonymous: Anonymous,
+    /// Ports for passive data connections (default 50000..=50100).
+    pub passive_ports: RangeInclusive<u16>,
+    /// Address announced in PASV replies: an IPv4 address or a DNS name. Default: the address
+    /// the client reached the control connection on.
+    pub passive_host: Option<String>,
+    /// Explicit FTPS when set.
+    pub tls: Option<TlsConfig>,
+    /// Sessions idle for longer than this are closed (default 10 minutes).
+    pub idle_timeout: Duration,
+    /// Wait before answering a failed login with 530 (default 500 ms).
+    pub failed_login_delay: Duration,
+    /// Control connections served at once; more get `421` (default 512).
+    pub max_connections: usize,
+    /// Greeting line.
+    pub greeting: &'static str,
+}
+
+impl FtpConfig {
+    /// Defaults, listening on `listen`, with no users.
+    pub fn new(listen: SocketAddr) -> Self {
+        FtpConfig {
+            listen,
+            users: Vec::new(),
+            anonymous: Anonymous::Off,
+            passive_ports: 50000..=50100,
+            passive_host: None,
+            tls: None,
+            idle_timeout: Duration::from_secs(600),
+            failed_login_delay: Duration::from_millis(500),
+            max_connections: 512,
+            greeting: "HugBucket FTP ready",
+        }
+    }
+
+    /// Adds a user.
+    pub fn with_user(mut self, name: impl Into<String>, password: impl Into<String>) -> Self {
+        self.users.push((name.into(), password.into()));
+        self
+    }
+
+    fn check(&self) -> Result<(), FtpError> {
+        let bad = |m: String| Err(FtpError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, m)));
+        if self.passive_ports.is_empty() {
+            return bad(format!("empty passive port range {:?}", self.passive_ports));
+        }
+        for (u, p) in &self.users {
+            if u.is_empty() || p.is_empty() {
+                return bad("FTP users need a non-empty name and password".into());
+            }
+        }
+        if let Some(h) = &self.passive_host {
+            if let Ok(IpAddr::V6(_)) = h.parse::<IpAddr>() {
+                return bad(format!("the passive host must be IPv4 or a DNS name, not {h}"));
+            }
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A running FTP server.
+#[derive(Debug)]
+pub struct FtpServer {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FtpServer {
+    /// The bound control address (the real port when the configured one was 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting, closes every session and waits for the accept loop to end.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+struct Shared {
+    config: FtpConfig,
+    gateway: Gateway,
+    users: auth::Users,
+}
+
+impl Shared {
+    fn server(&self, control: std::sync::Weak<ControlWatch>) -> Result<Server<GatewayStorage, FtpUser>, FtpError> {
+        let gateway = self.gateway.clone();
+        let users = Arc::new(self.users.clone());
+        let c = &self.config;
+        let mut b = ServerBuilder::with_user_detail_provider(
+            Box::new(move || GatewayStorage::new(gateway.clone(), control.clone())),
+            users.clone(),
+        )
+        .authenticator(users)
+        .greeting(c.greeting)
+        .passive_ports(c.passive_ports.clone())
+        .idle_session_timeout(c.idle_timeout.as_secs().max(1));
+        if let Some(h) = &c.passive_host {
+            b = b.passive_host(match h.parse::<std::net::Ipv4Addr>() {
+                Ok(ip) => PassiveHost::Ip(ip),
+                Err(_) => PassiveHost::Dns(h.clone()),
+            });
+        }
+        if let Some(tls) = &c.tls {
+            b = b.ftps(tls.cert.clone(), tls.key.clone());
+            if tls.required {
+                b = b.ftps_required(FtpsRequired::All, FtpsRequired::All);
+            }
+        }
+        b.build()
+            .map_err(|e| FtpError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())))
+    }
+}
+
+/// Binds `config.listen` and serves FTP over `gateway` on the current tokio runtime until
+/// [`FtpServer::shutdown`].
+pub async fn start(config: FtpConfig, gateway: Gateway) -> Result<FtpServer, FtpError> {
+    config.check()?;
+    let users = auth::Users::new(&config);
+    let shared = Arc::new(Shared { config, gateway, users });
+    // Build one server up front so that bad TLS files fail here, not on the first client.
+    shared.server(std::sync::Weak::new())?;
+    let listener = TcpListener::bind(shared.config.listen).await?;
+    let local_addr = listener.local_addr()?;
+    let (stop, stopped) = watch::channel(false);
+    tracing::info!(%local_addr, tls = shared.config.tls.is_some(), "ftp listening");
+    let task = tokio::spawn(accept_loop(listener, shared, stopped));
+    Ok(FtpServer { local_addr, stop, task })
+}
+
+/// Serves FTP until `shutdown` resolves.
+pub async fn serve(config: FtpConfig, gateway: Gateway, shutdown: impl Future<Output = ()>) -> Result<(), FtpError> {
+    let server = start(config, gateway).await?;
+    shutdown.await;
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    let mut sessions = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stopped.changed() => break,
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    if sessions.len() >= shared.config.max_connections {
+                        tracing::warn!(%peer, "ftp: too many connections");
+                        sessions.spawn(refuse(stream));
+                        continue;
+                    }
+                    sessions.spawn(session(stream, peer, shared.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!("ftp accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    // Dropping a session's server closes its control connection.
+    sessions.shutdown().await;
+}
+
+async fn refuse(mut stream: TcpStream) {
+    let _ = stream.write_all(b"421 Too many connections, try again later.\r\n").await;
+}
+
+async fn session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let (stream, control) = match watch_control(stream) {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::warn!(%peer, "ftp: could not set up the connection: {e}");
+            return;
+        }
+    };
+    let server = match shared.server(Arc::downgrade(&control)) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("ftp: could not build the session: {e}");
+            return;
+        }
+    };
+    tracing::debug!(%peer, "ftp session");
+    if let Err(e) = server.service(stream).await {
+        tracing::debug!(%peer, "ftp session ended: {e}");
+    }
+    drop(control);
+}
+
+/// Keeps a duplicate of the control socket for [`ControlWatch`].
+fn watch_control(stream: TcpStream) -> std::io::Result<(TcpStream, Arc<ControlWatch>)> {
+    let std = stream.into_std()?;
+    let dup = std.try_clone()?;
+    let stream = TcpStream::from_std(std)?;
+    Ok((stream, Arc::new(ControlWatch::new(dup)?)))
+}

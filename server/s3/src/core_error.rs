@@ -1,0 +1,82 @@
+//! The ONE mapping from the gateway core's errors to S3 errors.
+//!
+//! NOT WIRED YET: this file is compiled once `hugbucket-core` builds. To wire it, add
+//! `hugbucket-core = { workspace = true }` and `hugbucket-upstream = { workspace = true }`
+//! to this crate's `[dependencies]`, and `pub mod core_error;` to `lib.rs`.
+//!
+//! Handlers never map core errors themselves; they call [`to_s3`] (or
+//! [`to_s3_with_body_error`] for operations that consumed a request body).
+
+use hugbucket_core::CoreError;
+use hugbucket_upstream::UpstreamError;
+
+use crate::error::{S3Error, S3ErrorCode};
+
+/// Maps a core error to the S3 error the client sees.
+pub fn to_s3(err: &CoreError) -> S3Error {
+    use S3ErrorCode as C;
+    match err {
+        CoreError::NoSuchBucket(b) => S3Error::new(C::NoSuchBucket).resource(b.clone()),
+        CoreError::NoSuchKey(k) => S3Error::new(C::NoSuchKey).resource(k.clone()),
+        CoreError::BucketAlreadyOwnedByYou(b) => {
+            S3Error::new(C::BucketAlreadyOwnedByYou).resource(b.clone())
+        }
+        CoreError::BucketNotEmpty(b) => S3Error::new(C::BucketNotEmpty).resource(b.clone()),
+        CoreError::InvalidBucketName(b) => S3Error::new(C::InvalidBucketName).resource(b.clone()),
+        CoreError::InvalidKey(m) => {
+            S3Error::with_message(C::InvalidArgument, format!("invalid key: {m}"))
+        }
+        CoreError::InvalidRange { size } => S3Error::invalid_range(*size),
+        CoreError::NoSuchUpload(u) => S3Error::new(C::NoSuchUpload).resource(u.clone()),
+        CoreError::InvalidPart(m) => S3Error::with_message(
+            C::InvalidPart,
+            format!("{}: {m}", C::InvalidPart.default_message()),
+        ),
+        CoreError::InvalidPartOrder => S3Error::new(C::InvalidPartOrder),
+        CoreError::EntityTooSmall => S3Error::new(C::EntityTooSmall),
+        CoreError::InvalidArgument(m) => S3Error::with_message(C::InvalidArgument, m.clone()),
+        CoreError::IncompleteBody(_) => S3Error::new(C::IncompleteBody),
+        CoreError::Upstream(u) => upstream(u),
+        CoreError::Integrity(m) => {
+            tracing::error!(error = %m, "data read back from the CAS did not verify");
+            S3Error::new(C::SlowDown)
+        }
+        CoreError::Internal(m) => {
+            tracing::error!(error = %m, "internal error");
+            S3Error::new(C::InternalError)
+        }
+    }
+}
+
+/// Like [`to_s3`], but when the core reports an incomplete body and the request body
+/// stream itself failed with an S3 error (BadDigest, SignatureDoesNotMatch,
+/// XAmzContentSHA256Mismatch, ...), that more precise error wins.
+pub fn to_s3_with_body_error(err: &CoreError, body_error: Option<&S3Error>) -> S3Error {
+    match (err, body_error) {
+        (CoreError::IncompleteBody(_), Some(b)) => b.clone(),
+        _ => to_s3(err),
+    }
+}
+
+fn upstream(u: &UpstreamError) -> S3Error {
+    use S3ErrorCode as C;
+    match u {
+        UpstreamError::RateLimited(_) => S3Error::new(C::SlowDown),
+        UpstreamError::Connect { .. } | UpstreamError::Timeout { .. } => {
+            tracing::warn!(error = %u, "upstream unreachable");
+            S3Error::with_message(
+                C::ServiceUnavailable,
+                "The upstream storage is unreachable. Please retry.",
+            )
+        }
+        UpstreamError::RangeNotSatisfiable(_) => S3Error::new(C::InvalidRange),
+        _ if u.is_retryable() => {
+            tracing::warn!(error = %u, "retryable upstream failure");
+            S3Error::new(C::SlowDown)
+        }
+        _ => {
+            tracing::error!(error = %u, "upstream failure");
+            S3Error::new(C::InternalError)
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Configuration of `hugbucket serve`: one clap definition is the single source of truth.
+//!
+//! Precedence: command-line flag > environment variable > config file (`--config`, TOML)
+//! > default. The file layer is applied by exporting each file key as its option's
+//! environment variable when that variable is not already set, before clap parses; so
+//! every option has exactly one name in each layer. Secrets are masked when printed.
+
+use std::net::SocketAddr;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, ValueEnum};
+
+/// Which front-ends `serve` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// S3 only.
+    S3,
+    /// FTP only.
+    Ftp,
+    /// S3 and FTP.
+    Both,
+}
+
+/// Runtime of the S3 front-end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeKind {
+    /// One pinned glommio (io_uring) executor per core.
+    Glommio,
+    /// One pinned current-thread tokio runtime per core.
+    Tokio,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Anonymous FTP access.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Anonymous {
+    /// No anonymous login.
+    Off,
+    /// Anonymous users may read.
+    Read,
+    /// Anonymous users may read and write.
+    Write,
+}
+
+/// Options of `hugbucket serve` (each also settable by environment and config file).
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// TOML config file; keys are the long option names (e.g. `s3-listen = "0.0.0.0:9000"`).
+    #[arg(long, env = "HUGBUCKET_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Load and validate the configuration, print the effective values (secrets masked), exit.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Front-ends to run.
+    #[arg(long, env = "MODE", value_enum, default_value = "both", ignore_case = true)]
+    pub mode: Mode,
+    /// Local state: embedded hub data, generated credentials, multipart records, cache.
+    #[arg(long, env = "HUGBUCKET_DATA_DIR", default_value = "./hugbucket-data")]
+    pub data_dir: PathBuf,
+    /// Hugging Face token. With neither this nor --hf-endpoint, the embedded hub is used.
+    #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
+    pub hf_token: Option<String>,
+    /// Hub base URL (default https://huggingface.co when a token is given).
+    #[arg(long, env = "HF_ENDPOINT")]
+    pub hf_endpoint: Option<String>,
+    /// Address of the embedded hub (only used without HF_TOKEN/HF_ENDPOINT).
+    #[arg(long, env = "HUGBUCKET_HUB_LISTEN", default_value = "127.0.0.1:0")]
+    pub hub_listen: SocketAddr,
+    /// S3 listen address.
+    #[arg(long, env = "HUGBUCKET_S3_LISTEN", default_value = "0.0.0.0:9000")]
+    pub s3_listen: SocketAddr,
+    /// Virtual-hosted-style base domain (e.g. `s3.example.com`); path style always works.
+    #[arg(long, env = "HUGBUCKET_S3_DOMAIN")]
+    pub s3_domain: Option<String>,
+    /// S3 access key id (with --secret-access-key). Without any, a pair is generated once.
+    #[arg(long, env = "AWS_ACCESS_KEY_ID")]
+    pub access_key_id: Option<String>,
+    /// S3 secret access key.
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub secret_access_key: Option<String>,
+    /// More S3 key pairs, `KEY:SECRET` separated by commas.
+    #[arg(long, env = "HUGBUCKET_CREDENTIALS", hide_env_values = true, value_delimiter = ',')]
+    pub credentials: Vec<String>,
+    /// Runtime of the S3 front-end.
+    #[arg(long, env = "HUGBUCKET_RUNTIME", value_enum, default_value = "glommio")]
+    pub runtime: RuntimeKind,
+    /// Cores to serve on (default: all available).
+    #[arg(long, env = "HUGBUCKET_CORES")]
+    pub cores: Option<usize>,
+    /// FTP listen address.
+    #[arg(long, env = "HUGBUCKET_FTP_LISTEN", default_value = "0.0.0.0:2121")]
+    pub ftp_listen: SocketAddr,
+    /// FTP user name.
+    #[arg(long, env = "FTP_USERNAME")]
+    pub ftp_username: Option<String>,
+    /// FTP password.
+    #[arg(long, env = "FTP_PASSWORD", hide_env_values = true)]
+    pub ftp_password: Option<String>,
+    /// More FTP users, `USER:PASSWORD` separated by commas.
+    #[arg(long, env = "HUGBUCKET_FTP_USERS", hide_env_values = true, value_delimiter = ',')]
+    pub ftp_users: Vec<String>,
+    /// Anonymous FTP access.
+    #[arg(long, env = "HUGBUCKET_FTP_ANONYMOUS", value_enum, default_value = "off")]
+    pub ftp_anonymous: Anonymous,
+    /// FTP passive port range `LOW-HIGH`.
+    #[arg(long, env = "HUGBUCKET_FTP_PASSIVE_PORTS", default_value = "30000-30009", value_parser = parse_port_range)]
+    pub ftp_passive_ports: RangeInclusive<u16>,
+    /// Address announced for passive data connections (default: the control connection's).
+    #[arg(long, env = "HUGBUCKET_FTP_PUBLIC_HOST")]
+    pub ftp_public_host: Option<std::net::IpAddr>,
+    /// PEM certificate chain enabling explicit FTPS (AUTH TLS), with --ftp-tls-key.
+    #[arg(long, env = "HUGBUCKET_FTP_TLS_CERT")]
+    pub ftp_tls_cert: Option<PathBuf>,
+    /// PEM private key for FTPS.
+    #[arg(long, env = "HUGBUCKET_FTP_TLS_KEY")]
+    pub ftp_tls_key: Option<PathBuf>,
+    /// Health, readiness and Prometheus metrics listener (`/health`, `/ready`, `/metrics`).
+    #[arg(long, env = "HUGBUCKET_ADMIN_LISTEN", default_value = "0.0.0.0:9001")]
+    pub admin_listen: SocketAddr,
+    /// Chunk cache directory (default: DATA_DIR/cache).
+    #[arg(long, env = "HUGBUCKET_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Chunk cache capacity (bytes; K/M/G/T suffixes).
+    #[arg(long, env = "HUGBUCKET_CACHE_SIZE", default_value = "10G", value_parser = parse_size)]
+    pub cache_size: u64,
+    /// Log format.
+    #[arg(long, env = "HUGBUCKET_LOG_FORMAT", value_enum, default_value = "human")]
+    pub log_format: LogFormat,
+    /// Seconds in-flight requests and uploads get to finish on SIGTERM/SIGINT.
+    #[arg(long, env = "HUGBUCKET_SHUTDOWN_TIMEOUT", default_value_t = 30)]
+    pub shutdown_timeout: u64,
+}
+
+/// Parses `LOW-HIGH`.
+pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let (a, b) = s.split_once('-').ok_or("expected LOW-HIGH, e.g. 30000-30009")?;
+    let a: u16 = a.trim().parse().map_err(|_| format!("bad port {a:?}"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("bad port {b:?}"))?;
+    if a == 0 || a > b {
+        return Err(format!("empty or invalid port range {a}-{b}"));
+    }
+    Ok(a..=b)
+}
+
+/// Parses a byte size with an optional K/M/G/T suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m = match c.to_ascii_uppercase() {
+                'K' => 1u64 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                'B' => 1,
+                _ => return Err(format!("unknown size suffix in {s:?}")),
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    let n: u64 = num.trim().parse().map_err(|_| format!("bad size {s:?}"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} too large"))
+}
+
+/// Finds the config file named by `--config FILE` / `--config=FILE` in `args`, else by
+/// `HUGBUCKET_CONFIG`.
+fn config_path(args: &[std::ffi::OsString]) -> Option<PathBuf> {
+    let mut path = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--config" {
+            path = it.next().map(PathBuf::from);
+        } else if let Some(v) = a.strip_prefix("--config=") {
+            path = Some(PathBuf::from(v));
+        }
+    }
+    path.or_else(|| std::env::var_os("HUGBUCKET_CONFIG").map(PathBuf::from))
+}
+
+/// Builds the clap command with the config-file layer applied: each key of the TOML file
+/// becomes the default of its `serve` option, so environment variables and flags still
+/// override it. Returns one error line naming the bad file or key.
+pub fn command_with_config_file(args: &[std::ffi::OsString]) -> Result<clap::Command, String> {
+    let cmd = crate::cli::Cli::command();
+    let Some(path) = config_path(args) else {
+        return Ok(cmd);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("config file {}: {e}", path.display()))?;
+    let serve = cmd
+        .find_subcommand("serve")
+        .ok_or("internal: no serve subcommand")?;
+    let mut defaults: Vec<(clap::Id, Vec<String>)> = Vec::new();
+    for (key, value) in table {
+        let name = key.replace('_', "-");
+        let arg = serve
+            .get_arguments()
+            .find(|a| a.get_long() == Some(name.as_str()) && name != "config")
+            .ok_or_else(|| format!("config file {}: unknown option {key:?}", path.display()))?;
+        let scalar = |v: &toml::Value| match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Boolean(b) => Ok(b.to_string()),
+            toml::Value::Float(f) => Ok(f.to_string()),
+            other => Err(format!(
+                "config file {}: option {key:?} has an unsupported value {other}",
+                path.display()
+            )),
+        };
+        let values = match &value {
+            toml::Value::Array(items) => items.iter().map(scalar).collect::<Result<Vec<_>, _>>()?,
+            v => vec![scalar(v)?],
+        };
+        defaults.push((arg.get_id().clone(), values));
+    }
+    Ok(cmd.mut_subcommand("serve", |mut s| {
+        for (id, values) in defaults {
+            s = s.mut_arg(id, |a| a.default_values(values));
+        }
+        s
+    }))
+}
+
+impl ServeArgs {
+    /// Cross-option validation; the error names the option.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return Err("--access-key-id (AWS_ACCESS_KEY_ID) and --secret-access-key (AWS_SECRET_ACCESS_KEY) must be set together".into());
+        }
+        for c in &self.credentials {
+            if !c.contains(':') {
+                return Err(format!("--credentials (HUGBUCKET_CREDENTIALS): {c:?} is not KEY:SECRET"));
+            }
+        }
+        for u in &self.ftp_users {
+            if !u.contains(':') {
+                return Err("--ftp-users (HUGBUCKET_FTP_USERS): entries must be USER:PASSWORD".into());
+            }
+        }
+        if self.ftp_username.is_some() != self.ftp_password.is_some() {
+            return Err("--ftp-username (FTP_USERNAME) and --ftp-password (FTP_PASSWORD) must be set together".into());
+        }
+        if self.ftp_tls_cert.is_some() != self.ftp_tls_key.is_some() {
+            return Err("--ftp-tls-cert and --ftp-tls-key must be set together".into());
+        }
+        if self.cores == Some(0) {
+            return Err("--cores (HUGBUCKET_CORES) must be at least 1".into());
+        }
+        if let Some(e) = &self.hf_endpoint {
+            if !(e.starts_with("http://") || e.starts_with("https://")) {
+                return Err(format!("--hf-endpoint (HF_ENDPOINT): {e:?} is not an http(s) URL"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the embedded hub is the upstream.
+    pub fn uses_embedded_hub(&self) -> bool {
+        self.hf_token.is_none() && self.hf_endpoint.is_none()
+    }
+
+    /// The effective configuration, one `name = value` line each, secrets masked.
+    pub fn describe(&self) -> String {
+        let mask = |s: &Option<String>| match s {
+            Some(_) => "****".to_string(),
+            None => "(unset)".to_string(),
+        };
+        let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "(unset)".into());
+        let path = |p: &Option<PathBuf>| p.as_ref().map_or("(unset)".into(), |p| p.display().to_string());
+        let lines = [
+            ("mode", format!("{:?}", self.mode).to_lowercase()),
+            ("data-dir", self.data_dir.display().to_string()),
+            ("upstream", if self.uses_embedded_hub() { "embedded hub".into() } else { self.hf_endpoint.clone().unwrap_or_else(|| "https://huggingface.co".into()) }),
+            ("hf-token", mask(&self.hf_token)),
+            ("hub-listen", self.hub_listen.to_string()),
+            ("s3-listen", self.s3_listen.to_string()),
+            ("s3-domain", opt(&self.s3_domain)),
+            ("access-key-id", opt(&self.access_key_id)),
+            ("secret-access-key", mask(&self.secret_access_key)),
+            ("credentials", format!("{} extra pair(s)", self.credentials.len())),
+            ("runtime", format!("{:?}", self.runtime).to_lowercase()),
+            ("cores", self.cores.map_or("all".into(), |c| c.to_string())),
+            ("ftp-listen", self.ftp_listen.to_string()),
+            ("ftp-username", opt(&self.ftp_username)),
+            ("ftp-password", mask(&self.ftp_password)),
+            ("ftp-users", format!("{} extra user(s)", self.ftp_users.len())),
+            ("ftp-anonymous", format!("{:?}", self.ftp_anonymous).to_lowercase()),
+            ("ftp-passive-ports", format!("{}-{}", self.ftp_passive_ports.start(), self.ftp_passive_ports.end())),
+            ("ftp-public-host", self.ftp_public_host.map_or("(unset)".into(), |h| h.to_string())),
+            ("ftp-tls-cert", path(&self.ftp_tls_cert)),
+            ("ftp-tls-key", path(&self.ftp_tls_key)),
+            ("admin-listen", self.admin_listen.to_string()),
+            ("cache-dir", self.cache_dir.as_ref().map_or_else(|| self.data_dir.join("cache").display().to_string(), |p| p.display().to_string())),
+            ("cache-size", self.cache_size.to_string()),
+            ("log-format", format!("{:?}", self.log_format).to_lowercase()),
+            ("shutdown-timeout", self.shutdown_timeout.to_string()),
+        ];
+        lines
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}\n"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_port_ranges() {
+        assert_eq!(parse_size("10G").unwrap(), 10 << 30);
+        assert_eq!(parse_size("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("12X").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999T").is_err());
+        assert_eq!(parse_port_range("30000-30009").unwrap(), 30000..=30009);
+        assert!(parse_port_range("5-1").is_err());
+        assert!(parse_port_range("0-10").is_err());
+        assert!(parse_port_range("100").is_err());
+    }
+}

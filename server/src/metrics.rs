@@ -1,0 +1,26 @@
+//! Prometheus text exposition of every subsystem's counters (served on `/metrics` of the
+//! admin listener). Each subsystem keeps its own atomic counters; this module only renders.
+
+use std::fmt::Write;
+
+/// Renders the embedded hub's counters as `hugbucket_hub_*` metrics.
+pub fn render_hub(stats: &hugbucket_hub::Stats, out: &mut String) {
+    let json = stats.to_json();
+    let Some(obj) = json.as_object() else {
+        return;
+    };
+    for (name, value) in obj {
+        if let Some(n) = value.as_u64() {
+            let _ = writeln!(out, "# TYPE hugbucket_hub_{name}_total counter");
+            let _ = writeln!(out, "hugbucket_hub_{name}_total {n}");
+        }
+    }
+    if let Some(routes) = obj.get("requests").and_then(|v| v.as_object()) {
+        let _ = writeln!(out, "# TYPE hugbucket_hub_requests_total counter");
+        for (route, n) in routes {
+            if let Some(n) = n.as_u64() {
+                let _ = writeln!(out, "hugbucket_hub_requests_total{{route=\"{route}\"}} {n}");
+            }
+        }
+    }
+}

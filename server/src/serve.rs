@@ -1,0 +1,326 @@
+//! `hugbucket serve`: the gateway. Starts the upstream (the embedded hub unless HF_TOKEN /
+//! HF_ENDPOINT say otherwise), the core, the front-ends chosen by MODE and the admin
+//! listener (`/health`, `/ready`, `/metrics`), then waits for SIGTERM/SIGINT and shuts down
+//! gracefully.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hugbucket_core::{CoreConfig, Gateway};
+use hugbucket_upstream::{HubClient, UpstreamConfig};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::config::{LogFormat, ServeArgs};
+
+/// S3 credentials (access key id → secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Credential {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+}
+
+/// Loads the generated key pair from `path`, or generates and stores one (mode 0600).
+/// Returns the pair and whether it was generated now.
+pub fn load_or_generate_credentials(path: &Path) -> anyhow::Result<(Credential, bool)> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let c: Credential = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid credentials file", path.display()))?;
+        return Ok((c, false));
+    }
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let pick = |alphabet: &[u8], n: usize| -> String {
+        (0..n)
+            .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
+            .collect()
+    };
+    let c = Credential {
+        access_key_id: format!("HB{}", pick(ALNUM, 18)),
+        secret_access_key: pick(SECRET, 40),
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(serde_json::to_string_pretty(&c)?.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok((c, true))
+}
+
+/// All configured S3 credentials (generated ones when none are configured).
+fn credentials(args: &ServeArgs) -> anyhow::Result<Vec<Credential>> {
+    let mut out = Vec::new();
+    if let (Some(k), Some(s)) = (&args.access_key_id, &args.secret_access_key) {
+        out.push(Credential {
+            access_key_id: k.clone(),
+            secret_access_key: s.clone(),
+        });
+    }
+    for pair in &args.credentials {
+        if let Some((k, s)) = pair.split_once(':') {
+            out.push(Credential {
+                access_key_id: k.to_string(),
+                secret_access_key: s.to_string(),
+            });
+        }
+    }
+    if out.is_empty() {
+        let path = args.data_dir.join("credentials.json");
+        let (c, generated) = load_or_generate_credentials(&path)?;
+        if generated {
+            // Printed once, on stdout (never into the log).
+            println!("Generated S3 credentials (stored in {}):", path.display());
+            println!("  AWS_ACCESS_KEY_ID={}", c.access_key_id);
+            println!("  AWS_SECRET_ACCESS_KEY={}", c.secret_access_key);
+        } else {
+            println!(
+                "S3 access key id {} (secret in {})",
+                c.access_key_id,
+                path.display()
+            );
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
+/// The running upstream: its URL, the token to use, and the embedded hub if we started one.
+struct Upstream {
+    endpoint: String,
+    token: Option<String>,
+    embedded: Option<hugbucket_hub::RunningHub>,
+}
+
+async fn start_upstream(args: &ServeArgs) -> anyhow::Result<Upstream> {
+    if !args.uses_embedded_hub() {
+        let endpoint = args
+            .hf_endpoint
+            .clone()
+            .unwrap_or_else(|| "https://huggingface.co".into());
+        tracing::info!(%endpoint, "using the Hugging Face Hub");
+        return Ok(Upstream {
+            endpoint,
+            token: args.hf_token.clone(),
+            embedded: None,
+        });
+    }
+    let dir = args.data_dir.join("hub");
+    let config = hugbucket_hub::HubConfig::new(args.hub_listen, dir.clone());
+    let hub = hugbucket_hub::start(config)
+        .await
+        .with_context(|| format!("starting the embedded hub in {}", dir.display()))?;
+    tracing::info!(
+        url = %hub.url(),
+        data_dir = %dir.display(),
+        "no HF_TOKEN/HF_ENDPOINT: using the embedded hub"
+    );
+    Ok(Upstream {
+        endpoint: hub.url(),
+        token: Some(hub.token().to_string()),
+        embedded: Some(hub),
+    })
+}
+
+/// Shared state of the admin endpoints.
+struct Admin {
+    gateway: Gateway,
+    embedded: Option<Arc<hugbucket_hub::RunningHub>>,
+}
+
+async fn admin_response(admin: &Admin, path: &str) -> (u16, &'static str, String) {
+    match path {
+        "/health" => (200, "text/plain", "ok\n".into()),
+        "/ready" => match tokio::time::timeout(Duration::from_secs(5), admin.gateway.hub().whoami()).await {
+            Ok(Ok(_)) => (200, "text/plain", "ready\n".into()),
+            Ok(Err(e)) => (503, "text/plain", format!("upstream not ready: {e}\n")),
+            Err(_) => (503, "text/plain", "upstream not ready: timeout\n".into()),
+        },
+        "/metrics" => {
+            let mut out = String::new();
+            if let Some(hub) = &admin.embedded {
+                crate::metrics::render_hub(hub.stats(), &mut out);
+            }
+            (200, "text/plain; version=0.0.4", out)
+        }
+        _ => (404, "text/plain", "not found\n".into()),
+    }
+}
+
+async fn serve_admin(
+    listener: tokio::net::TcpListener,
+    admin: Arc<Admin>,
+    mut stop: watch::Receiver<bool>,
+) {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+            _ = stop.changed() => return,
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let admin = admin.clone();
+                async move {
+                    let (status, ctype, body) = admin_response(&admin, req.uri().path()).await;
+                    let resp = hyper::Response::builder()
+                        .status(status)
+                        .header("content-type", ctype)
+                        .body(Full::new(bytes::Bytes::from(body)))
+                        .expect("static response parts");
+                    Ok::<_, std::convert::Infallible>(resp)
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
+        });
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
+    let upstream = start_upstream(&args).await?;
+    let hub = HubClient::new(&upstream.endpoint, upstream.token.clone(), UpstreamConfig::default())
+        .context("building the upstream client")?;
+    let gateway = Gateway::new(CoreConfig::new(args.data_dir.clone()), hub)
+        .await
+        .context("opening the gateway state")?;
+    let _credentials = credentials(&args)?;
+    let embedded = upstream.embedded.map(Arc::new);
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("--admin-listen {}", args.admin_listen))?;
+    let admin_addr: SocketAddr = admin_listener.local_addr()?;
+    tracing::info!(%admin_addr, "admin endpoints /health /ready /metrics");
+    let admin = Arc::new(Admin {
+        gateway: gateway.clone(),
+        embedded: embedded.clone(),
+    });
+    let admin_task = tokio::spawn(serve_admin(admin_listener, admin, stop_rx.clone()));
+
+    // Multipart uploads past their expiry are cleaned at start and every hour.
+    let expiry_gw = gateway.clone();
+    let mut expiry_stop = stop_rx.clone();
+    let expiry_task = tokio::spawn(async move {
+        loop {
+            match expiry_gw.expire_multipart() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired multipart uploads"),
+                Err(e) => tracing::warn!(error = %e, "multipart expiry"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+                _ = expiry_stop.changed() => return,
+            }
+        }
+    });
+
+    let fronts = crate::frontends::start(&args, gateway.clone(), stop_rx.clone()).await?;
+    println!("hugbucket is ready");
+
+    wait_for_signal().await;
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(args.shutdown_timeout);
+    if tokio::time::timeout(grace, fronts.wait()).await.is_err() {
+        tracing::warn!(seconds = args.shutdown_timeout, "shutdown timeout: abandoning in-flight requests");
+    }
+    let _ = admin_task.await;
+    let _ = expiry_task.await;
+    if let Some(hub) = embedded {
+        if let Ok(hub) = Arc::try_unwrap(hub) {
+            hub.shutdown().await;
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Runs `hugbucket serve`.
+pub fn run(args: ServeArgs) -> ExitCode {
+    if let Err(e) = args.validate() {
+        eprintln!("hugbucket serve: {e}");
+        return ExitCode::from(2);
+    }
+    if args.check_config {
+        print!("{}", args.describe());
+        return ExitCode::SUCCESS;
+    }
+    init_logging(args.log_format);
+    let cores = args
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
+        .thread_name("hugbucket-core")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hugbucket serve: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run_async(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hugbucket serve: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The data dir's credentials file.
+pub fn credentials_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("credentials.json")
+}

@@ -5,7 +5,8 @@
 #
 # Usage: bench/hash_compare.sh [SIZE_MIB]        (default 1024 = 1 GiB)
 # Env:   VENV=/path/to/venv   (default <repo>/.venv; created, and hf_xet installed, if missing)
-#        RUNS=3               (best of RUNS timed runs per tool; the file is page-cache hot)
+#        RUNS=5               (rounds; each round runs every tool once, interleaved; best
+#                              time per tool is reported; the file is page-cache hot)
 #        TMPDIR=...           (where the test file is created)
 #        HB_BIN=path          (use this hugbucket binary instead of building one)
 set -euo pipefail
@@ -13,7 +14,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SIZE_MIB="${1:-1024}"
 VENV="${VENV:-$ROOT/.venv}"
-RUNS="${RUNS:-3}"
+RUNS="${RUNS:-5}"
 RESULTS_DIR="$ROOT/bench/results"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/hash_compare.XXXXXX")"
@@ -44,49 +45,45 @@ cat "$file" >/dev/null # page cache hot for every tool
 
 now() { date +%s.%N; }
 
-# best_of CMD... : runs CMD $RUNS times, prints "<best seconds> <last stdout>".
-best_of() {
-    local best="" out t0 t1 dt
-    for _ in $(seq "$RUNS"); do
-        t0=$(now)
-        out="$("$@")"
-        t1=$(now)
-        dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }')
-        if [ -z "$best" ] || awk -v d="$dt" -v b="$best" 'BEGIN { exit !(d < b) }'; then best=$dt; fi
-    done
-    echo "$best $out"
+# timed CMD... : runs CMD once, prints "<seconds> <first word of its stdout>".
+timed() {
+    local t0 t1 out
+    t0=$(now)
+    out="$("$@")"
+    t1=$(now)
+    echo "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f", b - a }') ${out%% *}"
 }
 
-# Timed inside Python (interpreter start and import excluded): best of $RUNS calls.
-hf_xet_best() {
-    "$VENV/bin/python" - "$1" "$RUNS" <<'EOF'
+# One hash_files call, timed inside Python (interpreter start and import excluded).
+hf_xet_once() {
+    "$VENV/bin/python" - "$1" <<'EOF'
 import sys, time, hf_xet
-path, runs = sys.argv[1], int(sys.argv[2])
-best, digest = None, None
-for _ in range(runs):
-    t = time.perf_counter()
-    # hash_files(file_paths: list[str]) -> list[PyXetUploadInfo(hash, file_size, sha256)]
-    digest = hf_xet.hash_files([path])[0].hash
-    dt = time.perf_counter() - t
-    best = dt if best is None else min(best, dt)
-print(f"{best:.6f} {digest}")
+t = time.perf_counter()
+# hash_files(file_paths: list[str]) -> list[PyXetUploadInfo(hash, file_size, sha256)]
+digest = hf_xet.hash_files([sys.argv[1]])[0].hash
+print(f"{time.perf_counter() - t:.6f} {digest}")
 EOF
 }
 
-load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
-echo "== timing (best of $RUNS)"
-read -r t_hb h_hb _ < <(best_of "$HB" hash "$file")
-echo "hugbucket hash: ${t_hb}s $h_hb"
-read -r t_hf h_hf < <(hf_xet_best "$file")
-echo "hf_xet.hash_files: ${t_hf}s $h_hf"
+min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b < a) ? b : a }'; }
 
 have_b3=0
-if command -v b3sum >/dev/null; then
-    have_b3=1
-    read -r t_b1 h_b1 _ < <(best_of b3sum --num-threads 1 "$file")
-    read -r t_bn h_bn _ < <(best_of b3sum "$file")
-    echo "b3sum (1 thread): ${t_b1}s; b3sum (default threads): ${t_bn}s"
-fi
+command -v b3sum >/dev/null && have_b3=1
+
+load_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== timing: $RUNS rounds, the tools interleaved in each round; best time per tool"
+t_hb="" t_hf="" t_b1="" t_bn=""
+for round in $(seq "$RUNS"); do
+    read -r t h_hb < <(timed "$HB" hash "$file"); t_hb=$(min "$t_hb" "$t")
+    read -r t h_hf < <(hf_xet_once "$file"); t_hf=$(min "$t_hf" "$t")
+    line="round $round: hugbucket ${t_hb}s hf_xet ${t_hf}s"
+    if [ "$have_b3" = 1 ]; then
+        read -r t _ < <(timed b3sum --num-threads 1 "$file"); t_b1=$(min "$t_b1" "$t")
+        read -r t _ < <(timed b3sum "$file"); t_bn=$(min "$t_bn" "$t")
+        line="$line b3sum-1 ${t_b1}s b3sum ${t_bn}s"
+    fi
+    echo "$line (best so far)"
+done
 
 if [ "$h_hb" != "$h_hf" ]; then
     echo "HASH MISMATCH: hugbucket $h_hb vs hf_xet $h_hf" >&2
@@ -127,7 +124,7 @@ out="$RESULTS_DIR/$(date -u +%F)-$(hostname -s).md"
     echo
     echo "- machine: \`$(uname -a)\`"
     echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores visible; load average (1/5/15 min) before timing: $load_start, after: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- input: $SIZE_MIB MiB from /dev/urandom, page-cache hot, best of $RUNS runs; hugbucket and b3sum: wall clock of the whole process; hf_xet: the hash_files call timed inside Python"
+    echo "- input: $SIZE_MIB MiB from /dev/urandom, page-cache hot; $RUNS rounds with the tools interleaved, best time per tool; hugbucket and b3sum: wall clock of the whole process; hf_xet: the hash_files call timed inside Python"
     echo "- hashes agree: $agree"
     echo
     echo "$table"

@@ -120,10 +120,6 @@ pub fn predict_bg4(chunk: &[u8]) -> bool {
 // Byte grouping
 // ---------------------------------------------------------------------------------------
 
-/// Byte / 16-bit-pair masks of the SWAR 4x8 byte transposes.
-const M8: u64 = 0x00FF_00FF_00FF_00FF;
-const M16: u64 = 0x0000_FFFF_0000_FFFF;
-
 /// Lane sizes of a buffer of `n` bytes: lane k has n/4 + (1 if k < n%4).
 fn lane_sizes(n: usize) -> [usize; 4] {
     let q = n / 4;
@@ -147,36 +143,23 @@ pub fn bg4_split(data: &[u8], out: &mut Vec<u8>) {
     let (l1, rest) = rest.split_at_mut(sizes[1]);
     let (l2, l3) = rest.split_at_mut(sizes[2]);
     let q = n / 4;
-    // 32 input bytes -> 8 bytes per lane: the inverse of the SWAR transpose in
-    // `bg4_regroup_into`.
-    let blocks = q / 8;
-    for ((((src, a), b), c), d) in data[..32 * blocks]
-        .chunks_exact(32)
-        .zip(l0.chunks_exact_mut(8))
-        .zip(l1.chunks_exact_mut(8))
-        .zip(l2.chunks_exact_mut(8))
-        .zip(l3.chunks_exact_mut(8))
+    // 16 input bytes -> 4 bytes per lane; fixed-size arrays let LLVM use byte shuffles.
+    let blocks = q / 4;
+    for ((((src, a), b), c), d) in data[..16 * blocks]
+        .chunks_exact(16)
+        .zip(l0.chunks_exact_mut(4))
+        .zip(l1.chunks_exact_mut(4))
+        .zip(l2.chunks_exact_mut(4))
+        .zip(l3.chunks_exact_mut(4))
     {
-        let word = |k: usize| {
-            u64::from(u32::from_le_bytes(
-                src[4 * k..4 * k + 4].try_into().unwrap_or([0; 4]),
-            ))
-        };
-        let w04 = word(0) | (word(4) << 32);
-        let w15 = word(1) | (word(5) << 32);
-        let w26 = word(2) | (word(6) << 32);
-        let w37 = word(3) | (word(7) << 32);
-        let ab_even = (w04 & M16) | ((w26 & M16) << 16);
-        let cd_even = ((w04 >> 16) & M16) | (w26 & !M16);
-        let ab_odd = (w15 & M16) | ((w37 & M16) << 16);
-        let cd_odd = ((w15 >> 16) & M16) | (w37 & !M16);
-        a.copy_from_slice(&((ab_even & M8) | ((ab_odd & M8) << 8)).to_le_bytes());
-        b.copy_from_slice(&(((ab_even >> 8) & M8) | (ab_odd & !M8)).to_le_bytes());
-        c.copy_from_slice(&((cd_even & M8) | ((cd_odd & M8) << 8)).to_le_bytes());
-        d.copy_from_slice(&(((cd_even >> 8) & M8) | (cd_odd & !M8)).to_le_bytes());
+        let x: &[u8; 16] = src.try_into().unwrap_or(&[0; 16]);
+        a.copy_from_slice(&[x[0], x[4], x[8], x[12]]);
+        b.copy_from_slice(&[x[1], x[5], x[9], x[13]]);
+        c.copy_from_slice(&[x[2], x[6], x[10], x[14]]);
+        d.copy_from_slice(&[x[3], x[7], x[11], x[15]]);
     }
-    for (i, w) in data[32 * blocks..4 * q].chunks_exact(4).enumerate() {
-        let j = 8 * blocks + i;
+    for (i, w) in data[16 * blocks..4 * q].chunks_exact(4).enumerate() {
+        let j = 4 * blocks + i;
         l0[j] = w[0];
         l1[j] = w[1];
         l2[j] = w[2];
@@ -218,6 +201,8 @@ fn bg4_regroup_into(grouped: &[u8], dst: &mut [u8]) {
     {
         let rd = |s: &[u8]| u64::from_le_bytes(s.try_into().unwrap_or([0; 8]));
         let (a, b, c, d) = (rd(a), rd(b), rd(c), rd(d));
+        const M8: u64 = 0x00FF_00FF_00FF_00FF;
+        const M16: u64 = 0x0000_FFFF_0000_FFFF;
         // byte pairs: ab_even = a0 b0 a2 b2 .., ab_odd = a1 b1 a3 b3 ..
         let ab_even = (a & M8) | ((b & M8) << 8);
         let ab_odd = ((a >> 8) & M8) | (b & !M8);

@@ -203,9 +203,9 @@ async fn overwrite_and_failed_put_keep_the_old_version() {
         gw.put_object("bkt", "k", body(&v2[..10], 5), PutOptions { size_hint: Some(11), ..Default::default() }).await,
         Err(CoreError::IncompleteBody(_))
     ));
-    // The hub refusing shards (for longer than the whole retry budget) fails the PUT
+    // The hub refusing shards (for the whole retry budget: 3 attempts) fails the PUT
     // with a typed retryable error; nothing changes.
-    e.hub.faults().push("shard_v2:500:9".parse::<FaultRule>().unwrap());
+    e.hub.faults().push("shard_v2:500:3".parse::<FaultRule>().unwrap());
     let err = gw.put_object("bkt", "k", body(&v2, 65536), PutOptions::default()).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     assert_eq!(get(gw, "bkt", "k", None).await, v1);

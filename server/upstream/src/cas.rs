@@ -319,7 +319,9 @@ impl CasClient {
                 .api_req(OP, Method::POST, "/v2/shards")
                 .await?
                 .body(shard.clone());
-            let mut resp = self.transport().execute_streaming(&req).await?;
+            // One attempt per iteration: this closure is the retry loop (the frames after
+            // the head can fail retryably too).
+            let mut resp = self.transport().send_streaming_once(&req).await?;
             let status = resp.status().as_u16();
             if status == 404 || status == 501 {
                 return Ok(None);

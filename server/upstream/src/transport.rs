@@ -315,23 +315,26 @@ impl Transport {
     /// its body unread (for streaming). Retryable statuses are retried; other statuses are
     /// returned.
     pub async fn execute_streaming(&self, req: &Req) -> Result<reqwest::Response> {
-        with_retry(&self.cfg.retry, |_| async {
-            let resp = self
-                .build(req, false)
-                .send()
-                .await
-                .map_err(|e| UpstreamError::from_reqwest(req.op, e))?;
-            let status = resp.status().as_u16();
-            if is_retryable_status(status) {
-                let headers = resp.headers().clone();
-                let body = self.read_body(req.op, resp).await.unwrap_or_default();
-                return Err(UpstreamError::from_status(failure_from(
-                    req.op, status, &headers, &body,
-                )));
-            }
-            Ok(resp)
-        })
-        .await
+        with_retry(&self.cfg.retry, |_| self.send_streaming_once(req)).await
+    }
+
+    /// One attempt of [`Transport::execute_streaming`]: a retryable status becomes an error
+    /// (for a caller that runs its own retry loop around more than the head).
+    pub async fn send_streaming_once(&self, req: &Req) -> Result<reqwest::Response> {
+        let resp = self
+            .build(req, false)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_reqwest(req.op, e))?;
+        let status = resp.status().as_u16();
+        if is_retryable_status(status) {
+            let headers = resp.headers().clone();
+            let body = self.read_body(req.op, resp).await.unwrap_or_default();
+            return Err(UpstreamError::from_status(failure_from(
+                req.op, status, &headers, &body,
+            )));
+        }
+        Ok(resp)
     }
 }
 

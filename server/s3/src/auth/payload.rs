@@ -331,14 +331,11 @@ mod tests {
         })
     }
 
-    fn pieces(
-        data: &[u8],
-        n: usize,
-    ) -> StreamBody<
-        futures_util::stream::Iter<
-            std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::io::Error>>,
-        >,
-    > {
+    type Frames = futures_util::stream::Iter<
+        std::vec::IntoIter<Result<http_body::Frame<Bytes>, std::io::Error>>,
+    >;
+
+    fn pieces(data: &[u8], n: usize) -> StreamBody<Frames> {
         let v: Vec<_> = data
             .chunks(n)
             .map(|c| Ok(http_body::Frame::data(Bytes::copy_from_slice(c))))

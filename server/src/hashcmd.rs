@@ -216,6 +216,7 @@ mod tests {
             BLOCK_SIZE,
             BLOCK_SIZE + 1,
             2 * BLOCK_SIZE + 123_457,
+            3 << 20,
         ] {
             let d = data(n);
             let expected = file_hash_of(&d);

@@ -415,3 +415,69 @@ async fn multipart_out_of_order_across_restart() {
     let m = gw.put_object("mpu", "obj", body(b"plain", 2), PutOptions::default()).await.unwrap();
     assert_eq!(gw.head_object("mpu", "obj").await.unwrap().etag, m.etag);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_upstream_faults_are_retried_transparently() {
+    let e = env().await;
+    let gw = &e.gw;
+    gw.create_bucket("flaky").await.unwrap();
+    let data = random(3 << 20, "flaky");
+    // Two failures of each kind: fewer than the retry budget (3 attempts).
+    for rule in ["xorb_upload:503:2", "batch:500:2", "paths_info:503:1", "xet_write_token:502:1"] {
+        e.hub.faults().push(rule.parse::<FaultRule>().unwrap());
+    }
+    gw.put_object("flaky", "k", body(&data, 1 << 20), PutOptions::default()).await.unwrap();
+    for rule in ["fetch:503:2", "reconstruction_v2:500:2", "xet_read_token:500:1"] {
+        e.hub.faults().push(rule.parse::<FaultRule>().unwrap());
+    }
+    assert_eq!(get(gw, "flaky", "k", None).await, data);
+    // A persistent failure surfaces as a typed retryable error, within a bounded time.
+    e.hub.faults().push("reconstruction_v2:503:100".parse::<FaultRule>().unwrap());
+    let started = std::time::Instant::now();
+    let err = gw.get_object("flaky", "k", None).await.unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hub_stopped_mid_put_leaves_the_previous_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = HubConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("hub"));
+    cfg.namespace = "tester".into();
+    cfg.tokens = vec!["hf_core_test".into()];
+    let hub = hugbucket_hub::start(cfg.clone()).await.unwrap();
+    let addr = hub.local_addr();
+    let gw = gateway_for(&hub, &dir.path().join("gw")).await;
+    gw.create_bucket("stop").await.unwrap();
+    let v1 = random(1 << 20, "v1");
+    gw.put_object("stop", "k", body(&v1, 65536), PutOptions::default()).await.unwrap();
+
+    // A slow 200 MiB body: the hub goes away while it is being ingested.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
+    let slow: ByteStream = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    let put = tokio::spawn({
+        let gw = gw.clone();
+        async move { gw.put_object("stop", "k", slow, PutOptions::default()).await }
+    });
+    let feeder = tokio::spawn(async move {
+        for i in 0..200u32 {
+            let piece = Bytes::from(random(1 << 20, &format!("v2-{i}")));
+            if tx.send(Ok(piece)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    hub.shutdown().await;
+    let result = tokio::time::timeout(Duration::from_secs(60), put).await.unwrap().unwrap();
+    assert!(result.is_err(), "the PUT must fail when the hub is gone");
+    feeder.abort();
+
+    // Restart on the same data dir and port: the previous version is intact.
+    cfg.listen = addr;
+    let hub = hugbucket_hub::start(cfg).await.unwrap();
+    let gw = gateway_for(&hub, &dir.path().join("gw2")).await;
+    assert_eq!(get(&gw, "stop", "k", None).await, v1);
+}

@@ -300,13 +300,14 @@ impl GatewayStorage {
         let data = ReaderStream::with_capacity(input, STOR_READ_SIZE);
         // At the data EOF: refuse to commit when the client already hung up (see ControlWatch).
         let tail = futures::stream::once(async move {
-            match control.upgrade() {
-                Some(c) if c.peer_gone() => Some(Err(io::Error::new(
+            // No watch left means the session already ended: the client is gone as well.
+            let gone = control.upgrade().is_none_or(|c| c.peer_gone());
+            gone.then(|| {
+                Err(io::Error::new(
                     io::ErrorKind::ConnectionAborted,
                     format!("the control connection closed during the upload of {shown}"),
-                ))),
-                _ => None,
-            }
+                ))
+            })
         })
         .filter_map(futures::future::ready);
         let body: ByteStream = Box::pin(data.chain(tail));

@@ -212,7 +212,7 @@ pub async fn start(config: FtpConfig, gateway: Gateway) -> Result<FtpServer, Ftp
     let users = auth::Users::new(&config);
     let shared = Arc::new(Shared { config, gateway, users });
     // Build one server up front so that bad TLS files fail here, not on the first client.
-    shared.server(std::sync::Weak::new())?;
+    drop(shared.server(std::sync::Weak::new())?);
     let listener = TcpListener::bind(shared.config.listen).await?;
     let local_addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);

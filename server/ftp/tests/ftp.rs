@@ -68,11 +68,14 @@ def login(user=U, pw=W):
     f.login(user, pw)
     return f
 def code(fn, *a, **kw):
+    """The reply code of an ftplib call ("ok" for calls that return data)."""
     try:
         r = fn(*a, **kw)
     except ftplib.all_errors as e:
         return str(e)[:3]
-    return r[:3] if isinstance(r, str) else "ok"
+    return r[:3] if isinstance(r, str) and r[:3].isdigit() else "ok"
+def cmd(f, line):
+    return code(f.sendcmd, line)
 def eq(a, b, what=""):
     if a != b:
         sys.exit(f"{what}: expected {b!r}, got {a!r}")
@@ -152,7 +155,7 @@ async fn login_good_bad_and_anonymous_refused() {
 f = ftplib.FTP(); f.connect(H, P, timeout=30)
 eq(f.getwelcome()[:3], "220", "greeting")
 eq(code(f.login, U, W), "230", "good login")
-eq(code(f.pwd), "ok", "pwd after login")
+eq(f.pwd(), "/", "pwd after login")
 f.quit()
 for user, pw in [(U, "wrong"), (U, ""), ("mallory", W), ("anonymous", "me@example.com"), ("ftp", "x")]:
     f = ftplib.FTP(); f.connect(H, P, timeout=30)
@@ -171,15 +174,15 @@ async fn anonymous_is_read_only_when_enabled() {
     e.py(
         r#"
 f = login()
-eq(code(f.mkd, "/pub"), "257", "mkd bucket")
+eq(cmd(f, "MKD /pub"), "257", "mkd bucket")
 stor(f, "/pub/readme.txt", b"hello anonymous")
 f.quit()
 a = login("anonymous", "guest@example.com")
 eq(a.nlst("/pub"), ["readme.txt"], "anonymous lists")
 eq(retr(a, "/pub/readme.txt"), b"hello anonymous", "anonymous reads")
 eq(code(stor, a, "/pub/evil.txt", b"x"), "550", "anonymous STOR")
-eq(code(a.mkd, "/pub/dir"), "550", "anonymous MKD")
-eq(code(a.mkd, "/evil"), "550", "anonymous MKD bucket")
+eq(cmd(a, "MKD /pub/dir"), "550", "anonymous MKD")
+eq(cmd(a, "MKD /evil"), "550", "anonymous MKD bucket")
 eq(code(a.delete, "/pub/readme.txt"), "550", "anonymous DELE")
 eq(code(a.rename, "/pub/readme.txt", "/pub/x"), "550", "anonymous RNTO")
 eq(code(a.rmd, "/pub"), "550", "anonymous RMD")
@@ -198,12 +201,12 @@ async fn buckets_folders_mkd_rmd_cwd() {
         r#"
 f = login()
 eq(f.nlst("/"), [], "no buckets yet")
-eq(code(f.mkd, "/data"), "257", "mkd bucket")
-eq(code(f.mkd, "/data"), "550", "mkd existing bucket")
-eq(code(f.mkd, "/Bad_Name"), "553", "invalid bucket name")
-eq(code(f.mkd, "/data/a"), "257", "mkd folder")
-eq(code(f.mkd, "/data/a/b"), "257", "nested mkd")
-eq(code(f.mkd, "/nobucket/x"), "550", "mkd in a missing bucket")
+eq(cmd(f, "MKD /data"), "257", "mkd bucket")
+eq(cmd(f, "MKD /data"), "550", "mkd existing bucket")
+eq(cmd(f, "MKD /Bad_Name"), "553", "invalid bucket name")
+eq(cmd(f, "MKD /data/a"), "257", "mkd folder")
+eq(cmd(f, "MKD /data/a/b"), "257", "nested mkd")
+eq(cmd(f, "MKD /nobucket/x"), "550", "mkd in a missing bucket")
 eq(f.nlst("/"), ["data"], "buckets")
 eq(f.nlst("/data"), ["a"], "bucket listing")
 eq(f.nlst("/data/a"), ["b"], "folder listing")
@@ -263,7 +266,7 @@ eq(int(facts["big.bin"]["size"]), len(data), "MLSD size")
 eq(facts["empty"]["size"], "0", "MLSD empty size")
 root = dict(f.mlsd("/data"))
 eq(root["dir"]["type"], "dir", "MLSD folder")
-print("MLST", f.sendcmd("MLST /data/dir/big.bin"))
+print("MLST", repr(f.sendcmd("MLST /data/dir/big.bin")))
 eq(code(retr, f, "/data/dir/missing"), "550", "RETR missing")
 eq(code(retr, f, "/data/dir"), "550", "RETR a folder")
 eq(code(f.size, "/data/dir/missing"), "550", "SIZE missing")
@@ -382,14 +385,14 @@ eq(code(f.cwd, "../.."), "553", "CWD ../.. at the root")
 eq(f.pwd(), "/", "still at the root")
 eq(code(retr, f, "../../etc/passwd"), "553", "RETR ../../etc/passwd")
 eq(code(retr, f, "/data/../../etc/passwd"), "553", "RETR /data/../../etc/passwd")
-eq(code(retr, f, "%2e%2e/%2e%2e/etc/passwd"), "550", "RETR %2e%2e")
+eq(code(retr, f, "%2e%2e/%2e%2e/etc/passwd") in ("550", "553"), True, "RETR %2e%2e")
 eq(code(retr, f, "/etc/passwd"), "550", "RETR /etc/passwd")
 eq(code(f.size, "../../../../etc/passwd"), "553", "SIZE traversal")
 eq(code(f.cwd, "/data/d"), "250", "cwd")
 eq(code(f.cwd, "../../.."), "553", "CWD above the root from a folder")
 eq(retr(f, "../d/./x"), b"x", "dot segments inside the tree are fine")
 eq(code(stor, f, "../../../escape", b"no"), "553", "STOR traversal")
-eq(code(f.mkd, "../../../escape"), "553", "MKD traversal")
+eq(cmd(f, "MKD ../../../escape"), "553", "MKD traversal")
 eq(code(stor, f, "/data/.hugbucket_keep", b"no"), "553", "reserved name")
 f.quit()
 "#,
@@ -427,7 +430,7 @@ print("reply", code(f.getresp))
 "#
     ))
     .await;
-    assert_eq!(e.object("data", "k").await, v1, "a reset STOR must not replace the object");
+    assert!(e.object("data", "k").await == v1, "a reset STOR must not replace the object");
     // 2. The client process dies mid-transfer (both connections closed by the kernel).
     e.py(&format!(
         r#"
@@ -439,11 +442,12 @@ os._exit(0)
     ))
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(e.object("data", "k").await, v1, "a killed client's STOR must not replace the object");
+    let now = e.object("data", "k").await;
+    assert!(now == v1, "a killed client's STOR must not replace the object ({} bytes now)", now.len());
     // A complete STOR replaces it.
     e.py(&format!("f = login(); stor(f, '/data/k', open({f2:?}, 'rb').read()); f.quit()"))
         .await;
-    assert_eq!(e.object("data", "k").await, v2);
+    assert!(e.object("data", "k").await == v2, "a complete STOR replaces it");
 }
 
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
@@ -484,7 +488,17 @@ f = ftplib.FTP_TLS(context=ctx); f.connect(H, P, timeout=30)
 f.auth(); f.login(U, W); f.prot_p()
 f.mkd("/secure")
 data = open({src:?}, "rb").read()
-stor(f, "/secure/t.bin", data)
+# libunftp drops the TLS data stream after STOR without a close_notify, which
+# ftplib's FTP_TLS.storbinary treats as an error in unwrap(); send it by hand.
+f.voidcmd("TYPE I")
+conn = f.transfercmd("STOR /secure/t.bin")
+conn.sendall(data)
+try:
+    conn.unwrap()  # sends our close_notify, then fails waiting for the server's
+except ssl.SSLError:
+    pass
+conn.close()
+eq(f.voidresp()[:3], "226", "STOR over TLS")
 eq(retr(f, "/secure/t.bin"), data, "RETR over TLS")
 eq(f.nlst("/secure"), ["t.bin"], "NLST over TLS")
 f.quit()
@@ -547,7 +561,7 @@ async fn curl_upload_list_download_and_errors() {
         &auth,
         &format!("{base}/web/"),
         "-Q",
-        "DELE deep/er/file.bin",
+        "DELE /web/deep/er/file.bin",
     ]))
     .await;
     assert!(ok, "{out}");

@@ -1,8 +1,7 @@
 //! The ONE mapping from the gateway core's errors to S3 errors.
 //!
-//! NOT WIRED YET: this file is compiled once `hugbucket-core` builds. To wire it, add
-//! `hugbucket-core = { workspace = true }` and `hugbucket-upstream = { workspace = true }`
-//! to this crate's `[dependencies]`, and `pub mod core_error;` to `lib.rs`.
+//! Behind the `core` feature until the S3 service is wired to the core (then make the two
+//! dependencies non-optional and drop the cfg in `lib.rs`).
 //!
 //! Handlers never map core errors themselves; they call [`to_s3`] (or
 //! [`to_s3_with_body_error`] for operations that consumed a request body).
@@ -43,6 +42,14 @@ pub fn to_s3(err: &CoreError) -> S3Error {
         }
         CoreError::Internal(m) => {
             tracing::error!(error = %m, "internal error");
+            S3Error::new(C::InternalError)
+        }
+        other if other.is_retryable() => {
+            tracing::warn!(error = %other, "retryable core error");
+            S3Error::new(C::SlowDown)
+        }
+        other => {
+            tracing::error!(error = %other, "unmapped core error");
             S3Error::new(C::InternalError)
         }
     }

@@ -14,6 +14,8 @@
 //!   current-thread runtimes, the progress watchdog, and the one bridge to the tokio core.
 
 pub mod auth;
+#[cfg(feature = "core")]
+pub mod core_error;
 pub mod error;
 pub mod frontend;
 pub mod router;

@@ -9,7 +9,9 @@
 # Env:   VENV=/path/to/venv   (default <repo>/.venv; created with huggingface_hub + hf_xet if missing)
 #        RUNS=3               (timed downloads; best and median reported)
 #        HUGBUCKET_BIN=...    (use this binary instead of building target/release/hugbucket)
-#        TMPDIR=...           (where the data dir, file and downloads go)
+#        TMPDIR=...           (where the data dir and the source file go)
+#        DEST_DIR=...         (where downloads are written; default /dev/shm when present, so
+#                              that the local disk's write speed is not what is measured)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,10 +21,12 @@ RUNS="${RUNS:-3}"
 RESULTS_DIR="$ROOT/bench/results"
 
 work="$(mktemp -d "${TMPDIR:-/tmp}/hub_download.XXXXXX")"
+if [ -z "${DEST_DIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then DEST_DIR=/dev/shm; fi
+dest_root="$(mktemp -d "${DEST_DIR:-$work}/hub_download_dl.XXXXXX")"
 hub_pid=""
 cleanup() {
     if [ -n "$hub_pid" ]; then kill "$hub_pid" 2>/dev/null || true; wait "$hub_pid" 2>/dev/null || true; fi
-    rm -rf "$work"
+    rm -rf "$work" "$dest_root"
 }
 trap cleanup EXIT
 
@@ -54,7 +58,7 @@ echo "== creating $SIZE_MIB MiB of random data"
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$work/random.bin"
 
 export HF_ENDPOINT="$ENDPOINT" HF_TOKEN="$TOKEN" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1
-export WORK="$work" RUNS
+export WORK="$work" DEST_ROOT="$dest_root" RUNS
 "$VENV/bin/python" - <<'EOF' | tee "$work/result.txt"
 import os, time, statistics, filecmp, shutil, json, urllib.request
 work = os.environ["WORK"]
@@ -80,7 +84,7 @@ for f in os.listdir(os.path.join(work, "data", "xorbs")):
             pass
 times = []
 for i in range(runs):
-    dest = os.path.join(work, f"dl{i}")
+    dest = os.path.join(os.environ["DEST_ROOT"], f"dl{i}")
     # hf_xet keeps caches under HF_HOME: a fresh one per run (the env is read per session).
     os.environ["HF_HOME"] = os.path.join(work, f"hf_home_dl{i}")
     os.environ["HF_XET_CACHE"] = os.path.join(work, f"hf_home_dl{i}", "xet")
@@ -104,7 +108,7 @@ mkdir -p "$RESULTS_DIR"
 out="$RESULTS_DIR/$(date -u +%Y-%m-%d)-$(hostname).md"
 {
     echo
-    echo "## hub_download $(date -u +%Y-%m-%dT%H:%M:%SZ) (${SIZE_MIB} MiB, $RUNS runs, $(basename "$HB"))"
+    echo "## hub_download $(date -u +%Y-%m-%dT%H:%M:%SZ) (${SIZE_MIB} MiB, $RUNS runs, $HB, downloads to ${DEST_DIR:-$work}, load: $(cut -d' ' -f1-3 /proc/loadavg))"
     echo
     echo '```'
     cat "$work/result.txt"

@@ -90,7 +90,9 @@ fn lookups(rounds: usize, entry_len: usize) {
     let base = RwLock::new(base);
     let keys: Vec<ChunkRangeKey> = (0..keys_n).map(key).collect();
     let orders: Vec<Vec<u32>> = (0..2).map(|t| order(keys_n, ops, 77 + t)).collect();
-    println!("\n### Warm lookups, {entry_len}-byte entries, {keys_n} keys, {ops} gets per thread\n");
+    println!(
+        "\n### Warm lookups, {entry_len}-byte entries, {keys_n} keys, {ops} gets per thread\n"
+    );
     println!("| threads | cache Mlookups/s | HashMap Mlookups/s | cache / HashMap |");
     println!("|---|---|---|---|");
     for threads in [1, 2] {
@@ -104,7 +106,13 @@ fn lookups(rounds: usize, entry_len: usize) {
         let b = best(rounds, || {
             parallel(threads, &|t| {
                 for &i in &orders[t] {
-                    black_box(base.read().unwrap().get(&keys[i as usize]).cloned().unwrap());
+                    black_box(
+                        base.read()
+                            .unwrap()
+                            .get(&keys[i as usize])
+                            .cloned()
+                            .unwrap(),
+                    );
                 }
             })
         });
@@ -123,7 +131,11 @@ fn large(rounds: usize) {
     let object_mib = env_usize("CACHE_BENCH_OBJECT_MIB", 1024);
     let dir = tempfile::tempdir().unwrap();
     let cache = Arc::new(
-        DiskCache::open(CacheConfig::new(dir.path(), (object_mib as u64 + 256) << 20)).unwrap(),
+        DiskCache::open(CacheConfig::new(
+            dir.path(),
+            (object_mib as u64 + 256) << 20,
+        ))
+        .unwrap(),
     );
     // One source buffer reused for every entry (content differs only by its key); the
     // baseline copies from an equally sized set of distinct buffers so both miss the CPU
@@ -180,7 +192,10 @@ fn large(rounds: usize) {
     println!("\n### Warm GET of a {object_mib} MiB object as 1 MiB terms\n");
     println!("| what | GB/s | vs memcpy |");
     println!("|---|---|---|");
-    println!("| memcpy 1 MiB buffers (baseline), 1 thread | {:.2} | 1.00 |", r(memcpy));
+    println!(
+        "| memcpy 1 MiB buffers (baseline), 1 thread | {:.2} | 1.00 |",
+        r(memcpy)
+    );
     println!(
         "| cache get (CRC check, zero-copy) + copy out, 1 thread | {:.2} | {:.2} |",
         r(warm),
@@ -191,7 +206,10 @@ fn large(rounds: usize) {
         r(zero_copy),
         r(zero_copy) / r(memcpy)
     );
-    println!("| memcpy 1 MiB buffers (baseline), 2 threads | {:.2} | 1.00 |", r(memcpy_two));
+    println!(
+        "| memcpy 1 MiB buffers (baseline), 2 threads | {:.2} | 1.00 |",
+        r(memcpy_two)
+    );
     println!(
         "| cache get + copy out, 2 threads | {:.2} | {:.2} |",
         r(two),

@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use bytes::Bytes;
 use hugbucket_engine::hash::XetHash;
 
+use crate::ChunkCache;
 use crate::config::CacheConfig;
 use crate::error::{CacheError, Result};
 use crate::index::{IndexOp, IndexStore, SledIndex};
@@ -35,7 +36,6 @@ use crate::key::ChunkRangeKey;
 use crate::metrics::{CacheStats, Counters, ShardCounters};
 use crate::mmap::MappedFile;
 use crate::segment::{self, Segment};
-use crate::ChunkCache;
 
 const SHARDS: usize = 64;
 
@@ -210,7 +210,11 @@ impl DiskCache {
         let mut files: BTreeMap<u32, u64> = BTreeMap::new();
         for entry in fs::read_dir(&seg_dir).map_err(io_err(&seg_dir))? {
             let entry = entry.map_err(io_err(&seg_dir))?;
-            let Some(id) = entry.file_name().to_str().and_then(Segment::parse_file_name) else {
+            let Some(id) = entry
+                .file_name()
+                .to_str()
+                .and_then(Segment::parse_file_name)
+            else {
                 continue;
             };
             let len = entry.metadata().map_err(io_err(&entry.path()))?.len();

@@ -41,20 +41,80 @@ impl CacheStats {
     /// metric names prefixed with `hugbucket_cache_`.
     pub fn render_prometheus(&self, out: &mut String) {
         let rows: [(&str, &str, &str, u64); 14] = [
-            ("hits_total", "counter", "Chunk range gets answered from the cache.", self.hits),
-            ("misses_total", "counter", "Chunk range gets not answered from the cache.", self.misses),
-            ("served_bytes_total", "counter", "Bytes returned by cache hits.", self.bytes_served),
-            ("inserts_total", "counter", "Entries stored in the cache.", self.inserts),
-            ("inserted_bytes_total", "counter", "Data bytes stored in the cache.", self.bytes_inserted),
-            ("evictions_total", "counter", "Entries evicted to respect the capacity.", self.evictions),
-            ("evicted_bytes_total", "counter", "Segment bytes reclaimed by eviction.", self.evicted_bytes),
-            ("corrupt_dropped_total", "counter", "Entries dropped after failing validation.", self.corrupt_dropped),
-            ("upstream_fetches_total", "counter", "Xorb range fetches made upstream on misses.", self.upstream_fetches),
-            ("upstream_fetched_bytes_total", "counter", "Bytes fetched upstream on misses.", self.upstream_bytes),
+            (
+                "hits_total",
+                "counter",
+                "Chunk range gets answered from the cache.",
+                self.hits,
+            ),
+            (
+                "misses_total",
+                "counter",
+                "Chunk range gets not answered from the cache.",
+                self.misses,
+            ),
+            (
+                "served_bytes_total",
+                "counter",
+                "Bytes returned by cache hits.",
+                self.bytes_served,
+            ),
+            (
+                "inserts_total",
+                "counter",
+                "Entries stored in the cache.",
+                self.inserts,
+            ),
+            (
+                "inserted_bytes_total",
+                "counter",
+                "Data bytes stored in the cache.",
+                self.bytes_inserted,
+            ),
+            (
+                "evictions_total",
+                "counter",
+                "Entries evicted to respect the capacity.",
+                self.evictions,
+            ),
+            (
+                "evicted_bytes_total",
+                "counter",
+                "Segment bytes reclaimed by eviction.",
+                self.evicted_bytes,
+            ),
+            (
+                "corrupt_dropped_total",
+                "counter",
+                "Entries dropped after failing validation.",
+                self.corrupt_dropped,
+            ),
+            (
+                "upstream_fetches_total",
+                "counter",
+                "Xorb range fetches made upstream on misses.",
+                self.upstream_fetches,
+            ),
+            (
+                "upstream_fetched_bytes_total",
+                "counter",
+                "Bytes fetched upstream on misses.",
+                self.upstream_bytes,
+            ),
             ("entries", "gauge", "Live cache entries.", self.entries),
-            ("disk_bytes", "gauge", "Bytes of live segment files.", self.disk_bytes),
+            (
+                "disk_bytes",
+                "gauge",
+                "Bytes of live segment files.",
+                self.disk_bytes,
+            ),
             ("segments", "gauge", "Live segment files.", self.segments),
-            ("capacity_bytes", "gauge", "Configured cache capacity.", self.capacity),
+            (
+                "capacity_bytes",
+                "gauge",
+                "Configured cache capacity.",
+                self.capacity,
+            ),
         ];
         for (name, kind, help, value) in rows {
             let _ = writeln!(out, "# HELP hugbucket_cache_{name} {help}");

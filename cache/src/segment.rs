@@ -139,7 +139,9 @@ impl Segment {
     /// Record bytes at `[offset, offset + len)`, or `None` when out of the mapping.
     pub(crate) fn record(&self, offset: u64, len: u32) -> Option<&[u8]> {
         let start = usize::try_from(offset).ok()?;
-        self.map.bytes().get(start..start.checked_add(len as usize)?)
+        self.map
+            .bytes()
+            .get(start..start.checked_add(len as usize)?)
     }
 }
 

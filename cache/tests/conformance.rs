@@ -78,7 +78,11 @@ fn put(cache: &DiskCache, key: &ChunkRangeKey, chunk_len: u32) {
 fn get_checked(cache: &DiskCache, key: &ChunkRangeKey, chunk_len: u32) -> bool {
     match cache.get(key) {
         Some(bytes) => {
-            assert_eq!(&bytes[..], &entry(key, chunk_len).1[..], "wrong bytes for {key}");
+            assert_eq!(
+                &bytes[..],
+                &entry(key, chunk_len).1[..],
+                "wrong bytes for {key}"
+            );
             true
         }
         None => false,
@@ -116,7 +120,8 @@ fn flip_byte(path: &Path, offset: u64) {
     data[offset as usize] ^= 0xA5;
     let mut f = OpenOptions::new().write(true).open(path).unwrap();
     f.seek(SeekFrom::Start(offset)).unwrap();
-    f.write_all(&data[offset as usize..offset as usize + 1]).unwrap();
+    f.write_all(&data[offset as usize..offset as usize + 1])
+        .unwrap();
 }
 
 // ---------------------------------------------------------------- index store level
@@ -152,7 +157,10 @@ fn index_scan_is_sorted_and_complete(b: &dyn Backend) {
         .unwrap();
     let mut want = keys.clone();
     want.sort();
-    assert_eq!(seen.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), want);
+    assert_eq!(
+        seen.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+        want
+    );
     assert!(!seen.iter().any(|(k, _)| *k == removed));
 }
 
@@ -218,10 +226,17 @@ fn cache_put_get(b: &dyn Backend) {
     assert!(!cache.contains(&key(4, 0, 2)));
     // Unequal chunk sizes: sub-range offsets come from the stored lengths.
     let k = key(5, 10, 13);
-    let parts = [chunk(&k.xorb, 10, 7), chunk(&k.xorb, 11, 1000), chunk(&k.xorb, 12, 3)];
+    let parts = [
+        chunk(&k.xorb, 10, 7),
+        chunk(&k.xorb, 11, 1000),
+        chunk(&k.xorb, 12, 3),
+    ];
     cache.put(&k, &[7, 1000, 3], &parts.concat()).unwrap();
     assert_eq!(&cache.get(&key(5, 11, 12)).unwrap()[..], &parts[1][..]);
-    assert_eq!(&cache.get(&key(5, 11, 13)).unwrap()[..], &parts[1..].concat()[..]);
+    assert_eq!(
+        &cache.get(&key(5, 11, 13)).unwrap()[..],
+        &parts[1..].concat()[..]
+    );
     let mut text = String::new();
     cache.render_prometheus(&mut text);
     assert!(text.contains("hugbucket_cache_hits_total 6\n"), "{text}");
@@ -318,7 +333,10 @@ fn cache_capacity_never_exceeded_by_more_than_one_segment(b: &dyn Backend) {
     });
     assert!(cache.stats().disk_bytes <= (16 << 10) + (8 << 10));
     assert!(segment_bytes(dir.path()) <= (16 << 10) + (8 << 10));
-    assert!(keys.iter().all(|k| !cache.contains(k) || get_checked(&cache, k, 1000)));
+    assert!(
+        keys.iter()
+            .all(|k| !cache.contains(k) || get_checked(&cache, k, 1000))
+    );
 }
 
 fn cache_entry_sizes(b: &dyn Backend) {
@@ -406,7 +424,10 @@ fn cache_corrupt_segment_is_a_miss(b: &dyn Backend) {
     let cache = b.open(CacheConfig::new(dir.path(), 1 << 20));
     assert!(get_checked(&cache, &keys[0], 500));
     assert!(!get_checked(&cache, &keys[1], 500));
-    assert!(!get_checked(&cache, &key(2, 1, 2), 500), "sub-range of a dropped entry");
+    assert!(
+        !get_checked(&cache, &key(2, 1, 2), 500),
+        "sub-range of a dropped entry"
+    );
     assert!(get_checked(&cache, &keys[2], 500));
     let s = cache.stats();
     assert_eq!((s.corrupt_dropped, s.entries), (1, 2));
@@ -432,7 +453,11 @@ fn cache_truncated_segment_is_a_miss(b: &dyn Backend) {
     assert!(get_checked(&cache, &keys[1], 500));
     assert!(!get_checked(&cache, &keys[2], 500));
     assert_eq!(cache.stats().corrupt_dropped, 1);
-    assert_eq!(fs::metadata(&seg).unwrap().len(), offs[2], "torn tail cut off");
+    assert_eq!(
+        fs::metadata(&seg).unwrap().len(),
+        offs[2],
+        "torn tail cut off"
+    );
     drop(cache);
     // Truncated to nothing: all misses, the empty file is removed.
     OpenOptions::new()
@@ -631,4 +656,8 @@ both!(
     cache_concurrent_readers_and_writers,
 );
 
-conformance!(sled_only, super::Sled, [sled_file_corruption_never_gives_wrong_bytes]);
+conformance!(
+    sled_only,
+    super::Sled,
+    [sled_file_corruption_never_gives_wrong_bytes]
+);

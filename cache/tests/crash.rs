@@ -53,7 +53,10 @@ fn check(cache: &DiskCache) -> Vec<bool> {
     (0..TOTAL)
         .map(|i| {
             let k = key(i);
-            cache.get(&k).map(|b| assert_eq!(&b[..], &data(&k).1[..], "{k}")).is_some()
+            cache
+                .get(&k)
+                .map(|b| assert_eq!(&b[..], &data(&k).1[..], "{k}"))
+                .is_some()
         })
         .collect()
 }
@@ -65,7 +68,12 @@ fn unclean_shutdown_reopens_warm() {
     }
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "unclean_shutdown_reopens_warm", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "unclean_shutdown_reopens_warm",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .status()
         .unwrap();
@@ -75,7 +83,10 @@ fn unclean_shutdown_reopens_warm() {
         let cache = DiskCache::open(config(dir.path())).unwrap();
         check(&cache)
     };
-    assert!(hits[..DURABLE as usize].iter().all(|&h| h), "flushed entries lost: {hits:?}");
+    assert!(
+        hits[..DURABLE as usize].iter().all(|&h| h),
+        "flushed entries lost: {hits:?}"
+    );
 
     // Power loss may also lose the tail of the page cache: cut the newest segment.
     let mut segs: Vec<_> = fs::read_dir(dir.path().join("segments"))

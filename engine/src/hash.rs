@@ -15,8 +15,8 @@ pub const DATA_KEY: [u8; 32] = [
 
 /// BLAKE3 key for Merkle internal nodes (spec §3.1).
 pub const INTERNAL_NODE_KEY: [u8; 32] = [
-    1, 126, 197, 199, 165, 71, 41, 150, 253, 148, 102, 102, 180, 138, 2, 230, 93, 221, 83, 111,
-    55, 199, 109, 210, 248, 99, 82, 230, 74, 83, 113, 63,
+    1, 126, 197, 199, 165, 71, 41, 150, 253, 148, 102, 102, 180, 138, 2, 230, 93, 221, 83, 111, 55,
+    199, 109, 210, 248, 99, 82, 230, 74, 83, 113, 63,
 ];
 
 /// BLAKE3 key for term verification ("range") hashes (spec §3.1).
@@ -45,7 +45,9 @@ impl XetHash {
 
     /// Reads a hash from the first 32 bytes of `bytes`; `None` when shorter.
     pub fn from_slice(bytes: &[u8]) -> Option<Self> {
-        bytes.get(..32).map(|b| XetHash(b.try_into().expect("32 bytes")))
+        bytes
+            .get(..32)
+            .map(|b| XetHash(b.try_into().expect("32 bytes")))
     }
 
     /// The raw 32 bytes.
@@ -204,7 +206,9 @@ fn next_merge_cut(rest: &[(XetHash, u64)]) -> usize {
         return rest.len();
     }
     let end = rest.len().min(9);
-    (2..end).find(|&i| rest[i].0.modulo(4) == 0).map_or(end, |i| i + 1)
+    (2..end)
+        .find(|&i| rest[i].0.modulo(4) == 0)
+        .map_or(end, |i| i + 1)
 }
 
 /// Hash of one Merkle group: keyed BLAKE3 over `"{hex} : {size}\n"` lines.
@@ -315,7 +319,14 @@ mod tests {
 
     #[test]
     fn invalid_hex_is_a_typed_error() {
-        for s in ["", "00", &"g".repeat(64), &"0".repeat(63), &"0".repeat(65), &"é".repeat(32)] {
+        for s in [
+            "",
+            "00",
+            &"g".repeat(64),
+            &"0".repeat(63),
+            &"0".repeat(65),
+            &"é".repeat(32),
+        ] {
             assert!(matches!(
                 XetHash::from_hex(s),
                 Err(EngineError::InvalidHashString(_))
@@ -348,7 +359,10 @@ mod tests {
         let mut digest = [0u8; 32];
         digest[..8].copy_from_slice(&[0xe9, 0xb0, 0xc0, 0x31, 0xf0, 0x49, 0x3d, 0x3f]);
         let h = XetHash::from_sha256_digest(&digest);
-        assert_eq!(&h.as_bytes()[..8], &[0x3f, 0x3d, 0x49, 0xf0, 0x31, 0xc0, 0xb0, 0xe9]);
+        assert_eq!(
+            &h.as_bytes()[..8],
+            &[0x3f, 0x3d, 0x49, 0xf0, 0x31, 0xc0, 0xb0, 0xe9]
+        );
         assert!(h.to_hex().starts_with("e9b0c031f0493d3f"));
     }
 

@@ -14,12 +14,28 @@
 use std::collections::HashMap;
 
 use crate::chunking::Chunker;
-use crate::hash::{self, XetHash, VERIFICATION_KEY};
+use crate::constants::MIN_SPACING_BETWEEN_GLOBAL_DEDUP_QUERIES;
+use crate::hash::{self, VERIFICATION_KEY, XetHash};
 use crate::shard::{FileEntry, FileTerm, Shard, XorbChunkEntry, XorbEntry};
 use crate::xorb::{SerializedXorb, XorbBuilder};
 
 /// Inputs at least this large are hashed on two threads.
 const PARALLEL_HASH_MIN_BYTES: usize = 1 << 20;
+
+/// Where a stored chunk lives: a xorb of this session (by sequence number, its hash is
+/// known once it is finished) or a xorb already in the CAS (found by global dedup).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum XorbRef {
+    Session(u32),
+    Known(XetHash),
+}
+
+/// Chunks of xorbs already in the CAS whose shard protects chunk hashes with an HMAC key.
+#[derive(Debug, Default)]
+struct KeyedIndex {
+    key: XetHash,
+    chunks: HashMap<XetHash, (XetHash, u32)>,
+}
 
 /// One upload session: one or more files, the xorbs holding their new chunks, one shard.
 #[derive(Debug, Default)]
@@ -33,8 +49,11 @@ pub struct UploadSession {
     completed: Vec<SerializedXorb>,
     /// Shard records of all finished xorbs.
     xorb_entries: Vec<XorbEntry>,
-    /// Chunk hash → (xorb sequence number, chunk index) for every chunk stored this session.
-    index: HashMap<XetHash, (u32, u32)>,
+    /// Chunk hash → (xorb, chunk index) for every chunk stored this session and every chunk
+    /// of known CAS xorbs (global dedup) with clear-text hashes.
+    index: HashMap<XetHash, (XorbRef, u32)>,
+    /// Known CAS xorbs whose chunk hashes are HMAC-keyed.
+    keyed: Vec<KeyedIndex>,
     files: Vec<PendingFile>,
 }
 
@@ -48,7 +67,7 @@ struct PendingFile {
 /// A term whose xorb may not be finished (hashed) yet.
 #[derive(Debug, Clone, Copy)]
 struct PendingTerm {
-    xorb_seq: u32,
+    xorb: XorbRef,
     chunk_start: u32,
     chunk_end: u32,
     unpacked_bytes: u64,
@@ -98,12 +117,60 @@ impl UploadSession {
             open: None,
             added_to_current_xorb: false,
             scratch_bounds: Vec::new(),
+            dedup_queries: Vec::new(),
+            last_query_at: None,
         }
     }
 
     /// Xorbs completed so far, drained: upload them while more data arrives.
     pub fn take_completed_xorbs(&mut self) -> Vec<SerializedXorb> {
         std::mem::take(&mut self.completed)
+    }
+
+    /// Registers a xorb that already exists in the CAS (from a global-dedup shard, spec
+    /// §6.4): later chunks with the same hash are referenced there instead of stored.
+    /// `hmac_key` is the shard footer's `chunk_hash_hmac_key` when non-zero: the entries then
+    /// hold `chunk_hash.hmac(key)`.
+    pub fn add_known_xorb(&mut self, xorb: &XorbEntry, hmac_key: Option<XetHash>) {
+        let key = hmac_key.filter(|k| *k != XetHash::ZERO);
+        match key {
+            None => {
+                for (i, c) in xorb.chunks.iter().enumerate() {
+                    self.index
+                        .entry(c.hash)
+                        .or_insert((XorbRef::Known(xorb.xorb_hash), i as u32));
+                }
+            }
+            Some(key) => {
+                let pos = match self.keyed.iter().position(|k| k.key == key) {
+                    Some(p) => p,
+                    None => {
+                        self.keyed.push(KeyedIndex {
+                            key,
+                            chunks: HashMap::new(),
+                        });
+                        self.keyed.len() - 1
+                    }
+                };
+                for (i, c) in xorb.chunks.iter().enumerate() {
+                    self.keyed[pos]
+                        .chunks
+                        .entry(c.hash)
+                        .or_insert((xorb.xorb_hash, i as u32));
+                }
+            }
+        }
+    }
+
+    fn lookup(&self, h: &XetHash) -> Option<(XorbRef, u32)> {
+        if let Some(&at) = self.index.get(h) {
+            return Some(at);
+        }
+        self.keyed.iter().find_map(|k| {
+            k.chunks
+                .get(&h.hmac(&k.key))
+                .map(|&(x, i)| (XorbRef::Known(x), i))
+        })
     }
 
     /// Uncompressed bytes in the xorb being built.
@@ -120,7 +187,10 @@ impl UploadSession {
                 .terms
                 .iter()
                 .map(|t| FileTerm {
-                    xorb_hash: self.finished_hashes[t.xorb_seq as usize],
+                    xorb_hash: match t.xorb {
+                        XorbRef::Session(seq) => self.finished_hashes[seq as usize],
+                        XorbRef::Known(h) => h,
+                    },
                     unpacked_bytes: t.unpacked_bytes as u32,
                     chunk_start: t.chunk_start,
                     chunk_end: t.chunk_end,
@@ -197,11 +267,15 @@ pub struct FileIngest<'a> {
     /// Whether this file already added a chunk to the xorb being built.
     added_to_current_xorb: bool,
     scratch_bounds: Vec<usize>,
+    /// Chunk hashes worth a global dedup query, not yet taken.
+    dedup_queries: Vec<XetHash>,
+    /// Chunk index of the last query (spacing rule).
+    last_query_at: Option<usize>,
 }
 
 #[derive(Debug)]
 struct OpenTerm {
-    xorb_seq: u32,
+    xorb: XorbRef,
     chunk_start: u32,
     chunk_end: u32,
     unpacked_bytes: u64,
@@ -250,6 +324,18 @@ impl FileIngest<'_> {
         self.session.take_completed_xorbs()
     }
 
+    /// Chunk hashes for which a global dedup query is worth making, as hf_xet chooses them
+    /// (spec §6.4): the file's first chunk and chunks with `hash % 1024 == 0`, at most one per
+    /// 256 chunks. Drained. Feed the answers to [`FileIngest::add_known_xorb`].
+    pub fn take_dedup_queries(&mut self) -> Vec<XetHash> {
+        std::mem::take(&mut self.dedup_queries)
+    }
+
+    /// See [`UploadSession::add_known_xorb`].
+    pub fn add_known_xorb(&mut self, xorb: &XorbEntry, hmac_key: Option<XetHash>) {
+        self.session.add_known_xorb(xorb, hmac_key);
+    }
+
     /// Bytes fed so far.
     pub fn size(&self) -> u64 {
         self.size
@@ -279,9 +365,17 @@ impl FileIngest<'_> {
 
     fn add_chunk(&mut self, h: XetHash, data: &[u8]) {
         let len = data.len() as u64;
+        let n = self.chunks.len();
+        let spaced = self
+            .last_query_at
+            .is_none_or(|at| n - at >= MIN_SPACING_BETWEEN_GLOBAL_DEDUP_QUERIES);
+        if n == 0 || (h.is_global_dedup_eligible() && spaced) {
+            self.dedup_queries.push(h);
+            self.last_query_at = Some(n);
+        }
         self.chunks.push((h, len));
-        let (seq, idx) = match self.session.index.get(&h) {
-            Some(&at) => at,
+        let (xorb, idx) = match self.session.lookup(&h) {
+            Some(at) => at,
             None => {
                 let s = &mut *self.session;
                 if s.builder.would_overflow(data.len()) {
@@ -289,14 +383,16 @@ impl FileIngest<'_> {
                     self.added_to_current_xorb = false;
                 }
                 let idx = s.builder.num_chunks() as u32;
-                s.builder.add_chunk_auto(h, data, !self.added_to_current_xorb);
+                s.builder
+                    .add_chunk_auto(h, data, !self.added_to_current_xorb);
                 self.added_to_current_xorb = true;
-                s.index.insert(h, (s.builder_seq, idx));
-                (s.builder_seq, idx)
+                let at = (XorbRef::Session(s.builder_seq), idx);
+                s.index.insert(h, at);
+                at
             }
         };
         match &mut self.open {
-            Some(t) if t.xorb_seq == seq && t.chunk_end == idx => {
+            Some(t) if t.xorb == xorb && t.chunk_end == idx => {
                 t.chunk_end += 1;
                 t.unpacked_bytes += len;
                 t.verification.update(h.as_bytes());
@@ -306,7 +402,7 @@ impl FileIngest<'_> {
                 let mut verification = blake3::Hasher::new_keyed(&VERIFICATION_KEY);
                 verification.update(h.as_bytes());
                 self.open = Some(OpenTerm {
-                    xorb_seq: seq,
+                    xorb,
                     chunk_start: idx,
                     chunk_end: idx + 1,
                     unpacked_bytes: len,
@@ -319,7 +415,7 @@ impl FileIngest<'_> {
     fn close_term(&mut self) {
         if let Some(t) = self.open.take() {
             self.terms.push(PendingTerm {
-                xorb_seq: t.xorb_seq,
+                xorb: t.xorb,
                 chunk_start: t.chunk_start,
                 chunk_end: t.chunk_end,
                 unpacked_bytes: t.unpacked_bytes,
@@ -392,7 +488,10 @@ mod tests {
         out
     }
 
-    fn ingest(files: &[&[u8]], piece: usize) -> (Vec<FileSummary>, Vec<SerializedXorb>, SessionOutput) {
+    fn ingest(
+        files: &[&[u8]],
+        piece: usize,
+    ) -> (Vec<FileSummary>, Vec<SerializedXorb>, SessionOutput) {
         let mut session = UploadSession::new();
         let mut xorbs = Vec::new();
         let mut summaries = Vec::new();
@@ -440,8 +539,16 @@ mod tests {
         let data: Vec<u8> = [&a[..], &b, &a, &a].concat();
         let (_, xorbs, out) = ingest(&[&data], 1 << 20);
         assert_eq!(reconstruct(&out.files[0].0, &xorbs), data);
-        let stored: u64 = xorbs.iter().flat_map(|x| &x.chunks).map(|c| u64::from(c.uncompressed_len)).sum();
-        assert!(stored < data.len() as u64 * 3 / 4, "stored {stored} of {}", data.len());
+        let stored: u64 = xorbs
+            .iter()
+            .flat_map(|x| &x.chunks)
+            .map(|c| u64::from(c.uncompressed_len))
+            .sum();
+        assert!(
+            stored < data.len() as u64 * 3 / 4,
+            "stored {stored} of {}",
+            data.len()
+        );
         // Verification hashes cover exactly each term's chunk hashes.
         let entry = &out.files[0].0;
         for (t, v) in entry.terms.iter().zip(&entry.verification) {
@@ -480,7 +587,11 @@ mod tests {
         }
         f.finish();
         taken.extend(session.take_completed_xorbs());
-        assert_eq!(taken.len(), 1, "the first xorb is handed out before the session ends");
+        assert_eq!(
+            taken.len(),
+            1,
+            "the first xorb is handed out before the session ends"
+        );
         let out = session.finish();
         taken.extend(out.xorbs.iter().cloned());
         assert_eq!(taken.len(), 2);
@@ -489,5 +600,48 @@ mod tests {
             assert!(n <= crate::constants::MAX_XORB_BYTES as u64);
         }
         assert_eq!(reconstruct(&out.files[0].0, &taken), data);
+    }
+
+    #[test]
+    fn known_cas_xorbs_are_referenced_not_stored() {
+        let data = pseudo_random("ingest/known", 900_000);
+        let (_, first_xorbs, first) = ingest(&[&data], 1 << 20);
+        let entry = first.shard.xorbs[0].clone();
+        for key in [None, Some(crate::hash::chunk_hash(b"hmac key"))] {
+            let mut known = entry.clone();
+            if let Some(k) = key {
+                for c in &mut known.chunks {
+                    c.hash = c.hash.hmac(&k);
+                }
+            }
+            let mut session = UploadSession::new();
+            let mut f = session.start_file();
+            f.add_known_xorb(&known, key);
+            f.write(&data);
+            let queries = f.take_dedup_queries();
+            assert_eq!(
+                queries.first(),
+                Some(
+                    &first.files[0]
+                        .0
+                        .terms
+                        .first()
+                        .map(|_| {
+                            crate::hash::chunk_hash(
+                                &data[..crate::chunking::chunk_boundaries(&data)[0]],
+                            )
+                        })
+                        .unwrap()
+                )
+            );
+            f.finish();
+            let out = session.finish();
+            assert!(out.xorbs.is_empty(), "nothing new to store");
+            assert!(out.shard.xorbs.is_empty());
+            let file = &out.files[0].0;
+            assert!(file.terms.iter().all(|t| t.xorb_hash == entry.xorb_hash));
+            assert_eq!(reconstruct(file, &first_xorbs), data);
+            assert_eq!(file.verification, first.files[0].0.verification);
+        }
     }
 }

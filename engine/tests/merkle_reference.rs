@@ -1,11 +1,14 @@
 //! xet-core's own reference cases for the aggregated (xorb) hash and salted file hash.
 
-use hugbucket_engine::hash::{aggregated_hash, file_hash_with_salt};
 use hugbucket_engine::XetHash;
+use hugbucket_engine::hash::{aggregated_hash, file_hash_with_salt};
 
 #[test]
 fn merkle_reference_cases() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/spec/vectors/merkle_reference.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/spec/vectors/merkle_reference.json"
+    );
     let text = std::fs::read_to_string(path).expect("shared/spec/vectors beside the checkout");
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let cases = doc["cases"].as_array().unwrap();
@@ -17,7 +20,10 @@ fn merkle_reference_cases() {
             .iter()
             .map(|n| {
                 let arr = n.as_array().unwrap();
-                (arr[0].as_str().unwrap().parse().unwrap(), arr[1].as_u64().unwrap())
+                (
+                    arr[0].as_str().unwrap().parse().unwrap(),
+                    arr[1].as_u64().unwrap(),
+                )
             })
             .collect();
         let xorb: XetHash = case["xorb_hash"].as_str().unwrap().parse().unwrap();
@@ -27,7 +33,11 @@ fn merkle_reference_cases() {
         for sf in salted {
             let salt: XetHash = sf["salt"].as_str().unwrap().parse().unwrap();
             let file: XetHash = sf["file_hash"].as_str().unwrap().parse().unwrap();
-            assert_eq!(file_hash_with_salt(&nodes, salt.as_bytes()), file, "case {i} file hash");
+            assert_eq!(
+                file_hash_with_salt(&nodes, salt.as_bytes()),
+                file,
+                "case {i} file hash"
+            );
         }
     }
 }

@@ -22,7 +22,11 @@ fn single_file_sessions_match_hf_xet_byte_for_byte() {
                 file.write(p);
             }
             let summary = file.finish();
-            assert_eq!(summary.file_hash, hash(&input["file_hash"]), "{name}: file hash");
+            assert_eq!(
+                summary.file_hash,
+                hash(&input["file_hash"]),
+                "{name}: file hash"
+            );
             let out = session.finish();
             let (entry, size) = &out.files[0];
             assert_eq!(*size, data.len() as u64);
@@ -31,10 +35,26 @@ fn single_file_sessions_match_hf_xet_byte_for_byte() {
             assert_eq!(entry.terms.len(), terms.len(), "{name}: term count");
             for (i, (t, want)) in entry.terms.iter().zip(terms).enumerate() {
                 assert_eq!(t.xorb_hash, hash(&want["xorb_hash"]), "{name} term {i}");
-                assert_eq!(t.chunk_start as usize, as_usize(&want["chunk_start"]), "{name} term {i}");
-                assert_eq!(t.chunk_end as usize, as_usize(&want["chunk_end"]), "{name} term {i}");
-                assert_eq!(t.unpacked_bytes as usize, as_usize(&want["unpacked_bytes"]), "{name} term {i}");
-                assert_eq!(entry.verification[i], hash(&want["verification_hash"]), "{name} term {i}");
+                assert_eq!(
+                    t.chunk_start as usize,
+                    as_usize(&want["chunk_start"]),
+                    "{name} term {i}"
+                );
+                assert_eq!(
+                    t.chunk_end as usize,
+                    as_usize(&want["chunk_end"]),
+                    "{name} term {i}"
+                );
+                assert_eq!(
+                    t.unpacked_bytes as usize,
+                    as_usize(&want["unpacked_bytes"]),
+                    "{name} term {i}"
+                );
+                assert_eq!(
+                    entry.verification[i],
+                    hash(&want["verification_hash"]),
+                    "{name} term {i}"
+                );
             }
 
             match session_vec.get("xorb") {
@@ -43,7 +63,11 @@ fn single_file_sessions_match_hf_xet_byte_for_byte() {
                     let x = &out.xorbs[0];
                     assert_eq!(x.hash, hash(&xorb["xorb_hash"]), "{name}: xorb hash");
                     let no_footer = &xorb["serialized_no_footer"];
-                    assert_eq!(x.data.len(), as_usize(&no_footer["len"]), "{name}: xorb length");
+                    assert_eq!(
+                        x.data.len(),
+                        as_usize(&no_footer["len"]),
+                        "{name}: xorb length"
+                    );
                     assert_eq!(
                         hex::encode(Sha256::digest(&x.data)),
                         no_footer["sha256"].as_str().unwrap(),
@@ -60,7 +84,9 @@ fn single_file_sessions_match_hf_xet_byte_for_byte() {
             }
 
             let shard = out.shard.to_upload_bytes();
-            let stored = std::fs::read(vectors_dir().join(session_vec["shard_file"].as_str().unwrap())).unwrap();
+            let stored =
+                std::fs::read(vectors_dir().join(session_vec["shard_file"].as_str().unwrap()))
+                    .unwrap();
             assert_eq!(shard.len(), stored.len(), "{name}: shard length");
             assert!(shard == stored, "{name}: shard bytes differ");
         }

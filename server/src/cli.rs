@@ -16,7 +16,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway (S3 and/or FTP) on the embedded hub or on huggingface.co.
-    Serve(crate::config::ServeArgs),
+    Serve(Box<crate::config::ServeArgs>),
     /// Print the Xet file hash of each FILE (`-` for stdin), like b3sum.
     Hash(crate::hashcmd::HashArgs),
     /// Run the embedded HF-compatible Hub + Xet CAS server on its own.
@@ -40,7 +40,7 @@ pub fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     match cli.command {
-        Command::Serve(args) => crate::serve::run(args),
+        Command::Serve(args) => crate::serve::run(*args),
         Command::Hash(args) => crate::hashcmd::run(args),
         Command::Hub(args) => hugbucket_hub::run(args),
     }

@@ -1,9 +1,9 @@
 //! Configuration of `hugbucket serve`: one clap definition is the single source of truth.
 //!
-//! Precedence: command-line flag > environment variable > config file (`--config`, TOML)
-//! > default. The file layer is applied by exporting each file key as its option's
-//! environment variable when that variable is not already set, before clap parses; so
-//! every option has exactly one name in each layer. Secrets are masked when printed.
+//! Precedence: command-line flag, then environment variable, then config file
+//! (`--config`, TOML), then default. The file layer is applied by making each file key the
+//! default of its option before clap parses, so environment variables and flags still win
+//! and every option has exactly one name in each layer. Secrets are masked when printed.
 
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
@@ -61,7 +61,13 @@ pub struct ServeArgs {
     #[arg(long)]
     pub check_config: bool,
     /// Front-ends to run.
-    #[arg(long, env = "MODE", value_enum, default_value = "both", ignore_case = true)]
+    #[arg(
+        long,
+        env = "MODE",
+        value_enum,
+        default_value = "both",
+        ignore_case = true
+    )]
     pub mode: Mode,
     /// Local state: embedded hub data, generated credentials, multipart records, cache.
     #[arg(long, env = "HUGBUCKET_DATA_DIR", default_value = "./hugbucket-data")]
@@ -88,7 +94,12 @@ pub struct ServeArgs {
     #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub secret_access_key: Option<String>,
     /// More S3 key pairs, `KEY:SECRET` separated by commas.
-    #[arg(long, env = "HUGBUCKET_CREDENTIALS", hide_env_values = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "HUGBUCKET_CREDENTIALS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub credentials: Vec<String>,
     /// Runtime of the S3 front-end.
     #[arg(long, env = "HUGBUCKET_RUNTIME", value_enum, default_value = "glommio")]
@@ -106,10 +117,20 @@ pub struct ServeArgs {
     #[arg(long, env = "FTP_PASSWORD", hide_env_values = true)]
     pub ftp_password: Option<String>,
     /// More FTP users, `USER:PASSWORD` separated by commas.
-    #[arg(long, env = "HUGBUCKET_FTP_USERS", hide_env_values = true, value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "HUGBUCKET_FTP_USERS",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
     pub ftp_users: Vec<String>,
     /// Anonymous FTP access.
-    #[arg(long, env = "HUGBUCKET_FTP_ANONYMOUS", value_enum, default_value = "off")]
+    #[arg(
+        long,
+        env = "HUGBUCKET_FTP_ANONYMOUS",
+        value_enum,
+        default_value = "off"
+    )]
     pub ftp_anonymous: Anonymous,
     /// FTP passive port range `LOW-HIGH`.
     #[arg(long, env = "HUGBUCKET_FTP_PASSIVE_PORTS", default_value = "30000-30009", value_parser = parse_port_range)]
@@ -133,7 +154,12 @@ pub struct ServeArgs {
     #[arg(long, env = "HUGBUCKET_CACHE_SIZE", default_value = "10G", value_parser = parse_size)]
     pub cache_size: u64,
     /// Log format.
-    #[arg(long, env = "HUGBUCKET_LOG_FORMAT", value_enum, default_value = "human")]
+    #[arg(
+        long,
+        env = "HUGBUCKET_LOG_FORMAT",
+        value_enum,
+        default_value = "human"
+    )]
     pub log_format: LogFormat,
     /// Seconds in-flight requests and uploads get to finish on SIGTERM/SIGINT.
     #[arg(long, env = "HUGBUCKET_SHUTDOWN_TIMEOUT", default_value_t = 30)]
@@ -142,7 +168,9 @@ pub struct ServeArgs {
 
 /// Parses `LOW-HIGH`.
 pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
-    let (a, b) = s.split_once('-').ok_or("expected LOW-HIGH, e.g. 30000-30009")?;
+    let (a, b) = s
+        .split_once('-')
+        .ok_or("expected LOW-HIGH, e.g. 30000-30009")?;
     let a: u16 = a.trim().parse().map_err(|_| format!("bad port {a:?}"))?;
     let b: u16 = b.trim().parse().map_err(|_| format!("bad port {b:?}"))?;
     if a == 0 || a > b {
@@ -169,7 +197,8 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         _ => (t, 1),
     };
     let n: u64 = num.trim().parse().map_err(|_| format!("bad size {s:?}"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size {s:?} too large"))
 }
 
 /// Finds the config file named by `--config FILE` / `--config=FILE` in `args`, else by
@@ -243,12 +272,16 @@ impl ServeArgs {
         }
         for c in &self.credentials {
             if !c.contains(':') {
-                return Err(format!("--credentials (HUGBUCKET_CREDENTIALS): {c:?} is not KEY:SECRET"));
+                return Err(format!(
+                    "--credentials (HUGBUCKET_CREDENTIALS): {c:?} is not KEY:SECRET"
+                ));
             }
         }
         for u in &self.ftp_users {
             if !u.contains(':') {
-                return Err("--ftp-users (HUGBUCKET_FTP_USERS): entries must be USER:PASSWORD".into());
+                return Err(
+                    "--ftp-users (HUGBUCKET_FTP_USERS): entries must be USER:PASSWORD".into(),
+                );
             }
         }
         if self.ftp_username.is_some() != self.ftp_password.is_some() {
@@ -262,7 +295,9 @@ impl ServeArgs {
         }
         if let Some(e) = &self.hf_endpoint {
             if !(e.starts_with("http://") || e.starts_with("https://")) {
-                return Err(format!("--hf-endpoint (HF_ENDPOINT): {e:?} is not an http(s) URL"));
+                return Err(format!(
+                    "--hf-endpoint (HF_ENDPOINT): {e:?} is not an http(s) URL"
+                ));
             }
         }
         Ok(())
@@ -280,39 +315,77 @@ impl ServeArgs {
             None => "(unset)".to_string(),
         };
         let opt = |s: &Option<String>| s.clone().unwrap_or_else(|| "(unset)".into());
-        let path = |p: &Option<PathBuf>| p.as_ref().map_or("(unset)".into(), |p| p.display().to_string());
+        let path = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .map_or("(unset)".into(), |p| p.display().to_string())
+        };
         let lines = [
             ("mode", format!("{:?}", self.mode).to_lowercase()),
             ("data-dir", self.data_dir.display().to_string()),
-            ("upstream", if self.uses_embedded_hub() { "embedded hub".into() } else { self.hf_endpoint.clone().unwrap_or_else(|| "https://huggingface.co".into()) }),
+            (
+                "upstream",
+                if self.uses_embedded_hub() {
+                    "embedded hub".into()
+                } else {
+                    self.hf_endpoint
+                        .clone()
+                        .unwrap_or_else(|| "https://huggingface.co".into())
+                },
+            ),
             ("hf-token", mask(&self.hf_token)),
             ("hub-listen", self.hub_listen.to_string()),
             ("s3-listen", self.s3_listen.to_string()),
             ("s3-domain", opt(&self.s3_domain)),
             ("access-key-id", opt(&self.access_key_id)),
             ("secret-access-key", mask(&self.secret_access_key)),
-            ("credentials", format!("{} extra pair(s)", self.credentials.len())),
+            (
+                "credentials",
+                format!("{} extra pair(s)", self.credentials.len()),
+            ),
             ("runtime", format!("{:?}", self.runtime).to_lowercase()),
             ("cores", self.cores.map_or("all".into(), |c| c.to_string())),
             ("ftp-listen", self.ftp_listen.to_string()),
             ("ftp-username", opt(&self.ftp_username)),
             ("ftp-password", mask(&self.ftp_password)),
-            ("ftp-users", format!("{} extra user(s)", self.ftp_users.len())),
-            ("ftp-anonymous", format!("{:?}", self.ftp_anonymous).to_lowercase()),
-            ("ftp-passive-ports", format!("{}-{}", self.ftp_passive_ports.start(), self.ftp_passive_ports.end())),
-            ("ftp-public-host", self.ftp_public_host.map_or("(unset)".into(), |h| h.to_string())),
+            (
+                "ftp-users",
+                format!("{} extra user(s)", self.ftp_users.len()),
+            ),
+            (
+                "ftp-anonymous",
+                format!("{:?}", self.ftp_anonymous).to_lowercase(),
+            ),
+            (
+                "ftp-passive-ports",
+                format!(
+                    "{}-{}",
+                    self.ftp_passive_ports.start(),
+                    self.ftp_passive_ports.end()
+                ),
+            ),
+            (
+                "ftp-public-host",
+                self.ftp_public_host
+                    .map_or("(unset)".into(), |h| h.to_string()),
+            ),
             ("ftp-tls-cert", path(&self.ftp_tls_cert)),
             ("ftp-tls-key", path(&self.ftp_tls_key)),
             ("admin-listen", self.admin_listen.to_string()),
-            ("cache-dir", self.cache_dir.as_ref().map_or_else(|| self.data_dir.join("cache").display().to_string(), |p| p.display().to_string())),
+            (
+                "cache-dir",
+                self.cache_dir.as_ref().map_or_else(
+                    || self.data_dir.join("cache").display().to_string(),
+                    |p| p.display().to_string(),
+                ),
+            ),
             ("cache-size", self.cache_size.to_string()),
-            ("log-format", format!("{:?}", self.log_format).to_lowercase()),
+            (
+                "log-format",
+                format!("{:?}", self.log_format).to_lowercase(),
+            ),
             ("shutdown-timeout", self.shutdown_timeout.to_string()),
         ];
-        lines
-            .iter()
-            .map(|(k, v)| format!("{k} = {v}\n"))
-            .collect()
+        lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect()
     }
 }
 

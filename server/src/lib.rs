@@ -13,4 +13,3 @@ pub mod frontends;
 pub mod hashcmd;
 pub mod metrics;
 pub mod serve;
-

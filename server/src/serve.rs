@@ -166,11 +166,13 @@ async fn admin_response(admin: &Admin, path: &str) -> (u16, &'static str, String
     match path {
         "/health" => (200, "text/plain", "ok\n".into()),
         // Ready = the upstream answers an uncached, authenticated call.
-        "/ready" => match tokio::time::timeout(Duration::from_secs(5), admin.gateway.list_buckets()).await {
-            Ok(Ok(_)) => (200, "text/plain", "ready\n".into()),
-            Ok(Err(e)) => (503, "text/plain", format!("upstream not ready: {e}\n")),
-            Err(_) => (503, "text/plain", "upstream not ready: timeout\n".into()),
-        },
+        "/ready" => {
+            match tokio::time::timeout(Duration::from_secs(5), admin.gateway.list_buckets()).await {
+                Ok(Ok(_)) => (200, "text/plain", "ready\n".into()),
+                Ok(Err(e)) => (503, "text/plain", format!("upstream not ready: {e}\n")),
+                Err(_) => (503, "text/plain", "upstream not ready: timeout\n".into()),
+            }
+        }
         "/metrics" => {
             let mut out = String::new();
             if let Some(hub) = &admin.embedded {
@@ -229,8 +231,12 @@ async fn wait_for_signal() {
 
 async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let upstream = start_upstream(&args).await?;
-    let hub = HubClient::new(&upstream.endpoint, upstream.token.clone(), UpstreamConfig::default())
-        .context("building the upstream client")?;
+    let hub = HubClient::new(
+        &upstream.endpoint,
+        upstream.token.clone(),
+        UpstreamConfig::default(),
+    )
+    .context("building the upstream client")?;
     let gateway = Gateway::new(CoreConfig::new(args.data_dir.clone()), hub)
         .await
         .context("opening the gateway state")?;
@@ -273,7 +279,10 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(args.shutdown_timeout);
     if tokio::time::timeout(grace, fronts.wait()).await.is_err() {
-        tracing::warn!(seconds = args.shutdown_timeout, "shutdown timeout: abandoning in-flight requests");
+        tracing::warn!(
+            seconds = args.shutdown_timeout,
+            "shutdown timeout: abandoning in-flight requests"
+        );
     }
     let _ = admin_task.await;
     let _ = expiry_task.await;

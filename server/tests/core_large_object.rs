@@ -85,12 +85,18 @@ fn peak_rss_mib() -> u64 {
 async fn two_gib_put_and_get_in_bounded_memory() {
     let dir = tempfile::tempdir().unwrap();
     let hub = start_hub(&dir.path().join("hub"));
-    let client = HubClient::new(&hub.endpoint, Some(hub.token.clone()), UpstreamConfig {
-        read_timeout: Duration::from_secs(300),
-        ..UpstreamConfig::default()
-    })
+    let client = HubClient::new(
+        &hub.endpoint,
+        Some(hub.token.clone()),
+        UpstreamConfig {
+            read_timeout: Duration::from_secs(300),
+            ..UpstreamConfig::default()
+        },
+    )
     .unwrap();
-    let gw = Gateway::new(CoreConfig::new(dir.path().join("gw")), client).await.unwrap();
+    let gw = Gateway::new(CoreConfig::new(dir.path().join("gw")), client)
+        .await
+        .unwrap();
     gw.create_bucket("large").await.unwrap();
 
     let pieces = SIZE / PIECE as u64;
@@ -100,7 +106,15 @@ async fn two_gib_put_and_get_in_bounded_memory() {
         sent_hash.update(&piece(i));
     }
     let meta = gw
-        .put_object("large", "two-gib.bin", body, PutOptions { size_hint: Some(SIZE), ..Default::default() })
+        .put_object(
+            "large",
+            "two-gib.bin",
+            body,
+            PutOptions {
+                size_hint: Some(SIZE),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(meta.size, SIZE);
@@ -117,6 +131,9 @@ async fn two_gib_put_and_get_in_bounded_memory() {
     assert_eq!(received, SIZE);
     assert_eq!(got_hash.finalize(), sent_hash.finalize());
     let peak = peak_rss_mib();
-    assert!(peak < RSS_LIMIT_MIB, "peak RSS {peak} MiB >= {RSS_LIMIT_MIB} MiB");
+    assert!(
+        peak < RSS_LIMIT_MIB,
+        "peak RSS {peak} MiB >= {RSS_LIMIT_MIB} MiB"
+    );
     eprintln!("peak RSS of the test process: {peak} MiB");
 }

@@ -69,7 +69,10 @@ fn config_precedence_flag_env_file_default() {
     assert_eq!(value(&out, "cache-size"), (2u64 << 30).to_string());
     assert_eq!(value(&out, "mode"), "s3");
     // env over file (the original's names and HUGBUCKET_*)
-    let (_, out, _) = check_config(&["--config", f], &[("MODE", "ftp"), ("HUGBUCKET_S3_LISTEN", "127.0.0.1:9102")]);
+    let (_, out, _) = check_config(
+        &["--config", f],
+        &[("MODE", "ftp"), ("HUGBUCKET_S3_LISTEN", "127.0.0.1:9102")],
+    );
     assert_eq!(value(&out, "mode"), "ftp");
     assert_eq!(value(&out, "s3-listen"), "127.0.0.1:9102");
     assert_eq!(value(&out, "ftp-listen"), "127.0.0.1:2101");
@@ -97,7 +100,11 @@ fn secrets_are_masked_and_upstream_is_reported() {
         ],
     );
     assert_eq!(code, 0);
-    assert!(!out.contains("super-secret-value") && !out.contains("hunter2-secret") && !out.contains("hf_secret_token_value"));
+    assert!(
+        !out.contains("super-secret-value")
+            && !out.contains("hunter2-secret")
+            && !out.contains("hf_secret_token_value")
+    );
     assert_eq!(value(&out, "access-key-id"), "AKIDVISIBLE");
     assert_eq!(value(&out, "secret-access-key"), "****");
     assert_eq!(value(&out, "upstream"), "https://huggingface.co");
@@ -109,12 +116,32 @@ fn secrets_are_masked_and_upstream_is_reported() {
 fn bad_configuration_is_one_clear_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
-        (vec!["--cache-size".into(), "12X".into()], vec![], "--cache-size"),
+        (
+            vec!["--cache-size".into(), "12X".into()],
+            vec![],
+            "--cache-size",
+        ),
         (vec![], vec![("MODE", "sideways")], "--mode"),
-        (vec![], vec![("HUGBUCKET_S3_LISTEN", "not-an-address")], "--s3-listen"),
-        (vec![], vec![("AWS_ACCESS_KEY_ID", "only-the-key")], "AWS_SECRET_ACCESS_KEY"),
-        (vec!["--ftp-passive-ports".into(), "9-1".into()], vec![], "--ftp-passive-ports"),
-        (vec!["--hf-endpoint".into(), "ftp://x".into()], vec![], "HF_ENDPOINT"),
+        (
+            vec![],
+            vec![("HUGBUCKET_S3_LISTEN", "not-an-address")],
+            "--s3-listen",
+        ),
+        (
+            vec![],
+            vec![("AWS_ACCESS_KEY_ID", "only-the-key")],
+            "AWS_SECRET_ACCESS_KEY",
+        ),
+        (
+            vec!["--ftp-passive-ports".into(), "9-1".into()],
+            vec![],
+            "--ftp-passive-ports",
+        ),
+        (
+            vec!["--hf-endpoint".into(), "ftp://x".into()],
+            vec![],
+            "HF_ENDPOINT",
+        ),
         (
             {
                 let f = dir.path().join("bad.toml");
@@ -138,7 +165,10 @@ fn bad_configuration_is_one_clear_line_and_exit_2() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let (code, _, err) = check_config(&args, &env);
         assert_eq!(code, 2, "{args:?} {env:?}: {err}");
-        assert!(err.contains(needle), "{args:?} {env:?}: {err:?} should name {needle}");
+        assert!(
+            err.contains(needle),
+            "{args:?} {env:?}: {err:?} should name {needle}"
+        );
     }
 }
 
@@ -155,7 +185,11 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_serve(data_dir: &std::path::Path, admin_port: u16) -> Server {
@@ -183,16 +217,26 @@ fn start_serve(data_dir: &std::path::Path, admin_port: u16) -> Server {
             break;
         }
     }
-    Server { child, stdout: lines }
+    Server {
+        child,
+        stdout: lines,
+    }
 }
 
 fn http_get(port: u16, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let status = resp.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -208,7 +252,12 @@ fn generated_credentials_persist_and_admin_endpoints_answer() {
         .expect("generated key printed")
         .clone();
     let key = key_line.split('=').nth(1).unwrap().to_string();
-    assert!(first.stdout.iter().any(|l| l.contains("AWS_SECRET_ACCESS_KEY=")));
+    assert!(
+        first
+            .stdout
+            .iter()
+            .any(|l| l.contains("AWS_SECRET_ACCESS_KEY="))
+    );
     assert_eq!(http_get(port, "/health"), (200, "ok\n".to_string()));
     assert_eq!(http_get(port, "/ready").0, 200);
     let (code, metrics) = http_get(port, "/metrics");
@@ -230,8 +279,15 @@ fn generated_credentials_persist_and_admin_endpoints_answer() {
 
     let second = start_serve(dir.path(), port);
     assert!(
-        !second.stdout.iter().any(|l| l.contains("AWS_SECRET_ACCESS_KEY=")),
+        !second
+            .stdout
+            .iter()
+            .any(|l| l.contains("AWS_SECRET_ACCESS_KEY=")),
         "the secret is printed only when generated"
     );
-    assert!(second.stdout.iter().any(|l| l.contains(&key)), "same key after restart: {:?}", second.stdout);
+    assert!(
+        second.stdout.iter().any(|l| l.contains(&key)),
+        "same key after restart: {:?}",
+        second.stdout
+    );
 }

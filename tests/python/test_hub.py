@@ -134,18 +134,15 @@ def test_02_batch_upload(env):
 
 
 def test_03_xet_hash_matches_hugbucket_hash(env):
+    """Files uploaded by hf_xet get exactly the xetHash that `hugbucket hash` computes (and
+    that hf_xet's own hasher computes)."""
     locals_ = list(env.remote.values())
-    p = run_hugbucket("hash", locals_[0])
-    if p.returncode != 0 and b"not implemented" in p.stderr:
-        # `hugbucket hash` not there yet: compare with hf_xet's own hasher instead.
-        res = client(env, f"""
-            import hf_xet
-            emit([i.hash for i in hf_xet.hash_files({[str(x) for x in locals_]!r})])
-        """)
-        want = res
-        pytest.xfail("hugbucket hash not implemented yet; hashes checked against hf_xet.hash_files")
-    else:
-        want = xet_hashes(locals_)
+    want = xet_hashes(locals_)
+    by_hf_xet = client(env, f"""
+        import hf_xet
+        emit([i.hash for i in hf_xet.hash_files({[str(x) for x in locals_]!r})])
+    """)
+    assert want == by_hf_xet
     for (remote, _), h in zip(env.remote.items(), want):
         assert env.uploaded_hashes[remote] == h, remote
 
@@ -474,3 +471,38 @@ def test_14_sigkill_during_uploads_never_leaves_dangling_files(tmp_path, delay):
         if uploader is not None and uploader.poll() is None:
             uploader.kill()
         server.stop()
+
+
+def test_15_shard_referencing_unknown_xorbs_is_rejected(tmp_path):
+    """Emulation gotcha 8 with the real client: a fresh server on the same port, and a
+    client whose shard cache (same HF_HOME) remembers xorbs this server never received.
+    The client then uploads only a shard pointing at them: it must be refused, and
+    nothing registered."""
+    hf_home = tmp_path / "hf_home"
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(2 * MiB))
+    first = HubServer(tmp_path / "data1", tmp_path / "hub1.log").start()
+    try:
+        first.http("POST", "/api/buckets/hugbucket/b", json={}).raise_for_status()
+        run_client(first, hf_home, f"""
+            api.batch_bucket_files("hugbucket/b", add=[({str(src)!r}, "f.bin")])
+        """)
+    finally:
+        first.stop()
+    second = HubServer(tmp_path / "data2", tmp_path / "hub2.log", port=first.port)
+    second.token = first.token  # same token so that the client's HF_TOKEN stays valid
+    second.extra_args = ("--token", first.token)
+    second.start()
+    try:
+        second.http("POST", "/api/buckets/hugbucket/b", json={}).raise_for_status()
+        with pytest.raises(AssertionError) as err:
+            run_client(second, hf_home, f"""
+                api.batch_bucket_files("hugbucket/b", add=[({str(src)!r}, "f.bin")])
+            """)
+        assert "unknown xorb" in str(err.value)
+        assert second.http("POST", "/api/buckets/hugbucket/b/paths-info",
+                           json={"paths": ["f.bin"]}).json() == []
+        stats = second.stats()
+        assert stats["uploads_rejected"] >= 1 and stats["shard_files_registered"] == 0
+    finally:
+        second.stop()

@@ -17,10 +17,10 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
+use hugbucket_engine::XetHash;
 use hugbucket_engine::compression::decompress_chunk;
 use hugbucket_engine::hash::{chunk_hash, file_hash};
 use hugbucket_engine::xorb::ChunkHeader;
-use hugbucket_engine::XetHash;
 use hugbucket_upstream::{CasClient, Reconstruction, ReconstructionTerm};
 use tokio::sync::mpsc;
 
@@ -127,16 +127,19 @@ async fn fetch_term(
             if index >= skip_chunks {
                 rec.advance(ChunkHeader::SIZE);
                 let ulen = header.uncompressed_len as usize;
-                let data = if header.scheme == hugbucket_engine::compression::CompressionScheme::None {
-                    if rec.len() != ulen {
-                        return Err(CoreError::Integrity("stored chunk of the wrong size".into()));
-                    }
-                    rec.freeze()
-                } else {
-                    decoded.clear();
-                    decompress_chunk(header.scheme, &rec, ulen, &mut decoded)?;
-                    Bytes::copy_from_slice(&decoded)
-                };
+                let data =
+                    if header.scheme == hugbucket_engine::compression::CompressionScheme::None {
+                        if rec.len() != ulen {
+                            return Err(CoreError::Integrity(
+                                "stored chunk of the wrong size".into(),
+                            ));
+                        }
+                        rec.freeze()
+                    } else {
+                        decoded.clear();
+                        decompress_chunk(header.scheme, &rec, ulen, &mut decoded)?;
+                        Bytes::copy_from_slice(&decoded)
+                    };
                 produced += data.len() as u64;
                 let h = hash_chunks.then(|| chunk_hash(&data));
                 if tx.send(Ok((data, h))).await.is_err() {

@@ -98,7 +98,11 @@ impl Gateway {
     }
 
     /// A gateway with the given state store.
-    pub fn with_state(config: CoreConfig, hub: HubClient, state: Arc<dyn StateStore>) -> Result<Self> {
+    pub fn with_state(
+        config: CoreConfig,
+        hub: HubClient,
+        state: Arc<dyn StateStore>,
+    ) -> Result<Self> {
         Ok(Gateway {
             inner: Arc::new(Inner {
                 hub,
@@ -163,7 +167,12 @@ impl Gateway {
     /// All buckets of the namespace.
     pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
         let ns = self.namespace().await?;
-        let all = self.inner.hub.list_buckets(&ns, None)?.collect_all().await?;
+        let all = self
+            .inner
+            .hub
+            .list_buckets(&ns, None)?
+            .collect_all()
+            .await?;
         let mut out: Vec<BucketInfo> = all
             .into_iter()
             .filter_map(|b| {
@@ -221,10 +230,7 @@ impl Gateway {
     /// Deletes an empty bucket (BucketNotEmpty otherwise; folder markers count as objects).
     pub async fn delete_bucket(&self, bucket: &str) -> Result<()> {
         let id = self.bucket_id(bucket).await?;
-        let mut pager = self
-            .inner
-            .hub
-            .list_tree(&id, None, Some(true))?;
+        let mut pager = self.inner.hub.list_tree(&id, None, Some(true))?;
         let first = pager.next_page().await.map_err(Self::bucket_err(bucket))?;
         if first.is_some_and(|p| !p.is_empty()) {
             return Err(CoreError::BucketNotEmpty(bucket.to_string()));
@@ -238,7 +244,12 @@ impl Gateway {
 
     // ---------------------------------------------------------------- objects
 
-    async fn stat_path(&self, bucket: &str, id: &BucketId, path: &str) -> Result<Option<RemoteFile>> {
+    async fn stat_path(
+        &self,
+        bucket: &str,
+        id: &BucketId,
+        path: &str,
+    ) -> Result<Option<RemoteFile>> {
         let files = self
             .inner
             .hub
@@ -362,7 +373,10 @@ impl Gateway {
         let meta = self.head_object(bucket, key).await?;
         let resolved = match range {
             None => None,
-            Some(r) => Some(r.resolve(meta.size).ok_or(CoreError::InvalidRange { size: meta.size })?),
+            Some(r) => Some(
+                r.resolve(meta.size)
+                    .ok_or(CoreError::InvalidRange { size: meta.size })?,
+            ),
         };
         let (start, end) = match resolved {
             Some(r) => r,
@@ -413,8 +427,14 @@ impl Gateway {
         let dst_path = key_to_path(dst_key)?;
         let content_type = content_type.or(src.content_type.clone());
         if src_bucket == dst_bucket {
-            self.register(&dst_id, dst_bucket, &dst_path, src.xet_hash, content_type.clone())
-                .await?;
+            self.register(
+                &dst_id,
+                dst_bucket,
+                &dst_path,
+                src.xet_hash,
+                content_type.clone(),
+            )
+            .await?;
         } else {
             let src_id = self.bucket_id(src_bucket).await?;
             let outcome = self
@@ -486,7 +506,10 @@ impl Gateway {
             for (key, path) in paths {
                 let failed = outcome.failed.iter().find(|f| f.path == path);
                 let r = match failed {
-                    Some(f) => Err(CoreError::Internal(format!("hub refused to delete: {}", f.error))),
+                    Some(f) => Err(CoreError::Internal(format!(
+                        "hub refused to delete: {}",
+                        f.error
+                    ))),
                     None => self.forget_multipart_etag(bucket, &key),
                 };
                 results.push((key, r));

@@ -9,10 +9,10 @@
 
 use hugbucket_upstream::TreeEntry;
 
+use crate::Gateway;
 use crate::error::{CoreError, Result};
 use crate::names::{is_folder_marker, path_to_key};
 use crate::types::{ListPage, ListRequest, ObjectMeta};
-use crate::Gateway;
 
 /// Continuation tokens are the hex of the last key or common prefix returned.
 fn encode_token(last: &str) -> String {
@@ -51,7 +51,10 @@ impl Gateway {
         }
         let slash_mode = delim.as_deref() == Some("/");
         let mut pager = if slash_mode {
-            let dir = prefix.rfind('/').map(|i| &prefix[..i]).filter(|d| !d.is_empty());
+            let dir = prefix
+                .rfind('/')
+                .map(|i| &prefix[..i])
+                .filter(|d| !d.is_empty());
             self.inner.hub.list_tree(&id, dir, Some(false))?
         } else {
             let p = Some(prefix).filter(|p| !p.is_empty());
@@ -59,7 +62,9 @@ impl Gateway {
         };
         let mut count = 0usize;
         let mut last_emitted: Option<String> = None;
-        'pages: while let Some(entries) = pager.next_page().await.map_err(Self::bucket_err(bucket))? {
+        'pages: while let Some(entries) =
+            pager.next_page().await.map_err(Self::bucket_err(bucket))?
+        {
             let mut named: Vec<(String, Option<ObjectMeta>)> = Vec::with_capacity(entries.len());
             for e in entries {
                 match e {

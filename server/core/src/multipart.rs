@@ -10,16 +10,16 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use hugbucket_engine::XetHash;
 use hugbucket_engine::hash::file_hash;
 use hugbucket_engine::shard::{FileEntry, FileTerm, Shard};
-use hugbucket_engine::XetHash;
 use hugbucket_upstream::TokenScope;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::names::{etag, key_to_path, now_millis};
 use crate::types::{ByteRange, ByteStream, MultipartUpload, ObjectMeta, PartMeta, PutOptions};
-use crate::{put, Gateway};
+use crate::{Gateway, put};
 
 const UPLOADS: &str = "multipart_uploads";
 const PARTS: &str = "multipart_parts";
@@ -124,7 +124,12 @@ impl Gateway {
     }
 
     /// Starts a multipart upload; returns its id.
-    pub async fn create_multipart(&self, bucket: &str, key: &str, opts: PutOptions) -> Result<String> {
+    pub async fn create_multipart(
+        &self,
+        bucket: &str,
+        key: &str,
+        opts: PutOptions,
+    ) -> Result<String> {
         key_to_path(key)?;
         self.head_bucket(bucket).await?;
         let upload_id = format!("{:032x}", rand::random::<u128>());
@@ -135,7 +140,9 @@ impl Gateway {
             content_type: opts.content_type,
             completed: None,
         };
-        self.inner.state.put(UPLOADS, upload_id.as_bytes(), &json(&rec))?;
+        self.inner
+            .state
+            .put(UPLOADS, upload_id.as_bytes(), &json(&rec))?;
         Ok(upload_id)
     }
 
@@ -188,10 +195,17 @@ impl Gateway {
         };
         let pk = part_key(upload_id, part_number);
         // Chunks first: a part record is only visible once its chunk list is durable.
-        self.inner.state.put(CHUNKS, &pk, &encode_chunks(&ingested.summary.chunks))?;
+        self.inner
+            .state
+            .put(CHUNKS, &pk, &encode_chunks(&ingested.summary.chunks))?;
         self.inner.state.put(PARTS, &pk, &json(&record))?;
         // An abort that raced with this part would leave it orphaned: re-check.
-        if self.inner.state.get(UPLOADS, upload_id.as_bytes())?.is_none() {
+        if self
+            .inner
+            .state
+            .get(UPLOADS, upload_id.as_bytes())?
+            .is_none()
+        {
             self.inner.state.delete(PARTS, &pk)?;
             self.inner.state.delete(CHUNKS, &pk)?;
             return Err(CoreError::NoSuchUpload(upload_id.to_string()));
@@ -287,11 +301,16 @@ impl Gateway {
                 .map(|(_, p)| p)
                 .ok_or_else(|| CoreError::InvalidPart(format!("part {n} was not uploaded")))?;
             if unquote(&part.etag) != e {
-                return Err(CoreError::InvalidPart(format!("part {n}: ETag does not match")));
+                return Err(CoreError::InvalidPart(format!(
+                    "part {n}: ETag does not match"
+                )));
             }
             chosen.push((*n, part));
         }
-        if chosen[..chosen.len() - 1].iter().any(|(_, p)| p.size < MIN_PART_SIZE) {
+        if chosen[..chosen.len() - 1]
+            .iter()
+            .any(|(_, p)| p.size < MIN_PART_SIZE)
+        {
             return Err(CoreError::EntityTooSmall);
         }
         // Compose the file.
@@ -306,14 +325,14 @@ impl Gateway {
                 .get(CHUNKS, &part_key(upload_id, *n))?
                 .ok_or_else(|| CoreError::Internal(format!("chunk list of part {n} missing")))?;
             chunks.extend(decode_chunks(&raw)?);
-            terms.extend(part.terms.iter().map(|&(xorb_hash, chunk_start, chunk_end, unpacked_bytes)| {
-                FileTerm {
+            terms.extend(part.terms.iter().map(
+                |&(xorb_hash, chunk_start, chunk_end, unpacked_bytes)| FileTerm {
                     xorb_hash,
                     unpacked_bytes,
                     chunk_start,
                     chunk_end,
-                }
-            }));
+                },
+            ));
             verification.extend(part.verification.iter().copied());
             size += part.size;
         }
@@ -330,7 +349,8 @@ impl Gateway {
         };
         let id = self.bucket_id(bucket).await?;
         let cas = self.cas(&id, TokenScope::Write);
-        cas.upload_shard(Bytes::from(shard.to_upload_bytes())).await?;
+        cas.upload_shard(Bytes::from(shard.to_upload_bytes()))
+            .await?;
         let path = key_to_path(key)?;
         self.register(&id, bucket, &path, hash, rec.content_type.clone())
             .await?;
@@ -341,7 +361,9 @@ impl Gateway {
             size,
             parts: wanted,
         });
-        self.inner.state.put(UPLOADS, upload_id.as_bytes(), &json(&rec))?;
+        self.inner
+            .state
+            .put(UPLOADS, upload_id.as_bytes(), &json(&rec))?;
         self.remove_parts(upload_id)?;
         Ok(ObjectMeta {
             key: key.to_string(),
@@ -370,7 +392,11 @@ impl Gateway {
     }
 
     /// Uploads in progress in `bucket` whose key starts with `prefix`, by key then time.
-    pub async fn list_multipart_uploads(&self, bucket: &str, prefix: &str) -> Result<Vec<MultipartUpload>> {
+    pub async fn list_multipart_uploads(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<Vec<MultipartUpload>> {
         self.head_bucket(bucket).await?;
         let mut out = Vec::new();
         for (k, v) in self.inner.state.scan_prefix(UPLOADS, b"")? {
@@ -388,7 +414,12 @@ impl Gateway {
     }
 
     /// Parts uploaded so far, by part number.
-    pub async fn list_parts(&self, bucket: &str, key: &str, upload_id: &str) -> Result<Vec<PartMeta>> {
+    pub async fn list_parts(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<Vec<PartMeta>> {
         let rec = self.load_upload(bucket, key, upload_id)?;
         if rec.completed.is_some() {
             return Err(CoreError::NoSuchUpload(upload_id.to_string()));
@@ -408,7 +439,8 @@ impl Gateway {
     /// Removes uploads older than the configured expiry (completed ones included).
     /// Returns how many were removed.
     pub fn expire_multipart(&self) -> Result<usize> {
-        let cutoff = now_millis().saturating_sub(self.inner.config.multipart_expiry.as_millis() as u64);
+        let cutoff =
+            now_millis().saturating_sub(self.inner.config.multipart_expiry.as_millis() as u64);
         let mut removed = 0;
         for (k, v) in self.inner.state.scan_prefix(UPLOADS, b"")? {
             let rec: UploadRecord = from_json(&v)?;
@@ -424,7 +456,12 @@ impl Gateway {
 
     // ---- multipart ETags ("<hash>-N"), remembered per key while the content matches
 
-    pub(crate) fn multipart_parts_of(&self, bucket: &str, key: &str, hash: &XetHash) -> Option<u32> {
+    pub(crate) fn multipart_parts_of(
+        &self,
+        bucket: &str,
+        key: &str,
+        hash: &XetHash,
+    ) -> Option<u32> {
         let raw = self.inner.state.get(ETAGS, &etag_key(bucket, key)).ok()??;
         let rec: EtagRecord = serde_json::from_slice(&raw).ok()?;
         (rec.xet_hash == *hash).then_some(rec.parts)

@@ -17,9 +17,9 @@ pub const MAX_KEY_LEN: usize = 1024;
 /// letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit.
 pub fn validate_bucket(name: &str) -> Result<()> {
     let ok = (3..=63).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.'))
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
         && !name.contains("..");
@@ -101,7 +101,9 @@ pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
         let t = s.get(r)?;
-        t.bytes().all(|c| c.is_ascii_digit()).then(|| t.parse().ok())?
+        t.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| t.parse().ok())?
     };
     let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
     let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
@@ -154,12 +156,24 @@ mod tests {
         assert_eq!(path_to_key("x.hugbucket_keep"), "x.hugbucket_keep");
         assert!(is_folder_marker("a/.hugbucket_keep"));
         assert!(!is_folder_marker("a/x.hugbucket_keep"));
-        for bad in ["", "/", "a//b", "../x", "a/./b", "a/..", "k\0", "a/.hugbucket_keep"] {
+        for bad in [
+            "",
+            "/",
+            "a//b",
+            "../x",
+            "a/./b",
+            "a/..",
+            "k\0",
+            "a/.hugbucket_keep",
+        ] {
             assert!(key_to_path(bad).is_err(), "{bad:?}");
         }
         assert!(key_to_path(&"k".repeat(1024)).is_ok());
         assert!(key_to_path(&"k".repeat(1025)).is_err());
-        assert_eq!(key_to_path("sp ace+plus%pct/ünï").unwrap(), "sp ace+plus%pct/ünï");
+        assert_eq!(
+            key_to_path("sp ace+plus%pct/ünï").unwrap(),
+            "sp ace+plus%pct/ünï"
+        );
     }
 
     #[test]
@@ -180,12 +194,18 @@ mod tests {
             1_795_660_800_123
         );
         assert_eq!(parse_iso8601("1970-01-01T00:00:00Z"), Some(UNIX_EPOCH));
+        assert_eq!(parse_iso8601("1970-01-01T01:00:00+01:00"), Some(UNIX_EPOCH));
         assert_eq!(
-            parse_iso8601("1970-01-01T01:00:00+01:00"),
-            Some(UNIX_EPOCH)
+            parse_iso8601("2000-02-29T00:00:00"),
+            Some(UNIX_EPOCH + Duration::from_secs(951_782_400))
         );
-        assert_eq!(parse_iso8601("2000-02-29T00:00:00"), Some(UNIX_EPOCH + Duration::from_secs(951_782_400)));
-        for bad in ["", "2026-13-01T00:00:00Z", "2026-11-26", "2026-11-26T02:40:00.Z", "x026-11-26T02:40:00Z"] {
+        for bad in [
+            "",
+            "2026-13-01T00:00:00Z",
+            "2026-11-26",
+            "2026-11-26T02:40:00.Z",
+            "x026-11-26T02:40:00Z",
+        ] {
             assert_eq!(parse_iso8601(bad), None, "{bad}");
         }
     }

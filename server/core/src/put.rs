@@ -7,15 +7,60 @@
 //! three xorbs whatever the object size.
 
 use bytes::Bytes;
-use futures::stream::FuturesUnordered;
 use futures::StreamExt;
-use hugbucket_engine::ingest::{FileSummary, SessionOutput, UploadSession};
+use futures::stream::FuturesUnordered;
+use hugbucket_engine::XetHash;
+use hugbucket_engine::chunking::Chunker;
+use hugbucket_engine::hash::chunk_hash;
+use hugbucket_engine::ingest::{FileIngest, FileSummary, SessionOutput, UploadSession};
+use hugbucket_engine::shard::{Shard, XorbEntry};
 use hugbucket_engine::xorb::SerializedXorb;
 use hugbucket_upstream::CasClient;
 use tokio::sync::mpsc;
 
 use crate::error::{CoreError, Result};
 use crate::types::ByteStream;
+
+/// How long the first chunk's global dedup query may hold the upload back.
+const FIRST_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// An answer of the global dedup API: xorbs already in the CAS (possibly none).
+struct Known {
+    xorbs: Vec<XorbEntry>,
+    hmac_key: Option<XetHash>,
+}
+
+impl Known {
+    /// Parses a dedup answer; a missing, malformed or expired shard knows nothing.
+    fn from_dedup_answer(answer: Option<Bytes>) -> Known {
+        let nothing = Known {
+            xorbs: Vec::new(),
+            hmac_key: None,
+        };
+        let Some(bytes) = answer else {
+            return nothing;
+        };
+        let Ok(shard) = Shard::parse(&bytes) else {
+            return nothing;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        match shard.footer {
+            Some(f) if f.key_expiry < now => nothing,
+            footer => Known {
+                hmac_key: footer.map(|f| f.chunk_hash_hmac_key),
+                xorbs: shard.xorbs,
+            },
+        }
+    }
+
+    fn apply(&self, file: &mut FileIngest<'_>) {
+        for x in &self.xorbs {
+            file.add_known_xorb(x, self.hmac_key);
+        }
+    }
+}
 
 /// What an ingested stream produced: every xorb is already stored in the CAS.
 #[derive(Debug)]
@@ -29,6 +74,8 @@ pub(crate) struct Ingested {
 
 enum Event {
     Xorb(SerializedXorb),
+    /// A chunk hash worth a global dedup query.
+    Query(XetHash),
     Done(Box<(FileSummary, SessionOutput)>),
 }
 
@@ -43,11 +90,74 @@ pub(crate) async fn ingest_and_upload(
     let (data_tx, mut data_rx) = mpsc::channel::<Bytes>(4);
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(1);
 
+    // Answers of global dedup queries, to the worker: xorbs already in the CAS.
+    let (known_tx, known_rx) = std::sync::mpsc::channel::<Known>();
+
     let worker = tokio::task::spawn_blocking(move || {
         let mut session = UploadSession::new();
         let mut file = session.start_file();
-        while let Some(piece) = data_rx.blocking_recv() {
-            file.write(&piece);
+        // The first chunk's query is answered before any chunk is stored (one round trip),
+        // so that re-uploading existing content stores nothing; later queries are answered
+        // asynchronously and help the chunks that follow them.
+        let mut prefix: Option<Vec<u8>> = Some(Vec::new());
+        let mut first_hash: Option<XetHash> = None;
+        let first_query = |prefix: &[u8], at_eof: bool| -> Option<XetHash> {
+            let mut chunker = Chunker::new();
+            match chunker.next_boundary(prefix) {
+                Some(n) => Some(chunk_hash(&prefix[..n])),
+                None if at_eof && !prefix.is_empty() => Some(chunk_hash(prefix)),
+                None => None,
+            }
+        };
+        let wait_first =
+            |h: XetHash, file: &mut hugbucket_engine::ingest::FileIngest<'_>| -> bool {
+                if event_tx.blocking_send(Event::Query(h)).is_err() {
+                    return false;
+                }
+                if let Ok(known) = known_rx.recv_timeout(FIRST_QUERY_TIMEOUT) {
+                    known.apply(file);
+                }
+                true
+            };
+        loop {
+            let piece = data_rx.blocking_recv();
+            while let Ok(known) = known_rx.try_recv() {
+                known.apply(&mut file);
+            }
+            match (&mut prefix, piece) {
+                (Some(buf), Some(piece)) => {
+                    buf.extend_from_slice(&piece);
+                    if let Some(h) = first_query(buf, false) {
+                        first_hash = Some(h);
+                        if !wait_first(h, &mut file) {
+                            return;
+                        }
+                        file.write(buf);
+                        prefix = None;
+                    }
+                }
+                (Some(buf), None) => {
+                    if let Some(h) = first_query(buf, true) {
+                        if !wait_first(h, &mut file) {
+                            return;
+                        }
+                        file.write(buf);
+                    }
+                    break;
+                }
+                (None, Some(piece)) => file.write(&piece),
+                (None, None) => break,
+            }
+            // The first chunk was queried above already.
+            for q in file
+                .take_dedup_queries()
+                .into_iter()
+                .filter(|q| Some(*q) != first_hash)
+            {
+                if event_tx.blocking_send(Event::Query(q)).is_err() {
+                    return;
+                }
+            }
             for x in file.take_completed_xorbs() {
                 if event_tx.blocking_send(Event::Xorb(x)).is_err() {
                     return;
@@ -103,6 +213,13 @@ pub(crate) async fn ingest_and_upload(
                                 cas.upload_xorb(&x.hash, data).await
                             });
                         }
+                        Some(Event::Query(h)) => {
+                            let cas = cas.clone();
+                            let tx = known_tx.clone();
+                            tokio::spawn(async move {
+                                let _ = tx.send(Known::from_dedup_answer(cas.global_dedup_shard(&h).await));
+                            });
+                        }
                         Some(Event::Done(d)) => done = Some(d),
                         None => return Err(CoreError::Internal("ingest worker ended early".into())),
                     }
@@ -117,10 +234,9 @@ pub(crate) async fn ingest_and_upload(
         done.ok_or_else(|| CoreError::Internal("ingest produced no result".into()))
     };
 
-    // Upload failures and body failures both abort; the worker then sees closed channels.
-    let (fed, uploaded) = tokio::join!(feed, upload);
-    fed?;
-    let done = uploaded?;
+    // The first failure (body or upload) drops the other side; the worker then sees closed
+    // channels and stops.
+    let ((), done) = tokio::try_join!(feed, upload)?;
     worker
         .await
         .map_err(|e| CoreError::Internal(format!("ingest worker: {e}")))?;

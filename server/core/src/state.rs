@@ -31,7 +31,8 @@ pub struct SledState {
 impl SledState {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| CoreError::Internal(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CoreError::Internal(format!("{}: {e}", dir.display())))?;
         Ok(SledState {
             db: sled::open(dir)?,
         })
@@ -57,15 +58,21 @@ impl StateStore for SledState {
     fn scan_prefix(&self, tree: &str, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let t = self.db.open_tree(tree)?;
         t.scan_prefix(prefix)
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(CoreError::from))
+            .map(|r| {
+                r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(CoreError::from)
+            })
             .collect()
     }
 }
 
+/// One ordered tree of [`MemoryState`].
+type MemoryTree = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// In-memory [`StateStore`] (tests; nothing survives the process).
 #[derive(Debug, Default)]
 pub struct MemoryState {
-    trees: Mutex<BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>>,
+    trees: Mutex<BTreeMap<String, MemoryTree>>,
 }
 
 impl StateStore for MemoryState {
@@ -75,7 +82,10 @@ impl StateStore for MemoryState {
     }
     fn put(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<()> {
         let mut trees = self.trees.lock().expect("state lock");
-        trees.entry(tree.to_string()).or_default().insert(key.to_vec(), value.to_vec());
+        trees
+            .entry(tree.to_string())
+            .or_default()
+            .insert(key.to_vec(), value.to_vec());
         Ok(())
     }
     fn delete(&self, tree: &str, key: &[u8]) -> Result<()> {
@@ -113,13 +123,19 @@ mod tests {
         let scan = s.scan_prefix("t", b"a/").unwrap();
         assert_eq!(
             scan,
-            vec![(b"a/1".to_vec(), b"one".to_vec()), (b"a/2".to_vec(), b"two".to_vec())]
+            vec![
+                (b"a/1".to_vec(), b"one".to_vec()),
+                (b"a/2".to_vec(), b"two".to_vec())
+            ]
         );
         s.delete("t", b"a/1").unwrap();
         s.delete("t", b"missing").unwrap();
         assert_eq!(s.scan_prefix("t", b"a/").unwrap().len(), 1);
         s.put("t", b"a/2", b"replaced").unwrap();
-        assert_eq!(s.get("t", b"a/2").unwrap().as_deref(), Some(&b"replaced"[..]));
+        assert_eq!(
+            s.get("t", b"a/2").unwrap().as_deref(),
+            Some(&b"replaced"[..])
+        );
     }
 
     #[test]
@@ -135,6 +151,9 @@ mod tests {
             conformance(&s);
         }
         let s = SledState::open(dir.path()).unwrap();
-        assert_eq!(s.get("t", b"a/2").unwrap().as_deref(), Some(&b"replaced"[..]));
+        assert_eq!(
+            s.get("t", b"a/2").unwrap().as_deref(),
+            Some(&b"replaced"[..])
+        );
     }
 }

@@ -30,7 +30,8 @@ fn upstream_config() -> UpstreamConfig {
 }
 
 async fn gateway_for(hub: &RunningHub, state_dir: &std::path::Path) -> Gateway {
-    let client = HubClient::new(&hub.url(), Some(hub.token().to_string()), upstream_config()).unwrap();
+    let client =
+        HubClient::new(&hub.url(), Some(hub.token().to_string()), upstream_config()).unwrap();
     Gateway::new(CoreConfig::new(state_dir.to_path_buf()), client)
         .await
         .unwrap()
@@ -87,22 +88,49 @@ async fn bucket_lifecycle() {
         gw.create_bucket("alpha").await,
         Err(CoreError::BucketAlreadyOwnedByYou(_))
     ));
-    assert!(matches!(gw.create_bucket("Bad_Name").await, Err(CoreError::InvalidBucketName(_))));
-    let names: Vec<String> = gw.list_buckets().await.unwrap().into_iter().map(|b| b.name).collect();
+    assert!(matches!(
+        gw.create_bucket("Bad_Name").await,
+        Err(CoreError::InvalidBucketName(_))
+    ));
+    let names: Vec<String> = gw
+        .list_buckets()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.name)
+        .collect();
     assert_eq!(names, vec!["alpha", "beta"]);
     gw.head_bucket("alpha").await.unwrap();
-    assert!(matches!(gw.head_bucket("gamma").await, Err(CoreError::NoSuchBucket(_))));
-    gw.put_object("alpha", "k", body(b"x", 1), PutOptions::default()).await.unwrap();
-    assert!(matches!(gw.delete_bucket("alpha").await, Err(CoreError::BucketNotEmpty(_))));
-    gw.delete_object("alpha", "k").await.unwrap();
-    gw.delete_bucket("alpha").await.unwrap();
-    assert!(matches!(gw.head_bucket("alpha").await, Err(CoreError::NoSuchBucket(_))));
     assert!(matches!(
-        gw.put_object("nope", "k", body(b"x", 1), PutOptions::default()).await,
+        gw.head_bucket("gamma").await,
         Err(CoreError::NoSuchBucket(_))
     ));
-    assert!(matches!(gw.head_object("beta", "missing").await, Err(CoreError::NoSuchKey(_))));
-    assert!(matches!(gw.head_object("nope", "missing").await, Err(CoreError::NoSuchBucket(_))));
+    gw.put_object("alpha", "k", body(b"x", 1), PutOptions::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        gw.delete_bucket("alpha").await,
+        Err(CoreError::BucketNotEmpty(_))
+    ));
+    gw.delete_object("alpha", "k").await.unwrap();
+    gw.delete_bucket("alpha").await.unwrap();
+    assert!(matches!(
+        gw.head_bucket("alpha").await,
+        Err(CoreError::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        gw.put_object("nope", "k", body(b"x", 1), PutOptions::default())
+            .await,
+        Err(CoreError::NoSuchBucket(_))
+    ));
+    assert!(matches!(
+        gw.head_object("beta", "missing").await,
+        Err(CoreError::NoSuchKey(_))
+    ));
+    assert!(matches!(
+        gw.head_object("nope", "missing").await,
+        Err(CoreError::NoSuchBucket(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,7 +138,9 @@ async fn put_get_roundtrip_and_ranges() {
     let e = env().await;
     let gw = &e.gw;
     gw.create_bucket("data").await.unwrap();
-    let text: Vec<u8> = (0..200_000u32).flat_map(|i| format!("line {i} of text\n").into_bytes()).collect();
+    let text: Vec<u8> = (0..200_000u32)
+        .flat_map(|i| format!("line {i} of text\n").into_bytes())
+        .collect();
     let cases: Vec<(&str, Vec<u8>, usize)> = vec![
         ("empty", Vec::new(), 1),
         ("one", vec![7], 1),
@@ -133,7 +163,11 @@ async fn put_get_roundtrip_and_ranges() {
             .await
             .unwrap();
         assert_eq!(meta.size, data.len() as u64);
-        assert_eq!(meta.xet_hash, hugbucket_engine::chunking::file_hash_of(data), "{key}");
+        assert_eq!(
+            meta.xet_hash,
+            hugbucket_engine::chunking::file_hash_of(data),
+            "{key}"
+        );
         assert_eq!(meta.etag, format!("\"{}\"", meta.xet_hash));
         let head = gw.head_object("data", key).await.unwrap();
         assert_eq!(head.etag, meta.etag);
@@ -168,15 +202,31 @@ async fn put_get_roundtrip_and_ranges() {
         let got = get(gw, "data", "big", Some(ByteRange::FromTo(a, b))).await;
         assert_eq!(got, &big[a as usize..=b as usize], "range {a}-{b}");
     }
-    assert_eq!(get(gw, "data", "big", Some(ByteRange::Suffix(1000))).await, &big[big.len() - 1000..]);
-    assert_eq!(get(gw, "data", "big", Some(ByteRange::From(n - 3))).await, &big[big.len() - 3..]);
-    assert_eq!(get(gw, "data", "small", Some(ByteRange::FromTo(99_990, 1 << 30))).await, &cases[2].1[99_990..]);
+    assert_eq!(
+        get(gw, "data", "big", Some(ByteRange::Suffix(1000))).await,
+        &big[big.len() - 1000..]
+    );
+    assert_eq!(
+        get(gw, "data", "big", Some(ByteRange::From(n - 3))).await,
+        &big[big.len() - 3..]
+    );
+    assert_eq!(
+        get(
+            gw,
+            "data",
+            "small",
+            Some(ByteRange::FromTo(99_990, 1 << 30))
+        )
+        .await,
+        &cases[2].1[99_990..]
+    );
     assert!(matches!(
         gw.get_object("data", "big", Some(ByteRange::From(n))).await,
         Err(CoreError::InvalidRange { size }) if size == n
     ));
     assert!(matches!(
-        gw.get_object("data", "empty", Some(ByteRange::FromTo(0, 0))).await,
+        gw.get_object("data", "empty", Some(ByteRange::FromTo(0, 0)))
+            .await,
         Err(CoreError::InvalidRange { size: 0 })
     ));
 }
@@ -187,29 +237,49 @@ async fn overwrite_and_failed_put_keep_the_old_version() {
     let gw = &e.gw;
     gw.create_bucket("bkt").await.unwrap();
     let v1 = random(300_000, "v1");
-    gw.put_object("bkt", "k", body(&v1, 65536), PutOptions::default()).await.unwrap();
+    gw.put_object("bkt", "k", body(&v1, 65536), PutOptions::default())
+        .await
+        .unwrap();
     // A body that fails half-way.
     let v2 = random(300_000, "v2");
-    let mut pieces: Vec<Result<Bytes, std::io::Error>> = vec![Ok(Bytes::copy_from_slice(&v2[..150_000]))];
+    let mut pieces: Vec<Result<Bytes, std::io::Error>> =
+        vec![Ok(Bytes::copy_from_slice(&v2[..150_000]))];
     pieces.push(Err(std::io::Error::other("client went away")));
     let failing: ByteStream = Box::pin(futures::stream::iter(pieces));
     assert!(matches!(
-        gw.put_object("bkt", "k", failing, PutOptions::default()).await,
+        gw.put_object("bkt", "k", failing, PutOptions::default())
+            .await,
         Err(CoreError::IncompleteBody(_))
     ));
     assert_eq!(get(gw, "bkt", "k", None).await, v1);
     // A body shorter than declared.
     assert!(matches!(
-        gw.put_object("bkt", "k", body(&v2[..10], 5), PutOptions { size_hint: Some(11), ..Default::default() }).await,
+        gw.put_object(
+            "bkt",
+            "k",
+            body(&v2[..10], 5),
+            PutOptions {
+                size_hint: Some(11),
+                ..Default::default()
+            }
+        )
+        .await,
         Err(CoreError::IncompleteBody(_))
     ));
     // The hub refusing shards (for the whole retry budget: 3 attempts) fails the PUT
     // with a typed retryable error; nothing changes.
-    e.hub.faults().push("shard_v2:500:3".parse::<FaultRule>().unwrap());
-    let err = gw.put_object("bkt", "k", body(&v2, 65536), PutOptions::default()).await.unwrap_err();
+    e.hub
+        .faults()
+        .push("shard_v2:500:3".parse::<FaultRule>().unwrap());
+    let err = gw
+        .put_object("bkt", "k", body(&v2, 65536), PutOptions::default())
+        .await
+        .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     assert_eq!(get(gw, "bkt", "k", None).await, v1);
-    gw.put_object("bkt", "k", body(&v2, 65536), PutOptions::default()).await.unwrap();
+    gw.put_object("bkt", "k", body(&v2, 65536), PutOptions::default())
+        .await
+        .unwrap();
     assert_eq!(get(gw, "bkt", "k", None).await, v2);
 }
 
@@ -219,12 +289,24 @@ async fn listing_prefix_delimiter_pagination_and_markers() {
     let gw = &e.gw;
     gw.create_bucket("lst").await.unwrap();
     let keys = [
-        "a.txt", "dir/x", "dir/y", "dir/sub/z", "dir2/q", "dirz", "e f+g%h", "ünï/code", "zz",
+        "a.txt",
+        "dir/x",
+        "dir/y",
+        "dir/sub/z",
+        "dir2/q",
+        "dirz",
+        "e f+g%h",
+        "ünï/code",
+        "zz",
     ];
     for k in keys {
-        gw.put_object("lst", k, body(k.as_bytes(), 3), PutOptions::default()).await.unwrap();
+        gw.put_object("lst", k, body(k.as_bytes(), 3), PutOptions::default())
+            .await
+            .unwrap();
     }
-    gw.put_object("lst", "empty-folder/", body(b"", 1), PutOptions::default()).await.unwrap();
+    gw.put_object("lst", "empty-folder/", body(b"", 1), PutOptions::default())
+        .await
+        .unwrap();
     let list = |prefix: &str, delim: Option<&str>, max: usize, token: Option<String>| {
         let req = ListRequest {
             prefix: prefix.into(),
@@ -246,19 +328,36 @@ async fn listing_prefix_delimiter_pagination_and_markers() {
     let top = list("", Some("/"), 1000, None).await;
     let objs: Vec<&str> = top.objects.iter().map(|o| o.key.as_str()).collect();
     assert_eq!(objs, vec!["a.txt", "dirz", "e f+g%h", "zz"]);
-    assert_eq!(top.common_prefixes, vec!["dir/", "dir2/", "empty-folder/", "ünï/"]);
+    assert_eq!(
+        top.common_prefixes,
+        vec!["dir/", "dir2/", "empty-folder/", "ünï/"]
+    );
 
     let d = list("dir/", Some("/"), 1000, None).await;
-    assert_eq!(d.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), vec!["dir/x", "dir/y"]);
+    assert_eq!(
+        d.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        vec!["dir/x", "dir/y"]
+    );
     assert_eq!(d.common_prefixes, vec!["dir/sub/"]);
 
     let partial = list("di", Some("/"), 1000, None).await;
-    assert_eq!(partial.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), vec!["dirz"]);
+    assert_eq!(
+        partial
+            .objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["dirz"]
+    );
     assert_eq!(partial.common_prefixes, vec!["dir/", "dir2/"]);
 
     let lexical = list("dir", None, 1000, None).await;
     assert_eq!(
-        lexical.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        lexical
+            .objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect::<Vec<_>>(),
         vec!["dir/sub/z", "dir/x", "dir/y", "dir2/q", "dirz"]
     );
 
@@ -277,10 +376,19 @@ async fn listing_prefix_delimiter_pagination_and_markers() {
         assert!(token.is_some());
     }
     seen.sort();
-    let mut expect: Vec<String> = ["a.txt", "dirz", "e f+g%h", "zz", "dir/", "dir2/", "empty-folder/", "ünï/"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut expect: Vec<String> = [
+        "a.txt",
+        "dirz",
+        "e f+g%h",
+        "zz",
+        "dir/",
+        "dir2/",
+        "empty-folder/",
+        "ünï/",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     expect.sort();
     assert_eq!(seen, expect);
 
@@ -295,13 +403,27 @@ async fn listing_prefix_delimiter_pagination_and_markers() {
         )
         .await
         .unwrap();
-    assert_eq!(after.objects.first().map(|o| o.key.as_str()), Some("dir2/q"));
+    assert_eq!(
+        after.objects.first().map(|o| o.key.as_str()),
+        Some("dir2/q")
+    );
     assert!(matches!(
-        gw.list_objects("lst", ListRequest { continuation_token: Some("zz-not-hex".into()), max_keys: 5, ..Default::default() }).await,
+        gw.list_objects(
+            "lst",
+            ListRequest {
+                continuation_token: Some("zz-not-hex".into()),
+                max_keys: 5,
+                ..Default::default()
+            }
+        )
+        .await,
         Err(CoreError::InvalidArgument(_))
     ));
     // The folder object itself is readable as an empty object.
-    assert_eq!(gw.head_object("lst", "empty-folder/").await.unwrap().size, 0);
+    assert_eq!(
+        gw.head_object("lst", "empty-folder/").await.unwrap().size,
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,25 +433,57 @@ async fn copy_moves_no_bytes_and_delete_objects() {
     gw.create_bucket("src").await.unwrap();
     gw.create_bucket("dst").await.unwrap();
     let data = random(2 << 20, "copy");
-    gw.put_object("src", "orig", body(&data, 1 << 20), PutOptions::default()).await.unwrap();
+    gw.put_object("src", "orig", body(&data, 1 << 20), PutOptions::default())
+        .await
+        .unwrap();
     let uploads_before = e.hub.stats().xorb_uploads.load(Ordering::Relaxed);
     let bytes_before = e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed);
     let fetch_before = e.hub.stats().xorb_range_bytes.load(Ordering::Relaxed);
-    let m1 = gw.copy_object("src", "orig", "dst", "copied", None).await.unwrap();
-    let m2 = gw.copy_object("src", "orig", "src", "again", Some("text/plain".into())).await.unwrap();
-    assert_eq!(e.hub.stats().xorb_uploads.load(Ordering::Relaxed), uploads_before);
-    assert_eq!(e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed), bytes_before);
-    assert_eq!(e.hub.stats().xorb_range_bytes.load(Ordering::Relaxed), fetch_before);
+    let m1 = gw
+        .copy_object("src", "orig", "dst", "copied", None)
+        .await
+        .unwrap();
+    let m2 = gw
+        .copy_object("src", "orig", "src", "again", Some("text/plain".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        e.hub.stats().xorb_uploads.load(Ordering::Relaxed),
+        uploads_before
+    );
+    assert_eq!(
+        e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed),
+        bytes_before
+    );
+    assert_eq!(
+        e.hub.stats().xorb_range_bytes.load(Ordering::Relaxed),
+        fetch_before
+    );
     assert_eq!(m1.xet_hash, m2.xet_hash);
     assert_eq!(get(gw, "dst", "copied", None).await, data);
-    assert_eq!(gw.head_object("src", "again").await.unwrap().content_type.as_deref(), Some("text/plain"));
+    assert_eq!(
+        gw.head_object("src", "again")
+            .await
+            .unwrap()
+            .content_type
+            .as_deref(),
+        Some("text/plain")
+    );
     assert!(matches!(
         gw.copy_object("src", "missing", "dst", "x", None).await,
         Err(CoreError::NoSuchKey(_))
     ));
 
     let results = gw
-        .delete_objects("src", &["orig".into(), "again".into(), "never-existed".into(), "bad//key".into()])
+        .delete_objects(
+            "src",
+            &[
+                "orig".into(),
+                "again".into(),
+                "never-existed".into(),
+                "bad//key".into(),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(results.len(), 4);
@@ -340,7 +494,10 @@ async fn copy_moves_no_bytes_and_delete_objects() {
             assert!(r.is_ok(), "{k}: {r:?}");
         }
     }
-    assert!(matches!(gw.head_object("src", "orig").await, Err(CoreError::NoSuchKey(_))));
+    assert!(matches!(
+        gw.head_object("src", "orig").await,
+        Err(CoreError::NoSuchKey(_))
+    ));
     // The copy survives the source's deletion.
     assert_eq!(get(gw, "dst", "copied", None).await, data);
 }
@@ -351,9 +508,18 @@ async fn multipart_out_of_order_across_restart() {
     e.gw.create_bucket("mpu").await.unwrap();
     let part = |n: u8| random(5 << 20 | (n as usize * 1000), &format!("part{n}"));
     let (p1, p2, p3) = (part(1), part(2), random(123_456, "last"));
-    let id = e.gw.create_multipart("mpu", "obj", PutOptions::default()).await.unwrap();
-    let m3 = e.gw.upload_part("mpu", "obj", &id, 3, body(&p3, 65536), None).await.unwrap();
-    let m1 = e.gw.upload_part("mpu", "obj", &id, 1, body(&p1, 1 << 20), None).await.unwrap();
+    let id =
+        e.gw.create_multipart("mpu", "obj", PutOptions::default())
+            .await
+            .unwrap();
+    let m3 =
+        e.gw.upload_part("mpu", "obj", &id, 3, body(&p3, 65536), None)
+            .await
+            .unwrap();
+    let m1 =
+        e.gw.upload_part("mpu", "obj", &id, 1, body(&p1, 1 << 20), None)
+            .await
+            .unwrap();
     // Restart the gateway (drop it, reopen its state) between parts.
     let state_dir = e.dir.path().join("gw");
     drop(e.gw);
@@ -362,34 +528,74 @@ async fn multipart_out_of_order_across_restart() {
     assert_eq!(uploads.len(), 1);
     assert_eq!(uploads[0].upload_id, id);
     // Same part number twice keeps the last.
-    gw.upload_part("mpu", "obj", &id, 2, body(&p3, 65536), None).await.unwrap();
-    let m2 = gw.upload_part("mpu", "obj", &id, 2, body(&p2, 1 << 20), None).await.unwrap();
+    gw.upload_part("mpu", "obj", &id, 2, body(&p3, 65536), None)
+        .await
+        .unwrap();
+    let m2 = gw
+        .upload_part("mpu", "obj", &id, 2, body(&p2, 1 << 20), None)
+        .await
+        .unwrap();
     let parts = gw.list_parts("mpu", "obj", &id).await.unwrap();
-    assert_eq!(parts.iter().map(|p| p.part_number).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        parts.iter().map(|p| p.part_number).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     assert_eq!(parts[1].etag, m2.etag);
 
     assert!(matches!(
-        gw.complete_multipart("mpu", "obj", &id, &[(2, m2.etag.clone()), (1, m1.etag.clone())]).await,
+        gw.complete_multipart(
+            "mpu",
+            "obj",
+            &id,
+            &[(2, m2.etag.clone()), (1, m1.etag.clone())]
+        )
+        .await,
         Err(CoreError::InvalidPartOrder)
     ));
     assert!(matches!(
-        gw.complete_multipart("mpu", "obj", &id, &[(1, m2.etag.clone())]).await,
+        gw.complete_multipart("mpu", "obj", &id, &[(1, m2.etag.clone())])
+            .await,
         Err(CoreError::InvalidPart(_))
     ));
     assert!(matches!(
-        gw.complete_multipart("mpu", "obj", &id, &[(1, m1.etag.clone()), (3, m3.etag.clone()), (4, m3.etag.clone())]).await,
+        gw.complete_multipart(
+            "mpu",
+            "obj",
+            &id,
+            &[
+                (1, m1.etag.clone()),
+                (3, m3.etag.clone()),
+                (4, m3.etag.clone())
+            ]
+        )
+        .await,
         Err(CoreError::EntityTooSmall) | Err(CoreError::InvalidPart(_))
     ));
     assert!(matches!(
-        gw.complete_multipart("mpu", "obj", &id, &[(3, m3.etag.clone()), (4, "x".into())]).await,
+        gw.complete_multipart("mpu", "obj", &id, &[(3, m3.etag.clone()), (4, "x".into())])
+            .await,
         Err(CoreError::InvalidPart(_))
     ));
     let uploads_before = e.hub.stats().xorb_uploads.load(Ordering::Relaxed);
-    let parts = [(1, m1.etag.clone()), (2, m2.etag.clone()), (3, m3.etag.clone())];
-    let done = gw.complete_multipart("mpu", "obj", &id, &parts).await.unwrap();
-    assert_eq!(e.hub.stats().xorb_uploads.load(Ordering::Relaxed), uploads_before, "complete re-uploads nothing");
+    let parts = [
+        (1, m1.etag.clone()),
+        (2, m2.etag.clone()),
+        (3, m3.etag.clone()),
+    ];
+    let done = gw
+        .complete_multipart("mpu", "obj", &id, &parts)
+        .await
+        .unwrap();
+    assert_eq!(
+        e.hub.stats().xorb_uploads.load(Ordering::Relaxed),
+        uploads_before,
+        "complete re-uploads nothing"
+    );
     assert!(done.etag.ends_with("-3\""), "{}", done.etag);
-    let again = gw.complete_multipart("mpu", "obj", &id, &parts).await.unwrap();
+    let again = gw
+        .complete_multipart("mpu", "obj", &id, &parts)
+        .await
+        .unwrap();
     assert_eq!(again.etag, done.etag);
     let whole: Vec<u8> = [&p1[..], &p2, &p3].concat();
     assert_eq!(done.size, whole.len() as u64);
@@ -400,19 +606,36 @@ async fn multipart_out_of_order_across_restart() {
         get(&gw, "mpu", "obj", Some(ByteRange::FromTo(r, r + 5_000_000))).await,
         &whole[r as usize..=(r + 5_000_000) as usize]
     );
-    assert!(gw.list_multipart_uploads("mpu", "").await.unwrap().is_empty());
+    assert!(
+        gw.list_multipart_uploads("mpu", "")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // Abort.
-    let id2 = gw.create_multipart("mpu", "other", PutOptions::default()).await.unwrap();
-    gw.upload_part("mpu", "other", &id2, 1, body(b"abc", 1), None).await.unwrap();
+    let id2 = gw
+        .create_multipart("mpu", "other", PutOptions::default())
+        .await
+        .unwrap();
+    gw.upload_part("mpu", "other", &id2, 1, body(b"abc", 1), None)
+        .await
+        .unwrap();
     gw.abort_multipart("mpu", "other", &id2).await.unwrap();
-    assert!(matches!(gw.list_parts("mpu", "other", &id2).await, Err(CoreError::NoSuchUpload(_))));
     assert!(matches!(
-        gw.upload_part("mpu", "other", &id2, 2, body(b"abc", 1), None).await,
+        gw.list_parts("mpu", "other", &id2).await,
+        Err(CoreError::NoSuchUpload(_))
+    ));
+    assert!(matches!(
+        gw.upload_part("mpu", "other", &id2, 2, body(b"abc", 1), None)
+            .await,
         Err(CoreError::NoSuchUpload(_))
     ));
     // A plain PUT over a multipart object drops the -N ETag.
-    let m = gw.put_object("mpu", "obj", body(b"plain", 2), PutOptions::default()).await.unwrap();
+    let m = gw
+        .put_object("mpu", "obj", body(b"plain", 2), PutOptions::default())
+        .await
+        .unwrap();
     assert_eq!(gw.head_object("mpu", "obj").await.unwrap().etag, m.etag);
 }
 
@@ -423,16 +646,29 @@ async fn transient_upstream_faults_are_retried_transparently() {
     gw.create_bucket("flaky").await.unwrap();
     let data = random(3 << 20, "flaky");
     // Two failures of each kind: fewer than the retry budget (3 attempts).
-    for rule in ["xorb_upload:503:2", "batch:500:2", "paths_info:503:1", "xet_write_token:502:1"] {
+    for rule in [
+        "xorb_upload:503:2",
+        "batch:500:2",
+        "paths_info:503:1",
+        "xet_write_token:502:1",
+    ] {
         e.hub.faults().push(rule.parse::<FaultRule>().unwrap());
     }
-    gw.put_object("flaky", "k", body(&data, 1 << 20), PutOptions::default()).await.unwrap();
-    for rule in ["fetch:503:2", "reconstruction_v2:500:2", "xet_read_token:500:1"] {
+    gw.put_object("flaky", "k", body(&data, 1 << 20), PutOptions::default())
+        .await
+        .unwrap();
+    for rule in [
+        "fetch:503:2",
+        "reconstruction_v2:500:2",
+        "xet_read_token:500:1",
+    ] {
         e.hub.faults().push(rule.parse::<FaultRule>().unwrap());
     }
     assert_eq!(get(gw, "flaky", "k", None).await, data);
     // A persistent failure surfaces as a typed retryable error, within a bounded time.
-    e.hub.faults().push("reconstruction_v2:503:100".parse::<FaultRule>().unwrap());
+    e.hub
+        .faults()
+        .push("reconstruction_v2:503:100".parse::<FaultRule>().unwrap());
     let started = std::time::Instant::now();
     let err = gw.get_object("flaky", "k", None).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
@@ -450,7 +686,9 @@ async fn hub_stopped_mid_put_leaves_the_previous_version() {
     let gw = gateway_for(&hub, &dir.path().join("gw")).await;
     gw.create_bucket("stop").await.unwrap();
     let v1 = random(1 << 20, "v1");
-    gw.put_object("stop", "k", body(&v1, 65536), PutOptions::default()).await.unwrap();
+    gw.put_object("stop", "k", body(&v1, 65536), PutOptions::default())
+        .await
+        .unwrap();
 
     // A slow 200 MiB body: the hub goes away while it is being ingested.
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(2);
@@ -459,7 +697,10 @@ async fn hub_stopped_mid_put_leaves_the_previous_version() {
     }));
     let put = tokio::spawn({
         let gw = gw.clone();
-        async move { gw.put_object("stop", "k", slow, PutOptions::default()).await }
+        async move {
+            gw.put_object("stop", "k", slow, PutOptions::default())
+                .await
+        }
     });
     let feeder = tokio::spawn(async move {
         for i in 0..200u32 {
@@ -471,7 +712,10 @@ async fn hub_stopped_mid_put_leaves_the_previous_version() {
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     hub.shutdown().await;
-    let result = tokio::time::timeout(Duration::from_secs(60), put).await.unwrap().unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(60), put)
+        .await
+        .unwrap()
+        .unwrap();
     assert!(result.is_err(), "the PUT must fail when the hub is gone");
     feeder.abort();
 
@@ -480,4 +724,58 @@ async fn hub_stopped_mid_put_leaves_the_previous_version() {
     let hub = hugbucket_hub::start(cfg).await.unwrap();
     let gw = gateway_for(&hub, &dir.path().join("gw2")).await;
     assert_eq!(get(&gw, "stop", "k", None).await, v1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reupload_of_existing_content_sends_no_xorb_bytes() {
+    let e = env().await;
+    let gw = &e.gw;
+    gw.create_bucket("dedup").await.unwrap();
+    let data = random(5 << 20, "dedup");
+    gw.put_object(
+        "dedup",
+        "first",
+        body(&data, 1 << 20),
+        PutOptions::default(),
+    )
+    .await
+    .unwrap();
+    let stats = e.hub.stats();
+    let (up, bytes, existing) = (
+        stats.xorb_uploads.load(Ordering::Relaxed),
+        stats.xorb_upload_bytes.load(Ordering::Relaxed),
+        stats.xorb_uploads_existing.load(Ordering::Relaxed),
+    );
+    let hits = stats.dedup_hits.load(Ordering::Relaxed);
+    // Another gateway (no shared session state): only the CAS knows the content.
+    let other = gateway_for(&e.hub, &e.dir.path().join("other")).await;
+    let meta = other
+        .put_object(
+            "dedup",
+            "second",
+            body(&data, 777_777),
+            PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        stats.dedup_hits.load(Ordering::Relaxed) > hits,
+        "the first chunk's query hit"
+    );
+    assert_eq!(
+        stats.xorb_uploads.load(Ordering::Relaxed),
+        up,
+        "no new xorb"
+    );
+    assert_eq!(stats.xorb_upload_bytes.load(Ordering::Relaxed), bytes);
+    assert_eq!(
+        stats.xorb_uploads_existing.load(Ordering::Relaxed),
+        existing,
+        "no xorb bytes sent at all"
+    );
+    assert_eq!(
+        meta.xet_hash,
+        gw.head_object("dedup", "first").await.unwrap().xet_hash
+    );
+    assert_eq!(get(&other, "dedup", "second", None).await, data);
 }

@@ -302,6 +302,7 @@ impl GatewayStorage {
         let tail = futures::stream::once(async move {
             // No watch left means the session already ended: the client is gone as well.
             let gone = control.upgrade().is_none_or(|c| c.peer_gone());
+            eprintln!("DEBUG tail: upgrade={} gone={gone}", control.upgrade().is_some());
             gone.then(|| {
                 Err(io::Error::new(
                     io::ErrorKind::ConnectionAborted,

@@ -98,6 +98,83 @@ impl Body for ChannelBody {
     }
 }
 
+/// Request bodies left unread up to this size are drained after the response so that the
+/// connection stays reusable (clients pool connections; an early close races with their
+/// next request). Larger leftovers close the connection.
+const DRAIN_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// The request body handed to handlers: an [`Incoming`](hyper::body::Incoming) that drains
+/// itself (in a background task, bounded) when dropped unread, e.g. after an auth error.
+pub struct ReqBody {
+    inner: Option<hyper::body::Incoming>,
+    declared_len: Option<u64>,
+    done: bool,
+}
+
+impl ReqBody {
+    /// Wraps a hyper request body (`declared_len` = its Content-Length, if any).
+    pub fn new(inner: hyper::body::Incoming, declared_len: Option<u64>) -> Self {
+        Self {
+            inner: Some(inner),
+            declared_len,
+            done: false,
+        }
+    }
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let r = Pin::new(inner).poll_frame(cx);
+        if matches!(r, Poll::Ready(None)) {
+            self.done = true;
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+impl Drop for ReqBody {
+    fn drop(&mut self) {
+        let Some(mut body) = self.inner.take() else {
+            return;
+        };
+        if self.done || body.is_end_stream() || self.declared_len.is_some_and(|n| n > DRAIN_LIMIT) {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let mut seen = 0u64;
+                while let Some(Ok(frame)) = body.frame().await {
+                    if let Some(d) = frame.data_ref() {
+                        seen += d.len() as u64;
+                        if seen > DRAIN_LIMIT {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    }
+}
+
 /// Collects a request body of at most `limit` bytes (413 past it; checked against
 /// `Content-Length` first, so an oversized upload is refused before it is read).
 pub async fn read_body<B>(headers: &HeaderMap, body: B, limit: u64) -> Result<Bytes, HubError>

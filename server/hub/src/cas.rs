@@ -12,13 +12,13 @@ use hugbucket_engine::constants::{MAX_XORB_BYTES, MAX_XORB_CHUNKS};
 use hugbucket_engine::hash::{file_hash, verification_hash};
 use hugbucket_engine::shard::{Shard, XorbChunkEntry, XorbEntry};
 use hugbucket_engine::xorb::{SerializedXorb, XorbChunk, decode_chunk_records, verify_xorb};
-use hyper::body::Incoming;
 use serde_json::{Map, Value, json};
 
 use crate::Hub;
 use crate::auth::{Scope, XetClaims, bearer};
 use crate::body::{
-    ByteRange, ChannelBody, RespBody, STREAM_PIECE, full, json_response, parse_range, read_body,
+    ByteRange, ChannelBody, ReqBody, RespBody, STREAM_PIECE, full, json_response, parse_range,
+    read_body,
 };
 use crate::error::HubError;
 use crate::server::base_url;
@@ -71,7 +71,7 @@ async fn blocking<T: Send + 'static>(
 /// Upload grants are not offered: a 404 sends hf_xet to the direct upload path.
 pub(crate) fn xorb_grant(
     hub: &Hub,
-    req: &Request<Incoming>,
+    req: &Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     require_xet(hub, req.headers(), Scope::Write)?;
     Err(HubError::NotFound(
@@ -83,7 +83,7 @@ pub(crate) async fn xorb_upload(
     hub: &Arc<Hub>,
     prefix: &str,
     hash: &str,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     require_xet(hub, req.headers(), Scope::Write)?;
     check_prefix(prefix)?;
@@ -154,7 +154,7 @@ fn store_xorb(hub: &Hub, hash: XetHash, body: Bytes) -> Result<u64, HubError> {
 
 pub(crate) async fn shard_upload(
     hub: &Arc<Hub>,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
     v2: bool,
 ) -> Result<Response<RespBody>, HubError> {
     require_xet(hub, req.headers(), Scope::Write)?;
@@ -330,7 +330,7 @@ pub(crate) async fn dedup_query(
     hub: &Arc<Hub>,
     prefix: &str,
     hash: &str,
-    req: &Request<Incoming>,
+    req: &Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     require_xet(hub, req.headers(), Scope::Read)?;
     check_prefix(prefix)?;
@@ -525,7 +525,7 @@ fn fetch_url(hub: &Hub, base: &str, xorb: &XetHash, exp: u64) -> String {
 pub(crate) async fn reconstruction(
     hub: &Arc<Hub>,
     hash: &str,
-    req: &Request<Incoming>,
+    req: &Request<ReqBody>,
     v2: bool,
 ) -> Result<Response<RespBody>, HubError> {
     require_xet(hub, req.headers(), Scope::Read)?;
@@ -652,7 +652,7 @@ fn stream_parts(file: File, parts: Vec<Part>) -> ChannelBody {
 pub(crate) async fn fetch(
     hub: &Arc<Hub>,
     hash: &str,
-    req: &Request<Incoming>,
+    req: &Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let q = Query::parse(req.uri().query())?;
     let exp: u64 = q
@@ -822,7 +822,7 @@ pub(crate) fn stream_decoded(hub: Arc<Hub>, plan: Plan, len: u64) -> RespBody {
     RespBody::new(body)
 }
 
-pub(crate) async fn telemetry(req: Request<Incoming>) -> Result<Response<RespBody>, HubError> {
+pub(crate) async fn telemetry(req: Request<ReqBody>) -> Result<Response<RespBody>, HubError> {
     let (parts, body) = req.into_parts();
     let _ = read_body(&parts.headers, body, 4 * 1024 * 1024).await?;
     Ok(json_response(StatusCode::OK, &json!({})))

@@ -4,12 +4,11 @@ use std::sync::Arc;
 
 use http::{HeaderValue, Request, Response, StatusCode};
 use hugbucket_engine::XetHash;
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::Hub;
 use crate::auth::Scope;
-use crate::body::{RespBody, empty, json_response, parse_range, read_body};
+use crate::body::{ReqBody, RespBody, empty, json_response, parse_range, read_body};
 use crate::cas;
 use crate::error::HubError;
 use crate::server::Ctx;
@@ -139,7 +138,7 @@ pub(crate) async fn create_bucket(
     ctx: &Ctx,
     ns: &str,
     name: &str,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
     let (parts, body) = req.into_parts();
@@ -186,7 +185,7 @@ pub(crate) fn list_buckets(
     hub: &Hub,
     ctx: &Ctx,
     ns: &str,
-    req: &Request<Incoming>,
+    req: &Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let ns_dec = decode(ns)?;
     let ns_dec = if ns_dec == "me" {
@@ -273,7 +272,7 @@ pub(crate) async fn bucket_settings(
     hub: &Arc<Hub>,
     ns: &str,
     name: &str,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
     let (parts, body) = req.into_parts();
@@ -293,7 +292,8 @@ pub(crate) async fn bucket_settings(
 
 pub(crate) async fn move_bucket(
     hub: &Arc<Hub>,
-    req: Request<Incoming>,
+    ctx: &Ctx,
+    req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let (parts, body) = req.into_parts();
     let body = parse_json_body(&read_body(&parts.headers, body, SMALL_BODY).await?)?;
@@ -322,7 +322,7 @@ pub(crate) async fn move_bucket(
     }
     if hub.meta.bucket(&to)?.is_some() {
         return Err(HubError::BucketExists {
-            url: format!("/buckets/{to}"),
+            url: format!("{}/buckets/{to}", ctx.base),
             id: to,
         });
     }
@@ -333,7 +333,7 @@ pub(crate) async fn move_bucket(
     flush(hub).await?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({"url": format!("/buckets/{to}")}),
+        &json!({"url": format!("{}/buckets/{to}", ctx.base)}),
     ))
 }
 
@@ -349,7 +349,7 @@ pub(crate) fn tree(
     hub: &Hub,
     ctx: &Ctx,
     segs: &[&str],
-    req: &Request<Incoming>,
+    req: &Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, segs[2], segs[3])?;
     let b = get_bucket(hub, &id)?;
@@ -456,7 +456,7 @@ pub(crate) async fn paths_info(
     hub: &Arc<Hub>,
     ns: &str,
     name: &str,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
     let b = get_bucket(hub, &id)?;
@@ -555,7 +555,7 @@ pub(crate) async fn batch(
     hub: &Arc<Hub>,
     ns: &str,
     name: &str,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
     let b = get_bucket(hub, &id)?;
@@ -626,7 +626,7 @@ pub(crate) async fn resolve(
     hub: &Arc<Hub>,
     ctx: &Ctx,
     segs: &[&str],
-    req: &Request<Incoming>,
+    req: &Request<ReqBody>,
     head: bool,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, segs[1], segs[2])?;

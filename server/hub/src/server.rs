@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::Hub;
-use crate::body::RespBody;
+use crate::body::{ReqBody, RespBody};
 use crate::error::HubError;
 use crate::stats::Route;
 use crate::{auth, cas, hubapi};
@@ -61,6 +61,12 @@ pub(crate) async fn serve(
 
 async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<RespBody> {
     let start = Instant::now();
+    let declared_len = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let req = req.map(|b| ReqBody::new(b, declared_len));
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let route = classify(&method, &path);
@@ -130,7 +136,7 @@ pub(crate) fn classify(method: &Method, path: &str) -> Route {
 async fn dispatch(
     hub: &Arc<Hub>,
     route: Route,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let path = req.uri().path().to_string();
     let s = segments(&path);
@@ -162,7 +168,7 @@ async fn dispatch(
             http::StatusCode::OK,
             &serde_json::json!({"standardEnvVars": [], "harnesses": {}}),
         )),
-        Route::RepoMove => hubapi::move_bucket(hub, req).await,
+        Route::RepoMove => hubapi::move_bucket(hub, &ctx, req).await,
         Route::BucketList => hubapi::list_buckets(hub, &ctx, s[2], &req),
         Route::BucketCreate => hubapi::create_bucket(hub, &ctx, s[2], s[3], req).await,
         Route::BucketInfo => hubapi::bucket_info(hub, s[2], s[3]),

@@ -1051,19 +1051,22 @@ async fn bad_xorbs_are_rejected_and_not_stored() {
         body.contains(r#""type":"error""#) && body.contains("unknown xorb"),
         "{body}"
     );
-    // Oversized upload: 413 before reading it.
-    let r =
-        t.c.post(format!(
-            "{}/v1/xorbs/default/{}",
-            t.url,
-            u.xorb.hash.to_hex()
-        ))
-        .bearer_auth(&tok)
-        .body(vec![0u8; 70 * 1024 * 1024])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 413);
+    // Oversized upload: 413 from the declared length, before any body byte is sent (raw
+    // socket: a client streaming the body could see the early close as a broken pipe).
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = t.hub.as_ref().unwrap().local_addr();
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /v1/xorbs/default/{} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {tok}\r\nContent-Length: {}\r\n\r\n",
+            u.xorb.hash.to_hex(),
+            70 * 1024 * 1024
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 12];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 413");
+    }
     // The good one is accepted, twice (second: was_inserted false).
     let r = t.upload_xorb(&tok, &u.xorb.hash, &u.xorb.data).await;
     assert_eq!(
@@ -1277,4 +1280,72 @@ async fn fault_injection_hook() {
     assert_eq!(r.status(), 200);
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert_eq!(t.stats().await["requests"]["whoami"], 2);
+}
+
+/// Reads one HTTP/1.1 response (headers + Content-Length body) from a raw stream.
+async fn read_response(s: &mut tokio::net::TcpStream) -> (u16, Vec<u8>) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.unwrap();
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let status: u16 = head[9..12].parse().unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_stays_usable_after_an_early_rejection() {
+    use tokio::io::AsyncWriteExt;
+    let t = start().await;
+    t.create("me/c").await;
+    let (rtok, _) = t.xet_token("hugbucket/c", false).await;
+    let addr = t.hub.as_ref().unwrap().local_addr();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // Rejected before the handler reads the body (read token on an upload, unknown route,
+    // missing Hub token): the unread body is drained, the connection is kept.
+    let body = vec![7u8; 300_000];
+    for (path, auth, want) in [
+        (
+            format!("/v1/xorbs/default/{}", "1".repeat(64)),
+            rtok.as_str(),
+            403u16,
+        ),
+        ("/v2/shards".to_string(), rtok.as_str(), 403),
+        ("/no/such/route".to_string(), rtok.as_str(), 404),
+        (
+            "/api/buckets/hugbucket/c/batch".to_string(),
+            "hf_wrong",
+            401,
+        ),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {auth}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        s.write_all(&body).await.unwrap();
+        let (status, _) = read_response(&mut s).await;
+        assert_eq!(status, want, "{path}");
+    }
+    let head = format!(
+        "GET /api/whoami-v2 HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\r\n",
+        t.token
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (status, body) = read_response(&mut s).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(body).unwrap().contains("hugbucket"));
 }

@@ -87,3 +87,91 @@ fn upstream(u: &UpstreamError) -> S3Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hugbucket_upstream::HttpFailure;
+
+    fn failure(status: u16) -> HttpFailure {
+        HttpFailure {
+            op: "test",
+            status,
+            error_code: None,
+            message: String::new(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn mapping() {
+        use S3ErrorCode as C;
+        let cases: Vec<(CoreError, C, u16)> = vec![
+            (CoreError::NoSuchBucket("b".into()), C::NoSuchBucket, 404),
+            (CoreError::NoSuchKey("k".into()), C::NoSuchKey, 404),
+            (
+                CoreError::BucketAlreadyOwnedByYou("b".into()),
+                C::BucketAlreadyOwnedByYou,
+                409,
+            ),
+            (
+                CoreError::BucketNotEmpty("b".into()),
+                C::BucketNotEmpty,
+                409,
+            ),
+            (
+                CoreError::InvalidBucketName("B".into()),
+                C::InvalidBucketName,
+                400,
+            ),
+            (CoreError::InvalidRange { size: 7 }, C::InvalidRange, 416),
+            (CoreError::NoSuchUpload("u".into()), C::NoSuchUpload, 404),
+            (CoreError::InvalidPart("1".into()), C::InvalidPart, 400),
+            (CoreError::InvalidPartOrder, C::InvalidPartOrder, 400),
+            (CoreError::EntityTooSmall, C::EntityTooSmall, 400),
+            (
+                CoreError::InvalidArgument("x".into()),
+                C::InvalidArgument,
+                400,
+            ),
+            (
+                CoreError::IncompleteBody("x".into()),
+                C::IncompleteBody,
+                400,
+            ),
+            (CoreError::Internal("x".into()), C::InternalError, 500),
+            (
+                CoreError::Upstream(UpstreamError::RateLimited(failure(429))),
+                C::SlowDown,
+                503,
+            ),
+            (
+                CoreError::Upstream(UpstreamError::Server(failure(502))),
+                C::SlowDown,
+                503,
+            ),
+            (
+                CoreError::Upstream(UpstreamError::Forbidden(failure(403))),
+                C::InternalError,
+                500,
+            ),
+        ];
+        for (e, code, status) in cases {
+            let s = to_s3(&e);
+            assert_eq!((s.code(), s.status().as_u16()), (code, status), "{e}");
+        }
+        assert_eq!(
+            to_s3(&CoreError::InvalidRange { size: 7 }).headers()[0].1,
+            "bytes */7"
+        );
+        let body = S3Error::new(S3ErrorCode::BadDigest);
+        assert_eq!(
+            to_s3_with_body_error(&CoreError::IncompleteBody("x".into()), Some(&body)).code(),
+            S3ErrorCode::BadDigest
+        );
+        assert_eq!(
+            to_s3_with_body_error(&CoreError::NoSuchKey("k".into()), Some(&body)).code(),
+            S3ErrorCode::NoSuchKey
+        );
+    }
+}

@@ -122,6 +122,27 @@ impl Frontend {
     }
 }
 
+/// Reads a whole (small) verified request body, e.g. an XML document, refusing more than
+/// `limit` bytes.
+pub async fn collect_body<S>(mut body: S, limit: usize) -> Result<bytes::Bytes, S3Error>
+where
+    S: futures_util::Stream<Item = Result<bytes::Bytes, S3Error>> + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut out = bytes::BytesMut::new();
+    while let Some(piece) = body.next().await {
+        let piece = piece?;
+        if out.len() + piece.len() > limit {
+            return Err(S3Error::with_message(
+                S3ErrorCode::MalformedXML,
+                "The request body is larger than allowed.",
+            ));
+        }
+        out.extend_from_slice(&piece);
+    }
+    Ok(out.freeze())
+}
+
 /// Adds the headers every response carries.
 pub fn decorate(resp: &mut Response<ResponseBody>, ids: &Ids) {
     let h = resp.headers_mut();
@@ -296,6 +317,35 @@ mod tests {
         assert_eq!(
             f.admit(&p, SystemTime::now()).unwrap_err().code(),
             S3ErrorCode::AccessDenied
+        );
+    }
+
+    #[test]
+    fn collect_body_is_bounded() {
+        let ok = futures_util::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"ab")),
+            Ok(bytes::Bytes::from_static(b"cd")),
+        ]);
+        assert_eq!(
+            futures_lite::future::block_on(collect_body(ok, 4)).unwrap(),
+            "abcd"
+        );
+        let big = futures_util::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"abc")),
+            Ok(bytes::Bytes::from_static(b"de")),
+        ]);
+        assert_eq!(
+            futures_lite::future::block_on(collect_body(big, 4))
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::MalformedXML
+        );
+        let err = futures_util::stream::iter(vec![Err(S3Error::new(S3ErrorCode::BadDigest))]);
+        assert_eq!(
+            futures_lite::future::block_on(collect_body(err, 4))
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::BadDigest
         );
     }
 

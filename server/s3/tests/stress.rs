@@ -45,6 +45,15 @@ fn stress(kind: RuntimeKind) {
                     b.await.unwrap();
                 }
             }
+            if i % 8 == 4 {
+                // A wrk-like burst: 64 connections dropped with small requests in flight.
+                let burst: Vec<_> = (0..64)
+                    .map(|_| tokio::spawn(common::burst_small(addr)))
+                    .collect();
+                for b in burst {
+                    b.await.unwrap();
+                }
+            }
             let permit = sem.clone().acquire_owned().await.unwrap();
             tasks.push(tokio::spawn(async move {
                 let r = tokio::time::timeout(

@@ -172,3 +172,23 @@ pub fn serve(
         RuntimeKind::Tokio => tokio_rt::serve(config, factory),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_cpus_are_the_allowed_ones() {
+        let cpus = ServeConfig::default().cpu_list();
+        assert!(!cpus.is_empty());
+        assert!(
+            cpus.len()
+                <= std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+                    .max(cpus.len())
+        );
+        assert_eq!("tokio".parse::<RuntimeKind>().unwrap(), RuntimeKind::Tokio);
+        assert!("x".parse::<RuntimeKind>().is_err());
+    }
+}

@@ -252,3 +252,12 @@ pub async fn abrupt(addr: std::net::SocketAddr, size: u64) {
         drop(s);
     }
 }
+
+/// Opens a connection, pipelines a few small requests and resets it without reading.
+pub async fn burst_small(addr: std::net::SocketAddr) {
+    if let Ok(mut s) = TcpStream::connect(addr).await {
+        let _ = s.write_all(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\nGET /big/1048576 HTTP/1.1\r\nHost: t\r\n\r\n").await;
+        let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+        drop(s);
+    }
+}

@@ -115,7 +115,9 @@ fn secrets_are_masked_and_upstream_is_reported() {
 #[test]
 fn bad_configuration_is_one_clear_line_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+    /// (flags, environment, text the error line must contain)
+    type Case<'a> = (Vec<String>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         (
             vec!["--cache-size".into(), "12X".into()],
             vec![],

@@ -302,7 +302,7 @@ impl GatewayStorage {
         let tail = futures::stream::once(async move {
             // No watch left means the session already ended: the client is gone as well.
             let gone = control.upgrade().is_none_or(|c| c.peer_gone());
-            eprintln!("DEBUG tail: upgrade={} gone={gone}", control.upgrade().is_some());
+            if let Some(c) = control.upgrade() { let mut b = [0u8; 8]; eprintln!("DEBUG tail: peek={:?}", c.socket.peek(&mut b)); std::thread::sleep(std::time::Duration::from_millis(5)); eprintln!("DEBUG tail: peek after 5ms={:?}", c.socket.peek(&mut b)); }
             gone.then(|| {
                 Err(io::Error::new(
                     io::ErrorKind::ConnectionAborted,

@@ -110,9 +110,46 @@ pub struct XorbBuilder {
     data: Vec<u8>,
     chunks: Vec<XorbChunk>,
     uncompressed: u64,
-    /// Chunks added to the current auto-policy block (0 = no block open).
+    policy: AutoScheme,
+}
+
+/// Whether a xorb holding `bytes` uncompressed bytes in `count` chunks must be cut before a
+/// chunk of `len` bytes (spec §4.4: 64 MiB, 8192 chunks).
+pub fn xorb_would_overflow(bytes: u64, count: usize, len: usize) -> bool {
+    bytes + len as u64 > MAX_XORB_BYTES as u64 || count + 1 > MAX_XORB_CHUNKS
+}
+
+/// The "auto" compression policy of spec §4.3 as a state machine: a new block of
+/// `COMPRESSION_SCHEME_RETEST_INTERVAL` chunks starts at a xorb's first chunk, at every
+/// chunk with `file_start` (the first chunk a file contributes to the xorb) and after 32
+/// chunks of the current block; the block's scheme is predicted from its first chunk.
+/// A fresh value is the state at the start of a xorb.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AutoScheme {
+    /// Chunks added to the current block (0 = no block open).
     block_pos: usize,
     block_scheme: Option<CompressionScheme>,
+}
+
+impl AutoScheme {
+    /// The scheme of the next chunk `data` of the xorb; advances the state.
+    pub fn next(&mut self, data: &[u8], file_start: bool) -> CompressionScheme {
+        let scheme = match self.block_scheme {
+            Some(s) if !file_start && self.block_pos < COMPRESSION_SCHEME_RETEST_INTERVAL => s,
+            _ => {
+                let s = if compression::predict_bg4(data) {
+                    CompressionScheme::ByteGrouping4Lz4
+                } else {
+                    CompressionScheme::Lz4
+                };
+                self.block_scheme = Some(s);
+                self.block_pos = 0;
+                s
+            }
+        };
+        self.block_pos += 1;
+        scheme
+    }
 }
 
 impl XorbBuilder {
@@ -146,26 +183,49 @@ impl XorbBuilder {
         self.uncompressed += data.len() as u64;
     }
 
-    /// Appends one chunk with the "auto" policy (spec §4.3): a new block of
-    /// `COMPRESSION_SCHEME_RETEST_INTERVAL` chunks starts at the xorb's first chunk, at every
-    /// chunk with `file_start` (the first chunk a file contributes to this xorb) and after
-    /// 32 chunks of the current block; the block's scheme is predicted from its first chunk.
+    /// Appends one chunk with the "auto" policy (see [`AutoScheme`]).
     pub fn add_chunk_auto(&mut self, hash: XetHash, data: &[u8], file_start: bool) {
-        let scheme = match self.block_scheme {
-            Some(s) if !file_start && self.block_pos < COMPRESSION_SCHEME_RETEST_INTERVAL => s,
-            _ => {
-                let s = if compression::predict_bg4(data) {
-                    CompressionScheme::ByteGrouping4Lz4
-                } else {
-                    CompressionScheme::Lz4
-                };
-                self.block_scheme = Some(s);
-                self.block_pos = 0;
-                s
-            }
-        };
-        self.block_pos += 1;
+        let scheme = self.policy.next(data, file_start);
         self.add_chunk(hash, data, scheme);
+    }
+
+    /// Appends a chunk compressed by the caller: `payload` is what
+    /// [`compression::compress_chunk`] wrote for it and `used` the scheme it returned.
+    /// Lets callers compress chunks in parallel and append them in order.
+    pub fn add_compressed(
+        &mut self,
+        hash: XetHash,
+        uncompressed_len: usize,
+        used: CompressionScheme,
+        payload: &[u8],
+    ) {
+        let byte_start = self.data.len();
+        ChunkHeader {
+            compressed_len: payload.len() as u32,
+            scheme: used,
+            uncompressed_len: uncompressed_len as u32,
+        }
+        .write_to(&mut self.data);
+        self.data.extend_from_slice(payload);
+        self.chunks.push(XorbChunk {
+            hash,
+            uncompressed_len: uncompressed_len as u32,
+            byte_start: byte_start as u32,
+            byte_end: self.data.len() as u32,
+            unpacked_start: self.uncompressed,
+        });
+        self.uncompressed += uncompressed_len as u64;
+    }
+
+    /// The auto policy's state (to plan the schemes of upcoming chunks).
+    pub fn policy(&self) -> AutoScheme {
+        self.policy
+    }
+
+    /// Replaces the auto policy's state (after chunks planned with [`XorbBuilder::policy`]
+    /// were appended with [`XorbBuilder::add_compressed`]).
+    pub fn set_policy(&mut self, policy: AutoScheme) {
+        self.policy = policy;
     }
 
     /// Number of chunks.
@@ -185,8 +245,7 @@ impl XorbBuilder {
 
     /// True when adding a chunk of `len` bytes would exceed MAX_XORB_BYTES / MAX_XORB_CHUNKS.
     pub fn would_overflow(&self, len: usize) -> bool {
-        self.uncompressed + len as u64 > MAX_XORB_BYTES as u64
-            || self.chunks.len() + 1 > MAX_XORB_CHUNKS
+        xorb_would_overflow(self.uncompressed, self.chunks.len(), len)
     }
 
     /// Positions of the chunks added so far (index = chunk index in this xorb).

@@ -222,6 +222,27 @@ def test_06_hffs_ranged_reads(env):
     assert res["cat"] == ("hello hugbucket\n" * 3)[16:48]
 
 
+def test_06b_hffs_write_get_file_rm(env):
+    """HfFileSystem writes (batch), get_file (huggingface_hub's own xet_get, which reads the
+    X-Xet-* token headers) and rm."""
+    local = env.root / "fs-get.bin"
+    res = client(env, f"""
+        fs = HfFileSystem()
+        fs.pipe_file("buckets/{MAIN}/fs/written.txt", b"written through HfFileSystem")
+        with fs.open("buckets/{MAIN}/fs/opened.bin", "wb") as f:
+            f.write(b"abc" * 100000)
+        fs.get_file("buckets/{MAIN}/data/rand3m.bin", {str(local)!r})
+        got = fs.cat_file("buckets/{MAIN}/fs/written.txt")
+        size = fs.info("buckets/{MAIN}/fs/opened.bin")["size"]
+        fs.rm("buckets/{MAIN}/fs/written.txt")
+        fs.rm("buckets/{MAIN}/fs/opened.bin")
+        left = [f.path for f in api.get_bucket_paths_info("{MAIN}", ["fs/written.txt", "fs/opened.bin"])]
+        emit(dict(got=got.decode(), size=size, left=left))
+    """)
+    assert res == dict(got="written through HfFileSystem", size=300000, left=[])
+    assert filecmp.cmp(local, env.files / "rand3m.bin", shallow=False)
+
+
 def test_07_copy_files_moves_no_bytes(env):
     before = env.server.stats()
     res = client(env, f"""

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -74,8 +74,9 @@ impl Meta {
 ///
 /// In FTP stream mode the end of a STOR is the data connection's EOF, so a client that dies
 /// mid-upload looks like one that finished. A client that is killed closes its control
-/// connection too (its lower descriptor first), so at the data EOF we peek at the control
-/// socket: if it is already closed, the upload is discarded instead of committed.
+/// connection too, so at the data EOF we peek at the control socket (for up to
+/// `FtpConfig::upload_commit_grace`): if it closed, the upload is discarded, not committed.
+/// A client that sends ABOR and then closes the data connection normally is not detected.
 #[derive(Debug)]
 pub(crate) struct ControlWatch {
     socket: std::net::TcpStream,
@@ -98,11 +99,30 @@ impl ControlWatch {
     }
 }
 
+/// Whether the client hung up its control connection, waiting up to `grace` for its FIN:
+/// a killed client's control FIN can trail its data FIN by a few milliseconds. No watch
+/// left means the session already ended, so the client is gone as well.
+async fn client_hung_up(control: &Weak<ControlWatch>, grace: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + grace;
+    loop {
+        match control.upgrade() {
+            None => return true,
+            Some(c) if c.peer_gone() => return true,
+            Some(_) => {}
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// The storage back-end of one FTP session.
 #[derive(Clone)]
 pub struct GatewayStorage {
     gateway: Gateway,
     control: Weak<ControlWatch>,
+    commit_grace: Duration,
 }
 
 impl fmt::Debug for GatewayStorage {
@@ -134,8 +154,12 @@ fn check_writable(user: &FtpUser) -> Result<()> {
 }
 
 impl GatewayStorage {
-    pub(crate) fn new(gateway: Gateway, control: Weak<ControlWatch>) -> Self {
-        GatewayStorage { gateway, control }
+    pub(crate) fn new(gateway: Gateway, control: Weak<ControlWatch>, commit_grace: Duration) -> Self {
+        GatewayStorage {
+            gateway,
+            control,
+            commit_grace,
+        }
     }
 
     /// Whether `key/` holds anything (objects, folders or just its folder marker).
@@ -296,13 +320,12 @@ impl GatewayStorage {
             return Err(FtpError::IsDirectory(target.display()));
         };
         let control = self.control.clone();
+        let grace = self.commit_grace;
         let shown = target.display();
         let data = ReaderStream::with_capacity(input, STOR_READ_SIZE);
         // At the data EOF: refuse to commit when the client already hung up (see ControlWatch).
         let tail = futures::stream::once(async move {
-            // No watch left means the session already ended: the client is gone as well.
-            let gone = control.upgrade().is_none_or(|c| c.peer_gone());
-            if let Some(c) = control.upgrade() { let mut b = [0u8; 8]; eprintln!("DEBUG tail: peek={:?}", c.socket.peek(&mut b)); std::thread::sleep(std::time::Duration::from_millis(5)); eprintln!("DEBUG tail: peek after 5ms={:?}", c.socket.peek(&mut b)); }
+            let gone = client_hung_up(&control, grace).await;
             gone.then(|| {
                 Err(io::Error::new(
                     io::ErrorKind::ConnectionAborted,

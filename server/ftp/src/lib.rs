@@ -5,7 +5,10 @@
 //!   one; deeper `MKD` creates a folder marker, deeper `RMD` removes an empty folder.
 //! - `STOR` streams the data connection into the core's put in 256 KiB reads (bounded
 //!   memory); the object appears only when the whole transfer went through, so a broken
-//!   transfer leaves the previous version. `REST` + `STOR` and `APPE` onto a non-empty file
+//!   transfer leaves the previous version. Stream mode ends a file with the data
+//!   connection's EOF, so "went through" means: no read error (a reset, a TLS stream cut
+//!   without close_notify) and the client still holds its control connection at the EOF
+//!   (a killed client closes both). `REST` + `STOR` and `APPE` onto a non-empty file
 //!   get 502: objects are written whole.
 //! - `RETR` honours `REST` with a range read, so interrupted downloads resume.
 //! - `RNFR`/`RNTO` copy by content hash (no bytes move) and delete the source; folders are
@@ -101,6 +104,9 @@ pub struct FtpConfig {
     pub max_connections: usize,
     /// Greeting line.
     pub greeting: &'static str,
+    /// At the end of a STOR's data, how long to watch for the client hanging up its control
+    /// connection before committing the object (default 20 ms; see the crate docs).
+    pub upload_commit_grace: Duration,
 }
 
 impl FtpConfig {
@@ -117,6 +123,7 @@ impl FtpConfig {
             failed_login_delay: Duration::from_millis(500),
             max_connections: 512,
             greeting: "HugBucket FTP ready",
+            upload_commit_grace: Duration::from_millis(20),
         }
     }
 
@@ -180,8 +187,9 @@ impl Shared {
         let gateway = self.gateway.clone();
         let users = Arc::new(self.users.clone());
         let c = &self.config;
+        let grace = c.upload_commit_grace;
         let mut b = ServerBuilder::with_user_detail_provider(
-            Box::new(move || GatewayStorage::new(gateway.clone(), control.clone())),
+            Box::new(move || GatewayStorage::new(gateway.clone(), control.clone(), grace)),
             users.clone(),
         )
         .authenticator(users)

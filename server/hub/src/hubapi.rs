@@ -87,11 +87,16 @@ fn file_json(path: &str, f: &FileRecord) -> Value {
     v
 }
 
-fn bucket_json(hub: &Hub, id: &str, b: &BucketRecord) -> Result<Value, HubError> {
+/// `(total size, file count)` of a bucket (cached; a scan of its files when stale).
+fn bucket_totals(hub: &Hub, uid: u64) -> Result<(u64, u64), HubError> {
+    let (generation, cached) = hub.totals.get(uid);
+    if let Some(t) = cached {
+        return Ok(t);
+    }
     let (mut size, mut count) = (0u64, 0u64);
     let mut start = Vec::new();
     loop {
-        let page = hub.meta.files(b.uid, b"", &start, 10_000)?;
+        let page = hub.meta.files(uid, b"", &start, 10_000)?;
         for (_, f) in &page {
             size += f.size;
             count += 1;
@@ -104,6 +109,12 @@ fn bucket_json(hub: &Hub, id: &str, b: &BucketRecord) -> Result<Value, HubError>
             _ => break,
         }
     }
+    hub.totals.put(uid, generation, (size, count));
+    Ok((size, count))
+}
+
+fn bucket_json(hub: &Hub, id: &str, b: &BucketRecord) -> Result<Value, HubError> {
+    let (size, count) = bucket_totals(hub, b.uid)?;
     let name = id.split_once('/').map_or(id, |(_, n)| n);
     Ok(json!({
         "_id": format!("{:016x}", b.uid),
@@ -264,6 +275,7 @@ pub(crate) async fn delete_bucket(
             hub.meta.remove_file(b.uid, p)?;
         }
     }
+    hub.totals.invalidate(b.uid);
     flush(hub).await?;
     Ok(json_response(StatusCode::OK, &json!({})))
 }
@@ -581,6 +593,7 @@ pub(crate) async fn batch(
         }
     }
     let ok = total - failed.len() as u64;
+    hub.totals.invalidate(b.uid);
     Stats::add(&hub.stats.batch_ops, ok);
     flush(hub).await?;
     let status = if total > 0 && ok == 0 {

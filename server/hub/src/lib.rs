@@ -116,6 +116,7 @@ pub(crate) struct Hub {
     pub xorbs: XorbFiles,
     pub stats: Stats,
     pub faults: Faults,
+    pub totals: store::TotalsCache,
 }
 
 /// A started hub. Dropping it without [`RunningHub::shutdown`] aborts the server task.
@@ -207,6 +208,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         xorbs,
         stats: Stats::default(),
         faults: Faults::new(config.faults.clone()),
+        totals: store::TotalsCache::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

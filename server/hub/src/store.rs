@@ -500,6 +500,24 @@ mod tests {
     }
 
     #[test]
+    fn totals_cache_generations() {
+        let c = TotalsCache::default();
+        let (g0, v) = c.get(1);
+        assert_eq!(v, None);
+        c.put(1, g0, (10, 1));
+        assert_eq!(c.get(1).1, Some((10, 1)));
+        // A computation that started before a write must not be stored after it.
+        let (g1, _) = c.get(1);
+        c.invalidate(1);
+        c.put(1, g1, (10, 1));
+        assert_eq!(c.get(1).1, None);
+        let (g2, _) = c.get(1);
+        c.put(1, g2, (20, 2));
+        assert_eq!(c.get(1).1, Some((20, 2)));
+        assert_eq!(c.get(2).1, None);
+    }
+
+    #[test]
     fn records_roundtrip() {
         let meta = Meta::new(Box::new(MemKv::new()));
         let h = |b: u8| XetHash::from_bytes([b; 32]);
@@ -535,5 +553,40 @@ mod tests {
         meta.put_chunk(&h(3), &h(1), 7).unwrap();
         assert_eq!(meta.chunk(&h(3)).unwrap(), Some((h(1), 7)));
         assert_eq!(meta.chunk(&h(4)).unwrap(), None);
+    }
+}
+
+/// Cached `(total size, file count)` per bucket uid, recomputed lazily. Every write to a
+/// bucket's files bumps its generation and drops the value; a recomputation started before
+/// a write cannot store its (stale) result afterwards.
+#[derive(Default)]
+pub struct TotalsCache {
+    inner: Mutex<std::collections::HashMap<u64, (u64, Option<(u64, u64)>)>>,
+}
+
+impl TotalsCache {
+    /// The current generation and cached totals of `uid`.
+    pub fn get(&self, uid: u64) -> (u64, Option<(u64, u64)>) {
+        self.inner
+            .lock()
+            .map(|g| g.get(&uid).copied().unwrap_or((0, None)))
+            .unwrap_or((0, None))
+    }
+    /// Stores totals computed at generation `generation` (ignored if a write happened since).
+    pub fn put(&self, uid: u64, generation: u64, totals: (u64, u64)) {
+        if let Ok(mut g) = self.inner.lock() {
+            let e = g.entry(uid).or_insert((0, None));
+            if e.0 == generation {
+                e.1 = Some(totals);
+            }
+        }
+    }
+    /// Call after every change to the bucket's files.
+    pub fn invalidate(&self, uid: u64) {
+        if let Ok(mut g) = self.inner.lock() {
+            let e = g.entry(uid).or_insert((0, None));
+            e.0 += 1;
+            e.1 = None;
+        }
     }
 }

@@ -554,6 +554,11 @@ async fn tree_paths_info_and_batch() {
     assert_eq!(paths(&v), ["file:d/x.bin", "file:empty"]);
     assert_eq!(v[1]["size"], 0);
 
+    let info = t.json(t.get("/api/buckets/hugbucket/b")).await.1;
+    assert_eq!(
+        (info["totalFiles"].clone(), info["size"].clone()),
+        (json!(7), json!(66))
+    );
     // copy (from another bucket), delete, idempotent delete, failures.
     put_file(&t, "hugbucket/src", "s.bin", random_bytes(5000, 9)).await;
     let src_hash = t
@@ -592,6 +597,12 @@ async fn tree_paths_info_and_batch() {
         .await;
     assert_eq!(paths(&v), ["file:copied.bin"]);
     assert_eq!(v[0]["size"], 5000);
+    // Totals follow the batch (e.bin: 11 bytes out, copied.bin: 5000 in).
+    let info = t.json(t.get("/api/buckets/hugbucket/b")).await.1;
+    assert_eq!(
+        (info["totalFiles"].clone(), info["size"].clone()),
+        (json!(7), json!(5055))
+    );
     // All failing -> 422 with a JSON body.
     let (s, v) = t
         .batch(

@@ -1,8 +1,5 @@
 //! The ONE mapping from the gateway core's errors to S3 errors.
 //!
-//! Behind the `core` feature until the S3 service is wired to the core (then make the two
-//! dependencies non-optional and drop the cfg in `lib.rs`).
-//!
 //! Handlers never map core errors themselves; they call [`to_s3`] (or
 //! [`to_s3_with_body_error`] for operations that consumed a request body).
 

@@ -12,14 +12,16 @@
 //!   response decorations (request ids, XML errors).
 //! - [`runtime`]: hyper served thread-per-core on glommio (default) or pinned tokio
 //!   current-thread runtimes, the progress watchdog, and the one bridge to the tokio core.
+//! - [`service`]: the S3 operations on top of the gateway core (`hugbucket-core`), and
+//!   [`service::start`] which serves them thread-per-core with graceful shutdown.
 
 pub mod auth;
-#[cfg(feature = "core")]
 pub mod core_error;
 pub mod error;
 pub mod frontend;
 pub mod router;
 pub mod runtime;
+pub mod service;
 pub mod xml;
 
 pub use error::{S3Error, S3ErrorCode};

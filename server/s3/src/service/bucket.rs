@@ -1,0 +1,138 @@
+//! Bucket operations and listings: ListBuckets, CreateBucket, DeleteBucket, HeadBucket,
+//! GetBucketLocation, GetBucketVersioning, ListObjects (V1) and ListObjectsV2.
+
+use http::{HeaderValue, StatusCode};
+use hugbucket_core::ListRequest;
+
+use super::{Req, S3Result, Service, status_response, xml_ok};
+use crate::error::{S3Error, S3ErrorCode};
+use crate::xml;
+
+impl Service {
+    pub(super) async fn list_buckets(&self) -> S3Result {
+        let buckets = self.core(|g| async move { g.list_buckets().await }).await?;
+        let rows: Vec<_> = buckets.into_iter().map(|b| (b.name, b.created)).collect();
+        Ok(xml_ok(xml::list_buckets(&self.owner, &rows)))
+    }
+
+    pub(super) async fn create_bucket(&self, req: Req) -> S3Result {
+        let bucket = req.bucket().to_string();
+        let body = req.collect(xml::MAX_CREATE_BUCKET_BODY).await?;
+        // The location constraint is accepted and ignored: there is one region.
+        xml::parse_create_bucket(&body)?;
+        let b = bucket.clone();
+        self.core(|g| async move { g.create_bucket(&b).await })
+            .await?;
+        let mut r = status_response(StatusCode::OK);
+        if let Ok(v) = HeaderValue::from_str(&format!("/{bucket}")) {
+            r.headers_mut().insert(http::header::LOCATION, v);
+        }
+        Ok(r)
+    }
+
+    pub(super) async fn delete_bucket(&self, req: Req) -> S3Result {
+        let b = req.bucket().to_string();
+        self.core(|g| async move { g.delete_bucket(&b).await })
+            .await?;
+        Ok(status_response(StatusCode::NO_CONTENT))
+    }
+
+    async fn existing_bucket(&self, req: &Req) -> Result<(), S3Error> {
+        let b = req.bucket().to_string();
+        self.core(|g| async move { g.head_bucket(&b).await })
+            .await
+            .map(drop)
+    }
+
+    pub(super) async fn head_bucket(&self, req: Req) -> S3Result {
+        self.existing_bucket(&req).await?;
+        let mut r = status_response(StatusCode::OK);
+        if let Ok(v) = HeaderValue::from_str(&self.region) {
+            r.headers_mut().insert("x-amz-bucket-region", v);
+        }
+        Ok(r)
+    }
+
+    pub(super) async fn get_bucket_location(&self, req: Req) -> S3Result {
+        self.existing_bucket(&req).await?;
+        Ok(xml_ok(xml::location_constraint(&self.region)))
+    }
+
+    pub(super) async fn get_bucket_versioning(&self, req: Req) -> S3Result {
+        self.existing_bucket(&req).await?;
+        Ok(xml_ok(xml::versioning_unversioned()))
+    }
+
+    /// ListObjectsV2 (`v2`) or ListObjects (V1, `marker`).
+    pub(super) async fn list_objects(&self, req: Req, v2: bool) -> S3Result {
+        let q = &req.route.query;
+        let max_keys = q.max_keys("max-keys")?;
+        let encoding_url = q.encoding_url()?;
+        let prefix = q.get("prefix").unwrap_or("").to_string();
+        let delimiter = q.get("delimiter").map(str::to_string);
+        let (marker, token) = if v2 {
+            (
+                q.get("start-after").map(str::to_string),
+                q.get("continuation-token").map(str::to_string),
+            )
+        } else {
+            (q.get("marker").map(str::to_string), None)
+        };
+        if token.as_deref() == Some("") {
+            return Err(S3Error::with_message(
+                S3ErrorCode::InvalidArgument,
+                "The continuation token provided is incorrect",
+            ));
+        }
+        let echo = xml::ListEcho {
+            bucket: req.bucket().to_string(),
+            prefix: prefix.clone(),
+            delimiter: delimiter.clone().filter(|d| !d.is_empty()),
+            max_keys,
+            encoding_url,
+            marker: marker.clone().filter(|m| !m.is_empty()),
+            continuation_token: token.clone(),
+            fetch_owner: q.get("fetch-owner") == Some("true"),
+        };
+        let list = ListRequest {
+            prefix,
+            delimiter,
+            start_after: marker.filter(|m| !m.is_empty()),
+            continuation_token: token,
+            max_keys,
+        };
+        let b = req.bucket().to_string();
+        let page = self
+            .core(|g| async move { g.list_objects(&b, list).await })
+            .await?;
+        let next = if v2 {
+            page.next_continuation_token.clone()
+        } else {
+            // V1 NextMarker: the last key or common prefix of the page.
+            let last_key = page.objects.last().map(|o| o.key.clone());
+            let last_prefix = page.common_prefixes.last().cloned();
+            last_key.max(last_prefix)
+        };
+        let out = xml::ListPage {
+            objects: page
+                .objects
+                .into_iter()
+                .map(|o| xml::ObjectEntry {
+                    key: o.key,
+                    last_modified: o.last_modified,
+                    etag: o.etag,
+                    size: o.size,
+                })
+                .collect(),
+            common_prefixes: page.common_prefixes,
+            is_truncated: page.is_truncated,
+            next,
+        };
+        let doc = if v2 {
+            xml::list_objects_v2(&echo, &out, &self.owner)
+        } else {
+            xml::list_objects_v1(&echo, &out, &self.owner)
+        };
+        Ok(xml_ok(doc))
+    }
+}

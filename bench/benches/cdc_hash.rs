@@ -7,54 +7,16 @@
 //! `CDC_HASH_MIB` sets the buffer size (default 64); `CDC_HASH_TABLE_ONLY=1` skips criterion.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
+use hugbucket_bench::{best_of, text_data};
 use hugbucket_engine::chunking::{chunk_boundaries, file_hash_of};
 use hugbucket_engine::crc64::crc64_nvme;
 use hugbucket_engine::hash::chunk_hash;
 
-/// Random bytes: BLAKE3 XOF of a label.
-fn random_data(n: usize) -> Vec<u8> {
-    let mut b = vec![0u8; n];
-    blake3::Hasher::new()
-        .update(b"bench/cdc_hash/random")
-        .finalize_xof()
-        .fill(&mut b);
-    b
-}
-
-/// Text-like bytes: words from a small vocabulary with spaces, punctuation and newlines,
-/// picked by a xorshift generator (deterministic).
-fn text_data(n: usize) -> Vec<u8> {
-    const WORDS: &[&str] = &[
-        "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "with", "was", "on", "be",
-        "by", "this", "are", "from", "at", "or", "an", "which", "chunk", "storage", "bucket",
-        "content", "defined", "hash", "file", "upload", "model", "weights", "tensor", "gateway",
-        "protocol", "network", "server", "client", "request", "response", "data",
-    ];
-    let mut out = Vec::with_capacity(n + 16);
-    let mut s: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut col = 0;
-    while out.len() < n {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        let w = WORDS[(s % WORDS.len() as u64) as usize];
-        out.extend_from_slice(w.as_bytes());
-        col += w.len() + 1;
-        match (s >> 32) % 16 {
-            0 => out.extend_from_slice(b". "),
-            1 => out.extend_from_slice(b", "),
-            _ if col > 72 => {
-                out.push(b'\n');
-                col = 0;
-            }
-            _ => out.push(b' '),
-        }
-    }
-    out.truncate(n);
-    out
+fn random_data_cdc(n: usize) -> Vec<u8> {
+    hugbucket_bench::random_data("bench/cdc_hash/random", n)
 }
 
 fn chunk_hashes(data: &[u8], bounds: &[usize]) -> usize {
@@ -65,18 +27,6 @@ fn chunk_hashes(data: &[u8], bounds: &[usize]) -> usize {
         start = end;
     }
     acc
-}
-
-/// Best wall time of `runs` calls.
-fn best_of(runs: usize, mut f: impl FnMut()) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
 }
 
 fn ratio_table(name: &str, data: &[u8]) {
@@ -171,7 +121,7 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
     let n = mib << 20;
-    let datasets = [("random", random_data(n)), ("text", text_data(n))];
+    let datasets = [("random", random_data_cdc(n)), ("text", text_data(n))];
     for (name, data) in &datasets {
         ratio_table(name, data);
     }

@@ -1,10 +1,14 @@
 //! Starts the front-ends chosen by `--mode` on the core's runtime and waits for them on
 //! shutdown.
 
+use std::time::Duration;
+
+use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::ServeArgs;
+use crate::config::{Mode, RuntimeKind, ServeArgs};
+use crate::serve::Credential;
 use hugbucket_core::Gateway;
 
 /// The running front-ends.
@@ -23,10 +27,55 @@ impl Frontends {
 /// Starts the front-ends. They stop accepting when `stop` turns true.
 pub async fn start(
     args: &ServeArgs,
+    credentials: &[Credential],
     gateway: Gateway,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Frontends> {
-    let tasks = JoinSet::new();
-    let _ = (args, gateway, stop);
+    let mut tasks = JoinSet::new();
+    if matches!(args.mode, Mode::S3 | Mode::Both) {
+        start_s3(args, credentials, gateway.clone(), stop.clone(), &mut tasks)?;
+    }
+    let _ = (gateway, stop);
     Ok(Frontends { tasks })
+}
+
+/// S3: thread-per-core on `--runtime`, bridged to this (the core's) tokio runtime; on the
+/// stop signal it refuses new requests and lets the ones in flight finish.
+fn start_s3(
+    args: &ServeArgs,
+    credentials: &[Credential],
+    gateway: Gateway,
+    mut stop: watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let mut creds = hugbucket_s3::auth::Credentials::new();
+    for c in credentials {
+        creds.insert(&c.access_key_id, &c.secret_access_key);
+    }
+    let config = hugbucket_s3::service::S3Config {
+        runtime: match args.runtime {
+            RuntimeKind::Glommio => hugbucket_s3::runtime::RuntimeKind::Glommio,
+            RuntimeKind::Tokio => hugbucket_s3::runtime::RuntimeKind::Tokio,
+        },
+        serve: hugbucket_s3::runtime::ServeConfig {
+            addr: args.s3_listen,
+            cpus: args.cores.map(|n| (0..n).collect()).unwrap_or_default(),
+            ..Default::default()
+        },
+        router: hugbucket_s3::router::RouterConfig {
+            base_domains: args.s3_domain.iter().cloned().collect(),
+        },
+        credentials: creds,
+        region: "us-east-1".into(),
+    };
+    let bridge = hugbucket_s3::runtime::bridge::Bridge::new(tokio::runtime::Handle::current());
+    let server = hugbucket_s3::service::start(gateway, bridge, config)
+        .with_context(|| format!("--s3-listen {}", args.s3_listen))?;
+    tracing::info!(addr = %server.local_addr(), runtime = ?args.runtime, "S3 listening");
+    let grace = Duration::from_secs(args.shutdown_timeout);
+    tasks.spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        server.shutdown(grace).await;
+    });
+    Ok(())
 }

@@ -240,7 +240,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let gateway = Gateway::new(CoreConfig::new(args.data_dir.clone()), hub)
         .await
         .context("opening the gateway state")?;
-    let _credentials = credentials(&args)?;
+    let credentials = credentials(&args)?;
     let embedded = upstream.embedded.map(Arc::new);
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -272,7 +272,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         }
     });
 
-    let fronts = crate::frontends::start(&args, gateway.clone(), stop_rx.clone()).await?;
+    let fronts = crate::frontends::start(&args, &credentials, gateway.clone(), stop_rx.clone()).await?;
     println!("hugbucket is ready");
 
     wait_for_signal().await;

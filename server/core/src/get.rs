@@ -15,19 +15,57 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::sync::Arc;
+
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
+use hugbucket_cache::{ChunkCache, ChunkRangeKey, SingleFlight};
 use hugbucket_engine::XetHash;
 use hugbucket_engine::compression::decompress_chunk;
 use hugbucket_engine::hash::{chunk_hash, file_hash};
 use hugbucket_engine::xorb::ChunkHeader;
-use hugbucket_upstream::{CasClient, Reconstruction, ReconstructionTerm};
+use hugbucket_upstream::{CasClient, FetchEntry, Reconstruction, ReconstructionTerm};
 use tokio::sync::mpsc;
 
 use crate::error::{CoreError, Result};
 
 /// Decoded chunks per term channel.
 const TERM_CHANNEL: usize = 8;
+
+/// Chunks per cache entry: terms are cached in groups aligned to multiples of this chunk
+/// index, so that differently trimmed terms of the same xorb share entries.
+const CACHE_GROUP: u32 = 32;
+
+/// One fetch per term at a time across all readers.
+pub(crate) type Flights = SingleFlight<ChunkRangeKey, Result<(), Arc<str>>>;
+
+/// What a GET needs besides the reconstruction: the CAS, and the chunk cache if enabled.
+#[derive(Clone)]
+pub(crate) struct ReadCtx {
+    pub cas: CasClient,
+    pub cache: Option<Arc<dyn ChunkCache>>,
+    pub flights: Arc<Flights>,
+}
+
+/// The aligned cache groups covering chunks `[start, end)` of a xorb.
+fn cache_groups(xorb: XetHash, start: u32, end: u32) -> Vec<ChunkRangeKey> {
+    let mut out = Vec::new();
+    let mut s = start;
+    while s < end {
+        let e = ((s / CACHE_GROUP + 1) * CACHE_GROUP).min(end);
+        out.push(ChunkRangeKey::new(xorb, s, e));
+        s = e;
+    }
+    out
+}
+
+/// The whole term from the cache, or `None` if any group is missing.
+fn cached_term(cache: &dyn ChunkCache, term: &ReconstructionTerm) -> Option<Vec<Bytes>> {
+    cache_groups(term.xorb_hash, term.chunk_start, term.chunk_end)
+        .iter()
+        .map(|k| cache.get(k))
+        .collect()
+}
 
 /// A decoded chunk and its hash (when verification is on).
 type Piece = Result<(Bytes, Option<XetHash>)>;
@@ -36,7 +74,7 @@ type Piece = Result<(Bytes, Option<XetHash>)>;
 /// first term. Must be called on the core's tokio runtime.
 /// `verify_hash`: when the whole file is read, the file hash it must have.
 pub(crate) fn reconstruct_stream(
-    cas: CasClient,
+    ctx: ReadCtx,
     recon: Reconstruction,
     len: u64,
     window: usize,
@@ -44,7 +82,7 @@ pub(crate) fn reconstruct_stream(
 ) -> ReconstructStream {
     ReconstructStream {
         runtime: tokio::runtime::Handle::current(),
-        cas,
+        ctx,
         skip: recon.offset_into_first_range,
         remaining: len,
         terms: recon.terms.clone().into_iter().collect(),
@@ -60,7 +98,7 @@ pub(crate) fn reconstruct_stream(
 pub(crate) struct ReconstructStream {
     /// Fetch tasks run here even when the stream is polled from another executor.
     runtime: tokio::runtime::Handle,
-    cas: CasClient,
+    ctx: ReadCtx,
     recon: Reconstruction,
     terms: VecDeque<ReconstructionTerm>,
     running: VecDeque<mpsc::Receiver<Piece>>,
@@ -79,17 +117,10 @@ impl ReconstructStream {
             };
             let (tx, rx) = mpsc::channel(TERM_CHANNEL);
             let entry = self.recon.fetch_for(&term).cloned();
-            let cas = self.cas.clone();
+            let ctx = self.ctx.clone();
             let hash_chunks = self.verify.is_some();
             self.runtime.spawn(async move {
-                let result = match entry {
-                    Some(entry) => fetch_term(&cas, &term, &entry, hash_chunks, &tx).await,
-                    None => Err(CoreError::Integrity(format!(
-                        "no fetch entry for xorb {}",
-                        term.xorb_hash
-                    ))),
-                };
-                if let Err(e) = result {
+                if let Err(e) = serve_term(&ctx, term, entry, hash_chunks, &tx).await {
                     let _ = tx.send(Err(e)).await;
                 }
             });
@@ -98,14 +129,85 @@ impl ReconstructStream {
     }
 }
 
+/// Sends one term's chunks to `tx`: from the cache when every group of it is there, else
+/// from one upstream fetch shared by all concurrent readers of the same term (the fetch fills
+/// the cache; a reader that waited then reads the cache).
+async fn serve_term(
+    ctx: &ReadCtx,
+    term: ReconstructionTerm,
+    entry: Option<FetchEntry>,
+    hash_chunks: bool,
+    tx: &mpsc::Sender<Piece>,
+) -> Result<()> {
+    let entry = entry.ok_or_else(|| {
+        CoreError::Integrity(format!("no fetch entry for xorb {}", term.xorb_hash))
+    })?;
+    let Some(cache) = &ctx.cache else {
+        return fetch_term(&ctx.cas, None, &term, &entry, hash_chunks, tx).await;
+    };
+    if let Some(pieces) = cached_term(cache.as_ref(), &term) {
+        return send_cached(pieces, tx).await;
+    }
+    let key = ChunkRangeKey::new(term.xorb_hash, term.chunk_start, term.chunk_end);
+    let led = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let result = ctx
+        .flights
+        .run(key, || {
+            led.store(true, std::sync::atomic::Ordering::Relaxed);
+            let (cas, cache, tx, entry) =
+                (ctx.cas.clone(), cache.clone(), tx.clone(), entry.clone());
+            async move {
+                fetch_term(&cas, Some(cache.as_ref()), &term, &entry, hash_chunks, &tx)
+                    .await
+                    .map_err(|e| Arc::<str>::from(e.to_string()))
+            }
+        })
+        .await;
+    if led.load(std::sync::atomic::Ordering::Relaxed) {
+        return result.map_err(|e| CoreError::Integrity(e.to_string()));
+    }
+    // Another reader fetched it: read what it cached (or fetch ourselves if it could not).
+    match cached_term(cache.as_ref(), &term) {
+        Some(pieces) => send_cached(pieces, tx).await,
+        None => {
+            fetch_term(
+                &ctx.cas,
+                Some(cache.as_ref()),
+                &term,
+                &entry,
+                hash_chunks,
+                tx,
+            )
+            .await
+        }
+    }
+}
+
+async fn send_cached(pieces: Vec<Bytes>, tx: &mpsc::Sender<Piece>) -> Result<()> {
+    for p in pieces {
+        if tx.send(Ok((p, None))).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Fetches a term's xorb range and decodes it chunk by chunk into `tx`; with a cache, the
+/// decoded chunks are also stored in aligned groups.
 async fn fetch_term(
     cas: &CasClient,
+    cache: Option<&dyn ChunkCache>,
     term: &ReconstructionTerm,
-    entry: &hugbucket_upstream::FetchEntry,
+    entry: &FetchEntry,
     hash_chunks: bool,
     tx: &mpsc::Sender<Piece>,
 ) -> Result<()> {
     let mut stream = cas.fetch_xorb_range(&entry.url, entry.bytes).await?;
+    if let Some(c) = cache {
+        c.record_upstream_fetch(entry.bytes.len());
+    }
+    // The cache group being assembled: (first chunk index, chunk lengths, bytes).
+    let mut group: (u32, Vec<u32>, Vec<u8>) = (term.chunk_start, Vec::new(), Vec::new());
     let skip_chunks = term.chunk_start - entry.chunk_start;
     let want_chunks = term.chunk_end - term.chunk_start;
     let mut buf = BytesMut::new();
@@ -141,9 +243,21 @@ async fn fetch_term(
                         Bytes::copy_from_slice(&decoded)
                     };
                 produced += data.len() as u64;
+                if let Some(c) = cache {
+                    let chunk_index = entry.chunk_start + index;
+                    group.1.push(data.len() as u32);
+                    group.2.extend_from_slice(&data);
+                    let end = chunk_index + 1;
+                    if end % CACHE_GROUP == 0 || end == term.chunk_end {
+                        let key = ChunkRangeKey::new(term.xorb_hash, group.0, end);
+                        // Best effort: a failed put is a later miss.
+                        let _ = c.put(&key, &group.1, &group.2);
+                        group = (end, Vec::new(), Vec::new());
+                    }
+                }
                 let h = hash_chunks.then(|| chunk_hash(&data));
-                if tx.send(Ok((data, h))).await.is_err() {
-                    return Ok(()); // the reader went away
+                if tx.send(Ok((data, h))).await.is_err() && cache.is_none() {
+                    return Ok(()); // the reader went away (with a cache: finish filling it)
                 }
             }
             index += 1;
@@ -187,6 +301,14 @@ impl Stream for ReconstructStream {
                     let got = file_hash(&chunks);
                     if got != expected {
                         this.failed = true;
+                        // Never serve these bytes again from the cache either.
+                        if let Some(cache) = &this.ctx.cache {
+                            for t in &this.recon.terms {
+                                for k in cache_groups(t.xorb_hash, t.chunk_start, t.chunk_end) {
+                                    let _ = cache.remove(&k);
+                                }
+                            }
+                        }
                         return Poll::Ready(Some(Err(std::io::Error::other(format!(
                             "file hash mismatch: expected {expected}, read {got}"
                         )))));
@@ -211,8 +333,12 @@ impl Stream for ReconstructStream {
                     return Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))));
                 }
                 Poll::Ready(Some(Ok((mut data, h)))) => {
-                    if let (Some((_, chunks)), Some(h)) = (this.verify.as_mut(), h) {
-                        chunks.push((h, data.len() as u64));
+                    match (this.verify.as_mut(), h) {
+                        (Some((_, chunks)), Some(h)) => chunks.push((h, data.len() as u64)),
+                        // Served from the cache (CRC-checked against what was stored): the
+                        // file hash cannot be recomputed without chunk boundaries.
+                        (Some(_), None) => this.verify = None,
+                        _ => {}
                     }
                     if this.skip > 0 {
                         let n = this.skip.min(data.len() as u64);

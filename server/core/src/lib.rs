@@ -27,6 +27,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache};
 use hugbucket_engine::XetHash;
 use hugbucket_upstream::{
     BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, RemoteFile, TokenScope,
@@ -56,6 +57,10 @@ pub struct CoreConfig {
     pub multipart_expiry: Duration,
     /// Recompute chunk hashes and the file hash on whole-object GETs.
     pub verify_reads: bool,
+    /// Directory of the persistent chunk cache (`None` = no cache).
+    pub cache_dir: Option<PathBuf>,
+    /// Capacity of the chunk cache in bytes.
+    pub cache_capacity: u64,
 }
 
 impl CoreConfig {
@@ -67,6 +72,8 @@ impl CoreConfig {
             get_prefetch_window: 4,
             multipart_expiry: Duration::from_secs(7 * 24 * 3600),
             verify_reads: true,
+            cache_dir: None,
+            cache_capacity: 10 << 30,
         }
     }
 }
@@ -77,7 +84,6 @@ pub struct Gateway {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     hub: HubClient,
     config: CoreConfig,
@@ -85,23 +91,54 @@ struct Inner {
     state: Arc<dyn StateStore>,
     /// CAS clients per (bucket id, scope): they cache tokens and detected API versions.
     cas: Mutex<HashMap<(String, bool), CasClient>>,
+    /// Decoded xorb chunk ranges, across restarts.
+    cache: Option<Arc<dyn ChunkCache>>,
+    /// One upstream fetch per reconstruction term at a time.
+    flights: Arc<get::Flights>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("hub", &self.hub)
+            .field("config", &self.config)
+            .field("cache", &self.cache.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Gateway {
-    /// A gateway over `hub` with local state in `config.data_dir` (sled).
+    /// A gateway over `hub` with local state in `config.data_dir` (sled) and, when
+    /// `config.cache_dir` is set, the persistent chunk cache there.
     pub async fn new(config: CoreConfig, hub: HubClient) -> Result<Self> {
         let dir = config.data_dir.join("gateway-state");
-        let state = tokio::task::spawn_blocking(move || SledState::open(&dir))
-            .await
-            .map_err(|e| CoreError::Internal(e.to_string()))??;
-        Self::with_state(config, hub, Arc::new(state))
+        let cache_cfg = config
+            .cache_dir
+            .clone()
+            .map(|d| CacheConfig::new(d, config.cache_capacity));
+        let (state, cache) = tokio::task::spawn_blocking(move || {
+            let state = SledState::open(&dir)?;
+            let cache = match cache_cfg {
+                Some(c) => Some(
+                    DiskCache::open(c)
+                        .map_err(|e| CoreError::Internal(format!("chunk cache: {e}")))?,
+                ),
+                None => None,
+            };
+            Ok::<_, CoreError>((state, cache))
+        })
+        .await
+        .map_err(|e| CoreError::Internal(e.to_string()))??;
+        let cache = cache.map(|c| Arc::new(c) as Arc<dyn ChunkCache>);
+        Self::with_parts(config, hub, Arc::new(state), cache)
     }
 
-    /// A gateway with the given state store.
-    pub fn with_state(
+    /// A gateway with the given state store and chunk cache.
+    pub fn with_parts(
         config: CoreConfig,
         hub: HubClient,
         state: Arc<dyn StateStore>,
+        cache: Option<Arc<dyn ChunkCache>>,
     ) -> Result<Self> {
         Ok(Gateway {
             inner: Arc::new(Inner {
@@ -110,8 +147,15 @@ impl Gateway {
                 namespace: OnceCell::new(),
                 state,
                 cas: Mutex::new(HashMap::new()),
+                cache,
+                flights: Arc::new(get::Flights::new()),
             }),
         })
+    }
+
+    /// The chunk cache, if enabled.
+    pub fn cache(&self) -> Option<&Arc<dyn ChunkCache>> {
+        self.inner.cache.as_ref()
     }
 
     /// The Hub client.
@@ -399,8 +443,13 @@ impl Gateway {
             .await?;
         let whole = start == 0 && end + 1 == meta.size;
         let verify = (whole && self.inner.config.verify_reads).then_some(meta.xet_hash);
-        let body = get::reconstruct_stream(
+        let ctx = get::ReadCtx {
             cas,
+            cache: self.inner.cache.clone(),
+            flights: self.inner.flights.clone(),
+        };
+        let body = get::reconstruct_stream(
+            ctx,
             recon,
             end - start + 1,
             self.inner.config.get_prefetch_window,

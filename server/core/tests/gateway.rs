@@ -779,3 +779,67 @@ async fn reupload_of_existing_content_sends_no_xorb_bytes() {
     );
     assert_eq!(get(&other, "dedup", "second", None).await, data);
 }
+
+async fn cached_gateway(hub: &RunningHub, dir: &std::path::Path) -> Gateway {
+    let client =
+        HubClient::new(&hub.url(), Some(hub.token().to_string()), upstream_config()).unwrap();
+    let mut cfg = CoreConfig::new(dir.join("state"));
+    cfg.cache_dir = Some(dir.join("cache"));
+    cfg.cache_capacity = 512 << 20;
+    Gateway::new(cfg, client).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_gets_fetch_nothing_upstream_even_after_restart() {
+    let e = env().await;
+    let dir = e.dir.path().join("cached");
+    let gw = cached_gateway(&e.hub, &dir).await;
+    gw.create_bucket("warm").await.unwrap();
+    let data = random(70 << 20, "warm");
+    gw.put_object("warm", "obj", body(&data, 8 << 20), PutOptions::default())
+        .await
+        .unwrap();
+    let fetches = || e.hub.stats().xorb_range_fetches.load(Ordering::Relaxed);
+    let before = fetches();
+    assert_eq!(get(&gw, "warm", "obj", None).await, data);
+    let cold = fetches() - before;
+    assert!(cold >= 2, "a 70 MiB object spans two xorbs: {cold} fetches");
+    assert_eq!(get(&gw, "warm", "obj", None).await, data);
+    let r = (10 << 20, (65 << 20) + 7);
+    assert_eq!(
+        get(&gw, "warm", "obj", Some(ByteRange::FromTo(r.0, r.1))).await,
+        &data[r.0 as usize..=r.1 as usize]
+    );
+    assert_eq!(fetches() - before, cold, "warm reads fetch nothing");
+    let stats = gw.cache().unwrap().stats();
+    assert!(stats.hits > 0);
+    gw.cache().unwrap().flush().unwrap();
+    drop(gw);
+
+    let gw = cached_gateway(&e.hub, &dir).await;
+    assert_eq!(get(&gw, "warm", "obj", None).await, data);
+    assert_eq!(fetches() - before, cold, "still warm after a restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cold_gets_fetch_each_range_once() {
+    let e = env().await;
+    let gw = cached_gateway(&e.hub, &e.dir.path().join("cached")).await;
+    gw.create_bucket("cold").await.unwrap();
+    let data = random(20 << 20, "cold");
+    gw.put_object("cold", "obj", body(&data, 8 << 20), PutOptions::default())
+        .await
+        .unwrap();
+    let before = e.hub.stats().xorb_range_fetches.load(Ordering::Relaxed);
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let gw = gw.clone();
+            tokio::spawn(async move { get(&gw, "cold", "obj", None).await })
+        })
+        .collect();
+    for r in readers {
+        assert!(r.await.unwrap() == data);
+    }
+    let fetched = e.hub.stats().xorb_range_fetches.load(Ordering::Relaxed) - before;
+    assert_eq!(fetched, 1, "one term, one fetch for 16 readers");
+}

@@ -69,29 +69,44 @@ impl Users {
         if Self::is_anonymous(name) && !self.users.iter().any(|(u, _)| u == name) {
             return match self.anonymous {
                 Anonymous::Off => Err(AuthenticationError::BadUser),
-                Anonymous::ReadOnly => Ok(FtpUser { name: name.into(), writable: false }),
-                Anonymous::ReadWrite => Ok(FtpUser { name: name.into(), writable: true }),
+                Anonymous::ReadOnly => Ok(FtpUser {
+                    name: name.into(),
+                    writable: false,
+                }),
+                Anonymous::ReadWrite => Ok(FtpUser {
+                    name: name.into(),
+                    writable: true,
+                }),
             };
         }
         let given = password.unwrap_or("");
         // Compare against every user so the time taken does not tell which names exist.
         let mut found = None;
         for (u, p) in self.users.iter() {
-            let ok = constant_time_eq(u.as_bytes(), name.as_bytes()) & constant_time_eq(p.as_bytes(), given.as_bytes());
+            let ok = constant_time_eq(u.as_bytes(), name.as_bytes())
+                & constant_time_eq(p.as_bytes(), given.as_bytes());
             if ok && found.is_none() {
                 found = Some(u.clone());
             }
         }
         match found {
-            Some(name) => Ok(FtpUser { name, writable: true }),
-            None if self.users.iter().any(|(u, _)| u == name) => Err(AuthenticationError::BadPassword),
+            Some(name) => Ok(FtpUser {
+                name,
+                writable: true,
+            }),
+            None if self.users.iter().any(|(u, _)| u == name) => {
+                Err(AuthenticationError::BadPassword)
+            }
             None => Err(AuthenticationError::BadUser),
         }
     }
 
     fn user(&self, name: &str) -> Option<FtpUser> {
         if let Some((u, _)) = self.users.iter().find(|(u, _)| u == name) {
-            return Some(FtpUser { name: u.clone(), writable: true });
+            return Some(FtpUser {
+                name: u.clone(),
+                writable: true,
+            });
         }
         if Self::is_anonymous(name) {
             return match self.anonymous {
@@ -116,7 +131,11 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[async_trait]
 impl Authenticator for Users {
-    async fn authenticate(&self, username: &str, creds: &Credentials) -> Result<Principal, AuthenticationError> {
+    async fn authenticate(
+        &self,
+        username: &str,
+        creds: &Credentials,
+    ) -> Result<Principal, AuthenticationError> {
         match self.check(username, creds.password.as_deref()) {
             Ok(u) => {
                 tracing::info!(user = %u.name, ip = %creds.source_ip, writable = u.writable, "ftp login");
@@ -136,9 +155,10 @@ impl UserDetailProvider for Users {
     type User = FtpUser;
 
     async fn provide_user_detail(&self, principal: &Principal) -> Result<FtpUser, UserDetailError> {
-        self.user(&principal.username).ok_or_else(|| UserDetailError::UserNotFound {
-            username: principal.username.clone(),
-        })
+        self.user(&principal.username)
+            .ok_or_else(|| UserDetailError::UserNotFound {
+                username: principal.username.clone(),
+            })
     }
 }
 
@@ -148,7 +168,10 @@ mod tests {
 
     fn users(anonymous: Anonymous) -> Users {
         Users {
-            users: Arc::new(vec![("alice".into(), "s3cret".into()), ("bob".into(), "pw".into())]),
+            users: Arc::new(vec![
+                ("alice".into(), "s3cret".into()),
+                ("bob".into(), "pw".into()),
+            ]),
             anonymous,
             failure_delay: Duration::ZERO,
         }
@@ -159,11 +182,26 @@ mod tests {
         let u = users(Anonymous::Off);
         assert_eq!(u.check("alice", Some("s3cret")).unwrap().name, "alice");
         assert!(u.check("alice", Some("s3cret")).unwrap().writable);
-        assert!(matches!(u.check("alice", Some("s3cre")), Err(AuthenticationError::BadPassword)));
-        assert!(matches!(u.check("alice", Some("pw")), Err(AuthenticationError::BadPassword)));
-        assert!(matches!(u.check("alice", None), Err(AuthenticationError::BadPassword)));
-        assert!(matches!(u.check("carol", Some("pw")), Err(AuthenticationError::BadUser)));
-        assert!(matches!(u.check("anonymous", Some("a@b")), Err(AuthenticationError::BadUser)));
+        assert!(matches!(
+            u.check("alice", Some("s3cre")),
+            Err(AuthenticationError::BadPassword)
+        ));
+        assert!(matches!(
+            u.check("alice", Some("pw")),
+            Err(AuthenticationError::BadPassword)
+        ));
+        assert!(matches!(
+            u.check("alice", None),
+            Err(AuthenticationError::BadPassword)
+        ));
+        assert!(matches!(
+            u.check("carol", Some("pw")),
+            Err(AuthenticationError::BadUser)
+        ));
+        assert!(matches!(
+            u.check("anonymous", Some("a@b")),
+            Err(AuthenticationError::BadUser)
+        ));
         assert!(u.user("anonymous").is_none());
         let ro = users(Anonymous::ReadOnly);
         assert!(!ro.check("anonymous", Some("")).unwrap().writable);

@@ -66,7 +66,11 @@ impl Metadata for Meta {
 
 impl Meta {
     fn dir(modified: SystemTime) -> Self {
-        Meta { len: 0, dir: true, modified }
+        Meta {
+            len: 0,
+            dir: true,
+            modified,
+        }
     }
 }
 
@@ -94,7 +98,9 @@ impl ControlWatch {
         match self.socket.peek(&mut b) {
             Ok(0) => true,
             Ok(_) => false,
-            Err(e) => e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted,
+            Err(e) => {
+                e.kind() != io::ErrorKind::WouldBlock && e.kind() != io::ErrorKind::Interrupted
+            }
         }
     }
 }
@@ -154,7 +160,11 @@ fn check_writable(user: &FtpUser) -> Result<()> {
 }
 
 impl GatewayStorage {
-    pub(crate) fn new(gateway: Gateway, control: Weak<ControlWatch>, commit_grace: Duration) -> Self {
+    pub(crate) fn new(
+        gateway: Gateway,
+        control: Weak<ControlWatch>,
+        commit_grace: Duration,
+    ) -> Self {
         GatewayStorage {
             gateway,
             control,
@@ -208,7 +218,11 @@ impl GatewayStorage {
     }
 
     /// Every entry directly under `prefix` (which is empty or ends in `/`).
-    async fn list_dir(&self, bucket: &str, prefix: &str) -> Result<(Vec<(String, Meta)>, Vec<String>)> {
+    async fn list_dir(
+        &self,
+        bucket: &str,
+        prefix: &str,
+    ) -> Result<(Vec<(String, Meta)>, Vec<String>)> {
         let mut files = Vec::new();
         let mut dirs = Vec::new();
         let mut token = None;
@@ -261,14 +275,21 @@ impl GatewayStorage {
         let src = format!("{sk}/");
         let dst = format!("{dk}/");
         if db == sb && dst.starts_with(&src) {
-            return Err(FtpError::BadPath(format!("/{db}/{dk} is inside /{sb}/{sk}")));
+            return Err(FtpError::BadPath(format!(
+                "/{db}/{dk} is inside /{sb}/{sk}"
+            )));
         }
         let (keys, folders) = self.walk(sb, &src).await?;
         // Folders first (markers keep empty folders), then the objects, then remove the old.
         for f in &folders {
             let new = format!("{dst}{}", &f[src.len()..]);
             self.gateway
-                .put_object(db, &new, Box::pin(futures::stream::empty()), PutOptions::default())
+                .put_object(
+                    db,
+                    &new,
+                    Box::pin(futures::stream::empty()),
+                    PutOptions::default(),
+                )
                 .await?;
         }
         for k in &keys {
@@ -280,7 +301,11 @@ impl GatewayStorage {
         for chunk in old.chunks(1000) {
             for (key, r) in self.gateway.delete_objects(sb, chunk).await? {
                 r.map_err(|e| {
-                    tracing::warn!(bucket = sb, key, "rename: could not delete the old key: {e}");
+                    tracing::warn!(
+                        bucket = sb,
+                        key,
+                        "rename: could not delete the old key: {e}"
+                    );
                     e
                 })?;
             }
@@ -305,7 +330,13 @@ impl GatewayStorage {
         }
     }
 
-    async fn put_stream<R>(&self, user: &FtpUser, input: R, path: &Path, start_pos: u64) -> Result<u64>
+    async fn put_stream<R>(
+        &self,
+        user: &FtpUser,
+        input: R,
+        path: &Path,
+        start_pos: u64,
+    ) -> Result<u64>
     where
         R: tokio::io::AsyncRead + Send + Unpin + 'static,
     {
@@ -368,10 +399,12 @@ impl GatewayStorage {
                 }
                 match self.gateway.head_object(bucket, &marker).await {
                     Ok(_) => Ok(self.gateway.delete_object(bucket, &marker).await?),
-                    Err(CoreError::NoSuchKey(_)) => match self.gateway.head_object(bucket, key).await {
-                        Ok(_) => Err(FtpError::NotDirectory(target.display())),
-                        Err(_) => Err(FtpError::NotFound(target.display())),
-                    },
+                    Err(CoreError::NoSuchKey(_)) => {
+                        match self.gateway.head_object(bucket, key).await {
+                            Ok(_) => Err(FtpError::NotDirectory(target.display())),
+                            Err(_) => Err(FtpError::NotFound(target.display())),
+                        }
+                    }
                     Err(e) => Err(e.into()),
                 }
             }
@@ -392,7 +425,11 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         FEATURE_RESTART
     }
 
-    async fn metadata<P: AsRef<Path> + Send + fmt::Debug>(&self, _user: &FtpUser, path: P) -> storage::Result<Meta> {
+    async fn metadata<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _user: &FtpUser,
+        path: P,
+    ) -> storage::Result<Meta> {
         let target = Target::parse(path.as_ref())?;
         Ok(self.meta_of(&target).await?)
     }
@@ -425,7 +462,10 @@ impl StorageBackend<FtpUser> for GatewayStorage {
                     // An empty listing: make sure the directory exists (LIST of a file lists it).
                     let meta = self.meta_of(&target).await?;
                     if !meta.dir {
-                        return Ok(vec![Fileinfo { path: base, metadata: meta }]);
+                        return Ok(vec![Fileinfo {
+                            path: base,
+                            metadata: meta,
+                        }]);
                     }
                 }
                 for d in dirs {
@@ -484,17 +524,26 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         Ok(Box::new(StreamReader::new(SyncStream(Mutex::new(body)))))
     }
 
-    async fn put<P: AsRef<Path> + Send + fmt::Debug, R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static>(
+    async fn put<
+        P: AsRef<Path> + Send + fmt::Debug,
+        R: tokio::io::AsyncRead + Send + Sync + Unpin + 'static,
+    >(
         &self,
         user: &FtpUser,
         input: R,
         path: P,
         start_pos: u64,
     ) -> storage::Result<u64> {
-        Ok(self.put_stream(user, input, path.as_ref(), start_pos).await?)
+        Ok(self
+            .put_stream(user, input, path.as_ref(), start_pos)
+            .await?)
     }
 
-    async fn del<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, path: P) -> storage::Result<()> {
+    async fn del<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
         check_writable(user)?;
         let target = Target::parse(path.as_ref())?;
         let Target::Object { bucket, key } = &target else {
@@ -507,22 +556,38 @@ impl StorageBackend<FtpUser> for GatewayStorage {
             }
             Err(e) => return Err(FtpError::from(e).into()),
         }
-        self.gateway.delete_object(bucket, key).await.map_err(FtpError::from)?;
+        self.gateway
+            .delete_object(bucket, key)
+            .await
+            .map_err(FtpError::from)?;
         Ok(())
     }
 
-    async fn mkd<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, path: P) -> storage::Result<()> {
+    async fn mkd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
         check_writable(user)?;
         let target = Target::parse(path.as_ref())?;
         match &target {
             Target::Root => Err(FtpError::Exists("/".into()).into()),
-            Target::Bucket(b) => Ok(self.gateway.create_bucket(b).await.map_err(FtpError::from)?),
+            Target::Bucket(b) => Ok(self
+                .gateway
+                .create_bucket(b)
+                .await
+                .map_err(FtpError::from)?),
             Target::Object { bucket, key } => {
                 if self.gateway.head_object(bucket, key).await.is_ok() {
                     return Err(FtpError::Exists(target.display()).into());
                 }
                 self.gateway
-                    .put_object(bucket, &format!("{key}/"), Box::pin(futures::stream::empty()), PutOptions::default())
+                    .put_object(
+                        bucket,
+                        &format!("{key}/"),
+                        Box::pin(futures::stream::empty()),
+                        PutOptions::default(),
+                    )
                     .await
                     .map_err(FtpError::from)?;
                 Ok(())
@@ -530,11 +595,26 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         }
     }
 
-    async fn rename<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, from: P, to: P) -> storage::Result<()> {
+    async fn rename<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        from: P,
+        to: P,
+    ) -> storage::Result<()> {
         check_writable(user)?;
         let src = Target::parse(from.as_ref())?;
         let dst = Target::parse(to.as_ref())?;
-        let (Target::Object { bucket: sb, key: sk }, Target::Object { bucket: db, key: dk }) = (&src, &dst) else {
+        let (
+            Target::Object {
+                bucket: sb,
+                key: sk,
+            },
+            Target::Object {
+                bucket: db,
+                key: dk,
+            },
+        ) = (&src, &dst)
+        else {
             return Err(FtpError::Unsupported("renaming buckets or the root").into());
         };
         if src == dst {
@@ -543,7 +623,10 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         }
         match self.gateway.copy_object(sb, sk, db, dk, None).await {
             Ok(_) => {
-                self.gateway.delete_object(sb, sk).await.map_err(FtpError::from)?;
+                self.gateway
+                    .delete_object(sb, sk)
+                    .await
+                    .map_err(FtpError::from)?;
                 Ok(())
             }
             Err(CoreError::NoSuchKey(_)) if self.folder_exists(sb, sk).await? => {
@@ -553,13 +636,21 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         }
     }
 
-    async fn rmd<P: AsRef<Path> + Send + fmt::Debug>(&self, user: &FtpUser, path: P) -> storage::Result<()> {
+    async fn rmd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
         check_writable(user)?;
         let target = Target::parse(path.as_ref())?;
         Ok(self.remove_dir(&target).await?)
     }
 
-    async fn cwd<P: AsRef<Path> + Send + fmt::Debug>(&self, _user: &FtpUser, path: P) -> storage::Result<()> {
+    async fn cwd<P: AsRef<Path> + Send + fmt::Debug>(
+        &self,
+        _user: &FtpUser,
+        path: P,
+    ) -> storage::Result<()> {
         let target = Target::parse(path.as_ref())?;
         let meta = self.meta_of(&target).await.map_err(|e| match e {
             FtpError::NotFound(p) => FtpError::NotDirectory(p),

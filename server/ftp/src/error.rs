@@ -62,8 +62,12 @@ impl FtpError {
             FtpError::Core(e) => core_kind(e),
             FtpError::BadPath(_) => ErrorKind::FileNameNotAllowedError,
             FtpError::ReadOnly(_) => ErrorKind::PermissionDenied,
-            FtpError::IsDirectory(_) | FtpError::NotFound(_) => ErrorKind::PermanentFileNotAvailable,
-            FtpError::NotDirectory(_) | FtpError::Exists(_) => ErrorKind::PermanentDirectoryNotAvailable,
+            FtpError::IsDirectory(_) | FtpError::NotFound(_) => {
+                ErrorKind::PermanentFileNotAvailable
+            }
+            FtpError::NotDirectory(_) | FtpError::Exists(_) => {
+                ErrorKind::PermanentDirectoryNotAvailable
+            }
             FtpError::NotEmpty(_) => ErrorKind::PermanentDirectoryNotEmpty,
             FtpError::Unsupported(_) => ErrorKind::CommandNotImplemented,
             FtpError::Aborted(_) => ErrorKind::ConnectionClosed,
@@ -80,12 +84,16 @@ impl FtpError {
 
 fn core_kind(e: &CoreError) -> ErrorKind {
     match e {
-        CoreError::NoSuchKey(_) | CoreError::InvalidRange { .. } => ErrorKind::PermanentFileNotAvailable,
+        CoreError::NoSuchKey(_) | CoreError::InvalidRange { .. } => {
+            ErrorKind::PermanentFileNotAvailable
+        }
         CoreError::NoSuchBucket(_) | CoreError::BucketAlreadyOwnedByYou(_) => {
             ErrorKind::PermanentDirectoryNotAvailable
         }
         CoreError::BucketNotEmpty(_) => ErrorKind::PermanentDirectoryNotEmpty,
-        CoreError::InvalidBucketName(_) | CoreError::InvalidKey(_) => ErrorKind::FileNameNotAllowedError,
+        CoreError::InvalidBucketName(_) | CoreError::InvalidKey(_) => {
+            ErrorKind::FileNameNotAllowedError
+        }
         CoreError::IncompleteBody(_) => ErrorKind::ConnectionClosed,
         // Upstream trouble (retryable or not), integrity failures and our own faults:
         // 451 "Local error", which clients treat as "try again later".
@@ -97,7 +105,9 @@ impl From<FtpError> for StorageError {
     fn from(e: FtpError) -> Self {
         let kind = e.kind();
         match kind {
-            ErrorKind::LocalError | ErrorKind::ConnectionClosed => tracing::warn!(error = %e, "ftp storage error"),
+            ErrorKind::LocalError | ErrorKind::ConnectionClosed => {
+                tracing::warn!(error = %e, "ftp storage error")
+            }
             _ => tracing::debug!(error = %e, "ftp storage error"),
         }
         StorageError::new(kind, e)
@@ -114,7 +124,10 @@ mod tests {
     #[test]
     fn kinds_follow_the_table() {
         let k = |e: FtpError| e.kind();
-        assert_eq!(k(CoreError::NoSuchKey("k".into()).into()), ErrorKind::PermanentFileNotAvailable);
+        assert_eq!(
+            k(CoreError::NoSuchKey("k".into()).into()),
+            ErrorKind::PermanentFileNotAvailable
+        );
         assert_eq!(
             k(CoreError::NoSuchBucket("b".into()).into()),
             ErrorKind::PermanentDirectoryNotAvailable
@@ -123,17 +136,38 @@ mod tests {
             k(CoreError::BucketNotEmpty("b".into()).into()),
             ErrorKind::PermanentDirectoryNotEmpty
         );
-        assert_eq!(k(CoreError::InvalidKey("k".into()).into()), ErrorKind::FileNameNotAllowedError);
+        assert_eq!(
+            k(CoreError::InvalidKey("k".into()).into()),
+            ErrorKind::FileNameNotAllowedError
+        );
         assert_eq!(
             k(CoreError::InvalidBucketName("B".into()).into()),
             ErrorKind::FileNameNotAllowedError
         );
-        assert_eq!(k(CoreError::Internal("x".into()).into()), ErrorKind::LocalError);
-        assert_eq!(k(CoreError::IncompleteBody("x".into()).into()), ErrorKind::ConnectionClosed);
-        assert_eq!(k(FtpError::BadPath("..".into())), ErrorKind::FileNameNotAllowedError);
-        assert_eq!(k(FtpError::ReadOnly("anonymous".into())), ErrorKind::PermissionDenied);
-        assert_eq!(k(FtpError::Unsupported("REST + STOR")), ErrorKind::CommandNotImplemented);
-        assert_eq!(k(FtpError::NotEmpty("d".into())), ErrorKind::PermanentDirectoryNotEmpty);
+        assert_eq!(
+            k(CoreError::Internal("x".into()).into()),
+            ErrorKind::LocalError
+        );
+        assert_eq!(
+            k(CoreError::IncompleteBody("x".into()).into()),
+            ErrorKind::ConnectionClosed
+        );
+        assert_eq!(
+            k(FtpError::BadPath("..".into())),
+            ErrorKind::FileNameNotAllowedError
+        );
+        assert_eq!(
+            k(FtpError::ReadOnly("anonymous".into())),
+            ErrorKind::PermissionDenied
+        );
+        assert_eq!(
+            k(FtpError::Unsupported("REST + STOR")),
+            ErrorKind::CommandNotImplemented
+        );
+        assert_eq!(
+            k(FtpError::NotEmpty("d".into())),
+            ErrorKind::PermanentDirectoryNotEmpty
+        );
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert_eq!(k(reset.into()), ErrorKind::ConnectionClosed);
     }

@@ -61,9 +61,13 @@ impl std::str::FromStr for Anonymous {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "off" | "no" | "false" | "0" => Ok(Anonymous::Off),
-            "read-only" | "readonly" | "ro" | "on" | "yes" | "true" | "1" => Ok(Anonymous::ReadOnly),
+            "read-only" | "readonly" | "ro" | "on" | "yes" | "true" | "1" => {
+                Ok(Anonymous::ReadOnly)
+            }
             "read-write" | "readwrite" | "rw" => Ok(Anonymous::ReadWrite),
-            other => Err(format!("anonymous access must be off, read-only or read-write, not {other:?}")),
+            other => Err(format!(
+                "anonymous access must be off, read-only or read-write, not {other:?}"
+            )),
         }
     }
 }
@@ -134,7 +138,12 @@ impl FtpConfig {
     }
 
     fn check(&self) -> Result<(), FtpError> {
-        let bad = |m: String| Err(FtpError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, m)));
+        let bad = |m: String| {
+            Err(FtpError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                m,
+            )))
+        };
         if self.passive_ports.is_empty() {
             return bad(format!("empty passive port range {:?}", self.passive_ports));
         }
@@ -145,7 +154,9 @@ impl FtpConfig {
         }
         if let Some(h) = &self.passive_host {
             if let Ok(IpAddr::V6(_)) = h.parse::<IpAddr>() {
-                return bad(format!("the passive host must be IPv4 or a DNS name, not {h}"));
+                return bad(format!(
+                    "the passive host must be IPv4 or a DNS name, not {h}"
+                ));
             }
         }
         if self.max_connections == 0 {
@@ -183,7 +194,10 @@ struct Shared {
 }
 
 impl Shared {
-    fn server(&self, control: std::sync::Weak<ControlWatch>) -> Result<Server<GatewayStorage, FtpUser>, FtpError> {
+    fn server(
+        &self,
+        control: std::sync::Weak<ControlWatch>,
+    ) -> Result<Server<GatewayStorage, FtpUser>, FtpError> {
         let gateway = self.gateway.clone();
         let users = Arc::new(self.users.clone());
         let c = &self.config;
@@ -208,8 +222,12 @@ impl Shared {
                 b = b.ftps_required(FtpsRequired::All, FtpsRequired::All);
             }
         }
-        b.build()
-            .map_err(|e| FtpError::Io(std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())))
+        b.build().map_err(|e| {
+            FtpError::Io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                e.to_string(),
+            ))
+        })
     }
 }
 
@@ -218,7 +236,11 @@ impl Shared {
 pub async fn start(config: FtpConfig, gateway: Gateway) -> Result<FtpServer, FtpError> {
     config.check()?;
     let users = auth::Users::new(&config);
-    let shared = Arc::new(Shared { config, gateway, users });
+    let shared = Arc::new(Shared {
+        config,
+        gateway,
+        users,
+    });
     // Build one server up front so that bad TLS files fail here, not on the first client.
     drop(shared.server(std::sync::Weak::new())?);
     let listener = TcpListener::bind(shared.config.listen).await?;
@@ -226,18 +248,30 @@ pub async fn start(config: FtpConfig, gateway: Gateway) -> Result<FtpServer, Ftp
     let (stop, stopped) = watch::channel(false);
     tracing::info!(%local_addr, tls = shared.config.tls.is_some(), "ftp listening");
     let task = tokio::spawn(accept_loop(listener, shared, stopped));
-    Ok(FtpServer { local_addr, stop, task })
+    Ok(FtpServer {
+        local_addr,
+        stop,
+        task,
+    })
 }
 
 /// Serves FTP until `shutdown` resolves.
-pub async fn serve(config: FtpConfig, gateway: Gateway, shutdown: impl Future<Output = ()>) -> Result<(), FtpError> {
+pub async fn serve(
+    config: FtpConfig,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), FtpError> {
     let server = start(config, gateway).await?;
     shutdown.await;
     server.shutdown().await;
     Ok(())
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {
@@ -264,7 +298,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stopped: wa
 }
 
 async fn refuse(mut stream: TcpStream) {
-    let _ = stream.write_all(b"421 Too many connections, try again later.\r\n").await;
+    let _ = stream
+        .write_all(b"421 Too many connections, try again later.\r\n")
+        .await;
 }
 
 async fn session(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {

@@ -97,7 +97,13 @@ mod tests {
 
     #[test]
     fn refuses_climbing_above_the_root() {
-        for bad in ["/..", "/../..", "../etc/passwd", "/b/../../etc/passwd", "/b/x/../../.."] {
+        for bad in [
+            "/..",
+            "/../..",
+            "../etc/passwd",
+            "/b/../../etc/passwd",
+            "/b/x/../../..",
+        ] {
             assert!(matches!(p(bad), Err(FtpError::BadPath(_))), "{bad}");
         }
     }

@@ -37,13 +37,20 @@ async fn env_with(tweak: impl FnOnce(&mut FtpConfig, &Path)) -> Env {
         ..UpstreamConfig::default()
     };
     let client = HubClient::new(&hub.url(), Some(hub.token().to_string()), upstream).unwrap();
-    let gw = Gateway::new(CoreConfig::new(dir.path().join("gw")), client).await.unwrap();
+    let gw = Gateway::new(CoreConfig::new(dir.path().join("gw")), client)
+        .await
+        .unwrap();
     let mut config = FtpConfig::new("127.0.0.1:0".parse().unwrap()).with_user(USER, PASS);
     config.passive_ports = 40000..=44999;
     config.failed_login_delay = Duration::from_millis(50);
     tweak(&mut config, dir.path());
     let ftp = hugbucket_ftp::start(config, gw.clone()).await.unwrap();
-    Env { _hub: hub, gw, ftp, dir }
+    Env {
+        _hub: hub,
+        gw,
+        ftp,
+        dir,
+    }
 }
 
 async fn env() -> Env {
@@ -52,7 +59,10 @@ async fn env() -> Env {
 
 fn random(len: usize, label: &str) -> Vec<u8> {
     let mut out = vec![0u8; len];
-    blake3::Hasher::new().update(label.as_bytes()).finalize_xof().fill(&mut out);
+    blake3::Hasher::new()
+        .update(label.as_bytes())
+        .finalize_xof()
+        .fill(&mut out);
     out
 }
 
@@ -171,8 +181,7 @@ for user, pw in [(U, "wrong"), (U, ""), ("mallory", W), ("anonymous", "me@exampl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn anonymous_is_read_only_when_enabled() {
     let e = env_with(|c, _| c.anonymous = Anonymous::ReadOnly).await;
-    e.py(
-        r#"
+    e.py(r#"
 f = login()
 eq(cmd(f, "MKD /pub"), "257", "mkd bucket")
 stor(f, "/pub/readme.txt", b"hello anonymous")
@@ -188,17 +197,15 @@ eq(code(a.rename, "/pub/readme.txt", "/pub/x"), "550", "anonymous RNTO")
 eq(code(a.rmd, "/pub"), "550", "anonymous RMD")
 eq(a.nlst("/pub"), ["readme.txt"], "nothing changed")
 a.quit()
-"#,
-    )
-    .await;
+"#)
+        .await;
     assert!(!e.exists("pub", "evil.txt").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buckets_folders_mkd_rmd_cwd() {
     let e = env().await;
-    e.py(
-        r#"
+    e.py(r#"
 f = login()
 eq(f.nlst("/"), [], "no buckets yet")
 eq(cmd(f, "MKD /data"), "257", "mkd bucket")
@@ -231,9 +238,8 @@ eq(f.nlst("/data"), [], "bucket empty")
 eq(code(f.rmd, "/data"), "250", "rmd empty bucket")
 eq(f.nlst("/"), [], "bucket gone")
 f.quit()
-"#,
-    )
-    .await;
+"#)
+        .await;
     assert!(e.gw.head_bucket("data").await.is_err());
 }
 
@@ -276,21 +282,35 @@ f.quit()
         ))
         .await;
     // Stored over FTP, read back through the core (what S3 and huggingface_hub see).
-    assert!(e.object("data", "dir/big.bin").await == data, "core reads what FTP stored");
+    assert!(
+        e.object("data", "dir/big.bin").await == data,
+        "core reads what FTP stored"
+    );
     // MDTM: "213 YYYYMMDDHHMMSS", within a minute of the upload.
     let mdtm = out.lines().find(|l| l.starts_with("MDTM")).unwrap();
     let stamp = mdtm.split_whitespace().nth(2).unwrap();
     assert_eq!(mdtm.split_whitespace().nth(1), Some("213"), "{mdtm}");
     assert_eq!(stamp.len(), 14, "{mdtm}");
     let year: u64 = stamp[..4].parse().unwrap();
-    let now_year = 1970 + before.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 31_556_952;
+    let now_year = 1970
+        + before
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 31_556_952;
     assert!(year.abs_diff(now_year) <= 1, "{mdtm}");
     // LIST: long format with the size and the name.
     let list = out.lines().find(|l| l.starts_with("LIST")).unwrap();
-    assert!(list.contains(&format!(" {} ", data.len())) && list.contains("big.bin"), "{list}");
+    assert!(
+        list.contains(&format!(" {} ", data.len())) && list.contains("big.bin"),
+        "{list}"
+    );
     assert!(list.contains("-rw-r--r--"), "{list}");
     let mlst = out.lines().find(|l| l.starts_with("MLST")).unwrap();
-    assert!(mlst.contains(&format!("size={}", data.len())) && mlst.contains("type=file"), "{mlst}");
+    assert!(
+        mlst.contains(&format!("size={}", data.len())) && mlst.contains("type=file"),
+        "{mlst}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -333,8 +353,7 @@ f.quit()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rename_files_and_folders_and_delete() {
     let e = env().await;
-    e.py(
-        r#"
+    e.py(r#"
 f = login()
 f.mkd("/data"); f.mkd("/other")
 stor(f, "/data/a.txt", b"A")
@@ -365,9 +384,8 @@ eq(code(f.delete, "/data/moved/one"), "550", "DELE again")
 eq(code(f.delete, "/data/moved/sub"), "550", "DELE a folder")
 eq(sorted(f.nlst("/data/moved")), ["empty", "sub"], "after DELE")
 f.quit()
-"#,
-    )
-    .await;
+"#)
+        .await;
     assert!(e.exists("data", "moved/sub/two").await);
     assert!(!e.exists("data", "dir/sub/two").await);
     assert_eq!(e.object("other", "c.txt").await, b"A");
@@ -376,8 +394,7 @@ f.quit()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_traversal_is_refused() {
     let e = env().await;
-    e.py(
-        r#"
+    e.py(r#"
 f = login()
 f.mkd("/data"); f.mkd("/data/d")
 stor(f, "/data/d/x", b"x")
@@ -395,9 +412,8 @@ eq(code(stor, f, "../../../escape", b"no"), "553", "STOR traversal")
 eq(cmd(f, "MKD ../../../escape"), "553", "MKD traversal")
 eq(code(stor, f, "/data/.hugbucket_keep", b"no"), "553", "reserved name")
 f.quit()
-"#,
-    )
-    .await;
+"#)
+        .await;
     let (ok, out) = run(Command::new("curl").args([
         "-sS",
         "--path-as-is",
@@ -416,8 +432,10 @@ async fn broken_stor_leaves_the_previous_version() {
     let v2 = random(4 << 20, "v2");
     let f1 = e.file("v1.bin", &v1);
     let f2 = e.file("v2.bin", &v2);
-    e.py(&format!("f = login(); f.mkd('/data'); stor(f, '/data/k', open({f1:?}, 'rb').read()); f.quit()"))
-        .await;
+    e.py(&format!(
+        "f = login(); f.mkd('/data'); stor(f, '/data/k', open({f1:?}, 'rb').read()); f.quit()"
+    ))
+    .await;
     // 1. The data connection is reset mid-transfer (RST).
     e.py(&format!(
         r#"
@@ -430,7 +448,10 @@ print("reply", code(f.getresp))
 "#
     ))
     .await;
-    assert!(e.object("data", "k").await == v1, "a reset STOR must not replace the object");
+    assert!(
+        e.object("data", "k").await == v1,
+        "a reset STOR must not replace the object"
+    );
     // 2. The client process dies mid-transfer (both connections closed by the kernel).
     e.py(&format!(
         r#"
@@ -443,25 +464,48 @@ os._exit(0)
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let now = e.object("data", "k").await;
-    assert!(now == v1, "a killed client's STOR must not replace the object ({} bytes now)", now.len());
+    assert!(
+        now == v1,
+        "a killed client's STOR must not replace the object ({} bytes now)",
+        now.len()
+    );
     // A complete STOR replaces it.
-    e.py(&format!("f = login(); stor(f, '/data/k', open({f2:?}, 'rb').read()); f.quit()"))
-        .await;
-    assert!(e.object("data", "k").await == v2, "a complete STOR replaces it");
+    e.py(&format!(
+        "f = login(); stor(f, '/data/k', open({f2:?}, 'rb').read()); f.quit()"
+    ))
+    .await;
+    assert!(
+        e.object("data", "k").await == v2,
+        "a complete STOR replaces it"
+    );
 }
 
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
     let st = std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+        ])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
         .arg(&cert)
         .output()
         .expect("openssl runs");
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     (cert, key)
 }
 
@@ -507,7 +551,13 @@ f.quit()
     .await;
     let out_file = e.dir.path().join("curl-tls.bin");
     let (ok, out) = run(Command::new("curl")
-        .args(["-sS", "--ssl-reqd", "-k", "--user", &format!("{USER}:{PASS}")])
+        .args([
+            "-sS",
+            "--ssl-reqd",
+            "-k",
+            "--user",
+            &format!("{USER}:{PASS}"),
+        ])
         .arg(format!("ftp://127.0.0.1:{}/secure/t.bin", e.port()))
         .arg("-o")
         .arg(&out_file))
@@ -531,29 +581,58 @@ async fn curl_upload_list_download_and_errors() {
     .await;
     assert!(ok, "{out}");
     assert!(e.object("web", "deep/er/file.bin").await == data);
-    let (ok, out) = run(Command::new("curl").args(["-sS", "--user", &auth, &format!("{base}/web/deep/er/")])).await;
-    assert!(ok && out.contains("file.bin") && out.contains(&data.len().to_string()), "{out}");
+    let (ok, out) =
+        run(Command::new("curl").args(["-sS", "--user", &auth, &format!("{base}/web/deep/er/")]))
+            .await;
+    assert!(
+        ok && out.contains("file.bin") && out.contains(&data.len().to_string()),
+        "{out}"
+    );
     let dst = e.dir.path().join("curl-back.bin");
     let (ok, out) = run(Command::new("curl")
-        .args(["-sS", "--user", &auth, &format!("{base}/web/deep/er/file.bin"), "-o"])
+        .args([
+            "-sS",
+            "--user",
+            &auth,
+            &format!("{base}/web/deep/er/file.bin"),
+            "-o",
+        ])
         .arg(&dst))
     .await;
     assert!(ok, "{out}");
     assert!(std::fs::read(&dst).unwrap() == data);
     // A range (REST) download.
     let (ok, out) = run(Command::new("curl")
-        .args(["-sS", "-r", "5000000-", "--user", &auth, &format!("{base}/web/deep/er/file.bin"), "-o"])
+        .args([
+            "-sS",
+            "-r",
+            "5000000-",
+            "--user",
+            &auth,
+            &format!("{base}/web/deep/er/file.bin"),
+            "-o",
+        ])
         .arg(&dst))
     .await;
     assert!(ok, "{out}");
     assert!(std::fs::read(&dst).unwrap() == data[5_000_000..]);
     // Bad password: curl exit 67 (login denied).
     let out = Command::new("curl")
-        .args(["-sS", "--user", &format!("{USER}:nope"), &format!("{base}/web/")])
+        .args([
+            "-sS",
+            "--user",
+            &format!("{USER}:nope"),
+            &format!("{base}/web/"),
+        ])
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(67), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(67),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // DELE through a quote command.
     let (ok, out) = run(Command::new("curl").args([
         "-sS",
@@ -606,8 +685,17 @@ async fn lftp_mirror_up_and_back() {
     let (ok, out) = run(Command::new("lftp").arg("-c").arg(&script)).await;
     assert!(ok, "lftp failed:\n{out}");
     for (name, data) in &files {
-        assert!(e.object("tree", &format!("site/{name}")).await == *data, "{name} over the core");
-        assert!(std::fs::read(down.join(name)).unwrap() == *data, "{name} mirrored back");
+        assert!(
+            e.object("tree", &format!("site/{name}")).await == *data,
+            "{name} over the core"
+        );
+        assert!(
+            std::fs::read(down.join(name)).unwrap() == *data,
+            "{name} mirrored back"
+        );
     }
-    assert!(down.join("a/empty-dir").is_dir(), "empty folders survive the round trip");
+    assert!(
+        down.join("a/empty-dir").is_dir(),
+        "empty folders survive the round trip"
+    );
 }

@@ -561,8 +561,11 @@ mod tests {
 /// a write cannot store its (stale) result afterwards.
 #[derive(Default)]
 pub struct TotalsCache {
-    inner: Mutex<std::collections::HashMap<u64, (u64, Option<(u64, u64)>)>>,
+    inner: Mutex<std::collections::HashMap<u64, Totals>>,
 }
+
+/// (generation, cached (size, count)).
+type Totals = (u64, Option<(u64, u64)>);
 
 impl TotalsCache {
     /// The current generation and cached totals of `uid`.

@@ -12,9 +12,10 @@
 //! skips criterion.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
+use hugbucket_bench::{best_of, text_data};
 use hugbucket_engine::compression::{
     CompressionScheme, bg4_regroup, bg4_split, compress_chunk, decompress_chunk, predict_bg4,
 };
@@ -30,73 +31,6 @@ impl Rng {
         self.0 ^= self.0 << 17;
         self.0
     }
-}
-
-/// Text-like bytes: words of a small vocabulary with punctuation and line breaks.
-fn text_data(n: usize) -> Vec<u8> {
-    const WORDS: &[&str] = &[
-        "a",
-        "the",
-        "of",
-        "and",
-        "to",
-        "in",
-        "is",
-        "that",
-        "for",
-        "it",
-        "with",
-        "as",
-        "was",
-        "be",
-        "on",
-        "not",
-        "this",
-        "but",
-        "by",
-        "from",
-        "they",
-        "we",
-        "or",
-        "an",
-        "will",
-        "compression",
-        "scheme",
-        "lane",
-        "frame",
-        "block",
-        "xorb",
-        "shard",
-        "token",
-        "layer",
-        "attention",
-        "embedding",
-        "gradient",
-        "dataset",
-        "storage",
-        "bucket",
-        "upload",
-    ];
-    let mut r = Rng(0x2545_F491_4F6C_DD1D);
-    let mut out = Vec::with_capacity(n + 32);
-    let mut col = 0;
-    while out.len() < n {
-        let v = r.next();
-        let w = WORDS[(v % WORDS.len() as u64) as usize];
-        out.extend_from_slice(w.as_bytes());
-        col += w.len() + 1;
-        match (v >> 40) % 19 {
-            0 => out.extend_from_slice(b". "),
-            1 => out.extend_from_slice(b", "),
-            _ if col > 76 => {
-                out.push(b'\n');
-                col = 0;
-            }
-            _ => out.push(b' '),
-        }
-    }
-    out.truncate(n);
-    out
 }
 
 /// f32-like bytes: model-weight-like values (approximately normal, sigma 0.02), LE.
@@ -161,17 +95,6 @@ fn regroup_pass(data: &[u8], out: &mut Vec<u8>) {
 fn xorb_pass(data: &[u8]) -> usize {
     let chunks: Vec<&[u8]> = data.chunks(CHUNK).collect();
     serialize_xorb(&chunks, &[0]).data.len()
-}
-
-fn best_of(runs: usize, mut f: impl FnMut()) -> Duration {
-    (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
 }
 
 const SCHEMES: [(&str, CompressionScheme); 3] = [

@@ -4,7 +4,9 @@
 //! with several feeding patterns; chunk offsets/lengths/hashes, the file hash, each
 //! single-file session's xorb hash and every term's verification hash must match.
 
-use std::path::PathBuf;
+mod common;
+
+use common::{as_usize, generate, hash, load_vectors, vectors_dir};
 
 use hugbucket_engine::XetHash;
 use hugbucket_engine::chunking::{Chunker, FileHasher, chunk_boundaries};
@@ -12,53 +14,6 @@ use hugbucket_engine::hash::{chunk_hash, file_hash, verification_hash, xorb_hash
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/vectors")
-}
-
-fn load_vectors() -> Value {
-    let path = vectors_dir().join("xet_vectors.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("valid JSON")
-}
-
-fn as_usize(v: &Value) -> usize {
-    usize::try_from(v.as_u64().expect("unsigned integer")).expect("fits usize")
-}
-
-fn hash(v: &Value) -> XetHash {
-    XetHash::from_hex(v.as_str().expect("hash string")).expect("valid hash")
-}
-
-/// Builds an input from its recipe (vectors/README.md "Input generator").
-fn generate(recipe: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    for seg in recipe.as_array().expect("recipe is a list") {
-        match seg["kind"].as_str().expect("kind") {
-            "blake3_xof" => {
-                let n = as_usize(&seg["length"]);
-                let label = seg["label"].as_str().expect("label");
-                let start = out.len();
-                out.resize(start + n, 0);
-                blake3::Hasher::new()
-                    .update(label.as_bytes())
-                    .finalize_xof()
-                    .fill(&mut out[start..]);
-            }
-            "zeros" => out.resize(out.len() + as_usize(&seg["length"]), 0),
-            "f32_ramp" => {
-                for i in 0..as_usize(&seg["count"]) {
-                    out.extend_from_slice(&(i as f32 * 0.25).to_le_bytes());
-                }
-            }
-            other => panic!("unknown recipe kind {other}"),
-        }
-    }
-    out
-}
-
-/// Chunk end offsets using `Chunker` fed in pieces of `piece` bytes.
 fn boundaries_in_pieces(data: &[u8], piece: usize) -> Vec<usize> {
     let mut chunker = Chunker::new();
     let mut out = Vec::new();

@@ -2,7 +2,9 @@
 //! `shared/spec/vectors/` (inputs regenerated from their recipes; chunk boundaries taken from
 //! the JSON so that these tests do not depend on the chunker).
 
-use std::path::PathBuf;
+mod common;
+
+use common::{generate, vectors_dir};
 
 use hugbucket_engine::compression::CompressionScheme;
 use hugbucket_engine::hash::{chunk_hash, verification_hash, xorb_hash};
@@ -14,15 +16,6 @@ use hugbucket_engine::{EngineError, XetHash};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/vectors")
-}
-
-fn load_json() -> Value {
-    let text = std::fs::read_to_string(vectors_dir().join("xet_vectors.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 fn read_vector_file(rel: &str) -> Vec<u8> {
     std::fs::read(vectors_dir().join(rel)).unwrap()
 }
@@ -32,35 +25,11 @@ fn sha256_hex(b: &[u8]) -> String {
 }
 
 fn xh(v: &Value) -> XetHash {
-    XetHash::from_hex(v.as_str().unwrap()).unwrap()
+    common::hash(v)
 }
 
 fn u(v: &Value) -> u64 {
     v.as_u64().unwrap()
-}
-
-fn generate(recipe: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    for seg in recipe.as_array().unwrap() {
-        match seg["kind"].as_str().unwrap() {
-            "blake3_xof" => {
-                let mut b = vec![0u8; u(&seg["length"]) as usize];
-                blake3::Hasher::new()
-                    .update(seg["label"].as_str().unwrap().as_bytes())
-                    .finalize_xof()
-                    .fill(&mut b);
-                out.extend_from_slice(&b);
-            }
-            "zeros" => out.resize(out.len() + u(&seg["length"]) as usize, 0),
-            "f32_ramp" => {
-                for i in 0..u(&seg["count"]) {
-                    out.extend_from_slice(&(i as f32 * 0.25).to_le_bytes());
-                }
-            }
-            other => panic!("unknown recipe kind {other}"),
-        }
-    }
-    out
 }
 
 struct Input {
@@ -93,7 +62,7 @@ impl Input {
 }
 
 fn inputs() -> Vec<Input> {
-    let j = load_json();
+    let j = common::load_vectors();
     j["inputs"]
         .as_object()
         .unwrap()
@@ -379,7 +348,7 @@ fn single_file_shards_byte_identical() {
 
 #[test]
 fn multi_file_shard_byte_identical() {
-    let j = load_json();
+    let j = common::load_vectors();
     let m = &j["multi_file_session"];
     let stored = read_vector_file(m["shard_file"].as_str().unwrap());
     assert_eq!(stored.len() as u64, u(&m["shard_len"]));

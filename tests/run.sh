@@ -29,6 +29,8 @@ cd "$ROOT" || exit 1
 # ---------------------------------------------------------------------------------------
 APT_PACKAGES=(
     "curl"
+    "rclone"
+    "s3cmd"
 )
 APT_OPTIONAL_PACKAGES=(
     "b3sum"

@@ -133,7 +133,7 @@ pub struct ServeArgs {
     )]
     pub ftp_anonymous: Anonymous,
     /// FTP passive port range `LOW-HIGH`.
-    #[arg(long, env = "HUGBUCKET_FTP_PASSIVE_PORTS", default_value = "30000-30009", value_parser = parse_port_range)]
+    #[arg(long, env = "HUGBUCKET_FTP_PASSIVE_PORTS", default_value = "30000-30099", value_parser = parse_port_range)]
     pub ftp_passive_ports: RangeInclusive<u16>,
     /// Address announced for passive data connections (default: the control connection's).
     #[arg(long, env = "HUGBUCKET_FTP_PUBLIC_HOST")]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{Mode, RuntimeKind, ServeArgs};
+use crate::config::{Anonymous, Mode, RuntimeKind, ServeArgs};
 use crate::serve::Credential;
 use hugbucket_core::Gateway;
 
@@ -35,8 +35,51 @@ pub async fn start(
     if matches!(args.mode, Mode::S3 | Mode::Both) {
         start_s3(args, credentials, gateway.clone(), stop.clone(), &mut tasks)?;
     }
-    let _ = (gateway, stop);
+    if matches!(args.mode, Mode::Ftp | Mode::Both) {
+        start_ftp(args, gateway, stop, &mut tasks).await?;
+    }
     Ok(Frontends { tasks })
+}
+
+/// FTP: libunftp on this (the core's) tokio runtime, calling the core directly.
+async fn start_ftp(
+    args: &ServeArgs,
+    gateway: Gateway,
+    mut stop: watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) -> anyhow::Result<()> {
+    let mut config = hugbucket_ftp::FtpConfig::new(args.ftp_listen);
+    if let (Some(u), Some(p)) = (&args.ftp_username, &args.ftp_password) {
+        config.users.push((u.clone(), p.clone()));
+    }
+    for pair in &args.ftp_users {
+        if let Some((u, p)) = pair.split_once(':') {
+            config.users.push((u.to_string(), p.to_string()));
+        }
+    }
+    config.anonymous = match args.ftp_anonymous {
+        Anonymous::Off => hugbucket_ftp::Anonymous::Off,
+        Anonymous::Read => hugbucket_ftp::Anonymous::ReadOnly,
+        Anonymous::Write => hugbucket_ftp::Anonymous::ReadWrite,
+    };
+    config.passive_ports = args.ftp_passive_ports.clone();
+    config.passive_host = args.ftp_public_host;
+    if let (Some(cert), Some(key)) = (&args.ftp_tls_cert, &args.ftp_tls_key) {
+        config.tls = Some(hugbucket_ftp::TlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+            required: false,
+        });
+    }
+    let server = hugbucket_ftp::start(config, gateway)
+        .await
+        .with_context(|| format!("--ftp-listen {}", args.ftp_listen))?;
+    tracing::info!(addr = %server.local_addr(), "FTP listening");
+    tasks.spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        server.shutdown().await;
+    });
+    Ok(())
 }
 
 /// S3: thread-per-core on `--runtime`, bridged to this (the core's) tokio runtime; on the

@@ -107,7 +107,10 @@ fn credentials(args: &ServeArgs) -> anyhow::Result<Vec<Credential>> {
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sled=warn"));
+        .unwrap_or_else(|_| {
+            // libunftp logs whole session states at info; the embedded hub logs every request.
+            tracing_subscriber::EnvFilter::new("info,sled=warn,libunftp=warn,hugbucket_hub::server=warn")
+        });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

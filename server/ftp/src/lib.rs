@@ -95,9 +95,9 @@ pub struct FtpConfig {
     pub anonymous: Anonymous,
     /// Ports for passive data connections (default 50000..=50100).
     pub passive_ports: RangeInclusive<u16>,
-    /// Address announced in PASV replies: an IPv4 address or a DNS name. Default: the address
-    /// the client reached the control connection on.
-    pub passive_host: Option<String>,
+    /// IPv4 address announced in PASV replies (`--ftp-public-host`). Default: the address the
+    /// client reached the control connection on. (EPSV replies carry only the port.)
+    pub passive_host: Option<IpAddr>,
     /// Explicit FTPS when set.
     pub tls: Option<TlsConfig>,
     /// Sessions idle for longer than this are closed (default 10 minutes).
@@ -152,12 +152,10 @@ impl FtpConfig {
                 return bad("FTP users need a non-empty name and password".into());
             }
         }
-        if let Some(h) = &self.passive_host {
-            if let Ok(IpAddr::V6(_)) = h.parse::<IpAddr>() {
-                return bad(format!(
-                    "the passive host must be IPv4 or a DNS name, not {h}"
-                ));
-            }
+        if let Some(IpAddr::V6(h)) = &self.passive_host {
+            return bad(format!(
+                "the passive (public) host must be an IPv4 address, not {h}"
+            ));
         }
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1".into());
@@ -210,11 +208,8 @@ impl Shared {
         .greeting(c.greeting)
         .passive_ports(c.passive_ports.clone())
         .idle_session_timeout(c.idle_timeout.as_secs().max(1));
-        if let Some(h) = &c.passive_host {
-            b = b.passive_host(match h.parse::<std::net::Ipv4Addr>() {
-                Ok(ip) => PassiveHost::Ip(ip),
-                Err(_) => PassiveHost::Dns(h.clone()),
-            });
+        if let Some(IpAddr::V4(ip)) = c.passive_host {
+            b = b.passive_host(PassiveHost::Ip(ip));
         }
         if let Some(tls) = &c.tls {
             b = b.ftps(tls.cert.clone(), tls.key.clone());
@@ -235,6 +230,9 @@ impl Shared {
 /// [`FtpServer::shutdown`].
 pub async fn start(config: FtpConfig, gateway: Gateway) -> Result<FtpServer, FtpError> {
     config.check()?;
+    if config.users.is_empty() && config.anonymous == Anonymous::Off {
+        tracing::warn!("ftp: no users configured and anonymous access is off: nobody can log in");
+    }
     let users = auth::Users::new(&config);
     let shared = Arc::new(Shared {
         config,

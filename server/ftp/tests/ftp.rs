@@ -371,6 +371,7 @@ stor(f, "/data/dir/sub/two", b"22")
 stor(f, "/data/dir/sub/odd name (3) & ü", b"333")
 eq(code(f.rename, "/data/dir", "/data/moved"), "250", "rename folder")
 eq(f.nlst("/data"), ["moved"], "folder renamed")
+eq(sorted(n for n, _ in f.mlsd("/")), ["data", "other"], "MLSD of the root lists buckets")
 eq(sorted(f.nlst("/data/moved")), ["empty", "one", "sub"], "moved folder")
 eq(sorted(f.nlst("/data/moved/sub")), ["odd name (3) & ü", "two"], "moved subfolder")
 eq(f.nlst("/data/moved/empty"), [], "moved empty folder")
@@ -378,6 +379,11 @@ eq(retr(f, "/data/moved/sub/odd name (3) & ü"), b"333", "content after folder r
 eq(code(f.cwd, "/data/dir"), "550", "old folder gone")
 eq(code(f.rename, "/data/moved", "/data/moved/inside"), "553", "folder into itself")
 eq(code(f.rename, "/data", "/renamed"), "502", "bucket rename")
+# Folders that exist only because keys are under them (no MKD, no marker).
+stor(f, "/data/implicit/deep/f.txt", b"f")
+eq(code(f.rename, "/data/implicit", "/data/explicit"), "250", "rename implicit folder")
+eq(retr(f, "/data/explicit/deep/f.txt"), b"f", "implicit folder content moved")
+eq(code(f.cwd, "/data/implicit"), "550", "implicit folder gone")
 # DELE
 eq(code(f.delete, "/data/moved/one"), "250", "DELE")
 eq(code(f.delete, "/data/moved/one"), "550", "DELE again")
@@ -545,6 +551,12 @@ conn.close()
 eq(f.voidresp()[:3], "226", "STOR over TLS")
 eq(retr(f, "/secure/t.bin"), data, "RETR over TLS")
 eq(f.nlst("/secure"), ["t.bin"], "NLST over TLS")
+# A TLS data stream cut without close_notify is a broken transfer: 426, nothing stored.
+conn = f.transfercmd("STOR /secure/t.bin")
+conn.sendall(b"truncated" * 1000)
+conn.close()
+eq(code(f.voidresp), "426", "cut TLS STOR")
+eq(retr(f, "/secure/t.bin"), data, "previous version kept")
 f.quit()
 "#
     ))
@@ -698,4 +710,24 @@ async fn lftp_mirror_up_and_back() {
         down.join("a/empty-dir").is_dir(),
         "empty folders survive the round trip"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_get_421() {
+    let e = env_with(|c, _| c.max_connections = 1).await;
+    e.py(r#"
+f = login()
+g = ftplib.FTP()
+try:
+    g.connect(H, P, timeout=30)
+    sys.exit("second connection was accepted")
+except ftplib.error_temp as err:
+    eq(str(err)[:3], "421", "over the limit")
+eq(f.pwd(), "/", "first session still works")
+f.quit()
+time.sleep(0.2)
+h = login()
+h.quit()
+"#)
+        .await;
 }

@@ -108,6 +108,41 @@ pub fn sign(secret: &str, string_to_sign: &str) -> String {
     B64.encode(m.finalize().into_bytes())
 }
 
+/// Whether `sig` signs the request. A path-style request addressing only a bucket
+/// (`/bucket`) is also accepted signed as `/bucket/`: botocore signs bucket operations
+/// that way while sending the path without the slash, and S3 accepts it.
+fn signature_matches(
+    secret: &str,
+    req: &AuthRequest<'_>,
+    date_or_expires: &str,
+    vhost_bucket: Option<&str>,
+    sig: &str,
+) -> bool {
+    if ct_eq(
+        &sign(secret, &string_to_sign(req, date_or_expires, vhost_bucket)),
+        sig,
+    ) {
+        return true;
+    }
+    let bucket_only = vhost_bucket.is_none()
+        && req
+            .raw_path
+            .strip_prefix('/')
+            .is_some_and(|b| !b.is_empty() && !b.contains('/'));
+    if !bucket_only {
+        return false;
+    }
+    let slashed = format!("{}/", req.raw_path);
+    let alt = AuthRequest {
+        raw_path: &slashed,
+        ..*req
+    };
+    ct_eq(
+        &sign(secret, &string_to_sign(&alt, date_or_expires, vhost_bucket)),
+        sig,
+    )
+}
+
 /// Verifies a SigV2 presigned URL.
 pub fn verify_presigned(
     creds: &Credentials,
@@ -134,8 +169,7 @@ pub fn verify_presigned(
             "Request has expired",
         ));
     }
-    let sts = string_to_sign(req, expires, vhost_bucket);
-    if !ct_eq(&sign(secret, &sts), sig) {
+    if !signature_matches(secret, req, expires, vhost_bucket, sig) {
         return Err(S3Error::new(S3ErrorCode::SignatureDoesNotMatch));
     }
     Ok(Verified {
@@ -175,12 +209,15 @@ pub fn verify_header(
             (d, d)
         }
     };
-    let t = httpdate::parse_http_date(date).map_err(|_| {
-        S3Error::with_message(
-            S3ErrorCode::AccessDenied,
-            "AWS authentication requires a valid Date or x-amz-date header",
-        )
-    })?;
+    // s3cmd writes RFC 2822 dates with a numeric zone ("... 03:23:50 +0000").
+    let t = httpdate::parse_http_date(date)
+        .or_else(|_| httpdate::parse_http_date(&date.replace("+0000", "GMT")))
+        .map_err(|_| {
+            S3Error::with_message(
+                S3ErrorCode::AccessDenied,
+                "AWS authentication requires a valid Date or x-amz-date header",
+            )
+        })?;
     let skew_ok = match now.duration_since(t) {
         Ok(d) => d <= MAX_SKEW,
         Err(e) => e.duration() <= MAX_SKEW,
@@ -188,8 +225,7 @@ pub fn verify_header(
     if !skew_ok {
         return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
     }
-    let sts = string_to_sign(req, date_field, vhost_bucket);
-    if !ct_eq(&sign(secret, &sts), sig) {
+    if !signature_matches(secret, req, date_field, vhost_bucket, sig) {
         return Err(S3Error::new(S3ErrorCode::SignatureDoesNotMatch));
     }
     Ok(Verified {
@@ -279,6 +315,48 @@ mod tests {
                 .unwrap_err()
                 .code(),
             S3ErrorCode::RequestTimeTooSkewed
+        );
+    }
+    #[test]
+    fn bucket_paths_signed_with_a_slash_and_numeric_zone_dates() {
+        let mut c = Credentials::new();
+        c.insert("AK", "SK");
+        let mut h = HeaderMap::new();
+        // s3cmd's x-amz-date form.
+        h.insert(
+            "x-amz-date",
+            HeaderValue::from_static("Tue, 27 Mar 2007 19:36:42 +0000"),
+        );
+        // botocore signs `/bucket/` for a bucket request sent as `/bucket`.
+        let slashed = AuthRequest {
+            method: "GET",
+            raw_path: "/bucket/",
+            raw_query: "list-type=2",
+            headers: &h,
+        };
+        let auth = format!("AWS AK:{}", sign("SK", &string_to_sign(&slashed, "", None)));
+        let now = httpdate::parse_http_date("Tue, 27 Mar 2007 19:40:00 GMT").unwrap();
+        let sent = AuthRequest {
+            raw_path: "/bucket",
+            ..slashed
+        };
+        verify_header(&c, &sent, &auth, None, now).unwrap();
+        verify_header(&c, &slashed, &auth, None, now).unwrap();
+        // Only bucket-level paths get the alternative.
+        let object = AuthRequest {
+            raw_path: "/bucket/k",
+            ..slashed
+        };
+        let auth = format!("AWS AK:{}", sign("SK", &string_to_sign(&object, "", None)));
+        let other = AuthRequest {
+            raw_path: "/bucket/k/",
+            ..slashed
+        };
+        assert_eq!(
+            verify_header(&c, &other, &auth, None, now)
+                .unwrap_err()
+                .code(),
+            S3ErrorCode::SignatureDoesNotMatch
         );
     }
 }

@@ -154,7 +154,12 @@ pub fn start(gateway: Gateway, bridge: Bridge, config: S3Config) -> io::Result<S
     Ok(S3Server { server, shared })
 }
 
-fn factory(gateway: Gateway, bridge: Bridge, config: S3Config, shared: Arc<Shared>) -> HandlerFactory {
+fn factory(
+    gateway: Gateway,
+    bridge: Bridge,
+    config: S3Config,
+    shared: Arc<Shared>,
+) -> HandlerFactory {
     Arc::new(move |core| {
         let service = Rc::new(Service {
             frontend: Frontend::new(
@@ -233,6 +238,7 @@ impl Service {
         let (parts, body) = req.into_parts();
         let method = parts.method.clone();
         let resource = parts.uri.path().to_string();
+        let close = expects_continue_without_body(&parts);
         let mut op = None;
         let result = if self.shared.draining.load(Ordering::SeqCst) {
             Err(S3Error::with_message(
@@ -261,9 +267,11 @@ impl Service {
             }
             Err(e) => error_response(&e, &method, &resource, &ids),
         };
-        if self.shared.draining.load(Ordering::SeqCst) {
-            resp.headers_mut()
-                .insert(::http::header::CONNECTION, HeaderValue::from_static("close"));
+        if close || self.shared.draining.load(Ordering::SeqCst) {
+            resp.headers_mut().insert(
+                ::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
         }
         let status = resp.status().as_u16();
         let level_warn = status >= 500;
@@ -328,7 +336,11 @@ impl Service {
     /// that fails verification ends the stream with an error, so the core commits nothing;
     /// the body's own S3 error (BadDigest, SignatureDoesNotMatch, ...) is what the client
     /// sees then.
-    async fn core_with_body<T, F, Fut>(&self, body: VerifyingBody<Incoming>, f: F) -> Result<T, S3Error>
+    async fn core_with_body<T, F, Fut>(
+        &self,
+        body: VerifyingBody<Incoming>,
+        f: F,
+    ) -> Result<T, S3Error>
     where
         F: FnOnce(Gateway, ByteStream) -> Fut,
         Fut: Future<Output = hugbucket_core::Result<T>> + Send + 'static,
@@ -356,6 +368,17 @@ impl Service {
             Err(_) => Err(S3Error::new(S3ErrorCode::ServiceUnavailable)),
         }
     }
+}
+
+/// `Expect: 100-continue` on an empty body: hyper answers without `100 Continue` (there
+/// is nothing to continue), and botocore then misparses the next response on the same
+/// connection (boto/botocore#3010). Closing such connections after the answer avoids it.
+fn expects_continue_without_body(parts: &Parts) -> bool {
+    let h = &parts.headers;
+    h.get(::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+        && h.get(::http::header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() == b"0")
 }
 
 /// An empty response with `status`.

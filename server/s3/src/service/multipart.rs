@@ -35,7 +35,11 @@ impl Service {
         let id = self
             .core(|g| async move { g.create_multipart(&b, &k, opts).await })
             .await?;
-        Ok(xml_ok(xml::initiate_multipart(req.bucket(), req.key(), &id)))
+        Ok(xml_ok(xml::initiate_multipart(
+            req.bucket(),
+            req.key(),
+            &id,
+        )))
     }
 
     pub(super) async fn upload_part(&self, req: Req) -> S3Result {
@@ -90,11 +94,10 @@ impl Service {
         let meta = self
             .core(|g| async move { g.complete_multipart(&bb, &kk, &id, &parts).await })
             .await?;
-        let location = format!(
-            "http://{host}/{b}/{}",
-            crate::xml::url_encode_key(&k)
-        );
-        Ok(xml_ok(xml::complete_multipart(&location, &b, &k, &meta.etag)))
+        let location = format!("http://{host}/{b}/{}", crate::xml::url_encode_key(&k));
+        Ok(xml_ok(xml::complete_multipart(
+            &location, &b, &k, &meta.etag,
+        )))
     }
 
     pub(super) async fn abort_multipart_upload(&self, req: Req) -> S3Result {

@@ -101,6 +101,8 @@ def _common_args(tmp: Path, ftp_port: int) -> list[str]:
         args += ["--s3-listen", f"127.0.0.1:{free_port()}"]
     if _has_flag("--hub-listen"):
         args += ["--hub-listen", f"127.0.0.1:{free_port()}"]
+    if _has_flag("--admin-listen"):
+        args += ["--admin-listen", "127.0.0.1:0"]
     if _has_flag("--ftp-passive-ports"):
         args += ["--ftp-passive-ports", "45000-45999"]
     return args

@@ -2,8 +2,8 @@
 driven by boto3 (latest, default checksum settings: aws-chunked bodies with CRC trailers),
 the aws cli, rclone and s3cmd, and cross-checked with huggingface_hub.
 
-Every download is byte-compared with what was uploaded. The boto3 suite runs on the default
-runtime (glommio); a smoke subset and the graceful-shutdown check run on both runtimes.
+Every download is byte-compared with what was uploaded. Everything runs on both runtimes
+(glommio, the default, and `--runtime tokio`), the graceful-shutdown check included.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ MiB = 1 << 20
 #: Multipart-sized: every CLI switches to multipart uploads well below this.
 BIG = 65 * MiB
 
+#: Base domain for virtual-hosted-style requests (`bucket.{VHOST_DOMAIN}`).
+VHOST_DOMAIN = "s3.hugbucket.test"
+
 #: Object keys that trip naive encoders: spaces, unicode, `+`, `%`, `=` and `&`.
 ODD_KEYS = [
     "plain.txt",
@@ -60,11 +63,12 @@ def status_of(exc: ClientError) -> int:
 # --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, hugbucket_bin):
-    """One `hugbucket serve --mode s3` (default runtime) for the module."""
-    d = tmp_path_factory.mktemp("s3serve")
-    srv = ServeS3(d / "data", d / "serve.log").start()
+@pytest.fixture(scope="module", params=["glommio", "tokio"])
+def server(request, tmp_path_factory, hugbucket_bin):
+    """One `hugbucket serve --mode s3` per runtime; every test below runs on both."""
+    d = tmp_path_factory.mktemp(f"s3serve-{request.param}")
+    srv = ServeS3(d / "data", d / "serve.log", runtime=request.param,
+                  extra_args=("--s3-domain", VHOST_DOMAIN)).start()
     yield srv
     code = srv.stop()
     assert code == 0, f"serve exited with {code}: {srv.log_tail()}"
@@ -547,6 +551,30 @@ def test_protocol_hygiene(server, s3, bucket):
     assert error_code(e.value) == "KeyTooLongError"
 
 
+def test_virtual_hosted_style(server, s3, bucket):
+    """`bucket.{--s3-domain}` in the Host header names the bucket (SigV4 signed as sent)."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    s3.put_object(Bucket=bucket, Key="vhost/a b+é.txt", Body=b"virtual")
+    host = f"{bucket}.{VHOST_DOMAIN}:{server.port}"
+    creds = Credentials(server.access_key, server.secret_key)
+
+    def send(method, path):
+        req = AWSRequest(method=method, url=f"http://{host}{path}", headers={"Host": host})
+        S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+        headers = dict(req.headers.items())
+        return requests.request(method, f"{server.endpoint}{path}", headers=headers)
+
+    r = send("GET", "/vhost/a%20b%2B%C3%A9.txt")
+    assert r.status_code == 200 and r.content == b"virtual", r.text
+    r = send("GET", "/?list-type=2&prefix=vhost%2F")
+    assert r.status_code == 200 and "<Key>vhost/a b+é.txt</Key>" in r.text, r.text
+    r = send("GET", "/vhost/missing")
+    assert r.status_code == 404 and "<Code>NoSuchKey</Code>" in r.text
+
+
 # --------------------------------------------------------------------------------------
 # huggingface_hub ↔ S3
 # --------------------------------------------------------------------------------------
@@ -782,6 +810,9 @@ def test_runtime_smoke_and_graceful_shutdown(runtime, tmp_path, hugbucket_bin):
         first = resp.read(1 * MiB)
         srv.proc.send_signal(signal.SIGTERM)
         time.sleep(0.5)
+        # Draining: new requests are refused (and their connection closed).
+        r = requests.get(srv.endpoint + "/health")
+        assert r.status_code == 503 and r.headers["connection"] == "close", r.text
         rest = resp.read()
         assert first + rest == data
         assert srv.proc.wait(timeout=60) == 0, srv.log_tail()

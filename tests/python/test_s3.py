@@ -551,6 +551,24 @@ def test_protocol_hygiene(server, s3, bucket):
     assert error_code(e.value) == "KeyTooLongError"
 
 
+def test_expect_continue_connection_reuse(server, bucket):
+    """Answers to `Expect: 100-continue` that come without `100 Continue` (an empty body,
+    an error before the body is read) must not break the next request on the connection
+    (botocore misparses it otherwise: boto/botocore#3010)."""
+    c = server.client(max_pool_connections=1)
+    missing = bucket_name("missing")
+    for i in range(3):
+        data = xof_bytes(f"expect/{i}", 300_000)
+        c.put_object(Bucket=bucket, Key=f"expect/empty{i}", Body=io.BytesIO(b""))
+        c.put_object(Bucket=bucket, Key=f"expect/{i}", Body=io.BytesIO(data))
+        with pytest.raises(ClientError) as e:
+            c.put_object(Bucket=missing, Key="x", Body=io.BytesIO(data))
+        assert error_code(e.value) == "NoSuchBucket"
+        c.put_object(Bucket=bucket, Key=f"expect/{i}b", Body=io.BytesIO(data))
+        assert c.get_object(Bucket=bucket, Key=f"expect/{i}b")["Body"].read() == data
+        assert c.get_object(Bucket=bucket, Key=f"expect/empty{i}")["Body"].read() == b""
+
+
 def test_virtual_hosted_style(server, s3, bucket):
     """`bucket.{--s3-domain}` in the Host header names the bucket (SigV4 signed as sent)."""
     from botocore.auth import S3SigV4Auth

@@ -238,7 +238,7 @@ impl Service {
         let (parts, body) = req.into_parts();
         let method = parts.method.clone();
         let resource = parts.uri.path().to_string();
-        let close = expects_continue_without_body(&parts);
+        let expect = expects_continue(&parts);
         let mut op = None;
         let result = if self.shared.draining.load(Ordering::SeqCst) {
             Err(S3Error::with_message(
@@ -267,7 +267,15 @@ impl Service {
             }
             Err(e) => error_response(&e, &method, &resource, &ids),
         };
-        if close || self.shared.draining.load(Ordering::SeqCst) {
+        // An answer to `Expect: 100-continue` that came without `100 Continue` (empty body,
+        // or an error before the body was read) leaves botocore misparsing the next
+        // response on the connection (boto/botocore#3010): close such connections.
+        let early = match expect {
+            Expect::Nothing => false,
+            Expect::EmptyBody => true,
+            Expect::Body => !resp.status().is_success(),
+        };
+        if (early && std::env::var_os("HB_NOFIX").is_none()) || self.shared.draining.load(Ordering::SeqCst) {
             resp.headers_mut().insert(
                 ::http::header::CONNECTION,
                 HeaderValue::from_static("close"),
@@ -370,15 +378,29 @@ impl Service {
     }
 }
 
-/// `Expect: 100-continue` on an empty body: hyper answers without `100 Continue` (there
-/// is nothing to continue), and botocore then misparses the next response on the same
-/// connection (boto/botocore#3010). Closing such connections after the answer avoids it.
-fn expects_continue_without_body(parts: &Parts) -> bool {
+/// What a request's `Expect` header asked for.
+enum Expect {
+    /// No `Expect: 100-continue`.
+    Nothing,
+    /// `100-continue` with `Content-Length: 0`: hyper never sends `100 Continue` for it.
+    EmptyBody,
+    /// `100-continue` with a body.
+    Body,
+}
+
+fn expects_continue(parts: &Parts) -> Expect {
     let h = &parts.headers;
-    h.get(::http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
-        && h.get(::http::header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() == b"0")
+    let asked = h
+        .get(::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let empty = h
+        .get(::http::header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    match (asked, empty) {
+        (false, _) => Expect::Nothing,
+        (true, true) => Expect::EmptyBody,
+        (true, false) => Expect::Body,
+    }
 }
 
 /// An empty response with `status`.

@@ -36,14 +36,17 @@ pub async fn start(
         start_s3(args, credentials, gateway.clone(), stop.clone(), &mut tasks)?;
     }
     if matches!(args.mode, Mode::Ftp | Mode::Both) {
-        start_ftp(args, gateway, stop, &mut tasks).await?;
+        start_ftp(args, credentials, gateway, stop, &mut tasks).await?;
     }
     Ok(Frontends { tasks })
 }
 
-/// FTP: libunftp on this (the core's) tokio runtime, calling the core directly.
+/// FTP: libunftp on this (the core's) tokio runtime, calling the core directly. Users:
+/// `FTP_USERNAME`/`FTP_PASSWORD` and `--ftp-users`; with none (and anonymous off), the S3
+/// key pairs.
 async fn start_ftp(
     args: &ServeArgs,
+    credentials: &[Credential],
     gateway: Gateway,
     mut stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
@@ -56,6 +59,14 @@ async fn start_ftp(
         if let Some((u, p)) = pair.split_once(':') {
             config.users.push((u.to_string(), p.to_string()));
         }
+    }
+    if config.users.is_empty() && args.ftp_anonymous == Anonymous::Off {
+        // Never open by default: without FTP users, the S3 key pairs log in (access key id
+        // as user name, secret as password).
+        for c in credentials {
+            config.users.push((c.access_key_id.clone(), c.secret_access_key.clone()));
+        }
+        tracing::info!("FTP: no FTP_USERNAME set; the S3 credentials log in");
     }
     config.anonymous = match args.ftp_anonymous {
         Anonymous::Off => hugbucket_ftp::Anonymous::Off,

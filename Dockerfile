@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 # HugBucket container image.
 #   docker build -t hugbucket .
-#   docker run --rm -p 7860:7860 -v hugbucket-data:/data hugbucket
-# For now the image runs the embedded hub (`hugbucket hub`); the S3/FTP gateway
-# (`hugbucket serve`, ports 9000 / 2121 + passive range) is not built yet.
+#   docker run --rm -p 9000:9000 -p 2121:2121 -p 30000-30099:30000-30099 -p 9001:9001 \
+#     -v hugbucket-data:/data hugbucket
+# One image runs either or both gateways (MODE=s3|ftp|both) on the embedded hub, or on
+# huggingface.co with HF_TOKEN.
 
 # ---- build --------------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
@@ -31,16 +32,15 @@ RUN apt-get update \
 COPY --from=builder /out/hugbucket /usr/local/bin/hugbucket
 
 VOLUME ["/data"]
-# 9000: S3 API, 2121: FTP control, 30000-30009: FTP passive data (gateway, planned);
-# 7860: embedded hub.
-EXPOSE 9000 2121 30000-30009 7860
+# 9000: S3 API, 2121: FTP control, 30000-30099: FTP passive data, 9001: health/metrics.
+EXPOSE 9000 2121 30000-30099 9001
 
 # Numeric so that runtimes enforcing runAsNonRoot can verify it (user "hugbucket").
 USER 10001:10001
 WORKDIR /data
-# Placeholder until the servers expose a health endpoint.
-HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["hugbucket", "--version"]
+ENV HUGBUCKET_DATA_DIR=/data
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["hugbucket", "healthcheck", "http://127.0.0.1:9001/health"]
 
 ENTRYPOINT ["hugbucket"]
-CMD ["hub", "--data-dir", "/data", "--listen", "0.0.0.0:7860"]
+CMD ["serve"]

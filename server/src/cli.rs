@@ -17,6 +17,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (S3 and/or FTP) on the embedded hub or on huggingface.co.
     Serve(Box<crate::config::ServeArgs>),
+    /// Exit 0 when `URL` (plain http) answers 200 within 3 s: the container health probe.
+    Healthcheck {
+        /// e.g. `http://127.0.0.1:9001/health`.
+        url: String,
+    },
     /// Print the Xet file hash of each FILE (`-` for stdin), like b3sum.
     Hash(crate::hashcmd::HashArgs),
     /// Run the embedded HF-compatible Hub + Xet CAS server on its own.
@@ -41,6 +46,13 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => crate::serve::run(*args),
+        Command::Healthcheck { url } => match crate::serve::probe(&url) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("hugbucket healthcheck: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Hash(args) => crate::hashcmd::run(args),
         Command::Hub(args) => hugbucket_hub::run(args),
     }

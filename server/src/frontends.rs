@@ -64,7 +64,9 @@ async fn start_ftp(
         // Never open by default: without FTP users, the S3 key pairs log in (access key id
         // as user name, secret as password).
         for c in credentials {
-            config.users.push((c.access_key_id.clone(), c.secret_access_key.clone()));
+            config
+                .users
+                .push((c.access_key_id.clone(), c.secret_access_key.clone()));
         }
         tracing::info!("FTP: no FTP_USERNAME set; the S3 credentials log in");
     }

@@ -106,11 +106,12 @@ fn credentials(args: &ServeArgs) -> anyhow::Result<Vec<Credential>> {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| {
-            // libunftp logs whole session states at info; the embedded hub logs every request.
-            tracing_subscriber::EnvFilter::new("info,sled=warn,libunftp=warn,hugbucket_hub::server=warn")
-        });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // libunftp logs whole session states at info; the embedded hub logs every request.
+        tracing_subscriber::EnvFilter::new(
+            "info,sled=warn,libunftp=warn,hugbucket_hub::server=warn",
+        )
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -151,6 +152,12 @@ async fn start_upstream(args: &ServeArgs) -> anyhow::Result<Upstream> {
         url = %hub.url(),
         data_dir = %dir.display(),
         "no HF_TOKEN/HF_ENDPOINT: using the embedded hub"
+    );
+    // For huggingface_hub users: where the embedded hub is (the token is not printed).
+    println!(
+        "Embedded hub: HF_ENDPOINT={} (HF_TOKEN in {})",
+        hub.url(),
+        dir.join("hub_token").display()
     );
     Ok(Upstream {
         endpoint: hub.url(),
@@ -355,6 +362,43 @@ pub fn run(args: ServeArgs) -> ExitCode {
             eprintln!("hugbucket serve: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// GETs a plain-http `url` and succeeds on status 200 (the container health probe; no
+/// HTTP client dependency, no TLS).
+pub fn probe(url: &str) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("only http:// URLs are supported")?;
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let addr = std::net::ToSocketAddrs::to_socket_addrs(host)
+        .map_err(|e| format!("{host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{host}: no address"))?;
+    let timeout = Duration::from_secs(3);
+    let mut s =
+        std::net::TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("{url}: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut head = [0u8; 32];
+    let n = s.read(&mut head).map_err(|e| format!("{url}: {e}"))?;
+    let line = String::from_utf8_lossy(&head[..n]);
+    if line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.0 200") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{url}: {}",
+            line.lines().next().unwrap_or("no answer")
+        ))
     }
 }
 

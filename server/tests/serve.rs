@@ -261,6 +261,16 @@ fn generated_credentials_persist_and_admin_endpoints_answer() {
             .any(|l| l.contains("AWS_SECRET_ACCESS_KEY="))
     );
     assert_eq!(http_get(port, "/health"), (200, "ok\n".to_string()));
+    // The container's health probe.
+    let probe = |path: &str| {
+        hugbucket()
+            .args(["healthcheck", &format!("http://127.0.0.1:{port}{path}")])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(probe("/health"));
+    assert!(!probe("/no-such-endpoint"));
     assert_eq!(http_get(port, "/ready").0, 200);
     let (code, metrics) = http_get(port, "/metrics");
     assert_eq!(code, 200);
@@ -292,4 +302,55 @@ fn generated_credentials_persist_and_admin_endpoints_answer() {
         "same key after restart: {:?}",
         second.stdout
     );
+}
+
+#[test]
+fn readme_configuration_table_matches_the_command() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let help = hugbucket().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let rows: Vec<&str> = readme.lines().filter(|l| l.starts_with("| `--")).collect();
+    // Every option of the command has a row naming its environment variable...
+    let mut options = 0;
+    let mut lines = help.lines().peekable();
+    while let Some(line) = lines.next() {
+        let t = line.trim_start();
+        let Some(rest) = t.strip_prefix("--") else {
+            continue;
+        };
+        let name = rest.split([' ', '<', '=']).next().unwrap();
+        if name == "help" {
+            continue;
+        }
+        options += 1;
+        let row = rows
+            .iter()
+            .find(|r| r.starts_with(&format!("| `--{name}` |")))
+            .unwrap_or_else(|| panic!("README has no row for --{name}"));
+        // The env var shows up in the help text before the next option.
+        let mut env = None;
+        while let Some(next) = lines.peek() {
+            if next.trim_start().starts_with("--") {
+                break;
+            }
+            let next = lines.next().unwrap();
+            if let Some(e) = next.trim().strip_prefix("[env: ") {
+                env = Some(e.split(['=', ']']).next().unwrap().to_string());
+            }
+        }
+        match env {
+            Some(e) => assert!(
+                row.contains(&format!("`{e}`")),
+                "README row for --{name} lacks {e}: {row}"
+            ),
+            None => assert!(
+                row.contains("| — |"),
+                "--{name} has no env var but its row names one: {row}"
+            ),
+        }
+    }
+    // ...and the table has no rows for options that do not exist.
+    assert_eq!(rows.len(), options, "README rows vs options");
+    assert!(options >= 25);
 }

@@ -551,22 +551,36 @@ def test_protocol_hygiene(server, s3, bucket):
     assert error_code(e.value) == "KeyTooLongError"
 
 
-def test_expect_continue_connection_reuse(server, bucket):
+def _aws_bin() -> str:
+    venv_aws = Path(sys.executable).parent / "aws"
+    aws = str(venv_aws) if venv_aws.exists() else shutil.which("aws")
+    if aws is None:
+        pytest.fail("aws cli not installed (it is in tests/python/requirements.txt)")
+    return aws
+
+
+def test_expect_continue_connection_reuse(server, bucket, tmp_path):
     """Answers to `Expect: 100-continue` that come without `100 Continue` (an empty body,
-    an error before the body is read) must not break the next request on the connection
-    (botocore misparses it otherwise: boto/botocore#3010)."""
-    c = server.client(max_pool_connections=1)
-    missing = bucket_name("missing")
+    an error before the body is read) must not break the next request on the connection:
+    the aws cli's botocore misparses it otherwise (boto/botocore#3010) and hangs until its
+    read timeout. One connection, an empty file first, then files with bodies."""
+    env = server.cli_env(tmp_path)
+    (tmp_path / "aws-config").write_text("[default]\ns3 =\n  max_concurrent_requests = 1\n")
+    env["AWS_MAX_ATTEMPTS"] = "1"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a-empty").write_bytes(b"")
     for i in range(3):
-        data = xof_bytes(f"expect/{i}", 300_000)
-        c.put_object(Bucket=bucket, Key=f"expect/empty{i}", Body=io.BytesIO(b""))
-        c.put_object(Bucket=bucket, Key=f"expect/{i}", Body=io.BytesIO(data))
-        with pytest.raises(ClientError) as e:
-            c.put_object(Bucket=missing, Key="x", Body=io.BytesIO(data))
-        assert error_code(e.value) == "NoSuchBucket"
-        c.put_object(Bucket=bucket, Key=f"expect/{i}b", Body=io.BytesIO(data))
-        assert c.get_object(Bucket=bucket, Key=f"expect/{i}b")["Body"].read() == data
-        assert c.get_object(Bucket=bucket, Key=f"expect/empty{i}")["Body"].read() == b""
+        (src / f"b-{i}").write_bytes(xof_bytes(f"expect/{i}", 200_000))
+    (src / "c-empty").write_bytes(b"")
+    (src / "d-last").write_bytes(b"last")
+    aws = [_aws_bin(), "--endpoint-url", server.endpoint, "--cli-read-timeout", "10"]
+    started = time.monotonic()
+    run(aws + ["s3", "cp", "--recursive", "--only-show-errors", src, f"s3://{bucket}/expect/"], env)
+    assert time.monotonic() - started < 9, "a response was misparsed and timed out"
+    down = tmp_path / "down"
+    run(aws + ["s3", "cp", "--recursive", "--only-show-errors", f"s3://{bucket}/expect/", down], env)
+    assert tree_digest(down) == tree_digest(src)
 
 
 def test_virtual_hosted_style(server, s3, bucket):
@@ -653,12 +667,8 @@ def _mutate(tree: Path, work: Path) -> Path:
 
 
 def test_aws_cli(server, tree, tmp_path):
-    venv_aws = Path(sys.executable).parent / "aws"
-    aws = str(venv_aws) if venv_aws.exists() else shutil.which("aws")
-    if aws is None:
-        pytest.fail("aws cli not installed (it is in tests/python/requirements.txt)")
     env = server.cli_env(tmp_path)
-    base = [aws, "--endpoint-url", server.endpoint]
+    base = [_aws_bin(), "--endpoint-url", server.endpoint]
     name = bucket_name("awscli")
     run(base + ["s3", "mb", f"s3://{name}"], env)
     run(base + ["s3", "cp", "--recursive", "--only-show-errors", tree, f"s3://{name}/up/"], env)

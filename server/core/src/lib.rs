@@ -27,11 +27,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache};
+use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache, TtlCache};
 use hugbucket_engine::XetHash;
 use hugbucket_upstream::{
-    BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, RemoteFile, TokenScope,
-    UpstreamError,
+    BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, Reconstruction, RemoteFile,
+    TokenScope, UpstreamError,
 };
 use tokio::sync::OnceCell;
 
@@ -61,6 +61,12 @@ pub struct CoreConfig {
     pub cache_dir: Option<PathBuf>,
     /// Capacity of the chunk cache in bytes.
     pub cache_capacity: u64,
+    /// How long file metadata (paths-info) is reused; our own writes invalidate it at once,
+    /// other writers' changes show after at most this long.
+    pub metadata_ttl: Duration,
+    /// How long a reconstruction (with its presigned fetch URLs) is reused; keep it well
+    /// below the URLs' lifetime.
+    pub reconstruction_ttl: Duration,
 }
 
 impl CoreConfig {
@@ -74,6 +80,8 @@ impl CoreConfig {
             verify_reads: true,
             cache_dir: None,
             cache_capacity: 10 << 30,
+            metadata_ttl: Duration::from_secs(2),
+            reconstruction_ttl: Duration::from_secs(60),
         }
     }
 }
@@ -95,6 +103,10 @@ struct Inner {
     cache: Option<Arc<dyn ChunkCache>>,
     /// One upstream fetch per reconstruction term at a time.
     flights: Arc<get::Flights>,
+    /// paths-info answers by (bucket, path).
+    metadata: TtlCache<(String, String), RemoteFile>,
+    /// Reconstructions by (file hash, first byte, last byte).
+    reconstructions: TtlCache<(XetHash, u64, u64), Reconstruction>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -143,12 +155,14 @@ impl Gateway {
         Ok(Gateway {
             inner: Arc::new(Inner {
                 hub,
-                config,
                 namespace: OnceCell::new(),
                 state,
                 cas: Mutex::new(HashMap::new()),
                 cache,
                 flights: Arc::new(get::Flights::new()),
+                metadata: TtlCache::new(100_000, config.metadata_ttl),
+                reconstructions: TtlCache::new(10_000, config.reconstruction_ttl),
+                config,
             }),
         })
     }
@@ -294,13 +308,28 @@ impl Gateway {
         id: &BucketId,
         path: &str,
     ) -> Result<Option<RemoteFile>> {
+        let cache_key = (bucket.to_string(), path.to_string());
+        if let Some(f) = self.inner.metadata.get(&cache_key) {
+            return Ok(Some(f));
+        }
         let files = self
             .inner
             .hub
             .paths_info(id, &[path.to_string()])
             .await
             .map_err(Self::bucket_err(bucket))?;
-        Ok(files.into_iter().find(|f| f.path == path))
+        let found = files.into_iter().find(|f| f.path == path);
+        if let Some(f) = &found {
+            self.inner.metadata.insert(cache_key, f.clone());
+        }
+        Ok(found)
+    }
+
+    /// Forgets cached metadata of `bucket/path` (after our own writes).
+    fn invalidate(&self, bucket: &str, path: &str) {
+        self.inner
+            .metadata
+            .invalidate(&(bucket.to_string(), path.to_string()));
     }
 
     fn meta_of(&self, bucket: &str, key: &str, f: &RemoteFile) -> ObjectMeta {
@@ -384,6 +413,7 @@ impl Gateway {
         hash: XetHash,
         content_type: Option<String>,
     ) -> Result<()> {
+        self.invalidate(bucket, path);
         let outcome = self
             .inner
             .hub
@@ -398,6 +428,8 @@ impl Gateway {
             )
             .await
             .map_err(Self::bucket_err(bucket))?;
+        // Again after the write: a concurrent reader may have cached the old entry meanwhile.
+        self.invalidate(bucket, path);
         match outcome.failed.first() {
             None => Ok(()),
             Some(f) => Err(CoreError::Internal(format!(
@@ -435,12 +467,20 @@ impl Gateway {
         };
         let id = self.bucket_id(bucket).await?;
         let cas = self.cas(&id, TokenScope::Read);
-        let recon = cas
-            .reconstruction(
-                &meta.xet_hash,
-                Some(hugbucket_upstream::ByteRange { start, end }),
-            )
-            .await?;
+        let recon_key = (meta.xet_hash, start, end);
+        let recon = match self.inner.reconstructions.get(&recon_key) {
+            Some(r) => r,
+            None => {
+                let r = cas
+                    .reconstruction(
+                        &meta.xet_hash,
+                        Some(hugbucket_upstream::ByteRange { start, end }),
+                    )
+                    .await?;
+                self.inner.reconstructions.insert(recon_key, r.clone());
+                r
+            }
+        };
         let whole = start == 0 && end + 1 == meta.size;
         let verify = (whole && self.inner.config.verify_reads).then_some(meta.xet_hash);
         let ctx = get::ReadCtx {
@@ -486,6 +526,7 @@ impl Gateway {
             .await?;
         } else {
             let src_id = self.bucket_id(src_bucket).await?;
+            self.invalidate(dst_bucket, &dst_path);
             let outcome = self
                 .inner
                 .hub
@@ -501,6 +542,7 @@ impl Gateway {
                 )
                 .await
                 .map_err(Self::bucket_err(dst_bucket))?;
+            self.invalidate(dst_bucket, &dst_path);
             if let Some(f) = outcome.failed.first() {
                 return Err(CoreError::Internal(format!(
                     "hub refused to copy to {}: {}",
@@ -539,6 +581,7 @@ impl Gateway {
         for key in keys {
             match key_to_path(key) {
                 Ok(p) => {
+                    self.invalidate(bucket, &p);
                     ops.push(BatchOp::DeleteFile { path: p.clone() });
                     paths.push((key.clone(), p));
                 }
@@ -553,6 +596,7 @@ impl Gateway {
                 .await
                 .map_err(Self::bucket_err(bucket))?;
             for (key, path) in paths {
+                self.invalidate(bucket, &path);
                 let failed = outcome.failed.iter().find(|f| f.path == path);
                 let r = match failed {
                     Some(f) => Err(CoreError::Internal(format!(

@@ -665,12 +665,21 @@ async fn transient_upstream_faults_are_retried_transparently() {
         e.hub.faults().push(rule.parse::<FaultRule>().unwrap());
     }
     assert_eq!(get(gw, "flaky", "k", None).await, data);
-    // A persistent failure surfaces as a typed retryable error, within a bounded time.
+    // A persistent failure surfaces as a typed retryable error, within a bounded time (on an
+    // object whose reconstruction is not cached yet).
+    gw.put_object(
+        "flaky",
+        "k2",
+        body(&data[..1000], 100),
+        PutOptions::default(),
+    )
+    .await
+    .unwrap();
     e.hub
         .faults()
         .push("reconstruction_v2:503:100".parse::<FaultRule>().unwrap());
     let started = std::time::Instant::now();
-    let err = gw.get_object("flaky", "k", None).await.unwrap_err();
+    let err = gw.get_object("flaky", "k2", None).await.unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -842,4 +851,41 @@ async fn concurrent_cold_gets_fetch_each_range_once() {
     }
     let fetched = e.hub.stats().xorb_range_fetches.load(Ordering::Relaxed) - before;
     assert_eq!(fetched, 1, "one term, one fetch for 16 readers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_is_cached_but_our_writes_are_visible_at_once() {
+    let e = env().await;
+    let gw = &e.gw;
+    gw.create_bucket("meta").await.unwrap();
+    gw.put_object("meta", "k", body(b"one", 1), PutOptions::default())
+        .await
+        .unwrap();
+    let calls = || e.hub.stats().route_count(hugbucket_hub::Route::PathsInfo);
+    let before = calls();
+    for _ in 0..5 {
+        assert_eq!(gw.head_object("meta", "k").await.unwrap().size, 3);
+    }
+    assert!(calls() - before <= 1, "paths-info is reused");
+    gw.put_object("meta", "k", body(b"three", 2), PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(gw.head_object("meta", "k").await.unwrap().size, 5);
+    assert_eq!(get(gw, "meta", "k", None).await, b"three");
+    gw.copy_object("meta", "k", "meta", "k", Some("text/x".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        gw.head_object("meta", "k")
+            .await
+            .unwrap()
+            .content_type
+            .as_deref(),
+        Some("text/x")
+    );
+    gw.delete_object("meta", "k").await.unwrap();
+    assert!(matches!(
+        gw.head_object("meta", "k").await,
+        Err(CoreError::NoSuchKey(_))
+    ));
 }

@@ -275,7 +275,7 @@ impl Service {
             Expect::EmptyBody => true,
             Expect::Body => !resp.status().is_success(),
         };
-        if (early && std::env::var_os("HB_NOFIX").is_none()) || self.shared.draining.load(Ordering::SeqCst) {
+        if early || self.shared.draining.load(Ordering::SeqCst) {
             resp.headers_mut().insert(
                 ::http::header::CONNECTION,
                 HeaderValue::from_static("close"),

@@ -115,7 +115,11 @@ fn start_s3(
         },
         serve: hugbucket_s3::runtime::ServeConfig {
             addr: args.s3_listen,
-            cpus: args.cores.map(|n| (0..n).collect()).unwrap_or_default(),
+            cpus: {
+                let allowed = hugbucket_s3::service::allowed_cpus();
+                let n = args.cores.unwrap_or(allowed.len());
+                allowed.into_iter().take(n).collect()
+            },
             ..Default::default()
         },
         router: hugbucket_s3::router::RouterConfig {

@@ -76,12 +76,12 @@ pub fn is_folder_marker(path: &str) -> bool {
     path == FOLDER_MARKER || path.ends_with(&format!("/{FOLDER_MARKER}"))
 }
 
-/// The quoted ETag of content with this file hash (`parts` = multipart part count).
+/// The quoted ETag of content with this file hash: `"<xet hash>-N"`, N = the number of
+/// multipart parts, 1 for a single PUT. It always has the `-N` form of a multipart ETag,
+/// so that clients that check ETags against the body's MD5 (s3cmd, rclone) know it is not
+/// one, and never mistake the 64-hex hash for an MD5.
 pub fn etag(hash: &XetHash, parts: Option<u32>) -> String {
-    match parts {
-        Some(n) => format!("\"{hash}-{n}\""),
-        None => format!("\"{hash}\""),
-    }
+    format!("\"{hash}-{}\"", parts.unwrap_or(1))
 }
 
 /// Milliseconds since the epoch, now.

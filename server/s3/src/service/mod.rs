@@ -145,6 +145,24 @@ impl S3Server {
     }
 }
 
+/// The CPUs this process may run on (its affinity mask), in order; `0..n` for the
+/// available parallelism if the mask cannot be read.
+pub fn allowed_cpus() -> Vec<usize> {
+    let fallback = || {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..n).collect()
+    };
+    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
+        Ok(set) => {
+            let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
+                .filter(|&i| set.is_set(i).unwrap_or(false))
+                .collect();
+            if cpus.is_empty() { fallback() } else { cpus }
+        }
+        Err(_) => fallback(),
+    }
+}
+
 /// Starts the S3 service on `config.serve.addr`. `bridge` leads to the tokio runtime the
 /// gateway runs on.
 pub fn start(gateway: Gateway, bridge: Bridge, config: S3Config) -> io::Result<S3Server> {
@@ -418,4 +436,16 @@ pub(crate) fn xml_ok(xml: String) -> Response<ResponseBody> {
         HeaderValue::from_static("application/xml"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn allowed_cpus_are_distinct_and_nonempty() {
+        let cpus = super::allowed_cpus();
+        assert!(!cpus.is_empty());
+        let mut sorted = cpus.clone();
+        sorted.dedup();
+        assert_eq!(sorted, cpus);
+    }
 }

@@ -20,6 +20,21 @@ fn gated_fetch(
     }
 }
 
+/// Returns `Pending` once (waking itself), so that other futures of a join run first.
+async fn yield_once() {
+    let mut yielded = false;
+    futures::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 #[test]
 fn concurrent_callers_share_one_fetch() {
     let flights: SingleFlight<u64, Result<u32, String>> = SingleFlight::new();
@@ -33,7 +48,7 @@ fn concurrent_callers_share_one_fetch() {
         .collect();
     calls.push(flights.run(8, gated_fetch(&runs, gate.clone())).boxed());
     let opener = async move {
-        futures::pending!(); // let every caller register first
+        yield_once().await; // let every caller register first
         tx.send(42).unwrap();
         Ok(0)
     };
@@ -52,8 +67,11 @@ fn later_calls_fetch_again_and_errors_reach_every_waiter() {
     let gate = rx.shared();
     let a = flights.run("k", gated_fetch(&runs, gate.clone()));
     let b = flights.run("k", gated_fetch(&runs, gate.clone()));
-    drop(tx); // the fetch fails
-    let (ra, rb) = block_on(futures::future::join(a, b));
+    let fail = async move {
+        yield_once().await; // both callers are waiting by now
+        drop(tx); // the fetch fails
+    };
+    let (ra, rb, ()) = block_on(futures::future::join3(a, b, fail));
     assert_eq!(ra, Err("gate dropped".to_string()));
     assert_eq!(rb, ra);
     assert_eq!(runs.load(SeqCst), 1);
@@ -70,8 +88,11 @@ fn the_fetch_survives_its_first_caller_going_away() {
     let gate = rx.shared();
     let mut first = flights.run(1, gated_fetch(&runs, gate.clone())).boxed();
     let second = flights.run(1, gated_fetch(&runs, gate.clone())).boxed();
-    // Poll the first caller once (it starts the fetch), then drop it.
+    let mut second = second;
+    // Poll the first caller once (it starts the fetch), the second (it joins), then drop
+    // the first.
     assert!(block_on(async { futures::poll!(&mut first) }).is_pending());
+    assert!(block_on(async { futures::poll!(&mut second) }).is_pending());
     drop(first);
     tx.send(9).unwrap();
     assert_eq!(block_on(second), Ok(9));

@@ -32,7 +32,11 @@ async fn start_in(dir: tempfile::TempDir) -> T {
         token: hub.token().to_string(),
         hub: Some(hub),
         dir,
-        c: reqwest::Client::new(),
+        c: {
+            // Workspace builds unify reqwest's features with `rustls-no-provider`.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::new()
+        },
     }
 }
 

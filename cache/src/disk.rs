@@ -182,19 +182,14 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
 
 impl DiskCache {
     /// Opens (or creates) the cache in `config.dir` with a sled index in `dir/index`. A
-    /// sled database that cannot be opened (e.g. corrupted) is deleted and recreated: the
-    /// cache then starts cold and its orphaned segments are removed.
+    /// sled database that sled reports as corrupt is deleted and recreated
+    /// ([`SledIndex::open_or_reset`]): the cache then starts cold and its orphaned segments
+    /// are removed. An I/O error (e.g. the directory is in use by another process) fails.
     pub fn open(config: CacheConfig) -> Result<Self> {
         config.validate()?;
         let index_dir = config.dir.join("index");
         fs::create_dir_all(&config.dir).map_err(io_err(&config.dir))?;
-        let index = match SledIndex::open(&index_dir) {
-            Ok(index) => index,
-            Err(_) => {
-                fs::remove_dir_all(&index_dir).map_err(io_err(&index_dir))?;
-                SledIndex::open(&index_dir)?
-            }
-        };
+        let (index, _reset) = SledIndex::open_or_reset(&index_dir)?;
         Self::open_with_index(config, Box::new(index))
     }
 

@@ -135,6 +135,26 @@ impl SledIndex {
             .map_err(sled_err)?;
         Ok(SledIndex { db })
     }
+
+    /// Like [`open`](Self::open), but a database that sled reports as corrupt (or that
+    /// trips one of its internal checks) is deleted and created anew; the second value
+    /// says whether that happened. I/O errors (permissions, another process holding the
+    /// lock) are returned as they are: the directory is left alone.
+    pub fn open_or_reset(path: &Path) -> Result<(Self, bool)> {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .flush_every_ms(Some(SLED_FLUSH_MS))
+            .open()
+        {
+            Ok(db) => Ok((SledIndex { db }, false)),
+            Err(sled::Error::Io(e)) => Err(CacheError::io(path, e)),
+            Err(_) => {
+                std::fs::remove_dir_all(path).map_err(|e| CacheError::io(path, e))?;
+                Ok((Self::open(path)?, true))
+            }
+        }
+    }
 }
 
 impl IndexStore for SledIndex {

@@ -661,3 +661,20 @@ conformance!(
     super::Sled,
     [sled_file_corruption_never_gives_wrong_bytes]
 );
+
+#[test]
+fn a_second_open_of_a_live_directory_fails_and_deletes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CacheConfig::new(dir.path(), 1 << 20);
+    let first = DiskCache::open(config.clone()).unwrap();
+    put(&first, &key(1, 0, 2), 100);
+    first.flush().unwrap();
+    assert!(
+        DiskCache::open(config.clone()).is_err(),
+        "sled holds a lock"
+    );
+    assert!(get_checked(&first, &key(1, 0, 2), 100));
+    drop(first);
+    let again = DiskCache::open(config).unwrap();
+    assert!(get_checked(&again, &key(1, 0, 2), 100));
+}

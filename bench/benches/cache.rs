@@ -18,6 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hugbucket_bench::best_of;
 use hugbucket_cache::{CacheConfig, ChunkCache, ChunkRangeKey, DiskCache};
 use hugbucket_engine::hash::XetHash;
 
@@ -40,18 +41,6 @@ fn payload(i: u32, len: usize) -> Vec<u8> {
         .finalize_xof()
         .fill(&mut b);
     b
-}
-
-/// Best wall time over `rounds` runs of `f`.
-fn best(rounds: usize, mut f: impl FnMut()) -> Duration {
-    (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .min()
-        .unwrap_or_default()
 }
 
 /// Runs `per_thread(t)` on `threads` threads at once; wall time.
@@ -96,14 +85,14 @@ fn lookups(rounds: usize, entry_len: usize) {
     println!("| threads | cache Mlookups/s | HashMap Mlookups/s | cache / HashMap |");
     println!("|---|---|---|---|");
     for threads in [1, 2] {
-        let c = best(rounds, || {
+        let c = best_of(rounds, || {
             parallel(threads, &|t| {
                 for &i in &orders[t] {
                     black_box(cache.get(&keys[i as usize]).unwrap());
                 }
             })
         });
-        let b = best(rounds, || {
+        let b = best_of(rounds, || {
             parallel(threads, &|t| {
                 for &i in &orders[t] {
                     black_box(
@@ -151,25 +140,25 @@ fn large(rounds: usize) {
     let mut out = vec![0u8; MIB];
     let gb = (object_mib * MIB) as f64 / 1e9;
 
-    let warm = best(rounds, || {
+    let warm = best_of(rounds, || {
         for i in 0..object_mib as u32 {
             let b = cache.get(&key(i)).unwrap();
             out.copy_from_slice(&b);
             black_box(&out);
         }
     });
-    let zero_copy = best(rounds, || {
+    let zero_copy = best_of(rounds, || {
         for i in 0..object_mib as u32 {
             black_box(cache.get(&key(i)).unwrap());
         }
     });
-    let memcpy = best(rounds, || {
+    let memcpy = best_of(rounds, || {
         for b in &base {
             out.copy_from_slice(b);
             black_box(&out);
         }
     });
-    let two = best(rounds, || {
+    let two = best_of(rounds, || {
         parallel(2, &|t| {
             let mut out = vec![0u8; MIB];
             for i in (0..object_mib as u32).filter(|i| *i as usize % 2 == t) {
@@ -179,7 +168,7 @@ fn large(rounds: usize) {
             }
         })
     });
-    let memcpy_two = best(rounds, || {
+    let memcpy_two = best_of(rounds, || {
         parallel(2, &|t| {
             let mut out = vec![0u8; MIB];
             for b in base.iter().skip(t).step_by(2) {

@@ -124,15 +124,37 @@ fn sled_err(e: sled::Error) -> CacheError {
     CacheError::Index(Box::new(e))
 }
 
-impl SledIndex {
-    /// Opens (or creates) a sled database in directory `path`.
-    pub fn open(path: &Path) -> Result<Self> {
-        let db = sled::Config::new()
+/// How long an open waits for the database lock held by a just-dropped instance (sled's
+/// background thread releases it shortly after the drop).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens the sled database, retrying while another instance still holds its file lock (a
+/// restart in the same process, or a previous process still exiting). A lock held for
+/// longer than [`LOCK_WAIT`] is an error.
+fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let r = sled::Config::new()
             .path(path)
             .cache_capacity(SLED_CACHE_BYTES)
             .flush_every_ms(Some(SLED_FLUSH_MS))
-            .open()
-            .map_err(sled_err)?;
+            .open();
+        match r {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+impl SledIndex {
+    /// Opens (or creates) a sled database in directory `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = open_sled(path).map_err(sled_err)?;
         Ok(SledIndex { db })
     }
 
@@ -141,12 +163,7 @@ impl SledIndex {
     /// says whether that happened. I/O errors (permissions, another process holding the
     /// lock) are returned as they are: the directory is left alone.
     pub fn open_or_reset(path: &Path) -> Result<(Self, bool)> {
-        match sled::Config::new()
-            .path(path)
-            .cache_capacity(SLED_CACHE_BYTES)
-            .flush_every_ms(Some(SLED_FLUSH_MS))
-            .open()
-        {
+        match open_sled(path) {
             Ok(db) => Ok((SledIndex { db }, false)),
             Err(sled::Error::Io(e)) => Err(CacheError::io(path, e)),
             Err(_) => {

@@ -33,9 +33,19 @@ impl SledState {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| CoreError::Internal(format!("{}: {e}", dir.display())))?;
-        Ok(SledState {
-            db: sled::open(dir)?,
-        })
+        // A just-dropped instance's background thread may still hold the lock briefly.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            match sled::open(dir) {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => return Ok(SledState { db: r? }),
+            }
+        }
     }
 }
 

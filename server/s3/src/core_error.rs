@@ -91,13 +91,7 @@ mod tests {
     use hugbucket_upstream::HttpFailure;
 
     fn failure(status: u16) -> HttpFailure {
-        HttpFailure {
-            op: "test",
-            status,
-            error_code: None,
-            message: String::new(),
-            retry_after: None,
-        }
+        HttpFailure::bare("test", status)
     }
 
     #[test]

@@ -38,6 +38,19 @@ pub struct HttpFailure {
     pub retry_after: Option<Duration>,
 }
 
+impl HttpFailure {
+    /// A failure with just an operation name and a status (no headers or body).
+    pub fn bare(op: &'static str, status: u16) -> Self {
+        HttpFailure {
+            op,
+            status,
+            error_code: None,
+            message: String::new(),
+            retry_after: None,
+        }
+    }
+}
+
 impl fmt::Display for HttpFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: HTTP {}", self.op, self.status)?;
@@ -298,13 +311,7 @@ mod tests {
     use super::*;
 
     fn failure(status: u16) -> HttpFailure {
-        HttpFailure {
-            op: "test",
-            status,
-            error_code: None,
-            message: String::new(),
-            retry_after: None,
-        }
+        HttpFailure::bare("test", status)
     }
 
     #[test]

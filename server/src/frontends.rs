@@ -14,12 +14,14 @@ use hugbucket_core::Gateway;
 /// The running front-ends.
 pub struct Frontends {
     tasks: JoinSet<()>,
+    /// The S3 front-end's counters, when it runs.
+    pub s3_stats: Option<hugbucket_s3::service::S3Stats>,
 }
 
 impl Frontends {
     /// Waits until every front-end has stopped (after the stop signal they finish their
     /// in-flight requests and transfers).
-    pub async fn wait(mut self) {
+    pub async fn wait(&mut self) {
         while self.tasks.join_next().await.is_some() {}
     }
 }
@@ -32,13 +34,20 @@ pub async fn start(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Frontends> {
     let mut tasks = JoinSet::new();
+    let mut s3_stats = None;
     if matches!(args.mode, Mode::S3 | Mode::Both) {
-        start_s3(args, credentials, gateway.clone(), stop.clone(), &mut tasks)?;
+        s3_stats = Some(start_s3(
+            args,
+            credentials,
+            gateway.clone(),
+            stop.clone(),
+            &mut tasks,
+        )?);
     }
     if matches!(args.mode, Mode::Ftp | Mode::Both) {
         start_ftp(args, credentials, gateway, stop, &mut tasks).await?;
     }
-    Ok(Frontends { tasks })
+    Ok(Frontends { tasks, s3_stats })
 }
 
 /// FTP: libunftp on this (the core's) tokio runtime, calling the core directly. Users:
@@ -103,7 +112,7 @@ fn start_s3(
     gateway: Gateway,
     mut stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<hugbucket_s3::service::S3Stats> {
     let mut creds = hugbucket_s3::auth::Credentials::new();
     for c in credentials {
         creds.insert(&c.access_key_id, &c.secret_access_key);
@@ -132,10 +141,11 @@ fn start_s3(
     let server = hugbucket_s3::service::start(gateway, bridge, config)
         .with_context(|| format!("--s3-listen {}", args.s3_listen))?;
     tracing::info!(addr = %server.local_addr(), runtime = ?args.runtime, "S3 listening");
+    let stats = server.stats();
     let grace = Duration::from_secs(args.shutdown_timeout);
     tasks.spawn(async move {
         let _ = stop.wait_for(|s| *s).await;
         server.shutdown(grace).await;
     });
-    Ok(())
+    Ok(stats)
 }

@@ -24,3 +24,17 @@ pub fn render_hub(stats: &hugbucket_hub::Stats, out: &mut String) {
         }
     }
 }
+
+/// Renders the core's gauges (`hugbucket_uploads_in_flight`).
+pub fn render_core(gateway: &hugbucket_core::Gateway, out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP hugbucket_uploads_in_flight Objects and parts being uploaded."
+    );
+    let _ = writeln!(out, "# TYPE hugbucket_uploads_in_flight gauge");
+    let _ = writeln!(
+        out,
+        "hugbucket_uploads_in_flight {}",
+        gateway.uploads_in_flight()
+    );
+}

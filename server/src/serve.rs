@@ -170,6 +170,7 @@ async fn start_upstream(args: &ServeArgs) -> anyhow::Result<Upstream> {
 struct Admin {
     gateway: Gateway,
     embedded: Option<Arc<hugbucket_hub::RunningHub>>,
+    s3: std::sync::OnceLock<hugbucket_s3::service::S3Stats>,
 }
 
 async fn admin_response(admin: &Admin, path: &str) -> (u16, &'static str, String) {
@@ -185,6 +186,11 @@ async fn admin_response(admin: &Admin, path: &str) -> (u16, &'static str, String
         }
         "/metrics" => {
             let mut out = String::new();
+            if let Some(s3) = admin.s3.get() {
+                s3.render_prometheus(&mut out);
+            }
+            hugbucket_upstream::metrics::METRICS.render_prometheus(&mut out);
+            crate::metrics::render_core(&admin.gateway, &mut out);
             if let Some(cache) = admin.gateway.cache() {
                 cache.render_prometheus(&mut out);
             }
@@ -272,8 +278,9 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let admin = Arc::new(Admin {
         gateway: gateway.clone(),
         embedded: embedded.clone(),
+        s3: std::sync::OnceLock::new(),
     });
-    let admin_task = tokio::spawn(serve_admin(admin_listener, admin, stop_rx.clone()));
+    let admin_task = tokio::spawn(serve_admin(admin_listener, admin.clone(), stop_rx.clone()));
 
     // Housekeeping: multipart uploads past their expiry are cleaned at start and every
     // hour; the chunk cache's recency is persisted every minute.
@@ -301,8 +308,11 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         }
     });
 
-    let fronts =
+    let mut fronts =
         crate::frontends::start(&args, &credentials, gateway.clone(), stop_rx.clone()).await?;
+    if let Some(stats) = fronts.s3_stats.clone() {
+        let _ = admin.s3.set(stats);
+    }
     println!("hugbucket is ready");
 
     wait_for_signal().await;

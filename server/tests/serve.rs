@@ -177,6 +177,7 @@ fn bad_configuration_is_one_clear_line_and_exit_2() {
 struct Server {
     child: Child,
     stdout: Vec<String>,
+    s3_port: u16,
 }
 
 impl Drop for Server {
@@ -195,11 +196,12 @@ fn free_port() -> u16 {
 }
 
 fn start_serve(data_dir: &std::path::Path, admin_port: u16) -> Server {
+    let s3_port = free_port();
     let mut child = hugbucket()
         .args(["serve", "--mode", "s3"])
         .arg("--data-dir")
         .arg(data_dir)
-        .args(["--s3-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--s3-listen", &format!("127.0.0.1:{s3_port}")])
         .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -222,6 +224,7 @@ fn start_serve(data_dir: &std::path::Path, admin_port: u16) -> Server {
     Server {
         child,
         stdout: lines,
+        s3_port,
     }
 }
 
@@ -287,6 +290,19 @@ fn generated_credentials_persist_and_admin_endpoints_answer() {
         .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
         .unwrap();
     assert!(lists_after > lists_before, "counters move");
+    // S3 requests are counted by operation and status; upstream calls and uploads too.
+    let (status, _) = http_get(first.s3_port, "/");
+    assert_eq!(status, 403, "unsigned ListBuckets is refused");
+    let (_, metrics) = http_get(port, "/metrics");
+    let refused: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("hugbucket_s3_requests_total{") && l.contains("status=\"403\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(refused >= 1, "{metrics}");
+    assert!(metrics.contains("hugbucket_upstream_requests_total "));
+    assert!(metrics.contains("hugbucket_uploads_in_flight 0"));
+    assert!(metrics.contains("hugbucket_cache_"));
     drop(first);
 
     let second = start_serve(dir.path(), port);

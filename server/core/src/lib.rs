@@ -107,6 +107,24 @@ struct Inner {
     metadata: TtlCache<(String, String), RemoteFile>,
     /// Reconstructions by (file hash, first byte, last byte).
     reconstructions: TtlCache<(XetHash, u64, u64), Reconstruction>,
+    /// PUTs and parts being ingested right now.
+    uploads_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Counts an upload as in flight while alive.
+pub(crate) struct UploadGuard(Arc<std::sync::atomic::AtomicUsize>);
+
+impl UploadGuard {
+    pub(crate) fn enter(counter: &Arc<std::sync::atomic::AtomicUsize>) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        UploadGuard(counter.clone())
+    }
+}
+
+impl Drop for UploadGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Inner {
@@ -162,6 +180,7 @@ impl Gateway {
                 flights: Arc::new(get::Flights::new()),
                 metadata: TtlCache::new(100_000, config.metadata_ttl),
                 reconstructions: TtlCache::new(10_000, config.reconstruction_ttl),
+                uploads_in_flight: Arc::default(),
                 config,
             }),
         })
@@ -170,6 +189,13 @@ impl Gateway {
     /// The chunk cache, if enabled.
     pub fn cache(&self) -> Option<&Arc<dyn ChunkCache>> {
         self.inner.cache.as_ref()
+    }
+
+    /// Objects and parts being uploaded right now.
+    pub fn uploads_in_flight(&self) -> usize {
+        self.inner
+            .uploads_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The Hub client.
@@ -372,6 +398,7 @@ impl Gateway {
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
+        let _counted = UploadGuard::enter(&self.inner.uploads_in_flight);
         let id = self.bucket_id(bucket).await?;
         let path = key_to_path(key)?;
         let cas = self.cas(&id, TokenScope::Write);

@@ -166,6 +166,7 @@ impl Gateway {
         if rec.completed.is_some() {
             return Err(CoreError::NoSuchUpload(upload_id.to_string()));
         }
+        let _counted = crate::UploadGuard::enter(&self.inner.uploads_in_flight);
         let id = self.bucket_id(bucket).await?;
         let cas = self.cas(&id, TokenScope::Write);
         cas.token().await.map_err(Self::bucket_err(bucket))?;

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod core_error;
 pub mod error;
 pub mod frontend;
+pub mod metrics;
 pub mod router;
 pub mod runtime;
 pub mod service;

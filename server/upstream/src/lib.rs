@@ -22,6 +22,7 @@ pub mod encode;
 pub mod error;
 pub mod hub;
 pub mod link;
+pub mod metrics;
 pub mod models;
 pub mod reconstruction;
 pub mod retry;

@@ -73,8 +73,16 @@ where
                     Some(delay) => {
                         tokio::time::sleep(delay).await;
                         attempt += 1;
+                        crate::metrics::METRICS
+                            .retries
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    None => return Err(err),
+                    None => {
+                        crate::metrics::METRICS
+                            .failures
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return Err(err);
+                    }
                 }
             }
         }

@@ -232,6 +232,9 @@ impl Transport {
     }
 
     fn build(&self, req: &Req, whole_timeout: bool) -> reqwest::RequestBuilder {
+        crate::metrics::METRICS
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let client = if req.presigned {
             &self.presigned
         } else {

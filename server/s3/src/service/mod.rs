@@ -69,6 +69,7 @@ pub struct S3Config {
 struct Shared {
     draining: AtomicBool,
     in_flight: AtomicUsize,
+    metrics: crate::metrics::S3Metrics,
 }
 
 /// Counts a request as in flight until dropped (it travels with the response body).
@@ -100,13 +101,42 @@ impl Body for GuardedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if let Some(data) = frame.data_ref() {
+                self._guard
+                    .0
+                    .metrics
+                    .bytes_out
+                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+        polled
     }
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
     }
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// The S3 front-end's counters (cheap to clone).
+#[derive(Debug, Clone)]
+pub struct S3Stats {
+    shared: Arc<Shared>,
+}
+
+impl S3Stats {
+    /// Appends the counters as Prometheus text.
+    pub fn render_prometheus(&self, out: &mut String) {
+        let in_flight = self.shared.in_flight.load(Ordering::SeqCst);
+        self.shared.metrics.render_prometheus(in_flight, out);
+    }
+
+    /// Requests of `operation` (e.g. `"PutObject"`) answered with `status` so far.
+    pub fn request_count(&self, operation: &str, status: u16) -> u64 {
+        self.shared.metrics.count(operation, status)
     }
 }
 
@@ -126,6 +156,13 @@ impl S3Server {
     /// Requests in flight (response bodies still streaming included).
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// A handle on the front-end's counters that outlives the server.
+    pub fn stats(&self) -> S3Stats {
+        S3Stats {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Graceful shutdown: new requests are refused (503, `Connection: close`), requests in
@@ -250,14 +287,31 @@ pub(crate) struct Service {
 
 impl Service {
     async fn handle(self: Rc<Self>, req: Request<Incoming>) -> Response<ResponseBody> {
+        let ids = self.frontend.ids();
+        let span = tracing::info_span!(
+            "s3",
+            request_id = %ids.request_id,
+            op = tracing::field::Empty,
+            bucket = tracing::field::Empty,
+            key = tracing::field::Empty,
+        );
+        tracing::Instrument::instrument(self.handle_in_span(req, ids, span.clone()), span).await
+    }
+
+    async fn handle_in_span(
+        self: Rc<Self>,
+        req: Request<Incoming>,
+        ids: crate::frontend::Ids,
+        span: tracing::Span,
+    ) -> Response<ResponseBody> {
         let guard = InFlight::enter(&self.shared);
         let started = Instant::now();
-        let ids = self.frontend.ids();
         let (parts, body) = req.into_parts();
         let method = parts.method.clone();
         let resource = parts.uri.path().to_string();
         let expect = expects_continue(&parts);
         let mut op = None;
+        let mut declared = None;
         let result = if self.shared.draining.load(Ordering::SeqCst) {
             Err(S3Error::with_message(
                 S3ErrorCode::ServiceUnavailable,
@@ -267,6 +321,14 @@ impl Service {
             match self.frontend.admit(&parts, SystemTime::now()) {
                 Ok(admitted) => {
                     op = Some(admitted.route.op);
+                    span.record("op", tracing::field::debug(admitted.route.op));
+                    if let Some(b) = &admitted.route.bucket {
+                        span.record("bucket", b.as_str());
+                    }
+                    if let Some(k) = &admitted.route.key {
+                        span.record("key", k.as_str());
+                    }
+                    declared = admitted.body.declared_length;
                     let req = Req {
                         parts,
                         route: admitted.route,
@@ -300,11 +362,18 @@ impl Service {
             );
         }
         let status = resp.status().as_u16();
-        let level_warn = status >= 500;
-        if level_warn {
-            tracing::warn!(core = self.core, ?op, %method, path = %resource, status, request_id = %ids.request_id, ms = started.elapsed().as_millis() as u64, "s3 request failed");
+        let op_name = op.map_or_else(|| "Unrouted".to_string(), |o| format!("{o:?}"));
+        self.shared.metrics.record(&op_name, status);
+        let bytes_in = declared.filter(|_| resp.status().is_success()).unwrap_or(0);
+        self.shared
+            .metrics
+            .bytes_in
+            .fetch_add(bytes_in, Ordering::Relaxed);
+        let ms = started.elapsed().as_millis() as u64;
+        if status >= 500 {
+            tracing::warn!(core = self.core, %method, path = %resource, status, bytes_in, ms, "s3 request failed");
         } else {
-            tracing::debug!(core = self.core, ?op, %method, path = %resource, status, request_id = %ids.request_id, ms = started.elapsed().as_millis() as u64, "s3 request");
+            tracing::info!(core = self.core, %method, status, bytes_in, ms, "s3 request");
         }
         resp.map(|inner| {
             GuardedBody {

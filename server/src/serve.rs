@@ -190,6 +190,7 @@ async fn admin_response(admin: &Admin, path: &str) -> (u16, &'static str, String
                 s3.render_prometheus(&mut out);
             }
             hugbucket_upstream::metrics::METRICS.render_prometheus(&mut out);
+            hugbucket_ftp::metrics::METRICS.render_prometheus(&mut out);
             crate::metrics::render_core(&admin.gateway, &mut out);
             if let Some(cache) = admin.gateway.cache() {
                 cache.render_prometheus(&mut out);

@@ -488,7 +488,7 @@ impl StorageBackend<FtpUser> for GatewayStorage {
 
     async fn get_into<'a, P, W: ?Sized>(
         &self,
-        _user: &FtpUser,
+        user: &FtpUser,
         path: P,
         start_pos: u64,
         output: &'a mut W,
@@ -497,18 +497,47 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         W: tokio::io::AsyncWrite + Unpin + Sync + Send,
         P: AsRef<Path> + Send + fmt::Debug,
     {
-        let Some(mut body) = self.get_stream(path.as_ref(), start_pos).await? else {
-            return Ok(0);
-        };
-        let mut sent = 0u64;
-        // The core yields large pieces (whole decoded chunk ranges): write them as they come.
-        while let Some(piece) = body.next().await {
-            let piece = piece.map_err(FtpError::from)?;
-            output.write_all(&piece).await.map_err(FtpError::from)?;
-            sent += piece.len() as u64;
+        let path: std::path::PathBuf = path.as_ref().to_path_buf();
+        let span = tracing::info_span!("ftp", command = "RETR", user = %user.name, path = %path.display(), start_pos);
+        let started = std::time::Instant::now();
+        let result = tracing::Instrument::instrument(
+            async {
+                let Some(mut body) = self.get_stream(&path, start_pos).await? else {
+                    return Ok(0);
+                };
+                let mut sent = 0u64;
+                // The core yields large pieces (whole decoded chunk ranges): write them as they come.
+                while let Some(piece) = body.next().await {
+                    let piece = piece.map_err(FtpError::from)?;
+                    output.write_all(&piece).await.map_err(FtpError::from)?;
+                    sent += piece.len() as u64;
+                }
+                output.flush().await.map_err(FtpError::from)?;
+                Ok::<u64, FtpError>(sent)
+            },
+            span.clone(),
+        )
+        .await;
+        let _enter = span.enter();
+        let ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(n) => {
+                crate::metrics::METRICS
+                    .retr_ok
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::METRICS
+                    .bytes_out
+                    .fetch_add(*n, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(bytes = n, ms, "ftp transfer");
+            }
+            Err(e) => {
+                crate::metrics::METRICS
+                    .retr_failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e, ms, "ftp transfer failed");
+            }
         }
-        output.flush().await.map_err(FtpError::from)?;
-        Ok(sent)
+        Ok(result?)
     }
 
     async fn get<P: AsRef<Path> + Send + fmt::Debug>(
@@ -534,9 +563,33 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         path: P,
         start_pos: u64,
     ) -> storage::Result<u64> {
-        Ok(self
-            .put_stream(user, input, path.as_ref(), start_pos)
-            .await?)
+        let span = tracing::info_span!("ftp", command = "STOR", user = %user.name, path = %path.as_ref().display());
+        let started = std::time::Instant::now();
+        let result = tracing::Instrument::instrument(
+            self.put_stream(user, input, path.as_ref(), start_pos),
+            span.clone(),
+        )
+        .await;
+        let _enter = span.enter();
+        let ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(n) => {
+                crate::metrics::METRICS
+                    .stor_ok
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                crate::metrics::METRICS
+                    .bytes_in
+                    .fetch_add(*n, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(bytes = n, ms, "ftp transfer");
+            }
+            Err(e) => {
+                crate::metrics::METRICS
+                    .stor_failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(error = %e, ms, "ftp transfer failed");
+            }
+        }
+        Ok(result?)
     }
 
     async fn del<P: AsRef<Path> + Send + fmt::Debug>(

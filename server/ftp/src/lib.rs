@@ -21,6 +21,7 @@
 pub mod auth;
 mod backend;
 pub mod error;
+pub mod metrics;
 pub mod path;
 
 use std::future::Future;

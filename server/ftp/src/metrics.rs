@@ -1,0 +1,66 @@
+//! Process-wide counters of the FTP front-end (rendered on the gateway's `/metrics`).
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// FTP transfer counters.
+#[derive(Debug)]
+pub struct FtpMetrics {
+    /// STORs committed.
+    pub stor_ok: AtomicU64,
+    /// STORs that failed (nothing committed).
+    pub stor_failed: AtomicU64,
+    /// RETRs completed.
+    pub retr_ok: AtomicU64,
+    /// RETRs that failed.
+    pub retr_failed: AtomicU64,
+    /// Bytes received by committed STORs.
+    pub bytes_in: AtomicU64,
+    /// Bytes sent by RETRs.
+    pub bytes_out: AtomicU64,
+}
+
+/// The process's FTP counters.
+pub static METRICS: FtpMetrics = FtpMetrics {
+    stor_ok: AtomicU64::new(0),
+    stor_failed: AtomicU64::new(0),
+    retr_ok: AtomicU64::new(0),
+    retr_failed: AtomicU64::new(0),
+    bytes_in: AtomicU64::new(0),
+    bytes_out: AtomicU64::new(0),
+};
+
+impl FtpMetrics {
+    /// Appends the counters as Prometheus text.
+    pub fn render_prometheus(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP hugbucket_ftp_transfers_total FTP transfers by command and result."
+        );
+        let _ = writeln!(out, "# TYPE hugbucket_ftp_transfers_total counter");
+        for (cmd, result, v) in [
+            ("STOR", "ok", &self.stor_ok),
+            ("STOR", "failed", &self.stor_failed),
+            ("RETR", "ok", &self.retr_ok),
+            ("RETR", "failed", &self.retr_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "hugbucket_ftp_transfers_total{{command=\"{cmd}\",result=\"{result}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+        for (name, help, v) in [
+            (
+                "received_bytes",
+                "Bytes of committed uploads",
+                &self.bytes_in,
+            ),
+            ("sent_bytes", "Bytes sent by downloads", &self.bytes_out),
+        ] {
+            let _ = writeln!(out, "# HELP hugbucket_ftp_{name}_total {help}.");
+            let _ = writeln!(out, "# TYPE hugbucket_ftp_{name}_total counter");
+            let _ = writeln!(out, "hugbucket_ftp_{name}_total {}", v.load(Relaxed));
+        }
+    }
+}

@@ -37,7 +37,7 @@ const TERM_CHANNEL: usize = 8;
 const CACHE_GROUP: u32 = 32;
 
 /// One fetch per term at a time across all readers.
-pub(crate) type Flights = SingleFlight<ChunkRangeKey, Result<(), Arc<str>>>;
+pub(crate) type Flights = SingleFlight<ChunkRangeKey, Result<Arc<[(XetHash, u64)]>, Arc<str>>>;
 
 /// What a GET needs besides the reconstruction: the CAS, and the chunk cache if enabled.
 #[derive(Clone)]
@@ -68,7 +68,7 @@ fn cached_term(cache: &dyn ChunkCache, term: &ReconstructionTerm) -> Option<Vec<
 }
 
 /// A decoded chunk and its hash (when verification is on).
-type Piece = Result<(Bytes, Option<XetHash>)>;
+type Piece = Result<(Bytes, Arc<[(XetHash, u64)]>)>;
 
 /// Builds the body stream of `len` bytes starting `offset_into_first_range` bytes into the
 /// first term. Must be called on the core's tokio runtime.
@@ -90,6 +90,7 @@ pub(crate) fn reconstruct_stream(
         running: VecDeque::new(),
         window: window.max(1),
         verify: verify_hash.map(|h| (h, Vec::new())),
+        pending_hash_bytes: 0,
         failed: false,
     }
 }
@@ -106,6 +107,9 @@ pub(crate) struct ReconstructStream {
     skip: u64,
     remaining: u64,
     verify: Option<(XetHash, Vec<(XetHash, u64)>)>,
+    /// Bytes covered by chunk hashes already received but not yet by data (cached pieces
+    /// carry their term's hashes with the first piece).
+    pending_hash_bytes: u64,
     failed: bool,
 }
 
@@ -130,8 +134,9 @@ impl ReconstructStream {
 }
 
 /// Sends one term's chunks to `tx`: from the cache when every group of it is there, else
-/// from one upstream fetch shared by all concurrent readers of the same term (the fetch fills
-/// the cache; a reader that waited then reads the cache).
+/// after one upstream fetch shared by all concurrent readers of the same term. The shared
+/// fetch only fills the cache (it never waits on a reader, so readers of terms that share a
+/// range cannot deadlock on each other's channels); every reader then serves the cache.
 async fn serve_term(
     ctx: &ReadCtx,
     term: ReconstructionTerm,
@@ -143,65 +148,67 @@ async fn serve_term(
         CoreError::Integrity(format!("no fetch entry for xorb {}", term.xorb_hash))
     })?;
     let Some(cache) = &ctx.cache else {
-        return fetch_term(&ctx.cas, None, &term, &entry, hash_chunks, tx).await;
+        return fetch_term(&ctx.cas, None, &term, &entry, hash_chunks, Some(tx))
+            .await
+            .map(|_| ());
     };
+    let no_hashes: Arc<[(XetHash, u64)]> = Arc::from(Vec::new());
     if let Some(pieces) = cached_term(cache.as_ref(), &term) {
-        return send_cached(pieces, tx).await;
+        return send_cached(pieces, no_hashes, tx).await;
     }
     let key = ChunkRangeKey::new(term.xorb_hash, term.chunk_start, term.chunk_end);
-    let led = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let result = ctx
+    let filled = ctx
         .flights
         .run(key, || {
-            led.store(true, std::sync::atomic::Ordering::Relaxed);
-            let (cas, cache, tx, entry) =
-                (ctx.cas.clone(), cache.clone(), tx.clone(), entry.clone());
+            let (cas, cache, entry) = (ctx.cas.clone(), cache.clone(), entry.clone());
             async move {
-                fetch_term(&cas, Some(cache.as_ref()), &term, &entry, hash_chunks, &tx)
+                fetch_term(&cas, Some(cache.as_ref()), &term, &entry, true, None)
                     .await
+                    .map(Arc::from)
                     .map_err(|e| Arc::<str>::from(e.to_string()))
             }
         })
-        .await;
-    if led.load(std::sync::atomic::Ordering::Relaxed) {
-        return result.map_err(|e| CoreError::Integrity(e.to_string()));
-    }
-    // Another reader fetched it: read what it cached (or fetch ourselves if it could not).
+        .await
+        .map_err(|e| CoreError::Integrity(e.to_string()))?;
     match cached_term(cache.as_ref(), &term) {
-        Some(pieces) => send_cached(pieces, tx).await,
-        None => {
-            fetch_term(
-                &ctx.cas,
-                Some(cache.as_ref()),
-                &term,
-                &entry,
-                hash_chunks,
-                tx,
-            )
+        // The fetch's chunk hashes cover exactly these bytes (the cache returns what was put).
+        Some(pieces) => send_cached(pieces, if hash_chunks { filled } else { no_hashes }, tx).await,
+        // Not cached (too big for the cache, or already evicted): stream it ourselves.
+        None => fetch_term(&ctx.cas, None, &term, &entry, hash_chunks, Some(tx))
             .await
-        }
+            .map(|_| ()),
     }
 }
 
-async fn send_cached(pieces: Vec<Bytes>, tx: &mpsc::Sender<Piece>) -> Result<()> {
+/// Sends cached pieces; `hashes` (the term's chunk hashes, when known) travel with the first.
+async fn send_cached(
+    pieces: Vec<Bytes>,
+    hashes: Arc<[(XetHash, u64)]>,
+    tx: &mpsc::Sender<Piece>,
+) -> Result<()> {
+    let mut hashes = Some(hashes);
+    let empty: Arc<[(XetHash, u64)]> = Arc::from(Vec::new());
     for p in pieces {
-        if tx.send(Ok((p, None))).await.is_err() {
+        let h = hashes.take().unwrap_or_else(|| empty.clone());
+        if tx.send(Ok((p, h))).await.is_err() {
             break;
         }
     }
     Ok(())
 }
 
-/// Fetches a term's xorb range and decodes it chunk by chunk into `tx`; with a cache, the
-/// decoded chunks are also stored in aligned groups.
+/// Fetches a term's xorb range and decodes it chunk by chunk, into `tx` when given (each
+/// chunk with its hash when `hash_chunks`) and into the cache in aligned groups when given.
+/// Returns the chunk hashes (when `hash_chunks`).
 async fn fetch_term(
     cas: &CasClient,
     cache: Option<&dyn ChunkCache>,
     term: &ReconstructionTerm,
     entry: &FetchEntry,
     hash_chunks: bool,
-    tx: &mpsc::Sender<Piece>,
-) -> Result<()> {
+    tx: Option<&mpsc::Sender<Piece>>,
+) -> Result<Vec<(XetHash, u64)>> {
+    let mut hashes = Vec::new();
     let mut stream = cas.fetch_xorb_range(&entry.url, entry.bytes).await?;
     if let Some(c) = cache {
         c.record_upstream_fetch(entry.bytes.len());
@@ -255,9 +262,17 @@ async fn fetch_term(
                         group = (end, Vec::new(), Vec::new());
                     }
                 }
-                let h = hash_chunks.then(|| chunk_hash(&data));
-                if tx.send(Ok((data, h))).await.is_err() && cache.is_none() {
-                    return Ok(()); // the reader went away (with a cache: finish filling it)
+                let h: Arc<[(XetHash, u64)]> = if hash_chunks {
+                    let pair = (chunk_hash(&data), data.len() as u64);
+                    hashes.push(pair);
+                    Arc::from(vec![pair])
+                } else {
+                    Arc::from(Vec::new())
+                };
+                if let Some(tx) = tx {
+                    if tx.send(Ok((data, h))).await.is_err() {
+                        return Ok(hashes); // the reader went away
+                    }
                 }
             }
             index += 1;
@@ -282,7 +297,7 @@ async fn fetch_term(
             term.xorb_hash, term.unpacked_length
         )));
     }
-    Ok(())
+    Ok(hashes)
 }
 
 impl Stream for ReconstructStream {
@@ -333,12 +348,21 @@ impl Stream for ReconstructStream {
                     return Poll::Ready(Some(Err(std::io::Error::other(e.to_string()))));
                 }
                 Poll::Ready(Some(Ok((mut data, h)))) => {
-                    match (this.verify.as_mut(), h) {
-                        (Some((_, chunks)), Some(h)) => chunks.push((h, data.len() as u64)),
-                        // Served from the cache (CRC-checked against what was stored): the
-                        // file hash cannot be recomputed without chunk boundaries.
-                        (Some(_), None) => this.verify = None,
-                        _ => {}
+                    if let Some((_, chunks)) = this.verify.as_mut() {
+                        if h.is_empty() {
+                            // Bytes whose chunk hashes are unknown (cache hits from earlier
+                            // reads): the file hash cannot be recomputed.
+                            if !data.is_empty() && this.pending_hash_bytes == 0 {
+                                this.verify = None;
+                            }
+                        } else {
+                            this.pending_hash_bytes += h.iter().map(|(_, n)| *n).sum::<u64>();
+                            chunks.extend(h.iter().copied());
+                        }
+                        if this.verify.is_some() {
+                            this.pending_hash_bytes =
+                                this.pending_hash_bytes.saturating_sub(data.len() as u64);
+                        }
                     }
                     if this.skip > 0 {
                         let n = this.skip.min(data.len() as u64);

@@ -889,3 +889,32 @@ async fn metadata_is_cached_but_our_writes_are_visible_at_once() {
         Err(CoreError::NoSuchKey(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_whose_terms_share_a_range_stream_without_deadlock() {
+    // 64 copies of the same 1 MiB: 64 terms over the same xorb range. With the cache, the
+    // readers of those terms share one fetch; none may wait on another's channel.
+    let e = env().await;
+    let gw = cached_gateway(&e.hub, &e.dir.path().join("cached")).await;
+    gw.create_bucket("rep").await.unwrap();
+    let piece = random(1 << 20, "repeated");
+    let data: Vec<u8> = piece.iter().copied().cycle().take(64 << 20).collect();
+    gw.put_object("rep", "obj", body(&data, 1 << 20), PutOptions::default())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let got = tokio::time::timeout(Duration::from_secs(60), get(&gw, "rep", "obj", None))
+            .await
+            .expect("GET of repeated content must not stall");
+        assert!(got == data);
+    }
+    let r = (5 << 20) + 3;
+    let got = get(
+        &gw,
+        "rep",
+        "obj",
+        Some(ByteRange::FromTo(r, r + (10 << 20))),
+    )
+    .await;
+    assert!(got == data[r as usize..=(r + (10 << 20)) as usize]);
+}

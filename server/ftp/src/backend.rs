@@ -518,25 +518,12 @@ impl StorageBackend<FtpUser> for GatewayStorage {
             span.clone(),
         )
         .await;
-        let _enter = span.enter();
-        let ms = started.elapsed().as_millis() as u64;
-        match &result {
-            Ok(n) => {
-                crate::metrics::METRICS
-                    .retr_ok
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                crate::metrics::METRICS
-                    .bytes_out
-                    .fetch_add(*n, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(bytes = n, ms, "ftp transfer");
-            }
-            Err(e) => {
-                crate::metrics::METRICS
-                    .retr_failed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(error = %e, ms, "ftp transfer failed");
-            }
-        }
+        crate::metrics::METRICS.finish_transfer(
+            crate::metrics::Transfer::Retr,
+            &span,
+            started,
+            &result,
+        );
         Ok(result?)
     }
 
@@ -570,25 +557,12 @@ impl StorageBackend<FtpUser> for GatewayStorage {
             span.clone(),
         )
         .await;
-        let _enter = span.enter();
-        let ms = started.elapsed().as_millis() as u64;
-        match &result {
-            Ok(n) => {
-                crate::metrics::METRICS
-                    .stor_ok
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                crate::metrics::METRICS
-                    .bytes_in
-                    .fetch_add(*n, std::sync::atomic::Ordering::Relaxed);
-                tracing::info!(bytes = n, ms, "ftp transfer");
-            }
-            Err(e) => {
-                crate::metrics::METRICS
-                    .stor_failed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(error = %e, ms, "ftp transfer failed");
-            }
-        }
+        crate::metrics::METRICS.finish_transfer(
+            crate::metrics::Transfer::Stor,
+            &span,
+            started,
+            &result,
+        );
         Ok(result?)
     }
 

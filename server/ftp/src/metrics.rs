@@ -30,7 +30,43 @@ pub static METRICS: FtpMetrics = FtpMetrics {
     bytes_out: AtomicU64::new(0),
 };
 
+/// Which transfer [`FtpMetrics::finish_transfer`] accounts for.
+#[derive(Debug, Clone, Copy)]
+pub enum Transfer {
+    /// An upload.
+    Stor,
+    /// A download.
+    Retr,
+}
+
 impl FtpMetrics {
+    /// Counts a finished transfer and logs its one line (inside `span`).
+    pub fn finish_transfer<E: std::fmt::Display>(
+        &self,
+        kind: Transfer,
+        span: &tracing::Span,
+        started: std::time::Instant,
+        result: &Result<u64, E>,
+    ) {
+        let (ok, failed, bytes) = match kind {
+            Transfer::Stor => (&self.stor_ok, &self.stor_failed, &self.bytes_in),
+            Transfer::Retr => (&self.retr_ok, &self.retr_failed, &self.bytes_out),
+        };
+        let _enter = span.enter();
+        let ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(n) => {
+                ok.fetch_add(1, Relaxed);
+                bytes.fetch_add(*n, Relaxed);
+                tracing::info!(bytes = n, ms, "ftp transfer");
+            }
+            Err(e) => {
+                failed.fetch_add(1, Relaxed);
+                tracing::warn!(error = %e, ms, "ftp transfer failed");
+            }
+        }
+    }
+
     /// Appends the counters as Prometheus text.
     pub fn render_prometheus(&self, out: &mut String) {
         let _ = writeln!(

@@ -86,7 +86,7 @@ fn credentials(args: &ServeArgs) -> anyhow::Result<Vec<Credential>> {
         }
     }
     if out.is_empty() {
-        let path = args.data_dir.join("credentials.json");
+        let path = credentials_path(&args.data_dir);
         let (c, generated) = load_or_generate_credentials(&path)?;
         if generated {
             // Printed once, on stdout (never into the log).

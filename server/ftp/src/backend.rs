@@ -499,9 +499,8 @@ impl StorageBackend<FtpUser> for GatewayStorage {
     {
         let path: std::path::PathBuf = path.as_ref().to_path_buf();
         let span = tracing::info_span!("ftp", command = "RETR", user = %user.name, path = %path.display(), start_pos);
-        let started = std::time::Instant::now();
-        let result = tracing::Instrument::instrument(
-            async {
+        let sent = crate::metrics::METRICS
+            .transfer(crate::metrics::Transfer::Retr, span, async {
                 let Some(mut body) = self.get_stream(&path, start_pos).await? else {
                     return Ok(0);
                 };
@@ -514,17 +513,9 @@ impl StorageBackend<FtpUser> for GatewayStorage {
                 }
                 output.flush().await.map_err(FtpError::from)?;
                 Ok::<u64, FtpError>(sent)
-            },
-            span.clone(),
-        )
-        .await;
-        crate::metrics::METRICS.finish_transfer(
-            crate::metrics::Transfer::Retr,
-            &span,
-            started,
-            &result,
-        );
-        Ok(result?)
+            })
+            .await?;
+        Ok(sent)
     }
 
     async fn get<P: AsRef<Path> + Send + fmt::Debug>(
@@ -551,19 +542,14 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         start_pos: u64,
     ) -> storage::Result<u64> {
         let span = tracing::info_span!("ftp", command = "STOR", user = %user.name, path = %path.as_ref().display());
-        let started = std::time::Instant::now();
-        let result = tracing::Instrument::instrument(
-            self.put_stream(user, input, path.as_ref(), start_pos),
-            span.clone(),
-        )
-        .await;
-        crate::metrics::METRICS.finish_transfer(
-            crate::metrics::Transfer::Stor,
-            &span,
-            started,
-            &result,
-        );
-        Ok(result?)
+        let received = crate::metrics::METRICS
+            .transfer(
+                crate::metrics::Transfer::Stor,
+                span,
+                self.put_stream(user, input, path.as_ref(), start_pos),
+            )
+            .await?;
+        Ok(received)
     }
 
     async fn del<P: AsRef<Path> + Send + fmt::Debug>(

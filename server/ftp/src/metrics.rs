@@ -30,7 +30,7 @@ pub static METRICS: FtpMetrics = FtpMetrics {
     bytes_out: AtomicU64::new(0),
 };
 
-/// Which transfer [`FtpMetrics::finish_transfer`] accounts for.
+/// Which transfer [`FtpMetrics::transfer`] accounts for.
 #[derive(Debug, Clone, Copy)]
 pub enum Transfer {
     /// An upload.
@@ -40,21 +40,27 @@ pub enum Transfer {
 }
 
 impl FtpMetrics {
-    /// Counts a finished transfer and logs its one line (inside `span`).
-    pub fn finish_transfer<E: std::fmt::Display>(
+    /// Runs a transfer inside `span`, then counts it and logs its one line (bytes, duration,
+    /// or the error).
+    pub async fn transfer<F, E>(
         &self,
         kind: Transfer,
-        span: &tracing::Span,
-        started: std::time::Instant,
-        result: &Result<u64, E>,
-    ) {
+        span: tracing::Span,
+        transfer: F,
+    ) -> Result<u64, E>
+    where
+        F: std::future::Future<Output = Result<u64, E>>,
+        E: std::fmt::Display,
+    {
+        let started = std::time::Instant::now();
+        let result = tracing::Instrument::instrument(transfer, span.clone()).await;
         let (ok, failed, bytes) = match kind {
             Transfer::Stor => (&self.stor_ok, &self.stor_failed, &self.bytes_in),
             Transfer::Retr => (&self.retr_ok, &self.retr_failed, &self.bytes_out),
         };
         let _enter = span.enter();
         let ms = started.elapsed().as_millis() as u64;
-        match result {
+        match &result {
             Ok(n) => {
                 ok.fetch_add(1, Relaxed);
                 bytes.fetch_add(*n, Relaxed);
@@ -65,6 +71,7 @@ impl FtpMetrics {
                 tracing::warn!(error = %e, ms, "ftp transfer failed");
             }
         }
+        result
     }
 
     /// Appends the counters as Prometheus text.

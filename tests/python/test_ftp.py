@@ -89,15 +89,15 @@ def _start(tmp: Path, extra: list[str], env_extra: dict[str, str]) -> tuple[subp
 
 
 def _common_args(tmp: Path, ftp_port: int) -> list[str]:
-    args = ["--ftp-listen", f"127.0.0.1:{ftp_port}"]
+    # FTP only: no S3 listener. Every port is chosen up front (none bound to port 0 by the
+    # server), so that no ephemeral bind can take a port the test picked for another one.
+    args = ["--mode", "ftp", "--ftp-listen", f"127.0.0.1:{ftp_port}"]
     if _has_flag("--data-dir"):
         args += ["--data-dir", str(tmp / "data")]
-    if _has_flag("--s3-listen"):
-        args += ["--s3-listen", f"127.0.0.1:{free_port()}"]
     if _has_flag("--hub-listen"):
         args += ["--hub-listen", f"127.0.0.1:{free_port()}"]
     if _has_flag("--admin-listen"):
-        args += ["--admin-listen", "127.0.0.1:0"]
+        args += ["--admin-listen", f"127.0.0.1:{free_port()}"]
     if _has_flag("--ftp-passive-ports"):
         args += ["--ftp-passive-ports", "45000-45999"]
     return args

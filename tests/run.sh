@@ -188,6 +188,7 @@ PY
 # Stage: Rust tests (nextest when available, plus doctests which nextest does not run)
 # ---------------------------------------------------------------------------------------
 stage_rust_tests() {
+    disk_report "before Rust tests"
     if cargo nextest --version >/dev/null 2>&1; then
         local rc=0
         cargo nextest run --workspace --no-fail-fast || rc=1
@@ -210,12 +211,25 @@ find_hadolint() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Free disk space, printed before the stages that write GiBs: a run that fails with ENOSPC
+# shows how much there was.
+# ---------------------------------------------------------------------------------------
+disk_report() {
+    echo "disk ($1):"
+    df -h "$ROOT" "${TMPDIR:-/tmp}" 2>/dev/null | sed 's/^/    /'
+}
+
+# ---------------------------------------------------------------------------------------
 # Stage: pytest (exit 5 = no tests collected is a failure)
 # ---------------------------------------------------------------------------------------
 stage_pytest() {
     local rc
     # shellcheck disable=SC2086 # PYTEST_ARGS is split on purpose
+    disk_report "before pytest"
+    # One run's temporary files, under target/ and cleared at the next run: pytest would
+    # otherwise keep the last three runs' trees (GiBs of test objects) in /tmp.
     "$VENV/bin/python" -m pytest tests/python -ra --durations=10 \
+        --basetemp="$ROOT/target/pytest-tmp" \
         --timeout="${PYTEST_TIMEOUT:-900}" \
         --junitxml="$LOG_DIR/pytest.xml" ${PYTEST_ARGS:-} "$@"
     rc=$?

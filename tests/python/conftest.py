@@ -16,6 +16,8 @@ test directory is on ``sys.path`` under pytest's default import mode):
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
@@ -137,6 +139,47 @@ def xof_bytes(label: str, length: int, offset: int = 0) -> bytes:
 
     Streams with the same label are prefixes of one another."""
     return blake3.blake3(label.encode()).digest(length=length, seek=offset)
+
+
+class XofPieces(io.RawIOBase):
+    """A seekable read-only stream of ``count`` pieces of ``piece`` bytes, piece ``i`` being
+    ``xof_bytes(f"{label}/{i}", piece)``: a large distinct body generated on demand, so a
+    test uploads hundreds of MiB without a source file on disk."""
+
+    def __init__(self, label: str, count: int, piece: int):
+        self.label, self.count, self.piece = label, count, piece
+        self.size = count * piece
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.pos, io.SEEK_END: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buf) -> int:
+        want = min(len(buf), self.size - self.pos)
+        if want <= 0:
+            return 0
+        i, within = divmod(self.pos, self.piece)
+        n = min(want, self.piece - within)
+        buf[:n] = xof_bytes(f"{self.label}/{i}", n, within)
+        self.pos += n
+        return n
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for i in range(self.count):
+            digest.update(xof_bytes(f"{self.label}/{i}", self.piece))
+        return digest.hexdigest()
 
 
 def write_xof_file(path: str | os.PathLike, label: str, length: int) -> Path:

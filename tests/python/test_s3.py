@@ -26,7 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore import UNSIGNED
 from botocore.exceptions import ClientError
 
-from conftest import have_tool, write_xof_file, xof_bytes
+from conftest import XofPieces, have_tool, write_xof_file, xof_bytes
 from s3_util import ServeS3, run, run_hf, tree_digest
 
 MiB = 1 << 20
@@ -853,14 +853,9 @@ def test_sigterm_during_a_500_mib_upload_lets_it_finish(tmp_path):
     import threading
 
     srv = ServeS3(tmp_path / "data", tmp_path / "serve.log").start()
-    size = 504 * MiB  # 63 distinct 8 MiB pieces: over 500 MiB, no dedup
-    src = tmp_path / "big.bin"
-    expected = hashlib.sha256()
-    with open(src, "wb") as f:
-        for i in range(size // (8 * MiB)):
-            piece = xof_bytes(f"sigterm/upload/{i}", 8 * MiB)  # no dedup: all distinct
-            f.write(piece)
-            expected.update(piece)
+    # 63 distinct 8 MiB pieces (over 500 MiB, no dedup), generated as they are sent.
+    src = XofPieces("sigterm/upload", 63, 8 * MiB)
+    size = src.size
 
     try:
         s3 = srv.client()
@@ -869,8 +864,7 @@ def test_sigterm_during_a_500_mib_upload_lets_it_finish(tmp_path):
 
         def upload():
             try:
-                with open(src, "rb") as body:
-                    result["etag"] = s3.put_object(Bucket="drain", Key="big.bin", Body=body)["ETag"]
+                result["etag"] = s3.put_object(Bucket="drain", Key="big.bin", Body=src)["ETag"]
             except Exception as e:  # noqa: BLE001 - reported by the assertion below
                 result["error"] = repr(e)
 
@@ -898,6 +892,6 @@ def test_sigterm_during_a_500_mib_upload_lets_it_finish(tmp_path):
         body = s3.get_object(Bucket="drain", Key="big.bin")["Body"]
         for piece in iter(lambda: body.read(8 * MiB), b""):
             digest.update(piece)
-        assert digest.hexdigest() == expected.hexdigest()
+        assert digest.hexdigest() == src.sha256()
     finally:
         again.stop()

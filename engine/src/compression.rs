@@ -453,6 +453,18 @@ fn decode_one_frame(cur: &mut Cursor<'_>, dst: &mut [u8], mut written: usize) ->
     Ok(written)
 }
 
+/// The payload of a chunk stored raw (scheme None), checked against its declared length.
+pub fn raw_payload(payload: &[u8], uncompressed_len: usize) -> Result<&[u8]> {
+    if payload.len() == uncompressed_len {
+        Ok(payload)
+    } else {
+        Err(derr(format!(
+            "raw payload is {} bytes, header declares {uncompressed_len}",
+            payload.len()
+        )))
+    }
+}
+
 /// Appends exactly `uncompressed_len` decoded bytes to `out`, or errors (never panics,
 /// never allocates more than `uncompressed_len` + small constant).
 ///
@@ -469,15 +481,7 @@ pub fn decompress_chunk(
     let start = out.len();
     let res = match scheme {
         CompressionScheme::None => {
-            if payload.len() != uncompressed_len {
-                Err(derr(format!(
-                    "raw payload is {} bytes, header declares {uncompressed_len}",
-                    payload.len()
-                )))
-            } else {
-                out.extend_from_slice(payload);
-                Ok(())
-            }
+            raw_payload(payload, uncompressed_len).map(|p| out.extend_from_slice(p))
         }
         // LZ4 expands at most ~255x (each extra length byte adds 255 output bytes), so a
         // declared size beyond that is rejected before anything is allocated.

@@ -161,6 +161,7 @@ impl XorbBuilder {
     /// Appends one chunk (hash = chunk_hash(data)) compressed with `scheme` (fallback
     /// applied). Chunks are at most [`crate::constants::MAX_CHUNK_SIZE`] bytes.
     pub fn add_chunk(&mut self, hash: XetHash, data: &[u8], scheme: CompressionScheme) {
+        self.reserve_whole_xorb();
         let byte_start = self.data.len();
         self.data.extend_from_slice(&[0; ChunkHeader::SIZE]);
         let used = compression::compress_chunk(scheme, data, &mut self.data);
@@ -199,6 +200,7 @@ impl XorbBuilder {
         used: CompressionScheme,
         payload: &[u8],
     ) {
+        self.reserve_whole_xorb();
         let byte_start = self.data.len();
         ChunkHeader {
             compressed_len: payload.len() as u32,
@@ -256,6 +258,16 @@ impl XorbBuilder {
     /// True when no chunk has been added.
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()
+    }
+
+    /// Reserves the largest serialized xorb once, before the first chunk: growing by
+    /// doubling would copy every byte about twice more and touch up to twice the memory.
+    /// Pages that are never written are not resident, so small xorbs cost little.
+    fn reserve_whole_xorb(&mut self) {
+        if self.data.capacity() == 0 {
+            self.data
+                .reserve_exact(MAX_XORB_BYTES + MAX_XORB_CHUNKS * ChunkHeader::SIZE);
+        }
     }
 
     /// Finishes the xorb (computes its hash).
@@ -622,14 +634,23 @@ pub fn verify_xorb(bytes: &[u8], expected: &XetHash) -> Result<ParsedXorb> {
     for c in parsed.chunks.iter_mut() {
         let rec = &bytes[c.byte_start as usize..c.byte_end as usize];
         let h = ChunkHeader::parse(rec)?;
-        buf.clear();
-        compression::decompress_chunk(
-            h.scheme,
-            &rec[ChunkHeader::SIZE..],
-            h.uncompressed_len as usize,
-            &mut buf,
-        )?;
-        let computed = chunk_hash(&buf);
+        let payload = &rec[ChunkHeader::SIZE..];
+        let computed = if h.scheme == CompressionScheme::None {
+            // Stored raw: hash the record in place instead of copying it out first.
+            chunk_hash(compression::raw_payload(
+                payload,
+                h.uncompressed_len as usize,
+            )?)
+        } else {
+            buf.clear();
+            compression::decompress_chunk(
+                h.scheme,
+                payload,
+                h.uncompressed_len as usize,
+                &mut buf,
+            )?;
+            chunk_hash(&buf)
+        };
         if parsed.footer.is_some() && computed != c.hash {
             return Err(EngineError::HashMismatch {
                 what: "chunk hash in xorb footer",

@@ -21,6 +21,11 @@ use tokio::sync::mpsc;
 use crate::error::{CoreError, Result};
 use crate::types::ByteStream;
 
+/// Body pieces are gathered into blocks of this size before the engine sees them: the
+/// engine hashes and compresses a block on two threads, but a network frame (16–64 KiB)
+/// alone is too small to split.
+const INGEST_BLOCK: usize = 4 << 20;
+
 /// How long the first chunk's global dedup query may hold the upload back.
 const FIRST_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -100,6 +105,7 @@ pub(crate) async fn ingest_and_upload(
         // so that re-uploading existing content stores nothing; later queries are answered
         // asynchronously and help the chunks that follow them.
         let mut prefix: Option<Vec<u8>> = Some(Vec::new());
+        let mut block: Vec<u8> = Vec::new();
         let mut first_hash: Option<XetHash> = None;
         let first_query = |prefix: &[u8], at_eof: bool| -> Option<XetHash> {
             let mut chunker = Chunker::new();
@@ -145,8 +151,25 @@ pub(crate) async fn ingest_and_upload(
                     }
                     break;
                 }
-                (None, Some(piece)) => file.write(&piece),
-                (None, None) => break,
+                (None, Some(piece)) => {
+                    if block.is_empty() && piece.len() >= INGEST_BLOCK {
+                        file.write(&piece);
+                    } else {
+                        if block.capacity() == 0 {
+                            block.reserve_exact(INGEST_BLOCK);
+                        }
+                        block.extend_from_slice(&piece);
+                        if block.len() < INGEST_BLOCK {
+                            continue;
+                        }
+                        file.write(&block);
+                        block.clear();
+                    }
+                }
+                (None, None) => {
+                    file.write(&block);
+                    break;
+                }
             }
             // The first chunk was queried above already.
             for q in file

@@ -7,7 +7,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Mutex, Weak};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -123,12 +124,51 @@ async fn client_hung_up(control: &Weak<ControlWatch>, grace: Duration) -> bool {
     }
 }
 
+/// The restart marker (`REST`) that libunftp may still hold after a failed transfer.
+///
+/// libunftp keeps a session's `REST` offset until a transfer *succeeds*, so after a failed
+/// `REST n` + `RETR`/`STOR` (e.g. our refusal of `REST` + `STOR`) the next transfer would
+/// silently start at `n` again, even when the client sent no `REST`: a plain `RETR` would
+/// get the file's tail with a 226. The back-end cannot see the control commands, but it
+/// sees every transfer it serves: after one that started at `n > 0` and failed, a transfer
+/// asking for offset `n` may be that leftover, so it is refused (never served from a
+/// guessed offset). A different offset (a new `REST`, including `REST 0`) or a successful
+/// transfer clears it.
+#[derive(Debug, Default)]
+pub(crate) struct StaleRestart(AtomicU64);
+
+impl StaleRestart {
+    /// Called at the start of a transfer libunftp asked for at `start_pos`.
+    fn check(&self, start_pos: u64) -> Result<()> {
+        let stale = self.0.load(Ordering::Relaxed);
+        if stale == 0 {
+            return Ok(());
+        }
+        if start_pos == stale {
+            return Err(FtpError::StaleRestart(stale));
+        }
+        // The client sent a new REST: libunftp's marker is fresh again.
+        self.0.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Called when a transfer that started at `start_pos` ends.
+    fn finished<T>(&self, start_pos: u64, result: &Result<T>) {
+        match result {
+            Ok(_) => self.0.store(0, Ordering::Relaxed),
+            Err(FtpError::StaleRestart(_)) => {}
+            Err(_) => self.0.store(start_pos, Ordering::Relaxed),
+        }
+    }
+}
+
 /// The storage back-end of one FTP session.
 #[derive(Clone)]
 pub struct GatewayStorage {
     gateway: Gateway,
     control: Weak<ControlWatch>,
     commit_grace: Duration,
+    restart: Arc<StaleRestart>,
 }
 
 impl fmt::Debug for GatewayStorage {
@@ -164,11 +204,13 @@ impl GatewayStorage {
         gateway: Gateway,
         control: Weak<ControlWatch>,
         commit_grace: Duration,
+        restart: Arc<StaleRestart>,
     ) -> Self {
         GatewayStorage {
             gateway,
             control,
             commit_grace,
+            restart,
         }
     }
 
@@ -330,6 +372,25 @@ impl GatewayStorage {
         }
     }
 
+    /// Sends the object at `path` from `start_pos` on to `output`.
+    async fn retr_into<W>(&self, path: &Path, start_pos: u64, output: &mut W) -> Result<u64>
+    where
+        W: tokio::io::AsyncWrite + Unpin + ?Sized,
+    {
+        let Some(mut body) = self.get_stream(path, start_pos).await? else {
+            return Ok(0);
+        };
+        let mut sent = 0u64;
+        // The core yields large pieces (whole decoded chunk ranges): write them as they come.
+        while let Some(piece) = body.next().await {
+            let piece = piece?;
+            output.write_all(&piece).await?;
+            sent += piece.len() as u64;
+        }
+        output.flush().await?;
+        Ok(sent)
+    }
+
     async fn put_stream<R>(
         &self,
         user: &FtpUser,
@@ -421,7 +482,7 @@ impl StorageBackend<FtpUser> for GatewayStorage {
     }
 
     fn supported_features(&self) -> u32 {
-        // REST for RETR; REST + STOR is refused in `put` with 502.
+        // REST for RETR; REST + STOR (and APPE onto data) is refused in `put` with 502.
         FEATURE_RESTART
     }
 
@@ -501,18 +562,10 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         let span = tracing::info_span!("ftp", command = "RETR", user = %user.name, path = %path.display(), start_pos);
         let sent = crate::metrics::METRICS
             .transfer(crate::metrics::Transfer::Retr, span, async {
-                let Some(mut body) = self.get_stream(&path, start_pos).await? else {
-                    return Ok(0);
-                };
-                let mut sent = 0u64;
-                // The core yields large pieces (whole decoded chunk ranges): write them as they come.
-                while let Some(piece) = body.next().await {
-                    let piece = piece.map_err(FtpError::from)?;
-                    output.write_all(&piece).await.map_err(FtpError::from)?;
-                    sent += piece.len() as u64;
-                }
-                output.flush().await.map_err(FtpError::from)?;
-                Ok::<u64, FtpError>(sent)
+                self.restart.check(start_pos)?;
+                let sent = self.retr_into(&path, start_pos, output).await;
+                self.restart.finished(start_pos, &sent);
+                sent
             })
             .await?;
         Ok(sent)
@@ -541,13 +594,16 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         path: P,
         start_pos: u64,
     ) -> storage::Result<u64> {
-        let span = tracing::info_span!("ftp", command = "STOR", user = %user.name, path = %path.as_ref().display());
+        let path: PathBuf = path.as_ref().to_path_buf();
+        let span =
+            tracing::info_span!("ftp", command = "STOR", user = %user.name, path = %path.display());
         let received = crate::metrics::METRICS
-            .transfer(
-                crate::metrics::Transfer::Stor,
-                span,
-                self.put_stream(user, input, path.as_ref(), start_pos),
-            )
+            .transfer(crate::metrics::Transfer::Stor, span, async {
+                self.restart.check(start_pos)?;
+                let received = self.put_stream(user, input, &path, start_pos).await;
+                self.restart.finished(start_pos, &received);
+                received
+            })
             .await?;
         Ok(received)
     }
@@ -674,5 +730,36 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         } else {
             Err(FtpError::NotDirectory(target.display()).into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed() -> Result<u64> {
+        Err(FtpError::Unsupported("test"))
+    }
+
+    #[test]
+    fn stale_restart_offsets_are_refused_until_a_new_rest_or_a_success() {
+        let r = StaleRestart::default();
+        assert!(r.check(0).is_ok());
+        assert!(r.check(7).is_ok());
+        // A failed transfer from 0 leaves nothing behind.
+        r.finished(0, &failed());
+        assert!(r.check(0).is_ok());
+        // A failed transfer from 10: the same offset again may be libunftp's leftover.
+        r.finished(10, &failed());
+        assert!(matches!(r.check(10), Err(FtpError::StaleRestart(10))));
+        assert!(matches!(r.check(10), Err(FtpError::StaleRestart(10))));
+        // Another offset means a new REST (here REST 0): allowed, and it clears the marker.
+        assert!(r.check(0).is_ok());
+        assert!(r.check(10).is_ok());
+        // A success clears it as well.
+        r.finished(10, &failed());
+        assert!(r.check(10).is_err());
+        r.finished(5, &Ok(1));
+        assert!(r.check(10).is_ok());
     }
 }

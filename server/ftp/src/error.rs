@@ -11,6 +11,7 @@
 //! | read-only user (anonymous) writes | `PermissionDenied` | 550 |
 //! | invalid bucket name or key, `..` above the root, non-UTF-8 | `FileNameNotAllowedError` | 553 |
 //! | REST + STOR, APPE onto data, renaming a bucket | `CommandNotImplemented` | 502 |
+//! | a transfer at a possibly stale REST offset (after a failed one) | `CommandNotImplemented` | 502 |
 //! | the client's data connection broke during STOR | `ConnectionClosed` | 426 |
 //! | upstream Hub/CAS failures, integrity, internal | `LocalError` | 451 (try again) |
 
@@ -47,6 +48,13 @@ pub enum FtpError {
     /// An operation objects cannot support (partial overwrite, bucket rename, ...).
     #[error("not supported: {0}")]
     Unsupported(&'static str),
+    /// The transfer would start at the offset of an earlier failed transfer's `REST`,
+    /// which libunftp may still hold although the client did not repeat it (see
+    /// `backend::StaleRestart`).
+    #[error(
+        "refusing a transfer at offset {0}: it may be the REST of an earlier failed transfer; send REST again (REST 0 for the whole file) or reconnect"
+    )]
+    StaleRestart(u64),
     /// The transfer was cut off before it completed.
     #[error("transfer aborted: {0}")]
     Aborted(String),
@@ -69,7 +77,9 @@ impl FtpError {
                 ErrorKind::PermanentDirectoryNotAvailable
             }
             FtpError::NotEmpty(_) => ErrorKind::PermanentDirectoryNotEmpty,
-            FtpError::Unsupported(_) => ErrorKind::CommandNotImplemented,
+            FtpError::Unsupported(_) | FtpError::StaleRestart(_) => {
+                ErrorKind::CommandNotImplemented
+            }
             FtpError::Aborted(_) => ErrorKind::ConnectionClosed,
             FtpError::Io(e) => match e.kind() {
                 std::io::ErrorKind::ConnectionReset
@@ -162,6 +172,10 @@ mod tests {
         );
         assert_eq!(
             k(FtpError::Unsupported("REST + STOR")),
+            ErrorKind::CommandNotImplemented
+        );
+        assert_eq!(
+            k(FtpError::StaleRestart(10)),
             ErrorKind::CommandNotImplemented
         );
         assert_eq!(

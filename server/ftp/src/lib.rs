@@ -9,8 +9,13 @@
 //!   connection's EOF, so "went through" means: no read error (a reset, a TLS stream cut
 //!   without close_notify) and the client still holds its control connection at the EOF
 //!   (a killed client closes both). `REST` + `STOR` and `APPE` onto a non-empty file
-//!   get 502: objects are written whole.
+//!   get 502 before any byte is read: objects are written whole. `APPE` of a new or
+//!   empty file is a `STOR`.
 //! - `RETR` honours `REST` with a range read, so interrupted downloads resume.
+//! - libunftp keeps a `REST` offset until a transfer succeeds, so after a failed transfer
+//!   that used `REST n` the next transfer at offset `n` (which may be that leftover, not a
+//!   new `REST`) gets 502 instead of running at a guessed offset; a new `REST` (`REST 0`)
+//!   or reconnecting clears it.
 //! - `RNFR`/`RNTO` copy by content hash (no bytes move) and delete the source; folders are
 //!   renamed key by key.
 //! - Core errors become reply codes in one place, [`error`].
@@ -43,7 +48,7 @@ pub use auth::FtpUser;
 pub use backend::{GatewayStorage, Meta};
 pub use error::FtpError;
 
-use backend::ControlWatch;
+use backend::{ControlWatch, StaleRestart};
 
 /// Whether anonymous logins (`anonymous`, `ftp`) are accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -201,8 +206,12 @@ impl Shared {
         let users = Arc::new(self.users.clone());
         let c = &self.config;
         let grace = c.upload_commit_grace;
+        // One per session, shared by every storage instance of it.
+        let restart = Arc::new(StaleRestart::default());
         let mut b = ServerBuilder::with_user_detail_provider(
-            Box::new(move || GatewayStorage::new(gateway.clone(), control.clone(), grace)),
+            Box::new(move || {
+                GatewayStorage::new(gateway.clone(), control.clone(), grace, restart.clone())
+            }),
             users.clone(),
         )
         .authenticator(users)

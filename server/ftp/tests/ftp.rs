@@ -340,7 +340,18 @@ for off in [1, 4096, len(data) - 1, len(data)]:
 f.voidcmd("TYPE I")
 eq(f.sendcmd("REST 10")[:3], "350", "REST accepted")
 eq(code(f.storbinary, "STOR /data/r.bin", io.BytesIO(b"tail")), "502", "REST + STOR")
+# libunftp keeps the REST of a failed transfer: neither a plain RETR nor a plain STOR may
+# run at offset 10 now (both are refused rather than served from a leftover offset).
+eq(code(retr, f, "/data/r.bin"), "502", "RETR after a refused REST + STOR")
+eq(code(stor, f, "/data/r.bin", b"x"), "502", "STOR after a refused REST + STOR")
+# A new REST clears it.
+eq(retr(f, "/data/r.bin", rest=20), data[20:], "REST 20 after the refusal")
+eq(f.sendcmd("REST 10")[:3], "350", "REST accepted")
+eq(code(f.storbinary, "STOR /data/r.bin", io.BytesIO(b"tail")), "502", "REST + STOR again")
+eq(f.sendcmd("REST 0")[:3], "350", "REST 0 accepted")
+eq(retr(f, "/data/r.bin"), data, "whole file after REST 0")
 eq(code(f.storbinary, "APPE /data/r.bin", io.BytesIO(b"more")), "502", "APPE onto data")
+eq(retr(f, "/data/r.bin"), data, "whole file after a refused APPE")
 eq(code(f.storbinary, "APPE /data/new.bin", io.BytesIO(b"fresh")), "226", "APPE creates")
 eq(retr(f, "/data/new.bin"), b"fresh", "APPE content")
 eq(retr(f, "/data/r.bin"), data, "unchanged")

@@ -81,6 +81,10 @@ pub struct ServeArgs {
     /// Address of the embedded hub (only used without HF_TOKEN/HF_ENDPOINT).
     #[arg(long, env = "HUGBUCKET_HUB_LISTEN", default_value = "127.0.0.1:0")]
     pub hub_listen: SocketAddr,
+    /// Fault injection rule for the embedded hub, `ROUTE:ACTION[:COUNT]` (repeatable; for
+    /// tests; off by default). Grammar: `hugbucket hub --help` / `hugbucket_hub::faults`.
+    #[arg(long = "hub-fault", value_name = "RULE")]
+    pub hub_fault: Vec<String>,
     /// S3 listen address.
     #[arg(long, env = "HUGBUCKET_S3_LISTEN", default_value = "0.0.0.0:9000")]
     pub s3_listen: SocketAddr,
@@ -273,6 +277,15 @@ impl ServeArgs {
         if self.ftp_tls_cert.is_some() != self.ftp_tls_key.is_some() {
             return Err("--ftp-tls-cert and --ftp-tls-key must be set together".into());
         }
+        for rule in &self.hub_fault {
+            rule.parse::<hugbucket_hub::FaultRule>()
+                .map_err(|e| format!("--hub-fault: {e}"))?;
+        }
+        if !self.hub_fault.is_empty() && !self.uses_embedded_hub() {
+            return Err(
+                "--hub-fault applies to the embedded hub only (no HF_TOKEN/HF_ENDPOINT)".into(),
+            );
+        }
         if self.cores == Some(0) {
             return Err("--cores (HUGBUCKET_CORES) must be at least 1".into());
         }
@@ -317,6 +330,14 @@ impl ServeArgs {
             ),
             ("hf-token", mask(&self.hf_token)),
             ("hub-listen", self.hub_listen.to_string()),
+            (
+                "hub-fault",
+                if self.hub_fault.is_empty() {
+                    "(none)".into()
+                } else {
+                    self.hub_fault.join(" ")
+                },
+            ),
             ("s3-listen", self.s3_listen.to_string()),
             ("s3-domain", opt(&self.s3_domain)),
             ("access-key-id", opt(&self.access_key_id)),

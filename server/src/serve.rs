@@ -144,7 +144,16 @@ async fn start_upstream(args: &ServeArgs) -> anyhow::Result<Upstream> {
         });
     }
     let dir = args.data_dir.join("hub");
-    let config = hugbucket_hub::HubConfig::new(args.hub_listen, dir.clone());
+    let mut config = hugbucket_hub::HubConfig::new(args.hub_listen, dir.clone());
+    for rule in &args.hub_fault {
+        config.faults.push(
+            rule.parse()
+                .map_err(|e| anyhow::anyhow!("--hub-fault: {e}"))?,
+        );
+    }
+    if !config.faults.is_empty() {
+        tracing::warn!(rules = ?args.hub_fault, "fault injection enabled in the embedded hub");
+    }
     let hub = hugbucket_hub::start(config)
         .await
         .with_context(|| format!("starting the embedded hub in {}", dir.display()))?;

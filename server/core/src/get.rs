@@ -8,8 +8,10 @@
 //!
 //! Every decoded chunk's size is checked against its header and every term's size against
 //! the reconstruction. When the whole object is read, the chunk hashes are recomputed and
-//! the file hash compared with the object's: a mismatch ends the stream with an error
-//! instead of its last piece, so a client never receives a complete-looking wrong object.
+//! the file hash compared with the object's. The last piece is held back until that check
+//! passed: a mismatch ends the stream with an error instead of its last piece, so a client
+//! never receives a complete-looking wrong object (the response is aborted short of its
+//! Content-Length).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -91,6 +93,7 @@ pub(crate) fn reconstruct_stream(
         window: window.max(1),
         verify: verify_hash.map(|h| (h, Vec::new())),
         pending_hash_bytes: 0,
+        held: None,
         failed: false,
     }
 }
@@ -110,6 +113,8 @@ pub(crate) struct ReconstructStream {
     /// Bytes covered by chunk hashes already received but not yet by data (cached pieces
     /// carry their term's hashes with the first piece).
     pending_hash_bytes: u64,
+    /// The last piece of a verified read, sent once the file hash matched.
+    held: Option<Bytes>,
     failed: bool,
 }
 
@@ -329,6 +334,9 @@ impl Stream for ReconstructStream {
                         )))));
                     }
                 }
+                if let Some(last) = this.held.take() {
+                    return Poll::Ready(Some(Ok(last)));
+                }
                 if this.remaining > 0 {
                     this.failed = true;
                     return Poll::Ready(Some(Err(std::io::Error::other(format!(
@@ -378,6 +386,11 @@ impl Stream for ReconstructStream {
                         this.terms.clear();
                     }
                     if !data.is_empty() {
+                        if this.remaining == 0 && this.verify.is_some() {
+                            // The last piece waits for the file hash check.
+                            this.held = Some(data);
+                            continue;
+                        }
                         return Poll::Ready(Some(Ok(data)));
                     }
                 }

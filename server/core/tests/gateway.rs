@@ -918,3 +918,338 @@ async fn objects_whose_terms_share_a_range_stream_without_deadlock() {
     .await;
     assert!(got == data[r as usize..=(r + (10 << 20)) as usize]);
 }
+
+// ------------------------------------------------------------------ fault injection
+
+/// A gateway that caches neither metadata nor reconstructions, so that every GET asks the
+/// hub again (each fault below must be met by a real request).
+async fn uncached_gateway(hub: &RunningHub, dir: &std::path::Path, cache: bool) -> Gateway {
+    let client =
+        HubClient::new(&hub.url(), Some(hub.token().to_string()), upstream_config()).unwrap();
+    let mut cfg = CoreConfig::new(dir.join("state"));
+    cfg.metadata_ttl = Duration::ZERO;
+    cfg.reconstruction_ttl = Duration::ZERO;
+    if cache {
+        cfg.cache_dir = Some(dir.join("cache"));
+        cfg.cache_capacity = 256 << 20;
+    }
+    Gateway::new(cfg, client).await.unwrap()
+}
+
+fn push(hub: &RunningHub, rule: &str) {
+    hub.faults().push(rule.parse::<FaultRule>().unwrap());
+}
+
+fn route_count(hub: &RunningHub, name: &str) -> u64 {
+    hub.stats()
+        .route_count(hugbucket_hub::Route::from_name(name).unwrap())
+}
+
+/// Reads a GET body to its end or its first error: (bytes received, error).
+async fn read_until_error(mut s: ByteStream) -> (Vec<u8>, Option<std::io::Error>) {
+    let mut out = Vec::new();
+    while let Some(p) = s.next().await {
+        match p {
+            Ok(b) => out.extend_from_slice(&b),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+    (out, None)
+}
+
+/// Requests a call needs under `action`: delays and trickles cost no extra request, the
+/// other faults one per failure.
+fn expected_requests(action: &str) -> u64 {
+    if action.starts_with("delay") || action.starts_with("trickle") {
+        1
+    } else if action == "503:2" || action == "502:2" || action.ends_with(":2") {
+        3
+    } else {
+        2
+    }
+}
+
+/// Every kind of transient fault on every route a PUT uses is absorbed: the PUT succeeds,
+/// the faulty route was really hit (its request count grew past the PUT's own needs), and
+/// the object reads back byte-identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_on_put_routes_are_absorbed() {
+    let e = env().await;
+    e.gw.create_bucket("putf").await.unwrap();
+    let routes = ["xet_write_token", "xorb_upload", "shard_v2", "batch"];
+    let actions = [
+        "503:2",
+        "500:1",
+        "reset=0:1",
+        "reset=3:1",
+        "truncate=2:1",
+        "delay=150ms:2",
+        "trickle=2000:1",
+        "expired:1",
+    ];
+    for (i, action) in actions.iter().enumerate() {
+        for route in routes {
+            // `expired` is a CAS answer (xet token); the token and batch routes take the
+            // Hub token, whose 401 is not transient.
+            if (route == "xet_write_token" || route == "batch") && *action == "expired:1" {
+                continue;
+            }
+            // Each attempt with a fresh gateway (fresh token and API caches) and distinct
+            // content (no dedup against earlier rounds).
+            let gw =
+                uncached_gateway(&e.hub, &e.dir.path().join(format!("g{i}{route}")), false).await;
+            let data = random(600_000, &format!("put-{i}-{route}"));
+            let key = format!("k-{i}-{route}");
+            let before = route_count(&e.hub, route);
+            push(&e.hub, &format!("{route}:{action}"));
+            let meta = gw
+                .put_object("putf", &key, body(&data, 100_000), PutOptions::default())
+                .await
+                .unwrap_or_else(|err| panic!("{route}:{action}: {err:?}"));
+            assert_eq!(meta.size, data.len() as u64);
+            let hits = route_count(&e.hub, route) - before;
+            let needed = expected_requests(action);
+            assert!(hits >= needed, "{route}:{action}: {hits} requests");
+            assert_eq!(get(&gw, "putf", &key, None).await, data, "{route}:{action}");
+            e.hub.faults().clear();
+        }
+    }
+}
+
+/// Persistent failures of the PUT routes surface as retryable errors and never leave a
+/// partially visible object: a new key stays absent, an existing key keeps its old bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_put_faults_fail_retryably_and_change_nothing() {
+    let e = env().await;
+    let gw = uncached_gateway(&e.hub, &e.dir.path().join("g"), false).await;
+    gw.create_bucket("putp").await.unwrap();
+    let old = random(300_000, "old");
+    gw.put_object("putp", "existing", body(&old, 65536), PutOptions::default())
+        .await
+        .unwrap();
+    for (i, rule) in [
+        "xorb_upload:503",
+        "xorb_upload:reset=0",
+        "shard_v2:503",
+        "shard_v2:truncate=1",
+        "batch:503",
+        "batch:reset=0",
+        "xet_write_token:503",
+        "xorb_upload:expired",
+    ]
+    .iter()
+    .enumerate()
+    {
+        // Fresh content and a fresh gateway (no cached token) each time: nothing
+        // deduplicates against an earlier attempt, every route is really called.
+        let data = random(400_000, &format!("persistent-{i}"));
+        let gw = uncached_gateway(&e.hub, &e.dir.path().join(format!("g{i}")), false).await;
+        push(&e.hub, rule);
+        for key in ["new", "existing"] {
+            let err = match gw
+                .put_object("putp", key, body(&data, 65536), PutOptions::default())
+                .await
+            {
+                Err(err) => err,
+                Ok(m) => panic!("{rule}: {key}: the PUT succeeded: {m:?}"),
+            };
+            if rule.ends_with("expired") {
+                // Refreshed once, refused again: the credentials are refused.
+                assert!(matches!(
+                    err,
+                    CoreError::Upstream(hugbucket_upstream::UpstreamError::Unauthorized(_))
+                ));
+            } else {
+                assert!(err.is_retryable(), "{rule}: {err:?}");
+            }
+        }
+        e.hub.faults().clear();
+        if rule.starts_with("batch:reset") {
+            // The hub applied the registration but its answer was lost: the outcome is
+            // unknown to the client (as after a timeout), yet each key shows one complete
+            // version, old or new, never a mix.
+            assert_eq!(get(&gw, "putp", "new", None).await, data, "{rule}");
+            let now = get(&gw, "putp", "existing", None).await;
+            assert!(now == data || now == old, "{rule}");
+            gw.delete_object("putp", "new").await.unwrap();
+            gw.put_object("putp", "existing", body(&old, 65536), PutOptions::default())
+                .await
+                .unwrap();
+            continue;
+        }
+        assert!(
+            matches!(
+                gw.head_object("putp", "new").await,
+                Err(CoreError::NoSuchKey(_))
+            ),
+            "{rule}: the failed PUT is not visible"
+        );
+        let listed = gw
+            .list_objects(
+                "putp",
+                ListRequest {
+                    max_keys: 1000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            listed
+                .objects
+                .iter()
+                .map(|o| o.key.as_str())
+                .collect::<Vec<_>>(),
+            ["existing"],
+            "{rule}"
+        );
+        assert_eq!(get(&gw, "putp", "existing", None).await, old, "{rule}");
+    }
+    // With the faults gone the same PUT works.
+    let data = random(400_000, "after");
+    gw.put_object("putp", "new", body(&data, 65536), PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(get(&gw, "putp", "new", None).await, data);
+}
+
+/// Transient faults on the GET routes (token, reconstruction, xorb range fetch) are retried
+/// (a broken fetch resumes where it stopped) and the bytes are identical, for whole and
+/// ranged reads, with and without the chunk cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_on_get_routes_are_absorbed() {
+    let e = env().await;
+    e.gw.create_bucket("getf").await.unwrap();
+    let data = random(3 << 20, "get-faults");
+    e.gw.put_object("getf", "k", body(&data, 1 << 20), PutOptions::default())
+        .await
+        .unwrap();
+    let range = (1_000_003u64, 2_500_000u64);
+    let want_range = &data[range.0 as usize..=range.1 as usize];
+    let cases: &[(&str, &str)] = &[
+        ("fetch", "503:2"),
+        ("fetch", "reset=0:1"),
+        ("fetch", "reset=100000:2"),
+        ("fetch", "truncate=0:1"),
+        ("fetch", "truncate=777777:2"),
+        ("fetch", "delay=200ms:1"),
+        ("fetch", "trickle=4000000:1"),
+        ("reconstruction_v2", "503:2"),
+        ("reconstruction_v2", "reset=10:1"),
+        ("reconstruction_v2", "truncate=10:1"),
+        ("reconstruction_v2", "expired:1"),
+        ("reconstruction_v2", "delay=100ms:1"),
+        ("xet_read_token", "502:2"),
+        ("xet_read_token", "truncate=5:1"),
+        ("paths_info", "503:1"),
+    ];
+    for (n, (route, action)) in cases.iter().enumerate() {
+        for cache in [false, true] {
+            for ranged in [false, true] {
+                let dir = e.dir.path().join(format!("g{n}-{cache}-{ranged}"));
+                let gw = uncached_gateway(&e.hub, &dir, cache).await;
+                let tokens = route_count(&e.hub, "xet_read_token");
+                let before = route_count(&e.hub, route);
+                push(&e.hub, &format!("{route}:{action}"));
+                let what = format!("{route}:{action} cache={cache} ranged={ranged}");
+                if ranged {
+                    let r = ByteRange::FromTo(range.0, range.1);
+                    assert!(get(&gw, "getf", "k", Some(r)).await == want_range, "{what}");
+                } else {
+                    assert!(get(&gw, "getf", "k", None).await == data, "{what}");
+                }
+                assert!(
+                    route_count(&e.hub, route) - before >= expected_requests(action),
+                    "{what}: fault not hit"
+                );
+                if *action == "expired:1" {
+                    // The token was fetched again after the 401.
+                    assert!(
+                        route_count(&e.hub, "xet_read_token") - tokens >= 2,
+                        "{what}"
+                    );
+                }
+                e.hub.faults().clear();
+            }
+        }
+    }
+}
+
+/// Faults on the GET path that outlast the retry budget: before the response starts they
+/// are retryable errors; once it has started the body ends with an error before its last
+/// byte, so no client ever takes a short or wrong body for a complete one. A xorb corrupted
+/// on the hub's disk is caught by the file hash check (and not left in the chunk cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_get_faults_never_yield_a_complete_looking_body() {
+    let e = env().await;
+    e.gw.create_bucket("getp").await.unwrap();
+    let data = random(2 << 20, "get-persistent");
+    e.gw.put_object("getp", "k", body(&data, 1 << 20), PutOptions::default())
+        .await
+        .unwrap();
+    for (n, rule) in [
+        "reconstruction_v2:503",
+        "reconstruction_v2:truncate=5",
+        "xet_read_token:503",
+        "fetch:503",
+        "fetch:truncate=100000",
+        "fetch:reset=100000",
+        "fetch:truncate=0",
+    ]
+    .iter()
+    .enumerate()
+    {
+        for cache in [false, true] {
+            let gw =
+                uncached_gateway(&e.hub, &e.dir.path().join(format!("p{n}{cache}")), cache).await;
+            push(&e.hub, rule);
+            match gw.get_object("getp", "k", None).await {
+                Err(err) => assert!(err.is_retryable(), "{rule}: {err:?}"),
+                Ok(r) => {
+                    assert_eq!(r.meta.size, data.len() as u64);
+                    let (got, err) = read_until_error(r.body).await;
+                    assert!(err.is_some(), "{rule}: the body must end with an error");
+                    assert!(got.len() < data.len(), "{rule}: {} bytes", got.len());
+                    assert_eq!(got, data[..got.len()], "{rule}: the bytes sent are right");
+                }
+            }
+            e.hub.faults().clear();
+            // Nothing wrong was cached: the next read is complete and correct.
+            assert!(get(&gw, "getp", "k", None).await == data, "{rule}");
+        }
+    }
+
+    // Flip one byte of the stored xorb (incompressible data: stored raw, so the chunk
+    // still decodes, to the wrong bytes).
+    let xorbs = e.dir.path().join("hub").join("xorbs");
+    let mut files: Vec<_> = std::fs::read_dir(&xorbs)
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "xorb"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    let mut originals = Vec::new();
+    for f in &files {
+        let mut bytes = std::fs::read(f).unwrap();
+        originals.push(bytes.clone());
+        bytes[1000] ^= 0x40;
+        std::fs::write(f, &bytes).unwrap();
+    }
+    for cache in [false, true] {
+        let gw = uncached_gateway(&e.hub, &e.dir.path().join(format!("c{cache}")), cache).await;
+        let r = gw.get_object("getp", "k", None).await.unwrap();
+        let (got, err) = read_until_error(r.body).await;
+        let err = err.expect("a corrupted object must not be served complete");
+        assert!(err.to_string().contains("hash"), "{err}");
+        assert!(got.len() < data.len());
+        if cache {
+            // The corrupt bytes were dropped from the cache: with the xorb repaired, the
+            // next read is right.
+            for (f, orig) in files.iter().zip(&originals) {
+                std::fs::write(f, orig).unwrap();
+            }
+            assert!(get(&gw, "getp", "k", None).await == data);
+        }
+    }
+}

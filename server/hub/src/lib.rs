@@ -65,8 +65,10 @@ pub struct HubArgs {
     /// Base URL clients reach this hub at (default: from each request's Host header).
     #[arg(long)]
     pub public_url: Option<String>,
-    /// Fault injection rule `ROUTE:STATUS[:COUNT]` (repeatable; route names as in the
-    /// stats endpoint, `*` = any).
+    /// Fault injection rule `ROUTE:ACTION[:COUNT]` (repeatable; off without any). ROUTE is a
+    /// route name as in the stats endpoint or `*`; ACTION is a status (`503`), `delay=200ms`,
+    /// `reset=BYTES`, `truncate=BYTES`, `trickle=BYTES_PER_S` or `expired` (see
+    /// `hugbucket_hub::faults`).
     #[arg(long = "fault", alias = "faults")]
     pub faults: Vec<String>,
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use http::{HeaderMap, Method, Request, Response};
 use http_body::Body as _;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::Hub;
 use crate::body::{ReqBody, RespBody};
 use crate::error::HubError;
+use crate::faults::{self, FaultAction, FaultBody, ResetFlag};
 use crate::stats::Route;
 use crate::{auth, cas, hubapi};
 
@@ -36,9 +38,15 @@ pub(crate) async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let hub = hub.clone();
+                let reset = ResetFlag::default();
+                let stream = ResettableStream {
+                    inner: stream,
+                    reset: reset.clone(),
+                };
                 let svc = service_fn(move |req| {
                     let hub = hub.clone();
-                    async move { Ok::<_, Infallible>(handle(hub, req).await) }
+                    let reset = reset.clone();
+                    async move { Ok::<_, Infallible>(handle(hub, req, reset).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .timer(TokioTimer::new())
@@ -59,7 +67,7 @@ pub(crate) async fn serve(
     }
 }
 
-async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<RespBody> {
+async fn handle(hub: Arc<Hub>, req: Request<Incoming>, reset: ResetFlag) -> Response<RespBody> {
     let start = Instant::now();
     let declared_len = req
         .headers()
@@ -70,9 +78,23 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<RespBody> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let route = classify(&method, &path);
-    let result = match hub.faults.check(route) {
-        Some(e) => Err(e),
+    let fault = hub.faults.check(route);
+    let result = match fault {
         None => dispatch(&hub, route, req).await,
+        Some(action) => match faults::injected_error(action) {
+            Some(e) => Err(e),
+            None => {
+                if let FaultAction::Delay(d) = action {
+                    tokio::time::sleep(d).await;
+                }
+                dispatch(&hub, route, req).await.map(|resp| match action {
+                    FaultAction::Reset(_) | FaultAction::Truncate(_) | FaultAction::Trickle(_) => {
+                        resp.map(|b| FaultBody::new(b, action, reset).boxed())
+                    }
+                    _ => resp,
+                })
+            }
+        },
     };
     let resp = result.unwrap_or_else(|e| {
         if e.status_and_code().0.is_server_error() && !matches!(e, HubError::Injected { .. }) {
@@ -92,6 +114,65 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>) -> Response<RespBody> {
         "request"
     );
     resp
+}
+
+/// The accepted socket, reset (RST instead of FIN) when closed after a `reset` fault.
+struct ResettableStream {
+    inner: tokio::net::TcpStream,
+    reset: ResetFlag,
+}
+
+impl Drop for ResettableStream {
+    fn drop(&mut self) {
+        if self.reset.load(std::sync::atomic::Ordering::Relaxed) {
+            // SO_LINGER 0: closing sends a RST. (Deprecated because a non-zero linger
+            // blocks on drop; zero never does.)
+            #[allow(deprecated)]
+            let _ = self.inner.set_linger(Some(Duration::ZERO));
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for ResettableStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ResettableStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 fn segments(path: &str) -> Vec<&str> {

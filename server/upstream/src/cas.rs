@@ -174,6 +174,40 @@ impl CasClient {
             .session())
     }
 
+    /// Drops the cached token so that the next call fetches a new one from the token route.
+    /// False for a static token (nothing to refresh).
+    fn forget_token(&self) -> bool {
+        match &self.inner.source {
+            TokenSource::Hub { hub, url } => {
+                hub.forget_token_url(url);
+                crate::metrics::METRICS
+                    .token_refreshes
+                    .fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            TokenSource::Static(_) => false,
+        }
+    }
+
+    /// Sends the CAS API request `build(api_req(..))` with retries and reads the answer. A
+    /// 401 (the token expired early or was revoked) drops the cached token and sends the
+    /// request once more with a freshly fetched one; a second 401 is returned.
+    async fn execute_api(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        build: impl Fn(Req) -> Req,
+    ) -> Result<RawResponse> {
+        let req = build(self.api_req(op, method.clone(), path).await?);
+        let resp = self.transport().execute(&req).await?;
+        if resp.status != 401 || !self.forget_token() {
+            return Ok(resp);
+        }
+        let req = build(self.api_req(op, method, path).await?);
+        self.transport().execute(&req).await
+    }
+
     /// Uploads a serialized xorb (chunk records, no footer) as hf_xet 1.8 does: first
     /// `POST /v1/xorb-grants/default/{hash}` with its length and CRC-64/NVME;
     /// * 201 → send the bytes with the grant's method, URL and headers (no Authorization;
@@ -203,11 +237,14 @@ impl CasClient {
             "checksum": { "algo": "crc64nvme", "value": crc.to_string() },
         });
         for _ in 0..MAX_GRANT_ATTEMPTS {
-            let req = self
-                .api_req(OP, Method::POST, &format!("/v1/xorb-grants/default/{hash}"))
-                .await?
-                .json_body(&body);
-            let resp = self.transport().execute(&req).await?;
+            let resp = self
+                .execute_api(
+                    OP,
+                    Method::POST,
+                    &format!("/v1/xorb-grants/default/{hash}"),
+                    |r| r.json_body(&body),
+                )
+                .await?;
             let grant: Grant = match resp.status {
                 201 => resp.json(OP)?,
                 200 => return Ok(GrantOutcome::Done(XorbUpload::AlreadyExists)),
@@ -227,8 +264,7 @@ impl CasClient {
                 "/v1/xorb-commits/default/{hash}/grant/{}",
                 quote_segment(&grant.id)
             );
-            let req = self.api_req(COMMIT, Method::POST, &path).await?;
-            let resp = self.transport().execute(&req).await?;
+            let resp = self.execute_api(COMMIT, Method::POST, &path, |r| r).await?;
             match resp.status {
                 200..=299 => {
                     let was_inserted = if resp.body.iter().all(u8::is_ascii_whitespace) {
@@ -276,12 +312,14 @@ impl CasClient {
     /// Direct xorb upload `POST /v1/xorbs/default/{hash}` → 200 `{"was_inserted": bool}`.
     pub async fn upload_xorb_direct(&self, hash: &XetHash, data: Bytes) -> Result<XorbUpload> {
         const OP: &str = "upload xorb";
-        let req = self
-            .api_req(OP, Method::POST, &format!("/v1/xorbs/default/{hash}"))
-            .await?
-            .long()
-            .body(data);
-        let resp = self.transport().execute(&req).await?;
+        let resp = self
+            .execute_api(
+                OP,
+                Method::POST,
+                &format!("/v1/xorbs/default/{hash}"),
+                |r| r.long().body(data.clone()),
+            )
+            .await?;
         if !resp.is_success() {
             return Err(resp.error(OP));
         }
@@ -310,8 +348,17 @@ impl CasClient {
         self.upload_shard_v1(shard).await
     }
 
-    /// `Ok(None)` = v2 not available.
+    /// `Ok(None)` = v2 not available. A 401 is retried once with a new token.
     async fn upload_shard_v2(&self, shard: &Bytes) -> Result<Option<ShardUpload>> {
+        match self.upload_shard_v2_with_token(shard).await {
+            Err(UpstreamError::Unauthorized(_)) if self.forget_token() => {
+                self.upload_shard_v2_with_token(shard).await
+            }
+            r => r,
+        }
+    }
+
+    async fn upload_shard_v2_with_token(&self, shard: &Bytes) -> Result<Option<ShardUpload>> {
         const OP: &str = "upload shard v2";
         let cfg = self.transport().cfg.retry.clone();
         with_retry(&cfg, |_| async {
@@ -351,12 +398,11 @@ impl CasClient {
 
     async fn upload_shard_v1(&self, shard: Bytes) -> Result<ShardUpload> {
         const OP: &str = "upload shard v1";
-        let req = self
-            .api_req(OP, Method::POST, "/v1/shards")
-            .await?
-            .long()
-            .body(shard);
-        let resp = self.transport().execute(&req).await?;
+        let resp = self
+            .execute_api(OP, Method::POST, "/v1/shards", |r| {
+                r.long().body(shard.clone())
+            })
+            .await?;
         if !resp.is_success() {
             return Err(resp.error(OP));
         }
@@ -410,19 +456,23 @@ impl CasClient {
         } else {
             "reconstruction v1"
         };
-        let mut req = self
-            .api_req(
-                op,
-                Method::GET,
-                &format!("/v{version}/reconstructions/{file_hash}"),
-            )
-            .await?;
-        if let Some(r) = range {
-            let v = HeaderValue::from_str(&r.header_value())
-                .map_err(|e| UpstreamError::InvalidArgument(e.to_string()))?;
-            req = req.header(header::RANGE, v);
-        }
-        self.transport().execute(&req).await
+        let range = match range {
+            Some(r) => Some(
+                HeaderValue::from_str(&r.header_value())
+                    .map_err(|e| UpstreamError::InvalidArgument(e.to_string()))?,
+            ),
+            None => None,
+        };
+        self.execute_api(
+            op,
+            Method::GET,
+            &format!("/v{version}/reconstructions/{file_hash}"),
+            |req| match &range {
+                Some(v) => req.header(header::RANGE, v.clone()),
+                None => req,
+            },
+        )
+        .await
     }
 
     /// Global dedup query `GET /v1/chunks/default/{chunk_hash}`: 200 → the shard bytes

@@ -85,8 +85,9 @@ pub enum UpstreamError {
         /// The bucket URL reported by the Hub.
         url: String,
     },
-    /// 401: missing or invalid credentials (never refreshed automatically: a 401 on a CAS
-    /// call means the token was revoked).
+    /// 401: missing or invalid credentials. A CAS call answered 401 has already been sent
+    /// again once with a newly fetched xet token, so this means the Hub token or the bucket
+    /// access itself is refused.
     #[error("unauthorized: {0}")]
     Unauthorized(HttpFailure),
     /// 403 on a Hub or CAS API call: authenticated but not allowed.

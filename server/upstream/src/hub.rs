@@ -63,6 +63,11 @@ impl HubInner {
             .await
     }
 
+    /// Drops the cached token of a token URL.
+    pub(crate) fn forget_token_url(&self, url: &str) {
+        self.tokens.invalidate(&url.to_string());
+    }
+
     async fn fetch_token(&self, url: &str) -> Result<XetToken> {
         const OP: &str = "xet token";
         let url = Url::parse(url)
@@ -418,8 +423,9 @@ impl HubClient {
     }
 
     /// A Xet token for `id` and `scope`, from the cache while `exp > now + margin`
-    /// (default 30 s), else fetched (`GET` token route, Hub auth). Never refreshed because
-    /// of a 401: only `exp` drives refresh. Concurrent callers share one fetch.
+    /// (default 30 s), else fetched (`GET` token route, Hub auth). Concurrent callers share
+    /// one fetch. Besides `exp`, a 401 from a CAS call drops the token: the call is sent once
+    /// more with a new one.
     pub async fn xet_token(&self, id: &BucketId, scope: TokenScope) -> Result<XetToken> {
         self.xet_token_from_url(&self.token_url(id, scope)).await
     }
@@ -430,8 +436,8 @@ impl HubClient {
         self.inner.xet_token_from_url(url).await
     }
 
-    /// Drops the cached token of `id` and `scope`, so the next call fetches a new one. The
-    /// client never does this by itself (hf_xet does not refresh on 401).
+    /// Drops the cached token of `id` and `scope`, so the next call fetches a new one (the
+    /// CAS client does this itself when a call answers 401).
     pub fn forget_xet_token(&self, id: &BucketId, scope: TokenScope) {
         self.inner.tokens.invalidate(&self.token_url(id, scope));
     }

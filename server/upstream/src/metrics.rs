@@ -12,6 +12,8 @@ pub struct UpstreamMetrics {
     pub retries: AtomicU64,
     /// Calls that failed after their last attempt.
     pub failures: AtomicU64,
+    /// Xet tokens dropped because the CAS answered 401, then fetched again.
+    pub token_refreshes: AtomicU64,
 }
 
 /// The process's upstream counters.
@@ -19,6 +21,7 @@ pub static METRICS: UpstreamMetrics = UpstreamMetrics {
     requests: AtomicU64::new(0),
     retries: AtomicU64::new(0),
     failures: AtomicU64::new(0),
+    token_refreshes: AtomicU64::new(0),
 };
 
 impl UpstreamMetrics {
@@ -39,6 +42,11 @@ impl UpstreamMetrics {
                 "failures",
                 "Calls that failed after their last attempt",
                 &self.failures,
+            ),
+            (
+                "token_refreshes",
+                "Xet tokens fetched again because the CAS answered 401",
+                &self.token_refreshes,
             ),
         ] {
             let _ = writeln!(out, "# HELP hugbucket_upstream_{name}_total {help}.");

@@ -13,11 +13,7 @@ use hugbucket_upstream::{
 };
 
 fn fault(route: Route, status: u16, count: u64) -> FaultRule {
-    FaultRule {
-        route: Some(route),
-        status: http::StatusCode::from_u16(status).unwrap(),
-        remaining: Some(count),
-    }
+    FaultRule::status(route, http::StatusCode::from_u16(status).unwrap(), count)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -522,12 +518,19 @@ async fn fallbacks_retries_and_faults() {
     assert_eq!(stats.route_count(Route::Fetch) - before, 1);
     assert_eq!(download(&cas_r2, &fh, None).await, data);
 
-    // 401 on a CAS call is fatal and does not refresh the token.
+    // 401 on a CAS call (an expired or revoked token) drops the token, fetches a new one
+    // and sends the call again, once: a second 401 is returned.
     let tokens_before = stats.route_count(Route::XetReadToken);
-    faults.push(fault(Route::ReconV2, 401, 1));
+    faults.push("reconstruction_v2:expired:1".parse().unwrap());
+    let recon = cas_r2.reconstruction(&fh, None).await.unwrap();
+    assert_eq!(recon.api_version, 2);
+    assert_eq!(stats.route_count(Route::XetReadToken), tokens_before + 1);
+    faults.push(fault(Route::ReconV2, 401, 2));
+    let before = stats.route_count(Route::ReconV2);
     let err = cas_r2.reconstruction(&fh, None).await.unwrap_err();
     assert!(matches!(err, UpstreamError::Unauthorized(_)), "{err:?}");
-    assert_eq!(stats.route_count(Route::XetReadToken), tokens_before);
+    assert_eq!(stats.route_count(Route::XetReadToken), tokens_before + 2);
+    assert_eq!(stats.route_count(Route::ReconV2) - before, 2);
 
     // The batch call is retried on 500.
     faults.push(fault(Route::Batch, 500, 1));

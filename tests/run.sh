@@ -12,6 +12,7 @@
 #   HUGBUCKET_SKIP_APT=1          never call apt-get (missing packages are only reported)
 #   PYTEST_ARGS="-k hash"         extra pytest arguments (same as trailing args)
 #   PYTEST_TIMEOUT=900            per-test timeout in seconds (pytest-timeout)
+#   FUZZ_SECONDS=20               run time of each cargo-fuzz target (stage fuzz)
 #   HUGBUCKET_SHARED=/path        reference material (default: ../shared beside the repo)
 # Exit status: 0 only if every stage that ran passed.
 
@@ -201,6 +202,40 @@ stage_rust_tests() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Stage: fuzz. Every cargo-fuzz target of fuzz/ for FUZZ_SECONDS (default 20) each, on the
+# stable toolchain via RUSTC_BOOTSTRAP=1 (see fuzz/README.md). A crash fails the stage; its
+# input is kept in fuzz/artifacts/<target>/. Corpora grow in fuzz/corpus/ (git-ignored);
+# fuzz/seeds/<target>/ (committed, read-only) and fuzz/dict/<target>.dict, if present, seed
+# the inputs and the mutations with the format's valid documents and tokens.
+# ---------------------------------------------------------------------------------------
+stage_fuzz() {
+    local secs="${FUZZ_SECONDS:-20}" targets t rc=0
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        echo "cargo-fuzz not installed; installing it"
+        cargo install cargo-fuzz --locked || return 1
+    fi
+    (
+        cd "$ROOT/fuzz" || exit 1
+        export RUSTC_BOOTSTRAP=1
+        cargo fuzz build || exit 1
+        mapfile -t targets < <(cargo fuzz list)
+        [ "${#targets[@]}" -gt 0 ] || { echo "ERROR: no fuzz targets"; exit 1; }
+        for t in "${targets[@]}"; do
+            echo "--- fuzz target $t (${secs}s)"
+            mkdir -p "corpus/$t"
+            local dirs=("corpus/$t") opts=(-max_total_time="$secs" -print_final_stats=1)
+            [ -d "seeds/$t" ] && dirs+=("seeds/$t")
+            [ -f "dict/$t.dict" ] && opts+=(-dict="dict/$t.dict")
+            if ! cargo fuzz run "$t" "${dirs[@]}" -- "${opts[@]}"; then
+                echo "ERROR: fuzz target $t failed; crash input in fuzz/artifacts/$t/"
+                rc=1
+            fi
+        done
+        exit "$rc"
+    )
+}
+
+# ---------------------------------------------------------------------------------------
 # Stage: hadolint (optional tool)
 # ---------------------------------------------------------------------------------------
 HADOLINT=""
@@ -291,12 +326,15 @@ VENV_OK=$?
 
 run_stage fmt cargo fmt --all --check
 run_stage clippy cargo clippy --workspace --all-targets -- -D warnings
-run_stage build cargo build -p hugbucket
+# hugbucket-bench (the load generator) is driven by tests/python/test_bench_cli.py, which
+# looks for it next to $HUGBUCKET_BIN: build both in the same profile.
+run_stage build cargo build -p hugbucket -p hugbucket-bench --bins
 BUILD_OK=$?
 export HUGBUCKET_BIN="${HUGBUCKET_BIN:-$ROOT/target/debug/hugbucket}"
 echo "HUGBUCKET_BIN=$HUGBUCKET_BIN"
 
 run_stage rust-tests stage_rust_tests
+run_stage fuzz stage_fuzz
 
 find_hadolint
 if skipped_by_user hadolint; then

@@ -9,6 +9,7 @@ S3 clients (boto3, aws cli, s3cmd, rclone) and huggingface_hub.
 * ``run_hf(server, hf_home, code)``: runs ``code`` with huggingface_hub pointed at the
   embedded hub in a fresh interpreter (it reads HF_ENDPOINT at import time).
 * ``tree_digest(root)``: ``{relative path: sha256}`` of every file below ``root``.
+* ``bucket_name(prefix)``, ``error_code(exc)``, ``status_of(exc)``: small boto3 helpers.
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from conftest import free_port, hugbucket_bin_path, stop_process
 
@@ -36,10 +39,13 @@ _CLEAR = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AW
 
 
 class ServeS3:
-    """A `hugbucket serve --mode s3` process with the embedded hub."""
+    """A `hugbucket serve --mode s3` process with the embedded hub (``mode="both"`` also
+    runs the FTP front-end; pass its ``--ftp-listen`` etc. in ``extra_args``)."""
 
     def __init__(self, data_dir: Path, log_path: Path, runtime: str = "glommio",
-                 extra_args: tuple[str, ...] = (), env: dict | None = None):
+                 extra_args: tuple[str, ...] = (), env: dict | None = None,
+                 mode: str = "s3"):
+        self.mode = mode
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
         self.runtime = runtime
@@ -57,7 +63,7 @@ class ServeS3:
     def start(self, timeout: float = 60.0) -> "ServeS3":
         self.port = free_port()
         admin = free_port()
-        argv = [str(hugbucket_bin_path()), "serve", "--mode", "s3",
+        argv = [str(hugbucket_bin_path()), "serve", "--mode", self.mode,
                 "--data-dir", str(self.data_dir),
                 "--s3-listen", f"127.0.0.1:{self.port}",
                 "--admin-listen", f"127.0.0.1:{admin}",
@@ -192,3 +198,18 @@ def run(argv: list[str], env: dict, timeout: float = 900.0, cwd: Path | None = N
                                    f"stdout: {p.stdout.decode(errors='replace')[-3000:]}\n"
                                    f"stderr: {p.stderr.decode(errors='replace')[-3000:]}")
     return p
+
+
+def bucket_name(prefix: str) -> str:
+    """A fresh bucket name: ``prefix-`` and 10 random hex digits."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def error_code(exc: ClientError) -> str:
+    """The S3 error code of a boto3 ClientError."""
+    return exc.response["Error"]["Code"]
+
+
+def status_of(exc: ClientError) -> int:
+    """The HTTP status of a boto3 ClientError."""
+    return exc.response["ResponseMetadata"]["HTTPStatusCode"]

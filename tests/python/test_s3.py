@@ -16,18 +16,16 @@ import shutil
 import signal
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import botocore
 import pytest
 import requests
 from boto3.s3.transfer import TransferConfig
-from botocore import UNSIGNED
 from botocore.exceptions import ClientError
 
 from conftest import XofPieces, have_tool, write_xof_file, xof_bytes
-from s3_util import ServeS3, run, run_hf, tree_digest
+from s3_util import ServeS3, bucket_name, error_code, run, run_hf, status_of, tree_digest
 
 MiB = 1 << 20
 #: Multipart-sized: every CLI switches to multipart uploads well below this.
@@ -44,18 +42,6 @@ ODD_KEYS = [
     "plus+sign/a+b=c&d.txt",
     "percent%/100%25 done.txt",
 ]
-
-
-def bucket_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def error_code(exc: ClientError) -> str:
-    return exc.response["Error"]["Code"]
-
-
-def status_of(exc: ClientError) -> int:
-    return exc.response["ResponseMetadata"]["HTTPStatusCode"]
 
 
 # --------------------------------------------------------------------------------------
@@ -472,55 +458,6 @@ def test_multipart_complete(s3, bucket):
 # --------------------------------------------------------------------------------------
 # boto3: authentication and protocol hygiene
 # --------------------------------------------------------------------------------------
-
-
-def test_auth(server, s3, bucket):
-    s3.put_object(Bucket=bucket, Key="auth/obj", Body=b"secret bytes")
-    bad = server.client(secret_key="wrong-secret")
-    with pytest.raises(ClientError) as e:
-        bad.put_object(Bucket=bucket, Key="auth/forged", Body=b"x")
-    assert error_code(e.value) == "SignatureDoesNotMatch" and status_of(e.value) == 403
-    with pytest.raises(ClientError) as e:
-        bad.get_object(Bucket=bucket, Key="auth/obj")
-    assert error_code(e.value) == "SignatureDoesNotMatch"
-    with pytest.raises(ClientError) as e:
-        server.client(access_key="NOSUCHKEY").list_buckets()
-    assert error_code(e.value) == "InvalidAccessKeyId"
-    anon = server.client(signature_version=UNSIGNED)
-    with pytest.raises(ClientError) as e:
-        anon.get_object(Bucket=bucket, Key="auth/obj")
-    assert error_code(e.value) == "AccessDenied" and status_of(e.value) == 403
-    with pytest.raises(ClientError) as e:
-        anon.list_buckets()
-    assert error_code(e.value) == "AccessDenied"
-    with pytest.raises(ClientError) as e:
-        s3.head_object(Bucket=bucket, Key="auth/forged")
-    assert status_of(e.value) == 404
-
-    # Presigned GETs, SigV4 and SigV2 (botocore's default for presigning), and tampered.
-    v4 = server.client(signature_version="s3v4")
-    v2 = server.client(signature_version="s3")
-    for c, field in [(v4, "X-Amz-Signature="), (v2, "Signature=")]:
-        url = c.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "auth/obj"},
-                                       ExpiresIn=300)
-        assert field in url
-        r = requests.get(url)
-        assert r.status_code == 200 and r.content == b"secret bytes"
-        assert r.headers.get("x-amz-request-id")
-        r = requests.get(url.replace(field, field + "00"))
-        assert r.status_code == 403 and "<Code>SignatureDoesNotMatch</Code>" in r.text, r.text
-    # Presigned PUT.
-    put_url = v4.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "auth/presigned-put"},
-                                        ExpiresIn=300)
-    assert requests.put(put_url, data=b"via presigned put").status_code == 200
-    assert s3.get_object(Bucket=bucket, Key="auth/presigned-put")["Body"].read() == b"via presigned put"
-    # Expired.
-    short = [c.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "auth/obj"},
-                                      ExpiresIn=1) for c in (v4, v2)]
-    time.sleep(2.5)
-    for url in short:
-        r = requests.get(url)
-        assert r.status_code == 403 and "<Code>AccessDenied</Code>" in r.text, r.text
 
 
 def test_protocol_hygiene(server, s3, bucket):

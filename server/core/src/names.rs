@@ -13,8 +13,25 @@ pub const FOLDER_MARKER: &str = ".hugbucket_keep";
 /// Maximum key length in bytes (S3's limit).
 pub const MAX_KEY_LEN: usize = 1024;
 
-/// Validates an S3 bucket name as the Hub accepts it: 3–63 characters of lowercase
-/// letters, digits, `-`, `_` and `.`, starting and ending with a letter or digit.
+/// Prefixes S3 reserves (bucket names must not start with them).
+const RESERVED_PREFIXES: &[&str] = &["xn--", "sthree-", "amzn-s3-demo-"];
+/// Suffixes S3 reserves (bucket names must not end with them).
+const RESERVED_SUFFIXES: &[&str] = &["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"];
+
+/// Four dot-separated groups of digits, e.g. `192.168.5.4` or `10.0.00.1`.
+fn looks_like_ipv4(name: &str) -> bool {
+    let groups: Vec<&str> = name.split('.').collect();
+    groups.len() == 4
+        && groups
+            .iter()
+            .all(|g| !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Validates a bucket name, for S3 CreateBucket, FTP MKD and every bucket access: the Hub's
+/// rules (3–63 characters of lowercase letters, digits, `-`, `_` and `.`, starting and
+/// ending with a letter or digit, no `..`) and S3's (not an IPv4 address, none of S3's
+/// reserved prefixes `xn--`, `sthree-`, `amzn-s3-demo-` or suffixes `-s3alias`, `--ol-s3`,
+/// `.mrap`, `--x-s3`, `--table-s3`).
 pub fn validate_bucket(name: &str) -> Result<()> {
     let ok = (3..=63).contains(&name.len())
         && name.bytes().all(|b| {
@@ -22,7 +39,10 @@ pub fn validate_bucket(name: &str) -> Result<()> {
         })
         && name.as_bytes()[0].is_ascii_alphanumeric()
         && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
-        && !name.contains("..");
+        && !name.contains("..")
+        && !looks_like_ipv4(name)
+        && !RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+        && !RESERVED_SUFFIXES.iter().any(|s| name.ends_with(s));
     if ok {
         Ok(())
     } else {
@@ -178,10 +198,38 @@ mod tests {
 
     #[test]
     fn bucket_names() {
-        for ok in ["abc", "my-bucket.v2", "a_b-c"] {
+        for ok in [
+            "abc",
+            "my-bucket.v2",
+            "a_b-c",
+            "1.2.3",
+            "1.2.3.4.5",
+            "v1.2.3.x",
+            "xn-single",
+            "s3alias",
+            &"a".repeat(63),
+        ] {
             validate_bucket(ok).unwrap();
         }
-        for bad in ["ab", "Abc", "-abc", "abc-", "a..b", &"a".repeat(64), "a/b"] {
+        for bad in [
+            "ab",
+            "Abc",
+            "-abc",
+            "abc-",
+            "a..b",
+            &"a".repeat(64),
+            "a/b",
+            "192.168.5.4",
+            "010.0.0.001",
+            "xn--abc",
+            "sthree-abc",
+            "amzn-s3-demo-x",
+            "my-s3alias",
+            "abc--ol-s3",
+            "abc.mrap",
+            "abc--x-s3",
+            "abc--table-s3",
+        ] {
             assert!(validate_bucket(bad).is_err(), "{bad}");
         }
     }

@@ -150,7 +150,8 @@ impl RawEntry {
 }
 
 /// Parses a tree page (JSON array); entries of unknown types are skipped.
-pub(crate) fn parse_tree_page(body: &[u8]) -> Result<Vec<TreeEntry>> {
+#[doc(hidden)] // public for fuzz/fuzz_targets/reconstruction_json.rs
+pub fn parse_tree_page(body: &[u8]) -> Result<Vec<TreeEntry>> {
     const OP: &str = "list tree";
     let raw: Vec<RawEntry> = parse_json(OP, body)?;
     let mut out = Vec::with_capacity(raw.len());
@@ -163,7 +164,8 @@ pub(crate) fn parse_tree_page(body: &[u8]) -> Result<Vec<TreeEntry>> {
 }
 
 /// Parses a paths-info answer (files only; other entries are skipped).
-pub(crate) fn parse_paths_info(body: &[u8]) -> Result<Vec<RemoteFile>> {
+#[doc(hidden)] // public for fuzz/fuzz_targets/reconstruction_json.rs
+pub fn parse_paths_info(body: &[u8]) -> Result<Vec<RemoteFile>> {
     const OP: &str = "paths info";
     let raw: Vec<RawEntry> = parse_json(OP, body)?;
     let mut out = Vec::with_capacity(raw.len());
@@ -176,7 +178,8 @@ pub(crate) fn parse_paths_info(body: &[u8]) -> Result<Vec<RemoteFile>> {
 }
 
 /// Parses a bucket list page.
-pub(crate) fn parse_bucket_page(body: &[u8]) -> Result<Vec<BucketInfo>> {
+#[doc(hidden)] // public for fuzz/fuzz_targets/reconstruction_json.rs
+pub fn parse_bucket_page(body: &[u8]) -> Result<Vec<BucketInfo>> {
     parse_json("list buckets", body)
 }
 

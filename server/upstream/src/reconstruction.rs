@@ -18,12 +18,18 @@ pub struct ByteRange {
 }
 
 impl ByteRange {
-    /// `start..=end`; errors when `end < start`.
+    /// `start..=end`; errors when `end < start`, or when the range is all of `0..=u64::MAX`
+    /// (its length, 2^64, does not fit a `u64`).
     pub fn new(start: u64, end: u64) -> Result<Self> {
         if end < start {
             return Err(UpstreamError::InvalidArgument(format!(
                 "byte range end {end} before start {start}"
             )));
+        }
+        if start == 0 && end == u64::MAX {
+            return Err(UpstreamError::InvalidArgument(
+                "byte range 0..=2^64-1 is too long".into(),
+            ));
         }
         Ok(ByteRange { start, end })
     }
@@ -39,9 +45,10 @@ impl ByteRange {
         Ok(ByteRange { start, end })
     }
 
-    /// Number of bytes.
+    /// Number of bytes (saturating: never panics, even for a hand-built inverted or
+    /// full-width range).
     pub fn len(&self) -> u64 {
-        self.end - self.start + 1
+        self.end.saturating_sub(self.start).saturating_add(1)
     }
 
     /// Always false (a range holds at least one byte).
@@ -113,7 +120,9 @@ impl Reconstruction {
 
     /// Total uncompressed bytes of all terms (before dropping the offset / truncating).
     pub fn unpacked_len(&self) -> u64 {
-        self.terms.iter().map(|t| t.unpacked_length).sum()
+        self.terms
+            .iter()
+            .fold(0u64, |n, t| n.saturating_add(t.unpacked_length))
     }
 
     fn validate(self, op: &'static str) -> Result<Self> {
@@ -130,6 +139,17 @@ impl Reconstruction {
                     ),
                 ));
             }
+        }
+        if self
+            .terms
+            .iter()
+            .try_fold(0u64, |n, t| n.checked_add(t.unpacked_length))
+            .is_none()
+        {
+            return Err(UpstreamError::decode(
+                op,
+                "terms add up to more than 2^64 bytes",
+            ));
         }
         if let Some(first) = self.terms.first() {
             if self.offset_into_first_range >= first.unpacked_length {
@@ -368,5 +388,27 @@ mod tests {
         assert!(ByteRange::new(5, 4).is_err());
         assert_eq!(ByteRange::new(0, 0).unwrap().header_value(), "bytes=0-0");
         assert_eq!(ByteRange::new(0, 0).unwrap().len(), 1);
+    }
+
+    /// Regression (found by fuzz/fuzz_targets/reconstruction_json.rs): a full-width byte
+    /// range and terms whose lengths overflow a u64 made `ByteRange::len` and
+    /// `unpacked_len` overflow (a panic in debug builds, a wrong length in release).
+    #[test]
+    fn extreme_lengths_are_refused() {
+        let max = u64::MAX;
+        let full = format!(
+            r#"{{"terms": [{{"hash": "{X}", "unpacked_length": 5, "range": {{"start": 0, "end": 2}}}}], "xorbs": {{"{X}": [{{"url": "u", "ranges": [{{"chunks": {{"start": 0, "end": 2}}, "bytes": {{"start": 0, "end": {max}}}}}]}}]}}}}"#
+        );
+        assert!(parse_v2(full.as_bytes()).is_err());
+        let huge = format!(
+            r#"{{"terms": [{{"hash": "{X}", "unpacked_length": {max}, "range": {{"start": 0, "end": 1}}}}, {{"hash": "{X}", "unpacked_length": 5, "range": {{"start": 0, "end": 1}}}}], "xorbs": {{"{X}": [{{"url": "u", "ranges": [{{"chunks": {{"start": 0, "end": 2}}, "bytes": {{"start": 0, "end": 9}}}}]}}]}}}}"#
+        );
+        assert!(parse_v2(huge.as_bytes()).is_err());
+        // The largest representable range is still fine.
+        let ok = ByteRange::new(1, max).unwrap();
+        assert_eq!(ok.len(), max);
+        assert!(ByteRange::new(0, max).is_err());
+        let hand_built = ByteRange { start: 0, end: max };
+        assert_eq!(hand_built.len(), max);
     }
 }

@@ -340,12 +340,18 @@ impl Service {
                 Err(e) => Err(e),
             }
         };
+        // A client that sent an oversized header section is misbehaving or hostile: answer
+        // and stop reading from it.
+        let mut close = false;
         let mut resp = match result {
             Ok(mut resp) => {
                 decorate(&mut resp, &ids);
                 resp
             }
-            Err(e) => error_response(&e, &method, &resource, &ids),
+            Err(e) => {
+                close = e.code() == S3ErrorCode::RequestHeaderSectionTooLarge;
+                error_response(&e, &method, &resource, &ids)
+            }
         };
         // An answer to `Expect: 100-continue` that came without `100 Continue` (empty body,
         // or an error before the body was read) leaves botocore misparsing the next
@@ -355,7 +361,7 @@ impl Service {
             Expect::EmptyBody => true,
             Expect::Body => !resp.status().is_success(),
         };
-        if early || self.shared.draining.load(Ordering::SeqCst) {
+        if early || close || self.shared.draining.load(Ordering::SeqCst) {
             resp.headers_mut().insert(
                 ::http::header::CONNECTION,
                 HeaderValue::from_static("close"),

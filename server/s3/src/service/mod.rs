@@ -48,6 +48,7 @@ use crate::runtime::{
     BoxError, Handler, HandlerFactory, ResponseBody, RuntimeKind, ServeConfig, Server, empty,
 };
 use crate::xml::Owner;
+use futures_util::FutureExt;
 
 /// Configuration of the S3 service.
 #[derive(Debug, Clone)]
@@ -335,7 +336,18 @@ impl Service {
                         declared_length: admitted.body.declared_length,
                         body: VerifyingBody::new(body, admitted.body),
                     };
-                    self.dispatch(req).await
+                    // A bug in a handler answers this request with a 500 instead of
+                    // taking down the core's executor with every connection on it.
+                    match std::panic::AssertUnwindSafe(self.dispatch(req))
+                        .catch_unwind()
+                        .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => {
+                            tracing::error!("request handler panicked");
+                            Err(S3Error::new(S3ErrorCode::InternalError))
+                        }
+                    }
                 }
                 Err(e) => Err(e),
             }

@@ -16,58 +16,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hugbucket_bench::load::sigv4::{SigV4Signer, UNSIGNED_PAYLOAD};
 use hugbucket_bench::mb_per_s;
 use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use sha2::{Digest, Sha256};
 
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Body>;
 
 const PIECE: usize = 1 << 20;
 
-/// Minimal SigV4 signer (header auth, `UNSIGNED-PAYLOAD`) for the load generator.
-struct Signer {
-    key: String,
-    secret: String,
-}
-
-impl Signer {
-    fn sign(&self, method: &str, host: &str, path: &str) -> Vec<(String, String)> {
-        let now = hugbucket_s3::auth::sigv4::format_amz_date(SystemTime::now());
-        let date = &now[..8];
-        let scope = format!("{date}/us-east-1/s3/aws4_request");
-        let canonical = format!(
-            "{method}\n{path}\n\nhost:{host}\nx-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{now}\n\nhost;x-amz-content-sha256;x-amz-date\nUNSIGNED-PAYLOAD"
-        );
-        let to_sign = format!(
-            "AWS4-HMAC-SHA256\n{now}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical.as_bytes()))
-        );
-        let key = hugbucket_s3::auth::sigv4::signing_key(&self.secret, date, "us-east-1", "s3");
-        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("any key length");
-        mac.update(to_sign.as_bytes());
-        let sig = hex::encode(mac.finalize().into_bytes());
-        vec![
-            ("x-amz-date".into(), now.clone()),
-            ("x-amz-content-sha256".into(), "UNSIGNED-PAYLOAD".into()),
-            (
-                "authorization".into(),
-                format!(
-                    "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={sig}",
-                    self.key
-                ),
-            ),
-        ]
-    }
-}
-
 struct Target {
     addr: SocketAddr,
-    signer: Option<Signer>,
+    signer: Option<SigV4Signer>,
 }
 
 /// A body made of `data` (distinct pieces: the object does not deduplicate).
@@ -90,14 +53,24 @@ async fn request(
     len: Option<u64>,
 ) -> (u16, u64) {
     let host = t.addr.to_string();
+    let mut headers = hyper::HeaderMap::new();
+    headers.insert("host", host.parse().unwrap());
+    if let Some(s) = &t.signer {
+        s.sign(
+            method,
+            path,
+            "",
+            &mut headers,
+            UNSIGNED_PAYLOAD,
+            SystemTime::now(),
+        )
+        .expect("sign");
+    }
     let mut b = hyper::Request::builder()
         .method(method)
-        .uri(format!("http://{host}{path}"))
-        .header("host", &host);
-    if let Some(s) = &t.signer {
-        for (k, v) in s.sign(method, &host, path) {
-            b = b.header(k, v);
-        }
+        .uri(format!("http://{host}{path}"));
+    if let Some(h) = b.headers_mut() {
+        h.extend(headers);
     }
     if let Some(n) = len {
         b = b.header("content-length", n);
@@ -161,7 +134,7 @@ async fn baseline_server(size: u64, data: Arc<Vec<Bytes>>) -> SocketAddr {
 struct Serve {
     child: Child,
     addr: SocketAddr,
-    signer: Signer,
+    signer: SigV4Signer,
     _dir: tempfile::TempDir,
 }
 
@@ -216,7 +189,7 @@ fn start_serve(bin: &PathBuf, runtime: &str) -> Serve {
     Serve {
         child,
         addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        signer: Signer { key, secret },
+        signer: SigV4Signer::new(key, secret),
         _dir: dir,
     }
 }
@@ -326,7 +299,7 @@ fn main() {
         println!("baseline (plain hyper on loopback): PUT {:.0} MB/s, GET {:.0} MB/s", mb_per_s(s, base_put), mb_per_s(s, base_get));
         for runtime in ["glommio", "tokio"] {
             let srv = start_serve(&bin, runtime);
-            let t = Arc::new(Target { addr: srv.addr, signer: Some(Signer { key: srv.signer.key.clone(), secret: srv.signer.secret.clone() }) });
+            let t = Arc::new(Target { addr: srv.addr, signer: Some(srv.signer.clone()) });
             assert!(request(&c, &t, "PUT", "/bench", empty(), Some(0)).await.0 < 300);
             let s0 = Instant::now();
             let (st, _) = request(&c, &t, "PUT", "/bench/big", pieces(data.clone()), Some(size)).await;

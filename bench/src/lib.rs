@@ -1,5 +1,8 @@
 //! Helpers shared by the benchmarks: deterministic test data, best-of timing, and process
-//! CPU time (to show how many cores a pipeline keeps busy).
+//! CPU time (to show how many cores a pipeline keeps busy); and the `hugbucket-bench` load
+//! generator ([`load`]).
+
+pub mod load;
 
 use std::time::{Duration, Instant};
 

@@ -56,6 +56,9 @@ pub struct UploadSession {
     /// Known CAS xorbs whose chunk hashes are HMAC-keyed.
     keyed: Vec<KeyedIndex>,
     files: Vec<PendingFile>,
+    /// A buffer handed back by the caller ([`UploadSession::recycle_buffer`]) for the next
+    /// xorb.
+    spare: Option<Vec<u8>>,
 }
 
 #[derive(Debug)]
@@ -126,6 +129,19 @@ impl UploadSession {
     /// Xorbs completed so far, drained: upload them while more data arrives.
     pub fn take_completed_xorbs(&mut self) -> Vec<SerializedXorb> {
         std::mem::take(&mut self.completed)
+    }
+
+    /// Hands back the data buffer of a xorb taken earlier (after it was uploaded): the
+    /// next xorb is serialized into it instead of a fresh allocation. Only the capacity is
+    /// used; one buffer is kept.
+    pub fn recycle_buffer(&mut self, buf: Vec<u8>) {
+        if self
+            .spare
+            .as_ref()
+            .is_none_or(|s| s.capacity() < buf.capacity())
+        {
+            self.spare = Some(buf);
+        }
     }
 
     /// Registers a xorb that already exists in the CAS (from a global-dedup shard, spec
@@ -230,7 +246,11 @@ impl UploadSession {
         if self.builder.is_empty() {
             return;
         }
-        let xorb = std::mem::take(&mut self.builder).finish();
+        let next = match self.spare.take() {
+            Some(buf) => XorbBuilder::with_buffer(buf),
+            None => XorbBuilder::default(),
+        };
+        let xorb = std::mem::replace(&mut self.builder, next).finish();
         self.xorb_entries.push(XorbEntry {
             xorb_hash: xorb.hash,
             chunks: xorb
@@ -354,7 +374,7 @@ impl FileIngest<'_> {
         for (i, (&(a, b), h)) in ranges.iter().zip(hashes).enumerate() {
             let store = match next_job.peek() {
                 Some(((j, _), (used, payload))) if *j == i => {
-                    let st = Store::Compressed(*used, payload);
+                    let st = Store::Compressed(*used, payload.as_deref().unwrap_or(&data[a..b]));
                     next_job.next();
                     st
                 }
@@ -369,6 +389,11 @@ impl FileIngest<'_> {
     /// [`UploadSession::take_completed_xorbs`]); callable while the file is being written.
     pub fn take_completed_xorbs(&mut self) -> Vec<SerializedXorb> {
         self.session.take_completed_xorbs()
+    }
+
+    /// See [`UploadSession::recycle_buffer`].
+    pub fn recycle_buffer(&mut self, buf: Vec<u8>) {
+        self.session.recycle_buffer(buf);
     }
 
     /// Chunk hashes for which a global dedup query is worth making, as hf_xet chooses them
@@ -489,19 +514,25 @@ enum Store<'a> {
 }
 
 /// Compresses the planned chunks (`(chunk index, scheme)`), on two threads when there is
-/// enough data; returns (scheme used, payload) per job, in job order.
+/// enough data; returns (scheme used, payload) per job, in job order. A chunk stored raw
+/// has no payload of its own: it is appended straight from the input (one copy, not two).
 fn compress_jobs(
     data: &[u8],
     ranges: &[(usize, usize)],
     jobs: &[(usize, CompressionScheme)],
-) -> Vec<(CompressionScheme, Vec<u8>)> {
+) -> Vec<(CompressionScheme, Option<Vec<u8>>)> {
     let run = |jobs: &[(usize, CompressionScheme)]| {
         jobs.iter()
             .map(|&(i, scheme)| {
+                if scheme == CompressionScheme::None {
+                    return (scheme, None);
+                }
                 let (a, b) = ranges[i];
                 let mut out = Vec::with_capacity(b - a);
-                let used = compress_chunk(scheme, &data[a..b], &mut out);
-                (used, out)
+                match compress_chunk(scheme, &data[a..b], &mut out) {
+                    CompressionScheme::None => (CompressionScheme::None, None),
+                    used => (used, Some(out)),
+                }
             })
             .collect::<Vec<_>>()
     };

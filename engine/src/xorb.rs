@@ -113,6 +113,9 @@ pub struct XorbBuilder {
     policy: AutoScheme,
 }
 
+/// First allocation of a xorb builder's buffer (see [`XorbBuilder`]'s `reserve_for`).
+const SMALL_XORB_RESERVE: usize = 1 << 20;
+
 /// Whether a xorb holding `bytes` uncompressed bytes in `count` chunks must be cut before a
 /// chunk of `len` bytes (spec §4.4: 64 MiB, 8192 chunks).
 pub fn xorb_would_overflow(bytes: u64, count: usize, len: usize) -> bool {
@@ -161,7 +164,8 @@ impl XorbBuilder {
     /// Appends one chunk (hash = chunk_hash(data)) compressed with `scheme` (fallback
     /// applied). Chunks are at most [`crate::constants::MAX_CHUNK_SIZE`] bytes.
     pub fn add_chunk(&mut self, hash: XetHash, data: &[u8], scheme: CompressionScheme) {
-        self.reserve_whole_xorb();
+        // LZ4's worst case is slightly larger than its input before the raw fallback.
+        self.reserve_for(ChunkHeader::SIZE + data.len() + data.len() / 255 + 64);
         let byte_start = self.data.len();
         self.data.extend_from_slice(&[0; ChunkHeader::SIZE]);
         let used = compression::compress_chunk(scheme, data, &mut self.data);
@@ -200,7 +204,7 @@ impl XorbBuilder {
         used: CompressionScheme,
         payload: &[u8],
     ) {
-        self.reserve_whole_xorb();
+        self.reserve_for(ChunkHeader::SIZE + payload.len());
         let byte_start = self.data.len();
         ChunkHeader {
             compressed_len: payload.len() as u32,
@@ -260,13 +264,30 @@ impl XorbBuilder {
         self.chunks.is_empty()
     }
 
-    /// Reserves the largest serialized xorb once, before the first chunk: growing by
-    /// doubling would copy every byte about twice more and touch up to twice the memory.
-    /// Pages that are never written are not resident, so small xorbs cost little.
-    fn reserve_whole_xorb(&mut self) {
-        if self.data.capacity() == 0 {
-            self.data
-                .reserve_exact(MAX_XORB_BYTES + MAX_XORB_CHUNKS * ChunkHeader::SIZE);
+    /// An empty builder that serializes into `buf` (cleared; its capacity is reused, e.g.
+    /// the buffer of a xorb already uploaded, so that the next one is not page-faulted in
+    /// again).
+    pub fn with_buffer(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        XorbBuilder {
+            data: buf,
+            ..Default::default()
+        }
+    }
+
+    /// Makes room for `extra` more bytes. The buffer starts at [`SMALL_XORB_RESERVE`]
+    /// (most xorbs of small objects fit) and past that jumps straight to the largest
+    /// serialized xorb: growing by doubling would copy a big xorb's bytes about twice more
+    /// and touch up to twice the memory. Pages never written are not resident.
+    fn reserve_for(&mut self, extra: usize) {
+        let need = self.data.len() + extra;
+        if need > self.data.capacity() {
+            let target = if need <= SMALL_XORB_RESERVE {
+                SMALL_XORB_RESERVE
+            } else {
+                need.max(MAX_XORB_BYTES + MAX_XORB_CHUNKS * ChunkHeader::SIZE)
+            };
+            self.data.reserve_exact(target - self.data.len());
         }
     }
 

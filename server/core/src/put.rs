@@ -97,6 +97,8 @@ pub(crate) async fn ingest_and_upload(
 
     // Answers of global dedup queries, to the worker: xorbs already in the CAS.
     let (known_tx, known_rx) = std::sync::mpsc::channel::<Known>();
+    // Buffers of uploaded xorbs, back to the worker for the next xorbs.
+    let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
 
     let worker = tokio::task::spawn_blocking(move || {
         let mut session = UploadSession::new();
@@ -130,6 +132,9 @@ pub(crate) async fn ingest_and_upload(
             while let Ok(known) = known_rx.try_recv() {
                 known.apply(&mut file);
             }
+            while let Ok(buf) = spare_rx.try_recv() {
+                file.recycle_buffer(buf);
+            }
             match (&mut prefix, piece) {
                 (Some(buf), Some(piece)) => {
                     buf.extend_from_slice(&piece);
@@ -155,9 +160,6 @@ pub(crate) async fn ingest_and_upload(
                     if block.is_empty() && piece.len() >= INGEST_BLOCK {
                         file.write(&piece);
                     } else {
-                        if block.capacity() == 0 {
-                            block.reserve_exact(INGEST_BLOCK);
-                        }
                         block.extend_from_slice(&piece);
                         if block.len() < INGEST_BLOCK {
                             continue;
@@ -233,7 +235,8 @@ pub(crate) async fn ingest_and_upload(
                             let cas = cas.clone();
                             in_flight.push(async move {
                                 let data = Bytes::from(x.data);
-                                cas.upload_xorb(&x.hash, data).await
+                                let r = cas.upload_xorb(&x.hash, data.clone()).await;
+                                (r, data)
                             });
                         }
                         Some(Event::Query(h)) => {
@@ -247,7 +250,13 @@ pub(crate) async fn ingest_and_upload(
                         None => return Err(CoreError::Internal("ingest worker ended early".into())),
                     }
                 }
-                Some(r) = in_flight.next(), if !in_flight.is_empty() => { r?; }
+                Some((r, data)) = in_flight.next(), if !in_flight.is_empty() => {
+                    r?;
+                    // The client dropped its references once the upload finished.
+                    if let Ok(buf) = data.try_into_mut() {
+                        let _ = spare_tx.send(buf.into());
+                    }
+                }
                 else => break,
             }
             if done.is_some() && in_flight.is_empty() {

@@ -182,6 +182,20 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    read_body_into(headers, body, limit, Vec::new()).await
+}
+
+/// [`read_body`] into `buf` (cleared; its capacity is reused when large enough).
+pub async fn read_body_into<B>(
+    headers: &HeaderMap,
+    body: B,
+    limit: u64,
+    buf: Vec<u8>,
+) -> Result<Bytes, HubError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -191,7 +205,9 @@ where
     }
     // One buffer of the declared size, filled frame by frame: collecting the frames and
     // then concatenating them would hold every byte twice (128 MiB for a full xorb).
-    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut buf = bytes::BytesMut::from(Bytes::from(buf));
+    buf.clear();
+    buf.reserve(declared.map_or(0, |n| n as usize));
     let mut body = std::pin::pin!(body);
     while let Some(frame) = body.frame().await {
         let frame =

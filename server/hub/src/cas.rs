@@ -18,7 +18,7 @@ use crate::Hub;
 use crate::auth::{Scope, XetClaims, bearer};
 use crate::body::{
     ByteRange, ChannelBody, ReqBody, RespBody, STREAM_PIECE, full, json_response, parse_range,
-    read_body,
+    read_body, read_body_into,
 };
 use crate::error::HubError;
 use crate::server::base_url;
@@ -89,7 +89,8 @@ pub(crate) async fn xorb_upload(
     check_prefix(prefix)?;
     let hash = parse_hash(hash)?;
     let (parts, body) = req.into_parts();
-    let body = read_body(&parts.headers, body, MAX_XORB_UPLOAD).await?;
+    let buf = hub.xorbs.take_buffer();
+    let body = read_body_into(&parts.headers, body, MAX_XORB_UPLOAD, buf).await?;
     if hub.meta.has_xorb(&hash)? {
         Stats::add(&hub.stats.xorb_uploads_existing, 1);
         return Ok(json_response(
@@ -141,7 +142,8 @@ fn store_xorb(hub: &Hub, hash: XetHash, body: Bytes) -> Result<u64, HubError> {
     let ser = SerializedXorb { hash, data, chunks };
     let footer = ser.footer();
     // Data first (fsynced + renamed), then the metadata that makes it count.
-    hub.xorbs.write(&hash, &[&ser.data, &footer])?;
+    let SerializedXorb { data, .. } = ser;
+    hub.xorbs.write(&hash, data, &footer)?;
     hub.meta.put_xorb(&hash, &meta)?;
     for (i, c) in meta.chunks.iter().enumerate() {
         if c.hash.is_global_dedup_eligible() {

@@ -10,13 +10,20 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use hugbucket_engine::XetHash;
 
 /// The xorb directory.
 pub struct XorbFiles {
     dir: PathBuf,
+    /// Buffers of xorbs already written, for the next uploads' bodies: a fresh 64 MiB
+    /// buffer per xorb is page-faulted in again every time.
+    spare: Mutex<Vec<Vec<u8>>>,
 }
+
+/// Spare buffers kept (each up to a xorb's size).
+const SPARE_BUFFERS: usize = 2;
 
 impl XorbFiles {
     /// Opens (creating) `data_dir/xorbs`, removing temp files left by a crash.
@@ -29,7 +36,10 @@ impl XorbFiles {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        Ok(Self { dir })
+        Ok(Self {
+            dir,
+            spare: Mutex::new(Vec::new()),
+        })
     }
 
     /// Path of a stored xorb.
@@ -37,21 +47,31 @@ impl XorbFiles {
         self.dir.join(format!("{}.xorb", hash.to_hex()))
     }
 
-    /// Durably stores `parts` (concatenated) as xorb `hash`.
-    pub fn write(&self, hash: &XetHash, parts: &[&[u8]]) -> std::io::Result<()> {
+    /// A buffer for the next xorb body (empty; possibly with the capacity of an earlier
+    /// one). Give it back through [`XorbFiles::write`].
+    pub fn take_buffer(&self) -> Vec<u8> {
+        self.spare
+            .lock()
+            .ok()
+            .and_then(|mut s| s.pop())
+            .unwrap_or_default()
+    }
+
+    /// Durably stores `data ++ tail` as xorb `hash`; `data`'s buffer is kept for
+    /// [`XorbFiles::take_buffer`] afterwards.
+    pub fn write(&self, hash: &XetHash, mut data: Vec<u8>, tail: &[u8]) -> std::io::Result<()> {
         let tmp = self.dir.join(format!(
             "{}.{:016x}.tmp",
             hash.to_hex(),
             rand::random::<u64>()
         ));
         let res = (|| {
-            let f = match write_direct(&tmp, parts) {
+            let f = match write_direct(&tmp, &mut data, tail) {
                 Ok(f) => f,
                 Err(_) => {
                     let mut f = File::create(&tmp)?;
-                    for p in parts {
-                        f.write_all(p)?;
-                    }
+                    f.write_all(&data)?;
+                    f.write_all(tail)?;
                     f
                 }
             };
@@ -61,6 +81,12 @@ impl XorbFiles {
         })();
         if res.is_err() {
             let _ = std::fs::remove_file(&tmp);
+        }
+        data.clear();
+        if let Ok(mut spare) = self.spare.lock()
+            && spare.len() < SPARE_BUFFERS
+        {
+            spare.push(data);
         }
         res
     }
@@ -74,35 +100,44 @@ impl XorbFiles {
 /// Block size for `O_DIRECT`: buffer address, file offset and length are multiples of it.
 const DIRECT_ALIGN: usize = 4096;
 
-/// Writes `parts` to a new file at `path` with `O_DIRECT`, then cuts it to the exact
-/// length. Not fsynced. Any error (including a file system without `O_DIRECT`) leaves the
-/// caller to fall back to a buffered write over the same path.
+/// Writes `data ++ tail` to a new file at `path` with `O_DIRECT`, then cuts it to the
+/// exact length; `data` is left as it was. Not fsynced. When `data`'s buffer is
+/// block-aligned (large allocations are page-aligned) the bytes are written from it in
+/// place; otherwise they are copied into an aligned buffer first. Any error (including a
+/// file system without `O_DIRECT`) leaves the caller to fall back to a buffered write over
+/// the same path.
 #[cfg(target_os = "linux")]
-fn write_direct(path: &Path, parts: &[&[u8]]) -> std::io::Result<File> {
+fn write_direct(path: &Path, data: &mut Vec<u8>, tail: &[u8]) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let len = data.len() + tail.len();
     let padded = len.next_multiple_of(DIRECT_ALIGN);
-    let mut buf = vec![0u8; padded + DIRECT_ALIGN];
-    let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
-    let aligned = &mut buf[start..start + padded];
-    let mut at = 0;
-    for p in parts {
-        aligned[at..at + p.len()].copy_from_slice(p);
-        at += p.len();
-    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .custom_flags(libc::O_DIRECT)
         .open(path)?;
-    f.write_all(aligned)?;
+    let data_len = data.len();
+    if data.as_ptr().align_offset(DIRECT_ALIGN) == 0 {
+        data.extend_from_slice(tail);
+        data.resize(padded, 0);
+        let res = f.write_all(data);
+        data.truncate(data_len);
+        res?;
+    } else {
+        let mut buf = vec![0u8; padded + DIRECT_ALIGN];
+        let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        let aligned = &mut buf[start..start + padded];
+        aligned[..data_len].copy_from_slice(data);
+        aligned[data_len..len].copy_from_slice(tail);
+        f.write_all(aligned)?;
+    }
     f.set_len(len as u64)?;
     Ok(f)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn write_direct(_path: &Path, _parts: &[&[u8]]) -> std::io::Result<File> {
+fn write_direct(_path: &Path, _data: &mut Vec<u8>, _tail: &[u8]) -> std::io::Result<File> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 

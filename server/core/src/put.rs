@@ -26,6 +26,10 @@ use crate::types::ByteStream;
 /// alone is too small to split.
 const INGEST_BLOCK: usize = 4 << 20;
 
+/// Objects declared smaller than this are stored without waiting for the first chunk's
+/// global dedup query (they are a single small chunk).
+const NO_FIRST_QUERY_BELOW: u64 = 16 << 10;
+
 /// How long the first chunk's global dedup query may hold the upload back.
 const FIRST_QUERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -106,7 +110,10 @@ pub(crate) async fn ingest_and_upload(
         // The first chunk's query is answered before any chunk is stored (one round trip),
         // so that re-uploading existing content stores nothing; later queries are answered
         // asynchronously and help the chunks that follow them.
-        let mut prefix: Option<Vec<u8>> = Some(Vec::new());
+        // Objects below one chunk make no queries: the round trip costs more than sending
+        // them again.
+        let query = expected_len.is_none_or(|n| n >= NO_FIRST_QUERY_BELOW);
+        let mut prefix: Option<Vec<u8>> = query.then(Vec::new);
         let mut block: Vec<u8> = Vec::new();
         let mut first_hash: Option<XetHash> = None;
         let first_query = |prefix: &[u8], at_eof: bool| -> Option<XetHash> {
@@ -177,7 +184,7 @@ pub(crate) async fn ingest_and_upload(
             for q in file
                 .take_dedup_queries()
                 .into_iter()
-                .filter(|q| Some(*q) != first_hash)
+                .filter(|q| query && Some(*q) != first_hash)
             {
                 if event_tx.blocking_send(Event::Query(q)).is_err() {
                     return;

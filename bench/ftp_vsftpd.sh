@@ -50,9 +50,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
 
 wait_port() {
     for _ in $(seq 300); do
@@ -152,13 +151,7 @@ transfer() {
 hwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
 reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
 
-if [ -n "${HUGBUCKET_BIN:-}" ]; then
-    HB="$HUGBUCKET_BIN"
-else
-    echo "== building hugbucket (release)"
-    (cd "$ROOT" && cargo build --release -p hugbucket --quiet)
-    HB="$ROOT/target/release/hugbucket"
-fi
+bench_binaries
 
 : >"$work/runs.txt"
 echo "== $SIZE_MIB MiB of random data"

@@ -21,21 +21,11 @@ work="$(mktemp -d "${TMPDIR:-/tmp}/hash_compare.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 file="$work/random.bin"
 
-if [ -n "${HB_BIN:-}" ]; then
-    HB="$HB_BIN"
-else
-    echo "== building hugbucket (release)"
-    (cd "$ROOT" && cargo build --release -p hugbucket --quiet)
-    HB="$ROOT/target/release/hugbucket"
-fi
-
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
+bench_binaries
 echo "== python venv $VENV"
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-fi
-if ! "$VENV/bin/python" -c 'import hf_xet' 2>/dev/null; then
-    "$VENV/bin/pip" install --quiet hf_xet
-fi
+bench_venv hf_xet
 HF_XET_VERSION="$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("hf_xet"))')"
 
 echo "== creating $SIZE_MIB MiB of random data"

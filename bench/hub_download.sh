@@ -23,41 +23,26 @@ RESULTS_DIR="$ROOT/bench/results"
 work="$(mktemp -d "${TMPDIR:-/tmp}/hub_download.XXXXXX")"
 if [ -z "${DEST_DIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ]; then DEST_DIR=/dev/shm; fi
 dest_root="$(mktemp -d "${DEST_DIR:-$work}/hub_download_dl.XXXXXX")"
-hub_pid=""
+HUB_PID=""
 cleanup() {
-    if [ -n "$hub_pid" ]; then kill "$hub_pid" 2>/dev/null || true; wait "$hub_pid" 2>/dev/null || true; fi
+    if [ -n "$HUB_PID" ]; then kill "$HUB_PID" 2>/dev/null || true; wait "$HUB_PID" 2>/dev/null || true; fi
     rm -rf "$work" "$dest_root"
 }
 trap cleanup EXIT
 
-if [ -n "${HUGBUCKET_BIN:-}" ]; then
-    HB="$HUGBUCKET_BIN"
-else
-    echo "== building hugbucket (release)"
-    (cd "$ROOT" && cargo build --release -p hugbucket --quiet)
-    HB="$ROOT/target/release/hugbucket"
-fi
-
+# shellcheck source=bench/common.sh
+. "$ROOT/bench/common.sh"
+bench_binaries
 echo "== python venv $VENV"
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-fi
-if ! "$VENV/bin/python" -c 'import huggingface_hub, hf_xet' 2>/dev/null; then
-    "$VENV/bin/pip" install --quiet huggingface_hub hf_xet
-fi
+bench_venv huggingface_hub hf_xet
 
 echo "== starting hub"
-"$HB" hub --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/hub.out" 2>"$work/hub.log" &
-hub_pid=$!
-for _ in $(seq 100); do grep -q '^LISTENING=' "$work/hub.out" 2>/dev/null && break; sleep 0.1; done
-ENDPOINT="$(sed -n 's/^HF_ENDPOINT=//p' "$work/hub.out")"
-TOKEN="$(sed -n 's/^HF_TOKEN=//p' "$work/hub.out")"
-[ -n "$ENDPOINT" ] && [ -n "$TOKEN" ] || { echo "hub did not start"; cat "$work/hub.log"; exit 1; }
+start_hub "$work/data"
 
 echo "== creating $SIZE_MIB MiB of random data"
 head -c "$((SIZE_MIB * 1024 * 1024))" /dev/urandom >"$work/random.bin"
 
-export HF_ENDPOINT="$ENDPOINT" HF_TOKEN="$TOKEN" HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1
+export HF_ENDPOINT HF_TOKEN HF_HUB_DISABLE_TELEMETRY=1 HF_HUB_DISABLE_PROGRESS_BARS=1
 export WORK="$work" DEST_ROOT="$dest_root" RUNS
 "$VENV/bin/python" - <<'EOF' | tee "$work/result.txt"
 import os, time, statistics, filecmp, shutil, json, urllib.request

@@ -18,10 +18,10 @@ import os
 import subprocess
 from pathlib import Path
 
-import blake3
 import pytest
 
 from conftest import REPO_ROOT, free_port, hugbucket_bin_path, wait_for_port
+from bench_data import expected_bytes, expected_size, list_keys
 from s3_util import ServeS3, bucket_name
 
 FTP_USER = "benchuser"
@@ -91,29 +91,6 @@ def s3_args(server: ServeS3, bucket: str, *rest: str) -> list[str]:
 def ftp_args(server: ServeS3, *rest: str) -> list[str]:
     return ["ftp", "--host", "127.0.0.1", "--port", str(server.ftp_port), "--user", FTP_USER,
             "--password", FTP_PASSWORD, *rest]
-
-
-def expected_size(seed: int, key: str, lo: int, hi: int) -> int:
-    """The data format's object size (see bench/src/load/spec.rs), computed independently."""
-    if lo == hi:
-        return lo
-    h = blake3.blake3(seed.to_bytes(8, "little") + key.encode(),
-                      derive_key_context="hugbucket-bench object size v1").digest()
-    return lo + int.from_bytes(h[:8], "little") % (hi - lo + 1)
-
-
-def expected_bytes(seed: int, key: str, size: int) -> bytes:
-    """The data format's object bytes (see bench/src/load/data.rs), computed independently."""
-    return blake3.blake3(seed.to_bytes(8, "little") + key.encode(),
-                         derive_key_context="hugbucket-bench object data v1").digest(length=size)
-
-
-def list_keys(s3, bucket: str, prefix: str) -> dict[str, int]:
-    keys = {}
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for o in page.get("Contents", []):
-            keys[o["Key"]] = o["Size"]
-    return keys
 
 
 def assert_clean(report: dict, mode: str, op: str) -> None:

@@ -23,7 +23,7 @@ pub struct XorbFiles {
 }
 
 /// Spare buffers kept (each up to a xorb's size).
-const SPARE_BUFFERS: usize = 2;
+const SPARE_BUFFERS: usize = 1;
 
 impl XorbFiles {
     /// Opens (creating) `data_dir/xorbs`, removing temp files left by a crash.

@@ -1,10 +1,24 @@
 # shellcheck shell=bash
-# shellcheck disable=SC2034 # HB, HUB_PID, HF_ENDPOINT, HF_TOKEN are for the caller
+# shellcheck disable=SC2034 # HB, HUB_PID, HF_ENDPOINT, HF_TOKEN, work, pids are for the caller
 # shellcheck disable=SC2120 # bench_binaries takes optional package names
 # Shell helpers shared by the bench scripts (sourced, not run). The caller sets ROOT (the
 # repository) and may set VENV; every helper fails loudly.
 
 VENV="${VENV:-$ROOT/.venv}"
+
+# Makes a scratch directory `work` (named after $1) and an array `pids`; on exit every
+# process in `pids` is stopped and `work` deleted (function `bench_cleanup`).
+bench_workdir() {
+    work="$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")"
+    pids=()
+    trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
 
 # Sets HB to the hugbucket binary: $HUGBUCKET_BIN (or the older $HB_BIN) if given, else a
 # fresh release build. Extra arguments are more packages to build (e.g. hugbucket-bench).

@@ -27,16 +27,9 @@ SMALL_SECS="${SMALL_SECS:-10}"
 TOOLS="$ROOT/target/compare-tools"
 RESULTS="$ROOT/bench/results/$(date -u +%Y-%m-%d)-$(hostname)-compare.md"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/hb-compare.XXXXXX")"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
 # shellcheck source=bench/common.sh
 . "$ROOT/bench/common.sh"
+bench_workdir hb-compare
 bench_binaries hugbucket-bench
 BENCH="$ROOT/target/release/hugbucket-bench"
 
@@ -101,7 +94,7 @@ echo "== raw limits"
 src=/dev/shm/hb-compare-$$.bin
 [ -d /dev/shm ] || src="$work/src.bin"
 head -c "$((SIZE_MIB << 20))" /dev/urandom >"$src"
-trap 'rm -f "$src"; cleanup' EXIT
+trap 'rm -f "$src"; bench_cleanup' EXIT
 mbs() { "$VENV/bin/python" -c "import sys; print(round($SIZE_MIB * 1048576 / 1048576 / float(sys.argv[1]), 1))" "$1"; }
 t0=$(date +%s.%N); dd if="$src" of=/dev/null bs=1M status=none; t1=$(date +%s.%N)
 R[raw.copy]=$(mbs "$(echo "$t1 - $t0" | bc)")

@@ -23,16 +23,9 @@ SEED=7
 S3_SIZE=4KiB-16KiB
 FTP_SIZE=1MiB
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/hb-soak.XXXXXX")"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
 # shellcheck source=bench/common.sh
 . "$ROOT/bench/common.sh"
+bench_workdir hb-soak
 bench_binaries hugbucket-bench
 BENCH="$ROOT/target/release/hugbucket-bench"
 s3=$(free_port); ftp=$(free_port); admin=$(free_port)

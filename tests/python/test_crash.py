@@ -255,6 +255,28 @@ def test_ftp_persistent_upload_fault_is_451_and_leaves_nothing(tmp_path):
 # --------------------------------------------------------------------------------------
 
 
+def kill_during(server: ServeS3, rng: random.Random, span: float, call) -> tuple[float, bool]:
+    """Runs ``call()`` in a thread, SIGKILLs the server at a random moment within ``span``
+    seconds, restarts it on the same data dir; returns (the delay, whether ``call``
+    returned a response, i.e. the client got an acknowledgement)."""
+    outcome: list = []
+
+    def run():
+        try:
+            outcome.append(call())
+        except Exception as e:  # noqa: BLE001 - any client error is an outcome
+            outcome.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    delay = rng.uniform(0.05, 0.95) * span
+    time.sleep(delay)
+    sigkill(server)
+    t.join(timeout=120)
+    server.start()
+    return delay, bool(outcome) and isinstance(outcome[0], dict)
+
+
 def test_sigkill_during_streaming_put(tmp_path, rng):
     """kill -9 at a random moment of a streaming 48 MiB PUT (generated on the fly), three
     times on one data dir: after each restart the object is absent or complete and
@@ -278,24 +300,10 @@ def test_sigkill_during_streaming_put(tmp_path, rng):
             acknowledged[f"acked-{round_}"] = (len(small), sha(small))
             body = XofPieces(f"streaming/{round_}", 48, MiB)
             digest = body.sha256()
-            outcome: list = []
-
-            def put():
-                try:
-                    outcome.append(s3.put_object(Bucket=b, Key=f"big-{round_}", Body=body))
-                except Exception as e:  # noqa: BLE001 - any client error is an outcome
-                    outcome.append(e)
-
-            t = threading.Thread(target=put)
-            t.start()
-            delay = rng.uniform(0.05, 0.95) * span
-            time.sleep(delay)
-            sigkill(server)
-            t.join(timeout=120)
-            server.start()
+            delay, acked = kill_during(server, rng, span, lambda s3=s3, body=body, k=f"big-{round_}":
+                                       s3.put_object(Bucket=b, Key=k, Body=body))
             s3 = client(server)
             present = assert_absent_or_complete(s3, b, f"big-{round_}", body.size, digest)
-            acked = bool(outcome) and isinstance(outcome[0], dict)
             print(f"round {round_}: kill after {delay:.2f}s, acknowledged={acked}, "
                   f"present={present}")
             assert present or not acked, "an acknowledged PUT was lost"
@@ -393,25 +401,12 @@ def test_sigkill_during_complete_multipart_upload(tmp_path, rng):
                                              Body=_part(uid, n))["ETag"]}
                      for n in range(1, 4)]
             whole = b"".join(_part(uid, n) for n in range(1, 4))
-            outcome: list = []
-
-            def complete(client=s3, uid=uid, key=key, parts=parts, outcome=outcome):
-                try:
-                    outcome.append(client.complete_multipart_upload(
-                        Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts}))
-                except Exception as e:  # noqa: BLE001 - the server was killed
-                    outcome.append(e)
-
-            t = threading.Thread(target=complete)
-            t.start()
-            delay = rng.uniform(0.05, 0.95) * span
-            time.sleep(delay)
-            sigkill(server)
-            t.join(timeout=120)
-            server.start()
+            delay, acked = kill_during(
+                server, rng, span,
+                lambda s3=s3, uid=uid, key=key, parts=parts: s3.complete_multipart_upload(
+                    Bucket=b, Key=key, UploadId=uid, MultipartUpload={"Parts": parts}))
             s3 = client(server)
             present = assert_absent_or_complete(s3, b, key, len(whole), sha(whole))
-            acked = bool(outcome) and isinstance(outcome[0], dict)
             print(f"round {round_}: kill after {delay:.3f}s, acknowledged={acked}, "
                   f"present={present}")
             assert present or not acked, "an acknowledged Complete was lost"

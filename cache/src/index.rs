@@ -128,18 +128,13 @@ fn sled_err(e: sled::Error) -> CacheError {
 /// background thread releases it shortly after the drop).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// Opens the sled database, retrying while another instance still holds its file lock (a
+/// Opens a sled database, retrying while another instance still holds its file lock (a
 /// restart in the same process, or a previous process still exiting). A lock held for
-/// longer than [`LOCK_WAIT`] is an error.
-fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+/// longer than 3 s is an error. Every sled database of HugBucket is opened through this.
+pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        let r = sled::Config::new()
-            .path(path)
-            .cache_capacity(SLED_CACHE_BYTES)
-            .flush_every_ms(Some(SLED_FLUSH_MS))
-            .open();
-        match r {
+        match config.open() {
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
                     && std::time::Instant::now() < deadline =>
@@ -154,8 +149,15 @@ fn open_sled(path: &Path) -> sled::Result<sled::Db> {
 impl SledIndex {
     /// Opens (or creates) a sled database in directory `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let db = open_sled(path).map_err(sled_err)?;
+        let db = open_sled(&Self::config(path)).map_err(sled_err)?;
         Ok(SledIndex { db })
+    }
+
+    fn config(path: &Path) -> sled::Config {
+        sled::Config::new()
+            .path(path)
+            .cache_capacity(SLED_CACHE_BYTES)
+            .flush_every_ms(Some(SLED_FLUSH_MS))
     }
 
     /// Like [`open`](Self::open), but a database that sled reports as corrupt (or that
@@ -163,7 +165,7 @@ impl SledIndex {
     /// says whether that happened. I/O errors (permissions, another process holding the
     /// lock) are returned as they are: the directory is left alone.
     pub fn open_or_reset(path: &Path) -> Result<(Self, bool)> {
-        match open_sled(path) {
+        match open_sled(&Self::config(path)) {
             Ok(db) => Ok((SledIndex { db }, false)),
             Err(sled::Error::Io(e)) => Err(CacheError::io(path, e)),
             Err(_) => {

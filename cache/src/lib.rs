@@ -48,7 +48,7 @@ pub use config::{CacheConfig, DEFAULT_SEGMENT_SIZE, MIN_AUTO_SEGMENT_SIZE, parse
 pub use disk::DiskCache;
 pub use error::{CacheError, Result};
 pub use flight::SingleFlight;
-pub use index::{IndexOp, IndexStore, MemoryIndex, SledIndex};
+pub use index::{IndexOp, IndexStore, MemoryIndex, SledIndex, open_sled};
 pub use key::ChunkRangeKey;
 pub use metrics::CacheStats;
 pub use ttl::TtlCache;

@@ -34,18 +34,8 @@ impl SledState {
         std::fs::create_dir_all(dir)
             .map_err(|e| CoreError::Internal(format!("{}: {e}", dir.display())))?;
         // A just-dropped instance's background thread may still hold the lock briefly.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        loop {
-            match sled::open(dir) {
-                Err(sled::Error::Io(e))
-                    if e.to_string().contains("could not acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => return Ok(SledState { db: r? }),
-            }
-        }
+        let db = hugbucket_cache::open_sled(&sled::Config::new().path(dir))?;
+        Ok(SledState { db })
     }
 }
 

@@ -85,10 +85,13 @@ pub struct SledKv {
 impl SledKv {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> KvResult<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        // A just-shut-down instance (a restart in the same process) may still hold the lock
+        // briefly.
+        let db = hugbucket_cache::open_sled(
+            &sled::Config::new()
+                .path(dir)
+                .mode(sled::Mode::HighThroughput),
+        )?;
         let mut trees = BTreeMap::new();
         for t in Tree::ALL {
             trees.insert(t, db.open_tree(t.name())?);

@@ -12,7 +12,7 @@
 #   HUGBUCKET_SKIP_APT=1          never call apt-get (missing packages are only reported)
 #   PYTEST_ARGS="-k hash"         extra pytest arguments (same as trailing args)
 #   PYTEST_TIMEOUT=900            per-test timeout in seconds (pytest-timeout)
-#   FUZZ_SECONDS=20               run time of each cargo-fuzz target (stage fuzz)
+#   FUZZ_SECONDS=10               run time of each cargo-fuzz target (stage fuzz)
 #   HUGBUCKET_SHARED=/path        reference material (default: ../shared beside the repo)
 # Exit status: 0 only if every stage that ran passed.
 
@@ -202,14 +202,14 @@ stage_rust_tests() {
 }
 
 # ---------------------------------------------------------------------------------------
-# Stage: fuzz. Every cargo-fuzz target of fuzz/ for FUZZ_SECONDS (default 20) each, on the
+# Stage: fuzz. Every cargo-fuzz target of fuzz/ for FUZZ_SECONDS (default 10) each, on the
 # stable toolchain via RUSTC_BOOTSTRAP=1 (see fuzz/README.md). A crash fails the stage; its
 # input is kept in fuzz/artifacts/<target>/. Corpora grow in fuzz/corpus/ (git-ignored);
 # fuzz/seeds/<target>/ (committed, read-only) and fuzz/dict/<target>.dict, if present, seed
 # the inputs and the mutations with the format's valid documents and tokens.
 # ---------------------------------------------------------------------------------------
 stage_fuzz() {
-    local secs="${FUZZ_SECONDS:-20}" targets t rc=0
+    local secs="${FUZZ_SECONDS:-10}" targets t rc=0
     if ! cargo fuzz --version >/dev/null 2>&1; then
         echo "cargo-fuzz not installed; installing it"
         cargo install cargo-fuzz --locked || return 1

@@ -340,21 +340,12 @@ def test_sigkill_between_multipart_parts(tmp_path, rng):
             acked: dict[int, str] = {}
 
             def upload_parts(client=s3, uid=uid, key=key, acked=acked):
-                try:
-                    for n in range(1, 5):
-                        r = client.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=n,
-                                               Body=_part(uid, n))
-                        acked[n] = r["ETag"]
-                except Exception:  # noqa: BLE001 - the server was killed
-                    pass
+                for n in range(1, 5):
+                    r = client.upload_part(Bucket=b, Key=key, UploadId=uid, PartNumber=n,
+                                           Body=_part(uid, n))
+                    acked[n] = r["ETag"]
 
-            t = threading.Thread(target=upload_parts)
-            t.start()
-            delay = rng.uniform(0.05, 0.95) * span
-            time.sleep(delay)
-            sigkill(server)
-            t.join(timeout=120)
-            server.start()
+            delay, _ = kill_during(server, rng, span, upload_parts)
             s3 = client(server)
             parts = {p["PartNumber"]: p["ETag"]
                      for p in s3.list_parts(Bucket=b, Key=key, UploadId=uid).get("Parts", [])}

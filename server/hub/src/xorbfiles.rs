@@ -17,13 +17,11 @@ use hugbucket_engine::XetHash;
 /// The xorb directory.
 pub struct XorbFiles {
     dir: PathBuf,
-    /// Buffers of xorbs already written, for the next uploads' bodies: a fresh 64 MiB
-    /// buffer per xorb is page-faulted in again every time.
-    spare: Mutex<Vec<Vec<u8>>>,
+    /// The buffer of a xorb already written (the largest seen since it was last taken),
+    /// for the next upload's body: a fresh 64 MiB buffer per xorb is page-faulted in again
+    /// every time.
+    spare: Mutex<Option<Vec<u8>>>,
 }
-
-/// Spare buffers kept (each up to a xorb's size).
-const SPARE_BUFFERS: usize = 1;
 
 impl XorbFiles {
     /// Opens (creating) `data_dir/xorbs`, removing temp files left by a crash.
@@ -38,7 +36,7 @@ impl XorbFiles {
         }
         Ok(Self {
             dir,
-            spare: Mutex::new(Vec::new()),
+            spare: Mutex::new(None),
         })
     }
 
@@ -53,7 +51,7 @@ impl XorbFiles {
         self.spare
             .lock()
             .ok()
-            .and_then(|mut s| s.pop())
+            .and_then(|mut s| s.take())
             .unwrap_or_default()
     }
 
@@ -84,9 +82,11 @@ impl XorbFiles {
         }
         data.clear();
         if let Ok(mut spare) = self.spare.lock()
-            && spare.len() < SPARE_BUFFERS
+            && spare
+                .as_ref()
+                .is_none_or(|s| s.capacity() < data.capacity())
         {
-            spare.push(data);
+            *spare = Some(data);
         }
         res
     }

@@ -124,11 +124,7 @@ fn start_s3(
         },
         serve: hugbucket_s3::runtime::ServeConfig {
             addr: args.s3_listen,
-            cpus: {
-                let allowed = hugbucket_s3::service::allowed_cpus();
-                let n = args.cores.unwrap_or(allowed.len());
-                allowed.into_iter().take(n).collect()
-            },
+            cpus: crate::serve::core_cpus(args),
             ..Default::default()
         },
         router: hugbucket_s3::router::RouterConfig {

@@ -25,7 +25,7 @@ pub fn render_hub(stats: &hugbucket_hub::Stats, out: &mut String) {
     }
 }
 
-/// Renders the core's gauges (`hugbucket_uploads_in_flight`).
+/// Renders the core's metrics (`hugbucket_uploads_in_flight`, per-shard call counts).
 pub fn render_core(gateway: &hugbucket_core::Gateway, out: &mut String) {
     let _ = writeln!(
         out,
@@ -37,4 +37,12 @@ pub fn render_core(gateway: &hugbucket_core::Gateway, out: &mut String) {
         "hugbucket_uploads_in_flight {}",
         gateway.uploads_in_flight()
     );
+    let _ = writeln!(
+        out,
+        "# HELP hugbucket_key_shard_calls_total Calls about a key run on its owning key shard."
+    );
+    let _ = writeln!(out, "# TYPE hugbucket_key_shard_calls_total counter");
+    for (i, n) in gateway.shard_calls().iter().enumerate() {
+        let _ = writeln!(out, "hugbucket_key_shard_calls_total{{shard=\"{i}\"}} {n}");
+    }
 }

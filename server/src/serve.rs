@@ -273,6 +273,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| args.data_dir.join("cache")),
     );
     core.cache_capacity = args.cache_size;
+    core.key_shard_cpus = core_cpus(&args);
     let gateway = Gateway::new(core, hub)
         .await
         .context("opening the gateway state and chunk cache")?;
@@ -348,6 +349,14 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The CPUs the thread-per-core runtimes (S3 cores, key shards) run on: the first
+/// `--cores` of the allowed ones.
+pub(crate) fn core_cpus(args: &ServeArgs) -> Vec<usize> {
+    let allowed = hugbucket_core::affinity::allowed_cpus();
+    let n = args.cores.unwrap_or(allowed.len()).max(1);
+    allowed.into_iter().take(n).collect()
 }
 
 /// Runs `hugbucket serve`.

@@ -302,6 +302,7 @@ fn generated_credentials_persist_and_admin_endpoints_answer() {
     assert!(refused >= 1, "{metrics}");
     assert!(metrics.contains("hugbucket_upstream_requests_total "));
     assert!(metrics.contains("hugbucket_uploads_in_flight 0"));
+    assert!(metrics.contains("hugbucket_key_shard_calls_total{shard=\"0\"}"));
     assert!(metrics.contains("hugbucket_cache_"));
     assert!(metrics.contains("hugbucket_ftp_transfers_total{command=\"STOR\",result=\"ok\"}"));
     drop(first);

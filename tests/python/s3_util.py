@@ -23,6 +23,7 @@ import sys
 import textwrap
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -53,6 +54,7 @@ class ServeS3:
         self.extra_env = env or {}
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.admin_port = 0
         self.endpoint = ""
         self.access_key = ""
         self.secret_key = ""
@@ -62,7 +64,7 @@ class ServeS3:
 
     def start(self, timeout: float = 60.0) -> "ServeS3":
         self.port = free_port()
-        admin = free_port()
+        admin = self.admin_port = free_port()
         argv = [str(hugbucket_bin_path()), "serve", "--mode", self.mode,
                 "--data-dir", str(self.data_dir),
                 "--s3-listen", f"127.0.0.1:{self.port}",
@@ -107,6 +109,12 @@ class ServeS3:
         self.hub_token = (self.data_dir / "hub" / "hub_token").read_text().strip()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         return self
+
+    def metrics(self) -> str:
+        """The admin listener's Prometheus text."""
+        url = f"http://127.0.0.1:{self.admin_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.read().decode()
 
     def _drain(self) -> None:
         assert self.proc is not None

@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import io
 import os
+import re
 import shutil
 import signal
 import sys
@@ -161,6 +162,39 @@ def test_put_get_head_odd_keys(s3, bucket):
     with pytest.raises(ClientError) as e:
         s3.head_object(Bucket=bucket, Key="no/such key")
     assert status_of(e.value) == 404
+
+
+def _shard_calls(server) -> dict[str, int]:
+    out = {}
+    for line in server.metrics().splitlines():
+        m = re.match(r'hugbucket_key_shard_calls_total\{shard="(\d+)"\} (\d+)', line)
+        if m:
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def test_key_shards_serve_each_key_on_its_owner(server, s3, bucket):
+    """Calls about one key always run on the same key shard (its owner); different keys
+    spread over the shards (one per core)."""
+    before = _shard_calls(server)
+    assert before, "no key shard metrics"
+    s3.put_object(Bucket=bucket, Key="shard/one", Body=b"x" * 100)
+    for _ in range(5):
+        s3.head_object(Bucket=bucket, Key="shard/one")
+    after = _shard_calls(server)
+    moved = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert list(moved.values()) == [6], f"one key's calls landed on {moved}"
+
+    before = after
+    for i in range(24):
+        key = f"shard/many-{i}"
+        s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == key.encode()
+    after = _shard_calls(server)
+    moved = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    assert sum(moved.values()) == 48, moved
+    if len(after) >= 2:
+        assert len(moved) >= 2, f"24 keys all on one shard: {moved}"
 
 
 def test_checksum_algorithms(s3, bucket):

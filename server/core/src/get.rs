@@ -47,6 +47,8 @@ pub(crate) struct ReadCtx {
     pub cas: CasClient,
     pub cache: Option<Arc<dyn ChunkCache>>,
     pub flights: Arc<Flights>,
+    /// Where term fetch tasks run.
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// The aligned cache groups covering chunks `[start, end)` of a xorb.
@@ -83,7 +85,7 @@ pub(crate) fn reconstruct_stream(
     verify_hash: Option<XetHash>,
 ) -> ReconstructStream {
     ReconstructStream {
-        runtime: tokio::runtime::Handle::current(),
+        runtime: ctx.runtime.clone(),
         ctx,
         skip: recon.offset_into_first_range,
         remaining: len,

@@ -11,14 +11,19 @@
 //! - Multipart parts are ingested and uploaded when they arrive; their records are kept in
 //!   local durable state so a restart loses no acknowledged part.
 //!
-//! All of it runs on a tokio runtime (reqwest lives there).
+//! All of it runs on tokio (reqwest lives there). Each key belongs to one shard, which
+//! owns its metadata cache entry, reconstructions, single-flight fetches and write order;
+//! with `key_shard_cpus` set, each shard has a pinned runtime that runs its keys' calls
+//! (see `shards`).
 
+pub mod affinity;
 mod error;
 mod get;
 mod list;
 mod multipart;
 pub mod names;
 mod put;
+mod shards;
 pub mod state;
 mod types;
 
@@ -27,15 +32,17 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache, TtlCache};
+use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache};
 use hugbucket_engine::XetHash;
 use hugbucket_upstream::{
-    BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, Reconstruction, RemoteFile,
-    TokenScope, UpstreamError,
+    BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, RemoteFile, TokenScope,
+    UpstreamError,
 };
+use tokio::runtime::Handle;
 use tokio::sync::OnceCell;
 
 pub use error::{CoreError, Result};
+pub use shards::owner_shard;
 pub use state::{MemoryState, SledState, StateStore};
 pub use types::{
     BucketInfo, ByteRange, ByteStream, GetResult, ListPage, ListRequest, MultipartUpload,
@@ -67,6 +74,9 @@ pub struct CoreConfig {
     /// How long a reconstruction (with its presigned fetch URLs) is reused; keep it well
     /// below the URLs' lifetime.
     pub reconstruction_ttl: Duration,
+    /// One key shard with its own runtime pinned to each of these CPUs (empty: one shard,
+    /// calls run where they are made).
+    pub key_shard_cpus: Vec<usize>,
 }
 
 impl CoreConfig {
@@ -82,6 +92,7 @@ impl CoreConfig {
             cache_capacity: 10 << 30,
             metadata_ttl: Duration::from_secs(2),
             reconstruction_ttl: Duration::from_secs(60),
+            key_shard_cpus: Vec::new(),
         }
     }
 }
@@ -101,12 +112,10 @@ struct Inner {
     cas: Mutex<HashMap<(String, bool), CasClient>>,
     /// Decoded xorb chunk ranges, across restarts.
     cache: Option<Arc<dyn ChunkCache>>,
-    /// One upstream fetch per reconstruction term at a time.
-    flights: Arc<get::Flights>,
-    /// paths-info answers by (bucket, path).
-    metadata: TtlCache<(String, String), RemoteFile>,
-    /// Reconstructions by (file hash, first byte, last byte).
-    reconstructions: TtlCache<(XetHash, u64, u64), Reconstruction>,
+    /// Per-key state (metadata, reconstructions, single flights, write order), by owner.
+    shards: shards::KeyShards,
+    /// Where bulk tasks (term fetches) run: the runtime the gateway was built on.
+    work: Option<Handle>,
     /// PUTs and parts being ingested right now.
     uploads_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -170,6 +179,16 @@ impl Gateway {
         state: Arc<dyn StateStore>,
         cache: Option<Arc<dyn ChunkCache>>,
     ) -> Result<Self> {
+        let shards = if config.key_shard_cpus.is_empty() {
+            shards::KeyShards::inline(1, config.metadata_ttl, config.reconstruction_ttl)
+        } else {
+            shards::KeyShards::start(
+                &config.key_shard_cpus,
+                config.metadata_ttl,
+                config.reconstruction_ttl,
+            )
+            .map_err(|e| CoreError::Internal(format!("starting the key shards: {e}")))?
+        };
         Ok(Gateway {
             inner: Arc::new(Inner {
                 hub,
@@ -177,13 +196,83 @@ impl Gateway {
                 state,
                 cas: Mutex::new(HashMap::new()),
                 cache,
-                flights: Arc::new(get::Flights::new()),
-                metadata: TtlCache::new(100_000, config.metadata_ttl),
-                reconstructions: TtlCache::new(10_000, config.reconstruction_ttl),
+                shards,
+                work: Handle::try_current().ok(),
                 uploads_in_flight: Arc::default(),
                 config,
             }),
         })
+    }
+
+    /// Number of key shards.
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// The shard owning `bucket/key`.
+    pub fn owner(&self, bucket: &str, key: &str) -> usize {
+        self.inner.shards.owner(bucket, key)
+    }
+
+    fn shard(&self, bucket: &str, path: &str) -> &shards::ShardState {
+        // Paths and keys name the same object; the owner is computed from the key.
+        let key = names::path_to_key(path);
+        self.inner.shards.state(self.owner(bucket, &key))
+    }
+
+    /// The runtime of the shard owning `bucket/key`, to run a call about that key on
+    /// (`None` when the shards have no runtimes). Counts the call for that shard.
+    pub fn route_to_owner(&self, bucket: &str, key: &str) -> Option<Handle> {
+        let i = self.owner(bucket, key);
+        let handle = self.inner.shards.runtime(i)?.clone();
+        self.inner
+            .shards
+            .state(i)
+            .calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(handle)
+    }
+
+    /// Runs `fut`, a call about `bucket/key`, on the runtime of the shard owning that key
+    /// (in place when the shards have no runtimes). Dropping the returned future aborts it.
+    pub async fn on_owner<T, F>(&self, bucket: &str, key: &str, fut: F) -> Result<T>
+    where
+        F: std::future::Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let Some(handle) = self.route_to_owner(bucket, key) else {
+            return fut.await;
+        };
+        struct AbortOnDrop(tokio::task::AbortHandle);
+        impl Drop for AbortOnDrop {
+            fn drop(&mut self) {
+                self.0.abort();
+            }
+        }
+        let task = handle.spawn(fut);
+        let _abort = AbortOnDrop(task.abort_handle());
+        match task.await {
+            Ok(r) => r,
+            Err(e) => Err(CoreError::Internal(format!("key shard task: {e}"))),
+        }
+    }
+
+    /// The shard runtimes (empty without): front-ends spread their sessions over them.
+    pub fn shard_runtimes(&self) -> &[Handle] {
+        self.inner.shards.runtimes()
+    }
+
+    /// Calls run on each shard's runtime so far.
+    pub fn shard_calls(&self) -> Vec<u64> {
+        (0..self.inner.shards.len())
+            .map(|i| {
+                self.inner
+                    .shards
+                    .state(i)
+                    .calls
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            })
+            .collect()
     }
 
     /// The chunk cache, if enabled.
@@ -211,17 +300,6 @@ impl Gateway {
             .get_or_try_init(|| async { self.inner.hub.namespace().await })
             .await?;
         Ok(ns.clone())
-    }
-
-    /// Index of the shard (0..shards) that owns state for `bucket/key`: single-flight
-    /// fetches, metadata cache entries and write ordering for a key live there.
-    pub fn owner_shard(bucket: &str, key: &str, shards: usize) -> usize {
-        let mut h = blake3::Hasher::new();
-        h.update(bucket.as_bytes());
-        h.update(&[0]);
-        h.update(key.as_bytes());
-        let v = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
-        (v % shards.max(1) as u64) as usize
     }
 
     async fn bucket_id(&self, bucket: &str) -> Result<BucketId> {
@@ -335,9 +413,11 @@ impl Gateway {
         path: &str,
     ) -> Result<Option<RemoteFile>> {
         let cache_key = (bucket.to_string(), path.to_string());
-        if let Some(f) = self.inner.metadata.get(&cache_key) {
+        let shard = self.shard(bucket, path);
+        if let Some(f) = shard.metadata.get(&cache_key) {
             return Ok(Some(f));
         }
+        let epoch = shard.epoch();
         let files = self
             .inner
             .hub
@@ -346,15 +426,14 @@ impl Gateway {
             .map_err(Self::bucket_err(bucket))?;
         let found = files.into_iter().find(|f| f.path == path);
         if let Some(f) = &found {
-            self.inner.metadata.insert(cache_key, f.clone());
+            shard.cache_if_unchanged(epoch, cache_key, f.clone());
         }
         Ok(found)
     }
 
     /// Forgets cached metadata of `bucket/path` (after our own writes).
     fn invalidate(&self, bucket: &str, path: &str) {
-        self.inner
-            .metadata
+        self.shard(bucket, path)
             .invalidate(&(bucket.to_string(), path.to_string()));
     }
 
@@ -440,6 +519,8 @@ impl Gateway {
         hash: XetHash,
         content_type: Option<String>,
     ) -> Result<()> {
+        let key = (bucket.to_string(), path.to_string());
+        let _commit = self.shard(bucket, path).commit_lock(&key).await;
         self.invalidate(bucket, path);
         let outcome = self
             .inner
@@ -495,7 +576,8 @@ impl Gateway {
         let id = self.bucket_id(bucket).await?;
         let cas = self.cas(&id, TokenScope::Read);
         let recon_key = (meta.xet_hash, start, end);
-        let recon = match self.inner.reconstructions.get(&recon_key) {
+        let shard = self.inner.shards.state(self.owner(bucket, key));
+        let recon = match shard.reconstructions.get(&recon_key) {
             Some(r) => r,
             None => {
                 let r = cas
@@ -504,7 +586,7 @@ impl Gateway {
                         Some(hugbucket_upstream::ByteRange { start, end }),
                     )
                     .await?;
-                self.inner.reconstructions.insert(recon_key, r.clone());
+                shard.reconstructions.insert(recon_key, r.clone());
                 r
             }
         };
@@ -513,7 +595,8 @@ impl Gateway {
         let ctx = get::ReadCtx {
             cas,
             cache: self.inner.cache.clone(),
-            flights: self.inner.flights.clone(),
+            flights: shard.flights.clone(),
+            runtime: self.inner.work.clone().unwrap_or_else(Handle::current),
         };
         let body = get::reconstruct_stream(
             ctx,
@@ -553,6 +636,11 @@ impl Gateway {
             .await?;
         } else {
             let src_id = self.bucket_id(src_bucket).await?;
+            let lock_key = (dst_bucket.to_string(), dst_path.clone());
+            let _commit = self
+                .shard(dst_bucket, &dst_path)
+                .commit_lock(&lock_key)
+                .await;
             self.invalidate(dst_bucket, &dst_path);
             let outcome = self
                 .inner
@@ -616,6 +704,18 @@ impl Gateway {
             }
         }
         if !ops.is_empty() {
+            // Take the keys' commit locks in one global order (so two batches never wait
+            // on each other crosswise); writes of these keys already started finish first.
+            let mut lock_keys: Vec<(String, String)> = paths
+                .iter()
+                .map(|(_, p)| (bucket.to_string(), p.clone()))
+                .collect();
+            lock_keys.sort();
+            lock_keys.dedup();
+            let mut _commits = Vec::with_capacity(lock_keys.len());
+            for k in &lock_keys {
+                _commits.push(self.shard(bucket, &k.1).commit_lock(k).await);
+            }
             let outcome = self
                 .inner
                 .hub

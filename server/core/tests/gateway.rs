@@ -890,6 +890,92 @@ async fn metadata_is_cached_but_our_writes_are_visible_at_once() {
     ));
 }
 
+/// With key shards, every call about a key runs on its owner's pinned runtime, and
+/// concurrent writers and readers of one key leave the metadata cache agreeing with the
+/// Hub (commits are ordered per key; a lookup racing a write is never cached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_shards_own_their_keys_and_order_writes() {
+    let e = env().await;
+    let client = HubClient::new(
+        &e.hub.url(),
+        Some(e.hub.token().to_string()),
+        upstream_config(),
+    )
+    .unwrap();
+    let mut cfg = CoreConfig::new(e.dir.path().join("sharded"));
+    cfg.key_shard_cpus = vec![0, 0, 0];
+    cfg.metadata_ttl = Duration::from_secs(3600);
+    let gw = Gateway::new(cfg, client).await.unwrap();
+    assert_eq!(gw.shard_count(), 3);
+    assert_eq!(gw.shard_runtimes().len(), 3);
+    gw.create_bucket("own").await.unwrap();
+
+    let keys: Vec<String> = (0..12).map(|i| format!("dir/key-{i}")).collect();
+    for k in &keys {
+        let owner = gw.owner("own", k);
+        let thread = gw
+            .on_owner("own", k, async {
+                Ok(std::thread::current().name().map(str::to_string))
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            thread.as_deref(),
+            Some(format!("hugbucket-key-{owner}").as_str())
+        );
+    }
+    let calls = gw.shard_calls();
+    assert_eq!(calls.iter().sum::<u64>(), 12);
+    for (i, n) in calls.iter().enumerate() {
+        let owned = keys.iter().filter(|k| gw.owner("own", k) == i).count() as u64;
+        assert_eq!(*n, owned, "shard {i} ran the calls of exactly its keys");
+    }
+
+    // Writers and readers of one key race; afterwards the cached answer is the Hub's.
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let g = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            let data = vec![i; 100 + usize::from(i)];
+            g.on_owner("own", "hot", {
+                let g = g.clone();
+                async move {
+                    g.put_object("own", "hot", body(&data, 7), PutOptions::default())
+                        .await
+                }
+            })
+            .await
+            .map(drop)
+        }));
+        let g = gw.clone();
+        tasks.push(tokio::spawn(async move {
+            let gg = g.clone();
+            match g
+                .on_owner(
+                    "own",
+                    "hot",
+                    async move { gg.head_object("own", "hot").await },
+                )
+                .await
+            {
+                Ok(_) | Err(CoreError::NoSuchKey(_)) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let cached = gw.head_object("own", "hot").await.unwrap();
+    let fresh = gateway_for(&e.hub, &e.dir.path().join("fresh")).await;
+    let truth = fresh.head_object("own", "hot").await.unwrap();
+    assert_eq!(cached.xet_hash, truth.xet_hash);
+    assert_eq!(cached.size, truth.size);
+    let got = get(&gw, "own", "hot", None).await;
+    assert_eq!(got.len() as u64, truth.size);
+    assert!(got.iter().all(|&b| usize::from(b) + 100 == got.len()));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_whose_terms_share_a_range_stream_without_deadlock() {
     // 64 copies of the same 1 MiB: 64 terms over the same xorb range. With the cache, the

@@ -214,6 +214,18 @@ impl GatewayStorage {
         }
     }
 
+    /// Runs a core call about `bucket/key` on the key shard that owns the key (see
+    /// `hugbucket_core::Gateway::on_owner`).
+    async fn at_owner<T, F, Fut>(&self, bucket: &str, key: &str, f: F) -> Result<T>
+    where
+        F: FnOnce(Gateway, String, String) -> Fut,
+        Fut: std::future::Future<Output = hugbucket_core::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let call = f(self.gateway.clone(), bucket.to_string(), key.to_string());
+        Ok(self.gateway.on_owner(bucket, key, call).await?)
+    }
+
     /// Whether `key/` holds anything (objects, folders or just its folder marker).
     async fn folder_exists(&self, bucket: &str, key: &str) -> Result<bool> {
         let marker = format!("{key}/");
@@ -241,13 +253,20 @@ impl GatewayStorage {
         match target {
             Target::Root => Ok(Meta::dir(UNIX_EPOCH)),
             Target::Bucket(b) => Ok(Meta::dir(self.gateway.head_bucket(b).await?.created)),
-            Target::Object { bucket, key } => match self.gateway.head_object(bucket, key).await {
+            Target::Object { bucket, key } => match self
+                .at_owner(
+                    bucket,
+                    key,
+                    |g, b, k| async move { g.head_object(&b, &k).await },
+                )
+                .await
+            {
                 Ok(m) => Ok(Meta {
                     len: m.size,
                     dir: false,
                     modified: m.last_modified,
                 }),
-                Err(CoreError::NoSuchKey(_)) => {
+                Err(FtpError::Core(CoreError::NoSuchKey(_))) => {
                     if self.folder_exists(bucket, key).await? {
                         Ok(Meta::dir(UNIX_EPOCH))
                     } else {
@@ -361,11 +380,18 @@ impl GatewayStorage {
             return Err(FtpError::IsDirectory(target.display()));
         };
         let range = (start_pos > 0).then_some(ByteRange::From(start_pos));
-        match self.gateway.get_object(bucket, key, range).await {
+        let got = self
+            .at_owner(bucket, key, |g, b, k| async move {
+                g.get_object(&b, &k, range).await
+            })
+            .await;
+        match got {
             Ok(r) => Ok(Some(r.body)),
             // REST exactly at the end: nothing left to send.
-            Err(CoreError::InvalidRange { size }) if size == start_pos => Ok(None),
-            Err(CoreError::NoSuchKey(_)) if self.folder_exists(bucket, key).await? => {
+            Err(FtpError::Core(CoreError::InvalidRange { size })) if size == start_pos => Ok(None),
+            Err(FtpError::Core(CoreError::NoSuchKey(_)))
+                if self.folder_exists(bucket, key).await? =>
+            {
                 Err(FtpError::IsDirectory(target.display()))
             }
             Err(e) => Err(e.into()),
@@ -428,8 +454,9 @@ impl GatewayStorage {
         .filter_map(futures::future::ready);
         let body: ByteStream = Box::pin(data.chain(tail));
         let meta = self
-            .gateway
-            .put_object(bucket, key, body, PutOptions::default())
+            .at_owner(bucket, key, |g, b, k| async move {
+                g.put_object(&b, &k, body, PutOptions::default()).await
+            })
             .await?;
         Ok(meta.size)
     }
@@ -625,10 +652,10 @@ impl StorageBackend<FtpUser> for GatewayStorage {
             }
             Err(e) => return Err(FtpError::from(e).into()),
         }
-        self.gateway
-            .delete_object(bucket, key)
-            .await
-            .map_err(FtpError::from)?;
+        self.at_owner(bucket, key, |g, b, k| async move {
+            g.delete_object(&b, &k).await
+        })
+        .await?;
         Ok(())
     }
 

@@ -27,6 +27,7 @@ pub mod auth;
 mod backend;
 pub mod error;
 pub mod metrics;
+mod passive;
 pub mod path;
 
 use std::future::Future;
@@ -195,6 +196,7 @@ struct Shared {
     config: FtpConfig,
     gateway: Gateway,
     users: auth::Users,
+    passive: passive::PassivePorts,
 }
 
 impl Shared {
@@ -217,6 +219,7 @@ impl Shared {
         .authenticator(users)
         .greeting(c.greeting)
         .passive_ports(c.passive_ports.clone())
+        .binder(self.passive.clone())
         .idle_session_timeout(c.idle_timeout.as_secs().max(1));
         if let Some(IpAddr::V4(ip)) = c.passive_host {
             b = b.passive_host(PassiveHost::Ip(ip));
@@ -236,7 +239,8 @@ impl Shared {
     }
 }
 
-/// Binds `config.listen` and serves FTP over `gateway` on the current tokio runtime until
+/// Binds `config.listen` and serves FTP over `gateway` (sessions on its key-shard runtimes, else on
+/// the current tokio runtime) until
 /// [`FtpServer::shutdown`].
 pub async fn start(config: FtpConfig, gateway: Gateway) -> Result<FtpServer, FtpError> {
     config.check()?;
@@ -248,6 +252,7 @@ pub async fn start(config: FtpConfig, gateway: Gateway) -> Result<FtpServer, Ftp
         config,
         gateway,
         users,
+        passive: passive::PassivePorts::default(),
     });
     // Build one server up front so that bad TLS files fail here, not on the first client.
     drop(shared.server(std::sync::Weak::new())?);
@@ -281,6 +286,10 @@ async fn accept_loop(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut sessions = JoinSet::new();
+    // Sessions are spread over the key shards' pinned runtimes, one after the other, when
+    // the gateway has them (`serve`); else they run here.
+    let runtimes = shared.gateway.shard_runtimes().to_vec();
+    let mut next = 0usize;
     loop {
         tokio::select! {
             _ = stopped.changed() => break,
@@ -292,7 +301,12 @@ async fn accept_loop(
                         sessions.spawn(refuse(stream));
                         continue;
                     }
-                    sessions.spawn(session(stream, peer, shared.clone()));
+                    let fut = session(stream, peer, shared.clone());
+                    match runtimes.get(next % runtimes.len().max(1)) {
+                        Some(rt) => drop(sessions.spawn_on(fut, rt)),
+                        None => drop(sessions.spawn(fut)),
+                    }
+                    next = next.wrapping_add(1);
                 }
                 Err(e) => {
                     tracing::warn!("ftp accept failed: {e}");

@@ -3,6 +3,8 @@
 //!
 //! - [`Bridge::run`] runs a `Send` future on the core runtime (`Handle::spawn` + a oneshot
 //!   for the result); dropping the returned future aborts the spawned task.
+//!   [`Bridge::run_on`] does the same on a given key shard's runtime (see
+//!   `hugbucket_core::Gateway::route_to_owner`).
 //! - [`request_body`] streams a local (`!Send`) request body to a `Send` [`ByteStream`]
 //!   over a bounded channel; the returned pump future must be polled alongside the call.
 //! - [`Bridge::response_body`] streams a core [`ByteStream`] back as a hyper body over a
@@ -60,8 +62,21 @@ impl Bridge {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.run_on(None, fut)
+    }
+
+    /// Like [`Bridge::run`], on `at` (a key shard's runtime) when given.
+    pub fn run_on<F>(
+        &self,
+        at: Option<tokio::runtime::Handle>,
+        fut: F,
+    ) -> impl Future<Output = Result<F::Output, BridgeClosed>> + 'static
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
-        let task = self.handle.spawn(async move {
+        let task = at.as_ref().unwrap_or(&self.handle).spawn(async move {
             let _ = tx.send(fut.await);
         });
         let guard = AbortOnDrop(task.abort_handle());

@@ -31,14 +31,7 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     Ok(s.into())
 }
 
-fn pin_to(cpu: usize) {
-    let mut set = nix::sched::CpuSet::new();
-    if set.set(cpu).is_ok() {
-        if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set) {
-            tracing::warn!(cpu, error = %e, "could not pin the core thread");
-        }
-    }
-}
+use hugbucket_core::affinity::pin_to;
 
 pub(super) fn serve(config: ServeConfig, factory: HandlerFactory) -> std::io::Result<Server> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -10,7 +10,9 @@ use crate::xml;
 
 impl Service {
     pub(super) async fn list_buckets(&self) -> S3Result {
-        let buckets = self.core(|g| async move { g.list_buckets().await }).await?;
+        let buckets = self
+            .core(None, |g| async move { g.list_buckets().await })
+            .await?;
         let rows: Vec<_> = buckets.into_iter().map(|b| (b.name, b.created)).collect();
         Ok(xml_ok(xml::list_buckets(&self.owner, &rows)))
     }
@@ -21,7 +23,7 @@ impl Service {
         // The location constraint is accepted and ignored: there is one region.
         xml::parse_create_bucket(&body)?;
         let b = bucket.clone();
-        self.core(|g| async move { g.create_bucket(&b).await })
+        self.core(None, |g| async move { g.create_bucket(&b).await })
             .await?;
         let mut r = status_response(StatusCode::OK);
         if let Ok(v) = HeaderValue::from_str(&format!("/{bucket}")) {
@@ -32,14 +34,14 @@ impl Service {
 
     pub(super) async fn delete_bucket(&self, req: Req) -> S3Result {
         let b = req.bucket().to_string();
-        self.core(|g| async move { g.delete_bucket(&b).await })
+        self.core(None, |g| async move { g.delete_bucket(&b).await })
             .await?;
         Ok(status_response(StatusCode::NO_CONTENT))
     }
 
     async fn existing_bucket(&self, req: &Req) -> Result<(), S3Error> {
         let b = req.bucket().to_string();
-        self.core(|g| async move { g.head_bucket(&b).await })
+        self.core(None, |g| async move { g.head_bucket(&b).await })
             .await
             .map(drop)
     }
@@ -103,7 +105,7 @@ impl Service {
         };
         let b = req.bucket().to_string();
         let page = self
-            .core(|g| async move { g.list_objects(&b, list).await })
+            .core(None, |g| async move { g.list_objects(&b, list).await })
             .await?;
         let next = if v2 {
             page.next_continuation_token.clone()

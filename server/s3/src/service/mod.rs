@@ -183,24 +183,6 @@ impl S3Server {
     }
 }
 
-/// The CPUs this process may run on (its affinity mask), in order; `0..n` for the
-/// available parallelism if the mask cannot be read.
-pub fn allowed_cpus() -> Vec<usize> {
-    let fallback = || {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (0..n).collect()
-    };
-    match nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)) {
-        Ok(set) => {
-            let cpus: Vec<usize> = (0..nix::sched::CpuSet::count())
-                .filter(|&i| set.is_set(i).unwrap_or(false))
-                .collect();
-            if cpus.is_empty() { fallback() } else { cpus }
-        }
-        Err(_) => fallback(),
-    }
-}
-
 /// Starts the S3 service on `config.serve.addr`. `bridge` leads to the tokio runtime the
 /// gateway runs on.
 pub fn start(gateway: Gateway, bridge: Bridge, config: S3Config) -> io::Result<S3Server> {
@@ -431,14 +413,20 @@ impl Service {
         }
     }
 
-    /// Runs a core call on the core's runtime; its error is mapped in the one place.
-    async fn core<T, F, Fut>(&self, f: F) -> Result<T, S3Error>
+    /// The runtime of the key shard owning `bucket/key`, for [`Service::core`].
+    fn owner(&self, bucket: &str, key: &str) -> Option<tokio::runtime::Handle> {
+        self.gateway.route_to_owner(bucket, key)
+    }
+
+    /// Runs a core call on the core's runtime (`at`: the owning key shard's, for calls
+    /// about one key); its error is mapped in the one place.
+    async fn core<T, F, Fut>(&self, at: Option<tokio::runtime::Handle>, f: F) -> Result<T, S3Error>
     where
         F: FnOnce(Gateway) -> Fut,
         Fut: Future<Output = hugbucket_core::Result<T>> + Send + 'static,
         T: Send + 'static,
     {
-        match self.bridge.run(f(self.gateway.clone())).await {
+        match self.bridge.run_on(at, f(self.gateway.clone())).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(to_s3(&e)),
             Err(_) => Err(S3Error::new(S3ErrorCode::ServiceUnavailable)),
@@ -451,6 +439,7 @@ impl Service {
     /// sees then.
     async fn core_with_body<T, F, Fut>(
         &self,
+        at: Option<tokio::runtime::Handle>,
         body: VerifyingBody<Incoming>,
         f: F,
     ) -> Result<T, S3Error>
@@ -467,7 +456,7 @@ impl Service {
             }
         });
         let (pump, stream) = request_body(tapped);
-        let call = self.bridge.run(f(self.gateway.clone(), stream));
+        let call = self.bridge.run_on(at, f(self.gateway.clone(), stream));
         let ((), result) = futures_util::future::join(pump, call).await;
         let body_error = body_error.borrow().clone();
         match result {
@@ -523,16 +512,4 @@ pub(crate) fn xml_ok(xml: String) -> Response<ResponseBody> {
         HeaderValue::from_static("application/xml"),
     );
     r
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn allowed_cpus_are_distinct_and_nonempty() {
-        let cpus = super::allowed_cpus();
-        assert!(!cpus.is_empty());
-        let mut sorted = cpus.clone();
-        sorted.dedup();
-        assert_eq!(sorted, cpus);
-    }
 }

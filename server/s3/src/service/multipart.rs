@@ -33,7 +33,9 @@ impl Service {
             size_hint: None,
         };
         let id = self
-            .core(|g| async move { g.create_multipart(&b, &k, opts).await })
+            .core(self.owner(req.bucket(), req.key()), |g| async move {
+                g.create_multipart(&b, &k, opts).await
+            })
             .await?;
         Ok(xml_ok(xml::initiate_multipart(
             req.bucket(),
@@ -46,8 +48,9 @@ impl Service {
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
         let (id, n) = (upload_id(&req)?, part_number(&req)?);
         let size = req.declared_length;
+        let at = self.owner(&b, &k);
         let part = self
-            .core_with_body(req.body, |g, body| async move {
+            .core_with_body(at, req.body, |g, body| async move {
                 g.upload_part(&b, &k, &id, n, body, size).await
             })
             .await?;
@@ -69,7 +72,7 @@ impl Service {
         self.check_copy_source(&req, &src_bucket, &src_key).await?;
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
         let part = self
-            .core(|g| async move {
+            .core(self.owner(req.bucket(), req.key()), |g| async move {
                 g.upload_part_copy(&b, &k, &id, n, &src_bucket, &src_key, range)
                     .await
             })
@@ -92,7 +95,9 @@ impl Service {
             .collect();
         let (bb, kk) = (b.clone(), k.clone());
         let meta = self
-            .core(|g| async move { g.complete_multipart(&bb, &kk, &id, &parts).await })
+            .core(self.owner(&b, &k), |g| async move {
+                g.complete_multipart(&bb, &kk, &id, &parts).await
+            })
             .await?;
         let location = format!("http://{host}/{b}/{}", crate::xml::url_encode_key(&k));
         Ok(xml_ok(xml::complete_multipart(
@@ -103,8 +108,10 @@ impl Service {
     pub(super) async fn abort_multipart_upload(&self, req: Req) -> S3Result {
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
         let id = upload_id(&req)?;
-        self.core(|g| async move { g.abort_multipart(&b, &k, &id).await })
-            .await?;
+        self.core(self.owner(req.bucket(), req.key()), |g| async move {
+            g.abort_multipart(&b, &k, &id).await
+        })
+        .await?;
         Ok(status_response(StatusCode::NO_CONTENT))
     }
 
@@ -114,7 +121,10 @@ impl Service {
         let max = req.route.query.max_keys("max-uploads")?;
         let p = prefix.clone();
         let uploads = self
-            .core(|g| async move { g.list_multipart_uploads(&b, &p).await })
+            .core(
+                None,
+                |g| async move { g.list_multipart_uploads(&b, &p).await },
+            )
             .await?;
         let rows: Vec<xml::UploadEntry> = uploads
             .into_iter()
@@ -144,7 +154,9 @@ impl Service {
         let marker = req.route.query.int("part-number-marker")?.unwrap_or(0);
         let i = id.clone();
         let parts = self
-            .core(|g| async move { g.list_parts(&b, &k, &i).await })
+            .core(self.owner(req.bucket(), req.key()), |g| async move {
+                g.list_parts(&b, &k, &i).await
+            })
             .await?;
         let rows: Vec<xml::PartEntry> = parts
             .into_iter()

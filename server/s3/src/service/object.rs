@@ -39,8 +39,10 @@ impl Service {
     /// Metadata of an object.
     pub(super) async fn stat(&self, bucket: &str, key: &str) -> Result<ObjectMeta, S3Error> {
         let (b, k) = (bucket.to_string(), key.to_string());
-        self.core(|g| async move { g.head_object(&b, &k).await })
-            .await
+        self.core(self.owner(bucket, key), |g| async move {
+            g.head_object(&b, &k).await
+        })
+        .await
     }
 
     /// Checks the `x-amz-copy-source-if-*` conditions of a copy against its source; any
@@ -70,8 +72,9 @@ impl Service {
             content_type: req.header("content-type").map(str::to_string),
             size_hint: req.declared_length,
         };
+        let at = self.owner(&b, &k);
         let meta = self
-            .core_with_body(req.body, |g, body| async move {
+            .core_with_body(at, req.body, |g, body| async move {
                 g.put_object(&b, &k, body, opts).await
             })
             .await?;
@@ -103,7 +106,9 @@ impl Service {
         let range = req.header("range").and_then(parse_range);
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
         let got = self
-            .core(|g| async move { g.get_object(&b, &k, range).await })
+            .core(self.owner(req.bucket(), req.key()), |g| async move {
+                g.get_object(&b, &k, range).await
+            })
             .await?;
         let length = match got.range {
             Some((a, z)) => z - a + 1,
@@ -147,8 +152,10 @@ impl Service {
 
     pub(super) async fn delete_object(&self, req: Req) -> S3Result {
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
-        self.core(|g| async move { g.delete_object(&b, &k).await })
-            .await?;
+        self.core(self.owner(req.bucket(), req.key()), |g| async move {
+            g.delete_object(&b, &k).await
+        })
+        .await?;
         Ok(status_response(StatusCode::NO_CONTENT))
     }
 
@@ -158,7 +165,7 @@ impl Service {
         let del = xml::parse_delete(&body)?;
         let keys = del.keys;
         let results = self
-            .core(|g| async move { g.delete_objects(&b, &keys).await })
+            .core(None, |g| async move { g.delete_objects(&b, &keys).await })
             .await?;
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
@@ -189,7 +196,7 @@ impl Service {
         };
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
         let meta = self
-            .core(|g| async move {
+            .core(self.owner(req.bucket(), req.key()), |g| async move {
                 g.copy_object(&src_bucket, &src_key, &b, &k, content_type)
                     .await
             })

@@ -1,0 +1,307 @@
+//! Per-key ownership: every object key belongs to one shard (`bucket/key` hash → shard),
+//! and the shard owns that key's state: the metadata cache entry, cached reconstructions,
+//! single-flight fetches and the order of its writes.
+//!
+//! With [`KeyShards::start`] each shard also has its own pinned current-thread tokio
+//! runtime, one per CPU: [`crate::Gateway::on_owner`] (and the S3 bridge, through
+//! [`crate::Gateway::owner_runtime`]) runs a key's calls there, so one core serves a key's
+//! control flow and its state is touched by that core only (the mutexes inside are then
+//! never contended). Bulk work (hashing, term fetches) still runs on the blocking pool and
+//! the gateway's work runtime. Without runtimes ([`KeyShards::inline`]), the state is
+//! partitioned the same way and calls run where they are made.
+//!
+//! Write ordering: commits (register, copy, delete) of one key take that key's commit lock
+//! in its shard, so they reach the Hub one at a time in the order they were made and each
+//! one's cache invalidation is never interleaved with another's. A metadata lookup caches
+//! its answer only if no write in the shard invalidated anything while it was in flight,
+//! so a reader racing a writer can never re-cache the old entry.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hugbucket_cache::TtlCache;
+use hugbucket_engine::XetHash;
+use hugbucket_upstream::{Reconstruction, RemoteFile};
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+use crate::get::Flights;
+
+/// `(bucket, path)` of an object.
+pub(crate) type PathKey = (String, String);
+
+/// The state one shard owns.
+pub(crate) struct ShardState {
+    /// paths-info answers by (bucket, path).
+    pub metadata: TtlCache<PathKey, RemoteFile>,
+    /// Reconstructions by (file hash, first byte, last byte).
+    pub reconstructions: TtlCache<(XetHash, u64, u64), Reconstruction>,
+    /// One upstream fetch per reconstruction term at a time.
+    pub flights: Arc<Flights>,
+    /// Invalidations so far (see the module doc).
+    writes: AtomicU64,
+    /// Commit locks of keys being written right now.
+    commits: Mutex<HashMap<PathKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Calls run on this shard's runtime.
+    pub calls: AtomicU64,
+}
+
+impl ShardState {
+    fn new(metadata_ttl: Duration, reconstruction_ttl: Duration, shards: usize) -> Self {
+        let shards = shards.max(1);
+        ShardState {
+            metadata: TtlCache::new(100_000 / shards, metadata_ttl),
+            reconstructions: TtlCache::new(10_000 / shards, reconstruction_ttl),
+            flights: Arc::new(Flights::new()),
+            writes: AtomicU64::new(0),
+            commits: Mutex::default(),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// The write epoch to pass to [`ShardState::cache_if_unchanged`].
+    pub fn epoch(&self) -> u64 {
+        self.writes.load(Ordering::Acquire)
+    }
+
+    /// Caches `file` unless a write invalidated anything in this shard since `epoch`.
+    pub fn cache_if_unchanged(&self, epoch: u64, key: PathKey, file: RemoteFile) {
+        if self.epoch() == epoch {
+            self.metadata.insert(key, file);
+            // A write that started in between bumps the epoch before it invalidates, so a
+            // late insert is removed by its second invalidation.
+        }
+    }
+
+    /// Forgets `key`'s cached metadata.
+    pub fn invalidate(&self, key: &PathKey) {
+        self.writes.fetch_add(1, Ordering::AcqRel);
+        self.metadata.invalidate(key);
+    }
+
+    /// Waits until no other commit of `key` is in progress; the commit runs while the
+    /// returned guard lives.
+    pub async fn commit_lock(&self, key: &PathKey) -> CommitGuard<'_> {
+        let lock = {
+            let mut map = self.commits.lock().unwrap_or_else(|e| e.into_inner());
+            map.entry(key.clone()).or_default().clone()
+        };
+        let guard = lock.clone().lock_owned().await;
+        CommitGuard {
+            shard: self,
+            key: key.clone(),
+            lock,
+            _guard: Some(guard),
+        }
+    }
+}
+
+/// Holds a key's commit lock; removes the lock's entry when nobody else waits for it.
+pub(crate) struct CommitGuard<'a> {
+    shard: &'a ShardState,
+    key: PathKey,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for CommitGuard<'_> {
+    fn drop(&mut self) {
+        self._guard = None;
+        let mut map = self.shard.commits.lock().unwrap_or_else(|e| e.into_inner());
+        // References: the map's, ours, and one per waiter.
+        if Arc::strong_count(&self.lock) == 2 {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// The shards: their state and, when started with runtimes, one pinned runtime each.
+pub(crate) struct KeyShards {
+    states: Vec<ShardState>,
+    runtimes: Vec<Handle>,
+    /// Dropping these stops the runtime threads.
+    _stops: Vec<oneshot::Sender<()>>,
+}
+
+impl KeyShards {
+    /// `n` shards of state and no runtimes of their own.
+    pub fn inline(n: usize, metadata_ttl: Duration, reconstruction_ttl: Duration) -> Self {
+        let n = n.max(1);
+        KeyShards {
+            states: (0..n)
+                .map(|_| ShardState::new(metadata_ttl, reconstruction_ttl, n))
+                .collect(),
+            runtimes: Vec::new(),
+            _stops: Vec::new(),
+        }
+    }
+
+    /// One shard per CPU in `cpus`, each with a current-thread tokio runtime on a thread
+    /// pinned to that CPU.
+    pub fn start(
+        cpus: &[usize],
+        metadata_ttl: Duration,
+        reconstruction_ttl: Duration,
+    ) -> std::io::Result<Self> {
+        let mut shards = Self::inline(cpus.len(), metadata_ttl, reconstruction_ttl);
+        for (i, &cpu) in cpus.iter().enumerate() {
+            let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+            let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("hugbucket-key-{i}"))
+                .spawn(move || {
+                    crate::affinity::pin_to(cpu);
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = handle_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = handle_tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(async {
+                        let _ = stop_rx.await;
+                    });
+                })?;
+            let handle = handle_rx
+                .recv()
+                .map_err(|_| std::io::Error::other("key shard thread died at start"))??;
+            shards.runtimes.push(handle);
+            shards._stops.push(stop_tx);
+        }
+        Ok(shards)
+    }
+
+    /// Number of shards.
+    pub fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// The shard owning `bucket/key`.
+    pub fn owner(&self, bucket: &str, key: &str) -> usize {
+        owner_shard(bucket, key, self.states.len())
+    }
+
+    /// Shard `i`'s state.
+    pub fn state(&self, i: usize) -> &ShardState {
+        &self.states[i]
+    }
+
+    /// Shard `i`'s runtime, if the shards have runtimes.
+    pub fn runtime(&self, i: usize) -> Option<&Handle> {
+        self.runtimes.get(i)
+    }
+
+    /// All shard runtimes (empty without).
+    pub fn runtimes(&self) -> &[Handle] {
+        &self.runtimes
+    }
+}
+
+/// Index of the shard (0..shards) that owns `bucket/key`.
+pub fn owner_shard(bucket: &str, key: &str, shards: usize) -> usize {
+    let mut h = blake3::Hasher::new();
+    h.update(bucket.as_bytes());
+    h.update(&[0]);
+    h.update(key.as_bytes());
+    let v = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+    (v % shards.max(1) as u64) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> RemoteFile {
+        RemoteFile {
+            path: path.to_string(),
+            size: 1,
+            xet_hash: XetHash::default(),
+            mtime: None,
+            uploaded_at: None,
+            content_type: None,
+        }
+    }
+
+    #[test]
+    fn owner_is_stable_and_spreads() {
+        let mut seen = [0usize; 4];
+        for i in 0..400 {
+            let k = format!("key-{i}");
+            let o = owner_shard("b", &k, 4);
+            assert_eq!(o, owner_shard("b", &k, 4));
+            seen[o] += 1;
+        }
+        assert!(seen.iter().all(|&n| n > 50), "{seen:?}");
+        assert_eq!(owner_shard("b", "k", 1), 0);
+        assert_ne!(
+            (0..64)
+                .map(|i| owner_shard("a", &i.to_string(), 2))
+                .collect::<Vec<_>>(),
+            (0..64)
+                .map(|i| owner_shard("b", &i.to_string(), 2))
+                .collect::<Vec<_>>(),
+        );
+    }
+
+    #[test]
+    fn a_lookup_racing_a_write_is_not_cached() {
+        let s = ShardState::new(Duration::from_secs(60), Duration::from_secs(60), 1);
+        let key: PathKey = ("b".into(), "k".into());
+        let before = s.epoch();
+        s.invalidate(&key);
+        s.cache_if_unchanged(before, key.clone(), file("k"));
+        assert!(s.metadata.get(&key).is_none());
+        let now = s.epoch();
+        s.cache_if_unchanged(now, key.clone(), file("k"));
+        assert!(s.metadata.get(&key).is_some());
+    }
+
+    #[tokio::test]
+    async fn commits_of_one_key_run_one_at_a_time() {
+        let s = Arc::new(ShardState::new(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            1,
+        ));
+        let key: PathKey = ("b".into(), "k".into());
+        let g = s.commit_lock(&key).await;
+        let (s2, k2) = (s.clone(), key.clone());
+        let waiter = tokio::spawn(async move {
+            let _g = s2.commit_lock(&k2).await;
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiter.is_finished(),
+            "second commit ran while the first held the lock"
+        );
+        // Another key is not blocked.
+        drop(s.commit_lock(&("b".into(), "other".into())).await);
+        drop(g);
+        waiter.await.expect("waiter");
+        assert!(
+            s.commits.lock().expect("map").is_empty(),
+            "lock entries leak"
+        );
+    }
+
+    #[test]
+    fn started_shards_run_on_their_own_named_threads() {
+        let shards = KeyShards::start(&[0, 0], Duration::from_secs(1), Duration::from_secs(1))
+            .expect("start");
+        assert_eq!(shards.runtimes().len(), 2);
+        for i in 0..2 {
+            let (tx, rx) = std::sync::mpsc::channel();
+            shards.runtime(i).expect("runtime").spawn(async move {
+                let _ = tx.send(std::thread::current().name().map(str::to_string));
+            });
+            let name = rx.recv().expect("answer");
+            assert_eq!(name.as_deref(), Some(format!("hugbucket-key-{i}").as_str()));
+        }
+    }
+}

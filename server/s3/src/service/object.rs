@@ -105,10 +105,12 @@ impl Service {
         }
         let range = req.header("range").and_then(parse_range);
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
+        let at = self.owner(&b, &k);
         let got = self
-            .core(self.owner(req.bucket(), req.key()), |g| async move {
-                g.get_object(&b, &k, range).await
-            })
+            .core(
+                at.clone(),
+                |g| async move { g.get_object(&b, &k, range).await },
+            )
             .await?;
         let length = match got.range {
             Some((a, z)) => z - a + 1,
@@ -116,7 +118,7 @@ impl Service {
         };
         let body = self
             .bridge
-            .response_body(got.body, Some(length))
+            .response_body(at, got.body, Some(length))
             .map_err(BoxError::from)
             .boxed_unsync();
         let mut r = Response::new(body);

@@ -273,7 +273,7 @@ impl GatewayStorage {
                         Err(FtpError::NotFound(target.display()))
                     }
                 }
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             },
         }
     }
@@ -394,7 +394,7 @@ impl GatewayStorage {
             {
                 Err(FtpError::IsDirectory(target.display()))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 

@@ -50,7 +50,8 @@ pub async fn start(
     Ok(Frontends { tasks, s3_stats })
 }
 
-/// FTP: libunftp on this (the core's) tokio runtime, calling the core directly. Users:
+/// FTP: libunftp accepting on this tokio runtime, its sessions on the gateway's key-shard
+/// runtimes, calling the core directly (a key's calls on its owner). Users:
 /// `FTP_USERNAME`/`FTP_PASSWORD` and `--ftp-users`; with none (and anonymous off), the S3
 /// key pairs.
 async fn start_ftp(

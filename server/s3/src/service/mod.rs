@@ -5,8 +5,8 @@
 //! then [`Service::dispatch`] calls the handler of its [`Operation`]. Handlers live next to
 //! their resource: [`bucket`] (buckets and listings), [`object`] (object data, copy,
 //! delete) and [`multipart`]; [`headers`] holds the HTTP details they share (ranges,
-//! conditional requests, response headers). Core calls cross to the core's tokio runtime
-//! through the one [`Bridge`]; request bodies stream across it verified (a body that fails
+//! conditional requests, response headers). Core calls cross to the core's tokio runtimes
+//! (a call about one key: its owner key shard's) through the one [`Bridge`]; request bodies stream across it verified (a body that fails
 //! verification ends its stream with an error, so the core never commits it) and response
 //! bodies stream back. Core errors become S3 errors only in [`crate::core_error`].
 //!

@@ -72,13 +72,27 @@ impl<K: Hash + Eq + Ord + Clone, V: Clone> TtlCache<K, V> {
         self.insert_with_ttl(key, value, self.ttl);
     }
 
+    /// Inserts with the default TTL if `still_valid()`, which is evaluated under the map's
+    /// lock: a concurrent [`invalidate`](Self::invalidate) that made it false before taking
+    /// the lock wins, one that runs later removes the entry.
+    pub fn insert_if(&self, key: K, value: V, still_valid: impl FnOnce() -> bool) {
+        self.insert_inner(key, value, self.ttl, still_valid);
+    }
+
     /// Inserts with its own TTL (e.g. the remaining validity of a fetch URL minus a margin).
     pub fn insert_with_ttl(&self, key: K, value: V, ttl: Duration) {
+        self.insert_inner(key, value, ttl, || true);
+    }
+
+    fn insert_inner(&self, key: K, value: V, ttl: Duration, still_valid: impl FnOnce() -> bool) {
         let now = Instant::now();
         let Some(expires) = now.checked_add(ttl) else {
             return;
         };
         let mut inner = self.lock();
+        if !still_valid() {
+            return;
+        }
         let inner = &mut *inner;
         if let Some(old) = inner.map.remove(&key) {
             inner.order.remove(&(old.expires, old.seq, key.clone()));
@@ -165,6 +179,18 @@ mod tests {
         c.invalidate_if(|k| k.starts_with("a/"));
         assert!(c.is_empty());
         assert_eq!(c.get("a/y"), None);
+    }
+
+    #[test]
+    fn insert_if_checks_under_the_lock() {
+        let c: TtlCache<u32, u32> = TtlCache::new(4, Duration::from_secs(60));
+        c.insert_if(1, 10, || false);
+        assert_eq!(c.get(&1), None);
+        c.insert_if(1, 11, || true);
+        assert_eq!(c.get(&1), Some(11));
+        // The predicate runs with the map locked: it cannot observe a half-done insert.
+        c.insert_if(2, 20, || c.inner.try_lock().is_err());
+        assert_eq!(c.get(&2), Some(20));
     }
 
     #[test]

@@ -428,12 +428,6 @@ impl Gateway {
         Ok(found)
     }
 
-    /// Forgets cached metadata of `bucket/path` (after our own writes).
-    fn invalidate(&self, bucket: &str, path: &str) {
-        self.shard(bucket, path)
-            .invalidate(&(bucket.to_string(), path.to_string()));
-    }
-
     fn meta_of(&self, bucket: &str, key: &str, f: &RemoteFile) -> ObjectMeta {
         let parts = self.multipart_parts_of(bucket, key, &f.xet_hash);
         ObjectMeta {
@@ -495,7 +489,8 @@ impl Gateway {
         cas.upload_shard(bytes::Bytes::from(ingested.output.shard.to_upload_bytes()))
             .await?;
         let hash = ingested.summary.file_hash;
-        self.register(&id, bucket, &path, hash, opts.content_type.clone())
+        let _commit = self
+            .register(&id, bucket, &path, hash, opts.content_type.clone())
             .await?;
         self.forget_multipart_etag(bucket, key)?;
         Ok(ObjectMeta {
@@ -508,6 +503,15 @@ impl Gateway {
         })
     }
 
+    /// Takes `bucket/path`'s commit lock in its shard (see `shards`): commits of one key
+    /// run one at a time; its cached metadata is invalidated at start and end.
+    async fn commit_lock(&self, bucket: &str, path: &str) -> shards::CommitGuard<'_> {
+        let key = (bucket.to_string(), path.to_string());
+        self.shard(bucket, path).commit_lock(&key).await
+    }
+
+    /// Registers `hash` at `bucket/path` under the key's commit lock, which the caller
+    /// holds (returned guard) while it updates the key's local records.
     async fn register(
         &self,
         id: &BucketId,
@@ -515,10 +519,8 @@ impl Gateway {
         path: &str,
         hash: XetHash,
         content_type: Option<String>,
-    ) -> Result<()> {
-        let key = (bucket.to_string(), path.to_string());
-        let _commit = self.shard(bucket, path).commit_lock(&key).await;
-        self.invalidate(bucket, path);
+    ) -> Result<shards::CommitGuard<'_>> {
+        let commit = self.commit_lock(bucket, path).await;
         let outcome = self
             .inner
             .hub
@@ -533,10 +535,8 @@ impl Gateway {
             )
             .await
             .map_err(Self::bucket_err(bucket))?;
-        // Again after the write: a concurrent reader may have cached the old entry meanwhile.
-        self.invalidate(bucket, path);
         match outcome.failed.first() {
-            None => Ok(()),
+            None => Ok(commit),
             Some(f) => Err(CoreError::Internal(format!(
                 "hub refused to register {}: {}",
                 f.path, f.error
@@ -622,7 +622,7 @@ impl Gateway {
         let dst_id = self.bucket_id(dst_bucket).await?;
         let dst_path = key_to_path(dst_key)?;
         let content_type = content_type.or(src.content_type.clone());
-        if src_bucket == dst_bucket {
+        let _commit = if src_bucket == dst_bucket {
             self.register(
                 &dst_id,
                 dst_bucket,
@@ -630,15 +630,10 @@ impl Gateway {
                 src.xet_hash,
                 content_type.clone(),
             )
-            .await?;
+            .await?
         } else {
             let src_id = self.bucket_id(src_bucket).await?;
-            let lock_key = (dst_bucket.to_string(), dst_path.clone());
-            let _commit = self
-                .shard(dst_bucket, &dst_path)
-                .commit_lock(&lock_key)
-                .await;
-            self.invalidate(dst_bucket, &dst_path);
+            let commit = self.commit_lock(dst_bucket, &dst_path).await;
             let outcome = self
                 .inner
                 .hub
@@ -654,14 +649,14 @@ impl Gateway {
                 )
                 .await
                 .map_err(Self::bucket_err(dst_bucket))?;
-            self.invalidate(dst_bucket, &dst_path);
             if let Some(f) = outcome.failed.first() {
                 return Err(CoreError::Internal(format!(
                     "hub refused to copy to {}: {}",
                     f.path, f.error
                 )));
             }
-        }
+            commit
+        };
         let parts = self.multipart_parts_of(src_bucket, src_key, &src.xet_hash);
         self.set_multipart_etag(dst_bucket, dst_key, &src.xet_hash, parts)?;
         Ok(ObjectMeta {
@@ -693,7 +688,6 @@ impl Gateway {
         for key in keys {
             match key_to_path(key) {
                 Ok(p) => {
-                    self.invalidate(bucket, &p);
                     ops.push(BatchOp::DeleteFile { path: p.clone() });
                     paths.push((key.clone(), p));
                 }
@@ -703,15 +697,13 @@ impl Gateway {
         if !ops.is_empty() {
             // Take the keys' commit locks in one global order (so two batches never wait
             // on each other crosswise); writes of these keys already started finish first.
-            let mut lock_keys: Vec<(String, String)> = paths
-                .iter()
-                .map(|(_, p)| (bucket.to_string(), p.clone()))
-                .collect();
-            lock_keys.sort();
-            lock_keys.dedup();
-            let mut _commits = Vec::with_capacity(lock_keys.len());
-            for k in &lock_keys {
-                _commits.push(self.shard(bucket, &k.1).commit_lock(k).await);
+            // They are held until the local records are updated too.
+            let mut lock_paths: Vec<&str> = paths.iter().map(|(_, p)| p.as_str()).collect();
+            lock_paths.sort_unstable();
+            lock_paths.dedup();
+            let mut _commits = Vec::with_capacity(lock_paths.len());
+            for p in lock_paths {
+                _commits.push(self.commit_lock(bucket, p).await);
             }
             let outcome = self
                 .inner
@@ -719,17 +711,16 @@ impl Gateway {
                 .batch(&id, &ops)
                 .await
                 .map_err(Self::bucket_err(bucket))?;
-            for (key, path) in paths {
-                self.invalidate(bucket, &path);
-                let failed = outcome.failed.iter().find(|f| f.path == path);
+            for (key, path) in &paths {
+                let failed = outcome.failed.iter().find(|f| &f.path == path);
                 let r = match failed {
                     Some(f) => Err(CoreError::Internal(format!(
                         "hub refused to delete: {}",
                         f.error
                     ))),
-                    None => self.forget_multipart_etag(bucket, &key),
+                    None => self.forget_multipart_etag(bucket, key),
                 };
-                results.push((key, r));
+                results.push((key.clone(), r));
             }
         }
         Ok(results)

@@ -353,7 +353,8 @@ impl Gateway {
         cas.upload_shard(Bytes::from(shard.to_upload_bytes()))
             .await?;
         let path = key_to_path(key)?;
-        self.register(&id, bucket, &path, hash, rec.content_type.clone())
+        let _commit = self
+            .register(&id, bucket, &path, hash, rec.content_type.clone())
             .await?;
         let n_parts = wanted.len() as u32;
         self.set_multipart_etag(bucket, key, &hash, Some(n_parts))?;

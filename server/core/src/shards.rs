@@ -4,17 +4,23 @@
 //!
 //! With [`KeyShards::start`] each shard also has its own pinned current-thread tokio
 //! runtime, one per CPU: [`crate::Gateway::on_owner`] (and the S3 bridge, through
-//! [`crate::Gateway::owner_runtime`]) runs a key's calls there, so one core serves a key's
-//! control flow and its state is touched by that core only (the mutexes inside are then
-//! never contended). Bulk work (hashing, term fetches) still runs on the blocking pool and
-//! the gateway's work runtime. Without runtimes ([`KeyShards::inline`]), the state is
-//! partitioned the same way and calls run where they are made.
+//! [`crate::Gateway::route_to_owner`]) runs a key's calls there, so one core serves a key
+//! and its state is touched by that core (the mutexes inside are then uncontended). A
+//! GET's term fetches and decoding run on the owner's runtime too (a core serves its keys'
+//! transfers); only the hashing and compression of new data run on the blocking pool.
+//! Without runtimes ([`KeyShards::inline`]), the state is partitioned the same way and
+//! calls run where they are made; every call is correct from any thread either way.
 //!
 //! Write ordering: commits (register, copy, delete) of one key take that key's commit lock
-//! in its shard, so they reach the Hub one at a time in the order they were made and each
-//! one's cache invalidation is never interleaved with another's. A metadata lookup caches
-//! its answer only if no write in the shard invalidated anything while it was in flight,
-//! so a reader racing a writer can never re-cache the old entry.
+//! in its shard, so they reach the Hub one at a time in the order they were made; the
+//! key's metadata is invalidated when the lock is taken and when it is released (also on
+//! error or cancellation). A metadata lookup caches its answer only if no write in the
+//! shard invalidated anything while it was in flight (checked under the cache's lock), so
+//! a reader racing a writer can never re-cache the old entry, from any thread.
+//!
+//! Single flights are per shard too: concurrent readers of one key share each term fetch;
+//! readers of different keys whose content shares xorb ranges may fetch a range once per
+//! shard (the chunk cache then serves it).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,54 +72,73 @@ impl ShardState {
         self.writes.load(Ordering::Acquire)
     }
 
-    /// Caches `file` unless a write invalidated anything in this shard since `epoch`.
+    /// Caches `file` unless a write invalidated anything in this shard since `epoch`. The
+    /// check runs under the cache's lock, so it is ordered against every invalidation: one
+    /// that bumped the epoch first makes it skip, one that comes later removes the entry.
     pub fn cache_if_unchanged(&self, epoch: u64, key: PathKey, file: RemoteFile) {
-        if self.epoch() == epoch {
-            self.metadata.insert(key, file);
-            // A write that started in between bumps the epoch before it invalidates, so a
-            // late insert is removed by its second invalidation.
-        }
+        self.metadata
+            .insert_if(key, file, || self.writes.load(Ordering::SeqCst) == epoch);
     }
 
     /// Forgets `key`'s cached metadata.
     pub fn invalidate(&self, key: &PathKey) {
-        self.writes.fetch_add(1, Ordering::AcqRel);
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.metadata.invalidate(key);
     }
 
     /// Waits until no other commit of `key` is in progress; the commit runs while the
-    /// returned guard lives.
+    /// returned guard lives. The key's metadata is invalidated when the wait ends and
+    /// again when the guard drops (success, error or cancellation alike), so a reader that
+    /// raced the commit never keeps the old entry.
     pub async fn commit_lock(&self, key: &PathKey) -> CommitGuard<'_> {
         let lock = {
             let mut map = self.commits.lock().unwrap_or_else(|e| e.into_inner());
             map.entry(key.clone()).or_default().clone()
         };
-        let guard = lock.clone().lock_owned().await;
-        CommitGuard {
+        // Declared before the wait, so dropped after the waiting future if the wait is
+        // cancelled (locals drop in reverse order).
+        let entry = LockRef {
             shard: self,
             key: key.clone(),
-            lock,
+            lock: lock.clone(),
+        };
+        let guard = lock.lock_owned().await;
+        self.invalidate(key);
+        CommitGuard {
             _guard: Some(guard),
+            entry,
         }
     }
 }
 
-/// Holds a key's commit lock; removes the lock's entry when nobody else waits for it.
-pub(crate) struct CommitGuard<'a> {
+/// One user's reference to a key's commit lock; the last user's drop removes the entry.
+struct LockRef<'a> {
     shard: &'a ShardState,
     key: PathKey,
     lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for LockRef<'_> {
+    fn drop(&mut self) {
+        let mut map = self.shard.commits.lock().unwrap_or_else(|e| e.into_inner());
+        // References: the map's and ours, plus one or two per other waiter or holder.
+        if Arc::strong_count(&self.lock) == 2 {
+            map.remove(&self.key);
+        }
+    }
+}
+
+/// Holds a key's commit lock (see [`ShardState::commit_lock`]).
+pub(crate) struct CommitGuard<'a> {
+    // Field order matters: the mutex guard is released before the entry is cleaned up.
     _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    entry: LockRef<'a>,
 }
 
 impl Drop for CommitGuard<'_> {
     fn drop(&mut self) {
         self._guard = None;
-        let mut map = self.shard.commits.lock().unwrap_or_else(|e| e.into_inner());
-        // References: the map's, ours, and one per waiter.
-        if Arc::strong_count(&self.lock) == 2 {
-            map.remove(&self.key);
-        }
+        self.entry.shard.invalidate(&self.entry.key);
     }
 }
 
@@ -287,6 +312,41 @@ mod tests {
         assert!(
             s.commits.lock().expect("map").is_empty(),
             "lock entries leak"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_waiter_leaves_no_lock_entry() {
+        let s = ShardState::new(Duration::from_secs(1), Duration::from_secs(1), 1);
+        let key: PathKey = ("b".into(), "k".into());
+        let g = s.commit_lock(&key).await;
+        // Waits behind `g`, then is dropped (cancelled) before it gets the lock.
+        let waited = tokio::time::timeout(Duration::from_millis(20), s.commit_lock(&key)).await;
+        assert!(waited.is_err());
+        drop(g);
+        assert!(
+            s.commits.lock().expect("map").is_empty(),
+            "lock entries leak"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_commit_invalidates_when_it_starts_and_when_it_ends() {
+        let s = ShardState::new(Duration::from_secs(60), Duration::from_secs(60), 1);
+        let key: PathKey = ("b".into(), "k".into());
+        s.metadata.insert(key.clone(), file("k"));
+        let g = s.commit_lock(&key).await;
+        assert!(
+            s.metadata.get(&key).is_none(),
+            "invalidated when the commit starts"
+        );
+        // A reader that looked up the old version during the commit caches it...
+        s.metadata.insert(key.clone(), file("k"));
+        // ...and the end of the commit (here: an error path, the guard just drops) removes it.
+        drop(g);
+        assert!(
+            s.metadata.get(&key).is_none(),
+            "invalidated when the commit ends"
         );
     }
 

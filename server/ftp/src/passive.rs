@@ -71,15 +71,16 @@ mod tests {
     #[tokio::test]
     async fn ports_go_round_robin_and_busy_ones_are_skipped() {
         let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        // A free range of three ports (bound ephemeral, then released).
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = probe
-            .local_addr()
-            .unwrap()
-            .port()
-            .saturating_sub(3)
-            .max(1024);
-        drop(probe);
+        // Three consecutive ports that are free right now (held, then released).
+        let base = (20_000u16..60_000)
+            .step_by(97)
+            .find(|&p| {
+                let held: Vec<_> = (p..p + 3)
+                    .filter_map(|q| std::net::TcpListener::bind(("127.0.0.1", q)).ok())
+                    .collect();
+                held.len() == 3
+            })
+            .expect("three free ports");
         let range = base..=base + 2;
         let mut ports = PassivePorts::default();
         let a = ports

@@ -114,6 +114,8 @@ struct Inner {
     cache: Option<Arc<dyn ChunkCache>>,
     /// Per-key state (metadata, reconstructions, single flights, write order), by owner.
     shards: shards::KeyShards,
+    /// Where bulk tasks (term fetches) run: the runtime the gateway was built on.
+    work: Option<Handle>,
     /// PUTs and parts being ingested right now.
     uploads_in_flight: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -195,6 +197,7 @@ impl Gateway {
                 cas: Mutex::new(HashMap::new()),
                 cache,
                 shards,
+                work: Handle::try_current().ok(),
                 uploads_in_flight: Arc::default(),
                 config,
             }),
@@ -593,7 +596,7 @@ impl Gateway {
             cas,
             cache: self.inner.cache.clone(),
             flights: shard.flights.clone(),
-            runtime: Handle::current(),
+            runtime: self.inner.work.clone().unwrap_or_else(Handle::current),
         };
         let body = get::reconstruct_stream(
             ctx,

@@ -87,17 +87,11 @@ impl Bridge {
         }
     }
 
-    /// Streams `stream` (polled on the core runtime, or on `at`: the key shard that made
-    /// it) into a hyper body. `size` is the exact length if known (hyper then sends
-    /// `Content-Length`).
-    pub fn response_body(
-        &self,
-        at: Option<tokio::runtime::Handle>,
-        mut stream: ByteStream,
-        size: Option<u64>,
-    ) -> ChanBody {
+    /// Streams `stream` (polled on the core runtime) into a hyper body. `size` is the
+    /// exact length if known (hyper then sends `Content-Length`).
+    pub fn response_body(&self, mut stream: ByteStream, size: Option<u64>) -> ChanBody {
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        at.as_ref().unwrap_or(&self.handle).spawn(async move {
+        self.handle.spawn(async move {
             loop {
                 tokio::select! {
                     item = stream.next() => {

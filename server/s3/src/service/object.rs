@@ -105,12 +105,10 @@ impl Service {
         }
         let range = req.header("range").and_then(parse_range);
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
-        let at = self.owner(&b, &k);
         let got = self
-            .core(
-                at.clone(),
-                |g| async move { g.get_object(&b, &k, range).await },
-            )
+            .core(self.owner(req.bucket(), req.key()), |g| async move {
+                g.get_object(&b, &k, range).await
+            })
             .await?;
         let length = match got.range {
             Some((a, z)) => z - a + 1,
@@ -118,7 +116,7 @@ impl Service {
         };
         let body = self
             .bridge
-            .response_body(at, got.body, Some(length))
+            .response_body(got.body, Some(length))
             .map_err(BoxError::from)
             .boxed_unsync();
         let mut r = Response::new(body);

@@ -130,7 +130,7 @@ pub fn fixture_factory(bridge: Option<Bridge>) -> HandlerFactory {
                 } else if path.starts_with("/bridge/") {
                     let size = size_from(&path, "/bridge/");
                     let b = bridge.expect("bridge configured");
-                    b.response_body(None, core_stream(size, pattern), Some(size))
+                    b.response_body(core_stream(size, pattern), Some(size))
                         .map_err(BoxError::from)
                         .boxed_unsync()
                 } else if path == "/bridge-put" {

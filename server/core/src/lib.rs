@@ -42,7 +42,7 @@ use tokio::runtime::Handle;
 use tokio::sync::OnceCell;
 
 pub use error::{CoreError, Result};
-pub use shards::owner_shard;
+pub use shards::spawn_abortable;
 pub use state::{MemoryState, SledState, StateStore};
 pub use types::{
     BucketInfo, ByteRange, ByteStream, GetResult, ListPage, ListRequest, MultipartUpload,
@@ -243,15 +243,7 @@ impl Gateway {
         let Some(handle) = self.route_to_owner(bucket, key) else {
             return fut.await;
         };
-        struct AbortOnDrop(tokio::task::AbortHandle);
-        impl Drop for AbortOnDrop {
-            fn drop(&mut self) {
-                self.0.abort();
-            }
-        }
-        let task = handle.spawn(fut);
-        let _abort = AbortOnDrop(task.abort_handle());
-        match task.await {
+        match spawn_abortable(&handle, fut).await {
             Ok(r) => r,
             Err(e) => Err(CoreError::Internal(format!("key shard task: {e}"))),
         }

@@ -26,6 +26,7 @@
 //! shard (the chunk cache then serves it).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -108,7 +109,7 @@ impl ShardState {
         let guard = lock.lock_owned().await;
         self.invalidate(key);
         CommitGuard {
-            _guard: Some(guard),
+            _guard: guard,
             entry,
         }
     }
@@ -134,13 +135,12 @@ impl Drop for LockRef<'_> {
 /// Holds a key's commit lock (see [`ShardState::commit_lock`]).
 pub(crate) struct CommitGuard<'a> {
     // Field order matters: the mutex guard is released before the entry is cleaned up.
-    _guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
     entry: LockRef<'a>,
 }
 
 impl Drop for CommitGuard<'_> {
     fn drop(&mut self) {
-        self._guard = None;
         self.entry.shard.invalidate(&self.entry.key);
     }
 }
@@ -231,8 +231,33 @@ impl KeyShards {
     }
 }
 
+/// Spawns `fut` on `handle` at once; the returned future yields its output and aborts the
+/// task when dropped first (a caller that goes away stops the work it started).
+pub fn spawn_abortable<F>(
+    handle: &Handle,
+    fut: F,
+) -> impl Future<Output = Result<F::Output, tokio::task::JoinError>> + use<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let task = handle.spawn(fut);
+    let abort = AbortOnDrop(task.abort_handle());
+    async move {
+        let out = task.await;
+        drop(abort);
+        out
+    }
+}
+
 /// Index of the shard (0..shards) that owns `bucket/key`.
-pub fn owner_shard(bucket: &str, key: &str, shards: usize) -> usize {
+fn owner_shard(bucket: &str, key: &str, shards: usize) -> usize {
     let mut h = blake3::Hasher::new();
     h.update(bucket.as_bytes());
     h.update(&[0]);

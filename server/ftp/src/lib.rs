@@ -239,9 +239,9 @@ impl Shared {
     }
 }
 
-/// Binds `config.listen` and serves FTP over `gateway` (sessions on its key-shard runtimes, else on
-/// the current tokio runtime) until
-/// [`FtpServer::shutdown`].
+/// Binds `config.listen` and serves FTP over `gateway` until [`FtpServer::shutdown`]: the
+/// sessions run on the gateway's key-shard runtimes, or on the current tokio runtime when
+/// it has none.
 pub async fn start(config: FtpConfig, gateway: Gateway) -> Result<FtpServer, FtpError> {
     config.check()?;
     if config.users.is_empty() && config.anonymous == Anonymous::Off {

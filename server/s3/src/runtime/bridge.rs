@@ -1,8 +1,9 @@
 //! The one bridge between the core runtimes (glommio or pinned tokio current-thread) and
 //! the gateway core's tokio runtime.
 //!
-//! - [`Bridge::run`] runs a `Send` future on the core runtime (`Handle::spawn` + a oneshot
-//!   for the result); dropping the returned future aborts the spawned task.
+//! - [`Bridge::run`] runs a `Send` future on the core runtime
+//!   (`hugbucket_core::spawn_abortable`); dropping the returned future aborts the task, and
+//!   a task that panicked or was cancelled answers [`BridgeClosed`].
 //!   [`Bridge::run_on`] does the same on a given key shard's runtime (see
 //!   `hugbucket_core::Gateway::route_to_owner`).
 //! - [`request_body`] streams a local (`!Send`) request body to a `Send` [`ByteStream`]
@@ -21,7 +22,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::error::S3Error;
 
@@ -40,14 +41,6 @@ pub struct BridgeClosed;
 #[derive(Clone, Debug)]
 pub struct Bridge {
     handle: tokio::runtime::Handle,
-}
-
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl Bridge {
@@ -75,16 +68,8 @@ impl Bridge {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
-        let task = at.as_ref().unwrap_or(&self.handle).spawn(async move {
-            let _ = tx.send(fut.await);
-        });
-        let guard = AbortOnDrop(task.abort_handle());
-        async move {
-            let r = rx.await.map_err(|_| BridgeClosed);
-            drop(guard);
-            r
-        }
+        let task = hugbucket_core::spawn_abortable(at.as_ref().unwrap_or(&self.handle), fut);
+        async move { task.await.map_err(|_| BridgeClosed) }
     }
 
     /// Streams `stream` (polled on the core runtime) into a hyper body. `size` is the

@@ -6,9 +6,9 @@
 //! their resource: [`bucket`] (buckets and listings), [`object`] (object data, copy,
 //! delete) and [`multipart`]; [`headers`] holds the HTTP details they share (ranges,
 //! conditional requests, response headers). Core calls cross to the core's tokio runtimes
-//! (a call about one key: its owner key shard's) through the one [`Bridge`]; request bodies stream across it verified (a body that fails
-//! verification ends its stream with an error, so the core never commits it) and response
-//! bodies stream back. Core errors become S3 errors only in [`crate::core_error`].
+//! (a call about one key: its owner key shard's) through the one [`Bridge`]; request
+//! bodies stream across it verified (a body that fails verification ends its stream with
+//! an error, so the core never commits it) and response bodies stream back. Core errors become S3 errors only in [`crate::core_error`].
 //!
 //! Shutdown is graceful: [`S3Server::shutdown`] makes new requests answer 503 with
 //! `Connection: close`, waits for the requests in flight (response bodies included) to

@@ -5,11 +5,9 @@
 
 use std::time::SystemTime;
 
-use hmac::{Hmac, Mac};
 use hugbucket_s3::auth::sigv4 as v4;
 use hyper::HeaderMap;
 use hyper::header::{HeaderName, HeaderValue};
-use sha2::Sha256;
 
 /// `x-amz-content-sha256` for a body that is not hashed.
 pub const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
@@ -97,10 +95,7 @@ impl SigV4Signer {
         let scope = format!("{date}/{}/s3/aws4_request", self.region);
         let to_sign = v4::string_to_sign(&amz_date, &scope, &canonical);
         let key = v4::signing_key(&self.secret_key, date, &self.region, "s3");
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key)
-            .map_err(|e| SignError::Canonical(e.to_string()))?;
-        mac.update(to_sign.as_bytes());
-        let signature = hex::encode(mac.finalize().into_bytes());
+        let signature = v4::signature(&key, &to_sign);
         let auth = format!(
             "AWS4-HMAC-SHA256 Credential={}/{scope},SignedHeaders={},Signature={signature}",
             self.access_key,

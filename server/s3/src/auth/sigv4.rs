@@ -163,7 +163,7 @@ impl ChunkSigner {
             EMPTY_SHA256,
             hex::encode(data_sha256)
         );
-        self.previous = hex::encode(hmac(&self.key, sts.as_bytes()));
+        self.previous = signature(&self.key, &sts);
         self.previous.clone()
     }
 
@@ -176,9 +176,15 @@ impl ChunkSigner {
             self.previous,
             hex::encode(Sha256::digest(canonical_trailers.as_bytes()))
         );
-        self.previous = hex::encode(hmac(&self.key, sts.as_bytes()));
+        self.previous = signature(&self.key, &sts);
         self.previous.clone()
     }
+}
+
+/// The hex signature of `string_to_sign` under a [`signing_key`] (the last SigV4 step, for
+/// request, chunk and trailer signatures alike).
+pub fn signature(signing_key: &[u8; 32], string_to_sign: &str) -> String {
+    hex::encode(hmac(signing_key, string_to_sign.as_bytes()))
 }
 
 pub(crate) fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
@@ -554,7 +560,7 @@ impl<'c> SigV4Verifier<'c> {
         let scope_str = scope.scope();
         let sts = string_to_sign(&amz_date, &scope_str, &creq);
         let key = signing_key(secret, scope.date, scope.region, scope.service);
-        let expected = hex::encode(hmac(&key, sts.as_bytes()));
+        let expected = signature(&key, &sts);
         if !ct_eq(&expected, sig) {
             tracing::debug!(canonical_request = %creq, "SigV4 signature mismatch");
             return Err(S3Error::new(S3ErrorCode::SignatureDoesNotMatch));
@@ -622,7 +628,7 @@ impl<'c> SigV4Verifier<'c> {
         let scope_str = scope.scope();
         let sts = string_to_sign(amz_date, &scope_str, &creq);
         let key = signing_key(secret, scope.date, scope.region, scope.service);
-        let expected = hex::encode(hmac(&key, sts.as_bytes()));
+        let expected = signature(&key, &sts);
         if !ct_eq(&expected, sig) {
             tracing::debug!(canonical_request = %creq, "SigV4 presigned signature mismatch");
             return Err(S3Error::new(S3ErrorCode::SignatureDoesNotMatch));

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -72,11 +73,37 @@ def shared_dir() -> Path:
 # --------------------------------------------------------------------------------------
 
 
+# Ports handed out by free_port in this test run.
+_HANDED_OUT: set[int] = set()
+# free_port's ports come from below the kernel's ephemeral range.
+_FIXED_PORTS_FROM = 10_000
+
+
+def _ephemeral_ports_from() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port that was free on ``host`` a moment ago and is not handed out twice in one
+    run. It lies below the kernel's ephemeral range: a port the OS picked for ``bind(0)``
+    could be taken again by any socket bound to port 0 (such as the embedded hub of the
+    very server that is about to listen on it) before the server binds it."""
+    high = _ephemeral_ports_from()
+    for _ in range(10_000):
+        port = random.randrange(_FIXED_PORTS_FROM, max(high, _FIXED_PORTS_FROM + 1_000))
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free TCP port in {_FIXED_PORTS_FROM}..{high}")
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 30.0,

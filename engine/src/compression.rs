@@ -244,7 +244,7 @@ fn bg4_regroup_into(grouped: &[u8], dst: &mut [u8]) {
 // ---------------------------------------------------------------------------------------
 
 /// Appends one LZ4 frame of `data` (lz4_flex default FrameInfo, one write) to `out`.
-fn lz4_frame_compress(data: &[u8], out: &mut Vec<u8>) {
+fn lz4_frame_encoder(data: &[u8], out: &mut Vec<u8>) {
     let mut enc = lz4_flex::frame::FrameEncoder::new(out);
     // Writing into a Vec cannot fail; lz4_flex only errors on I/O errors of the writer or a
     // content size mismatch (no content size is set).
@@ -255,6 +255,107 @@ fn lz4_frame_compress(data: &[u8], out: &mut Vec<u8>) {
     debug_assert!(res.is_ok());
 }
 
+/// Inputs up to this size are framed by [`lz4_frame_if_smaller`] itself: `FrameEncoder`'s
+/// automatic block size (from the length of its first write) is then 64 KiB or 256 KiB,
+/// so the frame holds exactly one block.
+const ONE_BLOCK_MAX: usize = 256 * 1024;
+
+/// Bytes a one-block frame adds to its block: header (magic, FLG, BD, header checksum),
+/// block size word, end mark.
+const ONE_BLOCK_FRAME_OVERHEAD: usize = 7 + 4 + 4;
+
+/// Per-thread scratch of [`lz4_frame_if_smaller`]: the compressor's hash table (cleared by
+/// every use, as a fresh `FrameEncoder`'s is), the block output and the byte-grouping buffer.
+struct Lz4Scratch {
+    table: lz4_flex::block::CompressTable,
+    block: Vec<u8>,
+    grouped: Vec<u8>,
+}
+
+thread_local! {
+    static LZ4_SCRATCH: std::cell::RefCell<Lz4Scratch> = std::cell::RefCell::new(Lz4Scratch {
+        table: lz4_flex::block::CompressTable::large(),
+        block: Vec::new(),
+        grouped: Vec::new(),
+    });
+}
+
+/// Appends the LZ4 frame of `data` that `lz4_flex::frame::FrameEncoder` (default
+/// `FrameInfo`, one write) produces, but only when it is smaller than `data`; returns
+/// whether it was appended.
+///
+/// Up to [`ONE_BLOCK_MAX`] bytes the frame is built here from one call of the block
+/// compressor, which is what the frame encoder runs for a frame's first block: a fresh
+/// 32-bit-entry hash table, stream offset 0, no dictionary. An incompressible chunk (the
+/// common case for random or encrypted data) then costs the compressor's scan and nothing
+/// else: no encoder buffers, no frame copy of the raw bytes. Byte-identity with the frame
+/// encoder is tested on inputs of every kind around the block-size boundaries.
+fn lz4_frame_if_smaller(data: &[u8], out: &mut Vec<u8>, scratch: &mut Lz4Scratch) -> bool {
+    if data.len() > ONE_BLOCK_MAX {
+        let start = out.len();
+        lz4_frame_encoder(data, out);
+        if out.len() - start >= data.len() {
+            out.truncate(start);
+            return false;
+        }
+        return true;
+    }
+    if data.len() <= ONE_BLOCK_FRAME_OVERHEAD {
+        return false;
+    }
+    let max = lz4_flex::block::get_maximum_output_size(data.len());
+    if scratch.block.len() < max {
+        scratch.block.resize(max, 0);
+    }
+    let Ok(n) =
+        lz4_flex::block::compress_into_with_table(data, &mut scratch.block, &mut scratch.table)
+    else {
+        // Unreachable (the output holds the worst case); the frame encoder decides then.
+        let start = out.len();
+        lz4_frame_encoder(data, out);
+        if out.len() - start >= data.len() {
+            out.truncate(start);
+            return false;
+        }
+        return true;
+    };
+    // The encoder stores a block raw unless it shrank (`n < len`); either way the frame is
+    // kept only if smaller than the data.
+    if n + ONE_BLOCK_FRAME_OVERHEAD >= data.len() {
+        return false;
+    }
+    // Frame descriptor: FLG = version 01 + independent blocks; BD = block size code
+    // (4 = 64 KiB, 5 = 256 KiB: the encoder's choice for a first write of this length).
+    let flg = 0x60u8;
+    let bd = if data.len() > 64 * 1024 { 0x50u8 } else { 0x40 };
+    let hc = (xxh32(&[flg, bd], 0) >> 8) as u8;
+    out.reserve(n + ONE_BLOCK_FRAME_OVERHEAD);
+    out.extend_from_slice(&LZ4F_MAGIC.to_le_bytes());
+    out.extend_from_slice(&[flg, bd, hc]);
+    out.extend_from_slice(&(n as u32).to_le_bytes());
+    out.extend_from_slice(&scratch.block[..n]);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    true
+}
+
+/// Appends the payload of `chunk` compressed with `scheme` to `out` only when it is smaller
+/// than the chunk (the fallback rule); returns whether it was appended. `scheme` `None`
+/// appends nothing.
+pub fn compress_if_smaller(scheme: CompressionScheme, chunk: &[u8], out: &mut Vec<u8>) -> bool {
+    LZ4_SCRATCH.with_borrow_mut(|scratch| match scheme {
+        CompressionScheme::None => false,
+        CompressionScheme::Lz4 => lz4_frame_if_smaller(chunk, out, scratch),
+        CompressionScheme::ByteGrouping4Lz4 => {
+            let mut grouped = std::mem::take(&mut scratch.grouped);
+            grouped.clear();
+            bg4_split(chunk, &mut grouped);
+            let appended = lz4_frame_if_smaller(&grouped, out, scratch);
+            scratch.grouped = grouped;
+            appended
+        }
+    })
+}
+
 /// Appends the payload of `chunk` compressed with `scheme` to `out`, applying the fallback
 /// rule (compressed >= raw -> stored raw). Returns the scheme actually written.
 pub fn compress_chunk(
@@ -262,25 +363,11 @@ pub fn compress_chunk(
     chunk: &[u8],
     out: &mut Vec<u8>,
 ) -> CompressionScheme {
-    let start = out.len();
-    match scheme {
-        CompressionScheme::None => {
-            out.extend_from_slice(chunk);
-            return CompressionScheme::None;
-        }
-        CompressionScheme::Lz4 => lz4_frame_compress(chunk, out),
-        CompressionScheme::ByteGrouping4Lz4 => {
-            let mut grouped = Vec::with_capacity(chunk.len());
-            bg4_split(chunk, &mut grouped);
-            lz4_frame_compress(&grouped, out);
-        }
-    }
-    if out.len() - start >= chunk.len() {
-        out.truncate(start);
+    if compress_if_smaller(scheme, chunk, out) {
+        scheme
+    } else {
         out.extend_from_slice(chunk);
         CompressionScheme::None
-    } else {
-        scheme
     }
 }
 
@@ -600,6 +687,92 @@ mod tests {
             xxh32(b"Nobody inspects the spammish repetition", 0),
             0xE229_3B2F
         );
+    }
+
+    /// The reference: lz4_flex's frame encoder plus the fallback rule; also the frame's
+    /// length.
+    fn reference(scheme: CompressionScheme, chunk: &[u8]) -> (CompressionScheme, Vec<u8>, usize) {
+        let input = match scheme {
+            CompressionScheme::None => return (scheme, chunk.to_vec(), 0),
+            CompressionScheme::Lz4 => chunk.to_vec(),
+            CompressionScheme::ByteGrouping4Lz4 => {
+                let mut g = Vec::new();
+                bg4_split(chunk, &mut g);
+                g
+            }
+        };
+        let mut out = Vec::new();
+        lz4_frame_encoder(&input, &mut out);
+        let frame = out.len();
+        if out.len() >= chunk.len() {
+            (CompressionScheme::None, chunk.to_vec(), frame)
+        } else {
+            (scheme, out, frame)
+        }
+    }
+
+    #[test]
+    fn frames_are_byte_identical_to_the_frame_encoder() {
+        // Inputs of every compressibility: random, runs, text-like, random with repeats
+        // spliced in at every density (frames just below and just above the raw size),
+        // at lengths around the block-size boundaries and the frame overhead.
+        let mut inputs: Vec<Vec<u8>> = Vec::new();
+        let lens = [
+            0, 1, 4, 12, 13, 14, 15, 16, 17, 20, 64, 1000, 8191, 65535, 65536, 65537, 100_000,
+            131_072, 262_143, 262_144, 262_145, 300_000,
+        ];
+        for (k, &n) in lens.iter().enumerate() {
+            let rand = lcg_bytes(n, k as u64);
+            inputs.push(rand.clone());
+            inputs.push(vec![7u8; n]);
+            inputs.push(
+                b"the quick brown fox jumps "
+                    .iter()
+                    .copied()
+                    .cycle()
+                    .take(n)
+                    .collect(),
+            );
+            for density in [1usize, 2, 3, 5, 8, 13, 40, 200] {
+                let mut v = rand.clone();
+                let mut i = 0;
+                while i + 12 < n {
+                    if (i / 12) % density == 0 {
+                        let src = i % 64;
+                        v.copy_within(src..src + 12, i);
+                    }
+                    i += 12;
+                }
+                inputs.push(v);
+            }
+            // One repeat of `r` bytes in random data: around r = 20 the frame is as long
+            // as the data, give or take a byte.
+            if n >= 256 {
+                for r in 4..48 {
+                    let mut v = rand.clone();
+                    v.copy_within(0..r, n / 2);
+                    inputs.push(v);
+                }
+            }
+        }
+        let (mut equal, mut one_less) = (false, false);
+        for input in &inputs {
+            for scheme in [
+                CompressionScheme::None,
+                CompressionScheme::Lz4,
+                CompressionScheme::ByteGrouping4Lz4,
+            ] {
+                let mut out = vec![0xAA];
+                let used = compress_chunk(scheme, input, &mut out);
+                let (want_scheme, want, frame) = reference(scheme, input);
+                assert_eq!(used, want_scheme, "len {}", input.len());
+                assert_eq!(&out[1..], &want[..], "len {} {scheme:?}", input.len());
+                equal |= frame == input.len();
+                one_less |= frame + 1 == input.len();
+            }
+        }
+        // The fallback boundary was met from both sides.
+        assert!(equal && one_less);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use crate::chunking::Chunker;
-use crate::compression::{CompressionScheme, compress_chunk};
+use crate::compression::{CompressionScheme, compress_if_smaller};
 use crate::constants::MIN_SPACING_BETWEEN_GLOBAL_DEDUP_QUERIES;
 use crate::hash::{self, VERIFICATION_KEY, XetHash};
 use crate::shard::{FileEntry, FileTerm, Shard, XorbChunkEntry, XorbEntry};
@@ -368,15 +368,18 @@ impl FileIngest<'_> {
             count += 1;
         }
         // Compress.
-        let payloads = compress_jobs(data, &ranges, &jobs);
+        let (payloads, bufs) = compress_jobs(data, &ranges, &jobs);
         // Append.
         let mut next_job = jobs.iter().zip(payloads.iter()).peekable();
         for (i, (&(a, b), h)) in ranges.iter().zip(hashes).enumerate() {
             let store = match next_job.peek() {
-                Some(((j, _), (used, payload))) if *j == i => {
-                    let st = Store::Compressed(*used, payload.as_deref().unwrap_or(&data[a..b]));
+                Some(&(&(j, _), &c)) if j == i => {
+                    let payload = match c.scheme {
+                        CompressionScheme::None => &data[a..b],
+                        _ => &bufs[usize::from(c.thread)][c.start..c.end],
+                    };
                     next_job.next();
-                    st
+                    Store::Compressed(c.scheme, payload)
                 }
                 _ => Store::Auto(&data[a..b]),
             };
@@ -514,39 +517,67 @@ enum Store<'a> {
 }
 
 /// Compresses the planned chunks (`(chunk index, scheme)`), on two threads when there is
-/// enough data; returns (scheme used, payload) per job, in job order. A chunk stored raw
-/// has no payload of its own: it is appended straight from the input (one copy, not two).
+/// enough data. Returns, in job order, the scheme used and the payload's range in the
+/// returned buffer of each thread (`(scheme, thread, start, end)`); a chunk stored raw has
+/// no payload of its own: it is appended straight from the input (one copy, not two).
 fn compress_jobs(
     data: &[u8],
     ranges: &[(usize, usize)],
     jobs: &[(usize, CompressionScheme)],
-) -> Vec<(CompressionScheme, Option<Vec<u8>>)> {
-    let run = |jobs: &[(usize, CompressionScheme)]| {
-        jobs.iter()
+) -> (Vec<Compressed>, [Vec<u8>; 2]) {
+    let run = |jobs: &[(usize, CompressionScheme)], thread: u8| {
+        let mut buf = Vec::new();
+        let out = jobs
+            .iter()
             .map(|&(i, scheme)| {
-                if scheme == CompressionScheme::None {
-                    return (scheme, None);
-                }
                 let (a, b) = ranges[i];
-                let mut out = Vec::with_capacity(b - a);
-                match compress_chunk(scheme, &data[a..b], &mut out) {
-                    CompressionScheme::None => (CompressionScheme::None, None),
-                    used => (used, Some(out)),
+                let start = buf.len();
+                if compress_if_smaller(scheme, &data[a..b], &mut buf) {
+                    Compressed {
+                        scheme,
+                        thread,
+                        start,
+                        end: buf.len(),
+                    }
+                } else {
+                    Compressed::RAW
                 }
             })
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (out, buf)
     };
     let total: usize = jobs.iter().map(|&(i, _)| ranges[i].1 - ranges[i].0).sum();
     if total < PARALLEL_HASH_MIN_BYTES || jobs.len() < 4 {
-        return run(jobs);
+        let (out, buf) = run(jobs, 0);
+        return (out, [buf, Vec::new()]);
     }
     let (left, right) = jobs.split_at(jobs.len() / 2);
     std::thread::scope(|s| {
-        let other = s.spawn(|| run(right));
-        let mut out = run(left);
-        out.extend(other.join().expect("compression thread panicked"));
-        out
+        let other = s.spawn(|| run(right, 1));
+        let (mut out, buf0) = run(left, 0);
+        let (rest, buf1) = other.join().expect("compression thread panicked");
+        out.extend(rest);
+        (out, [buf0, buf1])
     })
+}
+
+/// Where [`compress_jobs`] put one chunk's payload.
+#[derive(Debug, Clone, Copy)]
+struct Compressed {
+    scheme: CompressionScheme,
+    thread: u8,
+    start: usize,
+    end: usize,
+}
+
+impl Compressed {
+    /// Stored raw (no payload in the buffers).
+    const RAW: Compressed = Compressed {
+        scheme: CompressionScheme::None,
+        thread: 0,
+        start: 0,
+        end: 0,
+    };
 }
 
 /// Chunk hashes of `data[..bounds[0]]`, `data[bounds[0]..bounds[1]]`, …, on two threads when

@@ -42,6 +42,7 @@ use tokio::runtime::Handle;
 use tokio::sync::OnceCell;
 
 pub use error::{CoreError, Result};
+pub use put::INGEST_BLOCK;
 pub use shards::spawn_abortable;
 pub use state::{MemoryState, SledState, StateStore};
 pub use types::{

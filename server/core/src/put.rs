@@ -23,8 +23,9 @@ use crate::types::ByteStream;
 
 /// Body pieces are gathered into blocks of this size before the engine sees them: the
 /// engine hashes and compresses a block on two threads, but a network frame (16–64 KiB)
-/// alone is too small to split.
-const INGEST_BLOCK: usize = 4 << 20;
+/// alone is too small to split. A body whose pieces are at least this large (a front-end
+/// that reads its socket in such blocks) is ingested without that extra copy.
+pub const INGEST_BLOCK: usize = 4 << 20;
 
 /// Objects declared smaller than this are stored without waiting for the first chunk's
 /// global dedup query (they are a single small chunk).

@@ -17,18 +17,40 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use hugbucket_core::{ByteRange, ByteStream, CoreError, Gateway, ListRequest, PutOptions};
 use tokio::io::AsyncWriteExt;
-use tokio_util::io::{ReaderStream, StreamReader};
+use tokio_util::io::StreamReader;
 use unftp_core::storage::{self, FEATURE_RESTART, Fileinfo, Metadata, StorageBackend};
 
 use crate::auth::FtpUser;
 use crate::error::{FtpError, Result};
 use crate::path::Target;
 
-/// Read size of STOR data connections (and so the piece size handed to the core).
-pub(crate) const STOR_READ_SIZE: usize = 256 * 1024;
+/// STOR data is read in blocks of this size, handed to the core as they fill: the core
+/// ingests blocks this large without copying them again.
+const STOR_BLOCK: usize = hugbucket_core::INGEST_BLOCK;
 
 /// Keys per listing page asked of the core.
 const LIST_PAGE: usize = 1000;
+
+/// The bytes of `input` as a stream of blocks of `size` bytes (the last one shorter; no
+/// empty block), each filled by as many reads as it takes.
+fn read_blocks<R>(input: R, size: usize) -> impl Stream<Item = io::Result<Bytes>> + Send
+where
+    R: tokio::io::AsyncRead + Send + Unpin + 'static,
+{
+    futures::stream::try_unfold(Some(input), move |input| async move {
+        use tokio::io::AsyncReadExt;
+        let Some(mut input) = input else {
+            return Ok(None);
+        };
+        let mut block = bytes::BytesMut::with_capacity(size);
+        while block.len() < size {
+            if input.read_buf(&mut block).await? == 0 {
+                return Ok((!block.is_empty()).then(|| (block.freeze(), None)));
+            }
+        }
+        Ok(Some((block.freeze(), Some(input))))
+    })
+}
 
 /// Metadata of a bucket, folder or object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -440,7 +462,7 @@ impl GatewayStorage {
         let control = self.control.clone();
         let grace = self.commit_grace;
         let shown = target.display();
-        let data = ReaderStream::with_capacity(input, STOR_READ_SIZE);
+        let data = read_blocks(input, STOR_BLOCK);
         // At the data EOF: refuse to commit when the client already hung up (see ControlWatch).
         let tail = futures::stream::once(async move {
             let gone = client_hung_up(&control, grace).await;

@@ -175,27 +175,71 @@ impl Drop for ReqBody {
     }
 }
 
-/// Collects a request body of at most `limit` bytes (413 past it; checked against
-/// `Content-Length` first, so an oversized upload is refused before it is read).
+/// Reads a whole request body, refusing (413) more than `limit` bytes, before or while
+/// reading. A body that arrives in one frame is kept as is.
 pub async fn read_body<B>(headers: &HeaderMap, body: B, limit: u64) -> Result<Bytes, HubError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    read_body_into(headers, body, limit, Vec::new()).await
+    let declared = declared_len(headers, limit)?;
+    let mut buf = bytes::BytesMut::with_capacity(declared.map_or(0, |n| n as usize));
+    let mut body = std::pin::pin!(body);
+    while let Some(data) = next_data(&mut body).await? {
+        if (buf.len() + data.len()) as u64 > limit {
+            return Err(HubError::PayloadTooLarge { limit });
+        }
+        if buf.is_empty() && declared == Some(data.len() as u64) {
+            // The whole body arrived in one frame: kept as is, no copy.
+            return Ok(data);
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
 }
 
-/// [`read_body`] into `buf` (cleared; its capacity is reused when large enough).
-pub async fn read_body_into<B>(
+/// [`read_body`] into `buf` (cleared; its capacity is reused when large enough), starting
+/// at the first offset of `buf` aligned to `align` bytes: returns the buffer and that
+/// offset (the body is `buf[start..]`). The space for the declared length is reserved
+/// first, so the start stays aligned unless the body outgrows it (callers check).
+/// One buffer filled frame by frame: collecting the frames and then concatenating them
+/// would hold every byte twice (128 MiB for a full xorb).
+pub async fn read_body_aligned<B>(
     headers: &HeaderMap,
     body: B,
     limit: u64,
-    buf: Vec<u8>,
-) -> Result<Bytes, HubError>
+    mut buf: Vec<u8>,
+    align: usize,
+) -> Result<(Vec<u8>, usize), HubError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    /// Large bodies reserve in steps of this size, so that a reused buffer fits the next
+    /// body of about the same size (xorbs vary by a few KiB) without reallocating: a fresh
+    /// 64 MiB buffer is page-faulted in again.
+    const STEP: usize = 8 << 20;
+    let declared = declared_len(headers, limit)?;
+    let want = match declared.map_or(0, |n| n as usize) {
+        n if n >= STEP => n.next_multiple_of(STEP),
+        n => n,
+    };
+    buf.clear();
+    buf.reserve(want + align);
+    let start = buf.as_ptr().align_offset(align).min(align);
+    buf.resize(start, 0);
+    let mut body = std::pin::pin!(body);
+    while let Some(data) = next_data(&mut body).await? {
+        if (buf.len() - start + data.len()) as u64 > limit {
+            return Err(HubError::PayloadTooLarge { limit });
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok((buf, start))
+}
+
+/// The declared `Content-Length`, refused (413) above `limit`.
+fn declared_len(headers: &HeaderMap, limit: u64) -> Result<Option<u64>, HubError> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -203,27 +247,23 @@ where
     if declared.is_some_and(|len| len > limit) {
         return Err(HubError::PayloadTooLarge { limit });
     }
-    // One buffer of the declared size, filled frame by frame: collecting the frames and
-    // then concatenating them would hold every byte twice (128 MiB for a full xorb).
-    let mut buf = bytes::BytesMut::from(Bytes::from(buf));
-    buf.clear();
-    buf.reserve(declared.map_or(0, |n| n as usize));
-    let mut body = std::pin::pin!(body);
+    Ok(declared)
+}
+
+/// The next data frame of `body` (trailers are skipped), or `None` at its end.
+async fn next_data<B>(body: &mut Pin<&mut B>) -> Result<Option<Bytes>, HubError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     while let Some(frame) = body.frame().await {
         let frame =
             frame.map_err(|e| HubError::BadRequest(format!("reading request body: {e}")))?;
         if let Ok(data) = frame.into_data() {
-            if (buf.len() + data.len()) as u64 > limit {
-                return Err(HubError::PayloadTooLarge { limit });
-            }
-            if buf.is_empty() && declared == Some(data.len() as u64) {
-                // The whole body arrived in one frame: kept as is, no copy.
-                return Ok(data);
-            }
-            buf.extend_from_slice(&data);
+            return Ok(Some(data));
         }
     }
-    Ok(buf.freeze())
+    Ok(None)
 }
 
 /// An inclusive byte range.

@@ -11,21 +11,21 @@ use hugbucket_engine::XetHash;
 use hugbucket_engine::constants::{MAX_XORB_BYTES, MAX_XORB_CHUNKS};
 use hugbucket_engine::hash::{file_hash, verification_hash};
 use hugbucket_engine::shard::{Shard, XorbChunkEntry, XorbEntry};
-use hugbucket_engine::xorb::{SerializedXorb, XorbChunk, decode_chunk_records, verify_xorb};
+use hugbucket_engine::xorb::{XorbChunk, decode_chunk_records, verify_xorb, write_footer_v1};
 use serde_json::{Map, Value, json};
 
 use crate::Hub;
 use crate::auth::{Scope, XetClaims, bearer};
 use crate::body::{
     ByteRange, ChannelBody, ReqBody, RespBody, STREAM_PIECE, full, json_response, parse_range,
-    read_body, read_body_into,
+    read_body, read_body_aligned,
 };
 use crate::error::HubError;
 use crate::server::base_url;
 use crate::stats::Stats;
 use crate::store::{ChunkMeta, Reconstruction, Term, XorbMeta};
 use crate::util::{Query, now_secs};
-use crate::xorbfiles::read_exact_at;
+use crate::xorbfiles::{XorbFiles, read_exact_at};
 
 /// Largest accepted xorb upload (64 MiB of chunk data + headers and an optional footer).
 pub const MAX_XORB_UPLOAD: u64 = MAX_XORB_BYTES as u64 + 2 * 1024 * 1024;
@@ -90,7 +90,8 @@ pub(crate) async fn xorb_upload(
     let hash = parse_hash(hash)?;
     let (parts, body) = req.into_parts();
     let buf = hub.xorbs.take_buffer();
-    let body = read_body_into(&parts.headers, body, MAX_XORB_UPLOAD, buf).await?;
+    let body =
+        read_body_aligned(&parts.headers, body, MAX_XORB_UPLOAD, buf, XorbFiles::ALIGN).await?;
     if hub.meta.has_xorb(&hash)? {
         Stats::add(&hub.stats.xorb_uploads_existing, 1);
         return Ok(json_response(
@@ -113,8 +114,9 @@ pub(crate) async fn xorb_upload(
 }
 
 /// Verifies and durably stores one xorb; returns its serialized size.
-fn store_xorb(hub: &Hub, hash: XetHash, body: Bytes) -> Result<u64, HubError> {
-    let parsed = verify_xorb(&body, &hash)?;
+fn store_xorb(hub: &Hub, hash: XetHash, body: (Vec<u8>, usize)) -> Result<u64, HubError> {
+    let (mut buf, start) = body;
+    let parsed = verify_xorb(&buf[start..], &hash)?;
     if parsed.chunks.is_empty() {
         return Err(HubError::BadRequest("empty xorb".into()));
     }
@@ -137,13 +139,10 @@ fn store_xorb(hub: &Hub, hash: XetHash, body: Bytes) -> Result<u64, HubError> {
             })
             .collect(),
     };
-    let mut data = Vec::from(body);
-    data.truncate(data_len);
-    let ser = SerializedXorb { hash, data, chunks };
-    let footer = ser.footer();
+    buf.truncate(start + data_len);
+    let footer = write_footer_v1(&hash, &chunks);
     // Data first (fsynced + renamed), then the metadata that makes it count.
-    let SerializedXorb { data, .. } = ser;
-    hub.xorbs.write(&hash, data, &footer)?;
+    hub.xorbs.write(&hash, buf, start, &footer)?;
     hub.meta.put_xorb(&hash, &meta)?;
     for (i, c) in meta.chunks.iter().enumerate() {
         if c.hash.is_global_dedup_eligible() {

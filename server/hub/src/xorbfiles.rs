@@ -55,20 +55,29 @@ impl XorbFiles {
             .unwrap_or_default()
     }
 
-    /// Durably stores `data ++ tail` as xorb `hash`; `data`'s buffer is kept for
-    /// [`XorbFiles::take_buffer`] afterwards.
-    pub fn write(&self, hash: &XetHash, mut data: Vec<u8>, tail: &[u8]) -> std::io::Result<()> {
+    /// Durably stores `buf[start..] ++ tail` as xorb `hash`; `buf` is kept for
+    /// [`XorbFiles::take_buffer`] afterwards. With `buf[start..]` on a
+    /// [`XorbFiles::ALIGN`] boundary (see [`crate::body::read_body_aligned`]) the data is
+    /// written to disk from it in place.
+    pub fn write(
+        &self,
+        hash: &XetHash,
+        mut buf: Vec<u8>,
+        start: usize,
+        tail: &[u8],
+    ) -> std::io::Result<()> {
         let tmp = self.dir.join(format!(
             "{}.{:016x}.tmp",
             hash.to_hex(),
             rand::random::<u64>()
         ));
+        let data = buf.get(start..).unwrap_or_default();
         let res = (|| {
-            let f = match write_direct(&tmp, &mut data, tail) {
+            let f = match write_direct(&tmp, data, tail) {
                 Ok(f) => f,
                 Err(_) => {
                     let mut f = File::create(&tmp)?;
-                    f.write_all(&data)?;
+                    f.write_all(data)?;
                     f.write_all(tail)?;
                     f
                 }
@@ -80,13 +89,11 @@ impl XorbFiles {
         if res.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-        data.clear();
+        buf.clear();
         if let Ok(mut spare) = self.spare.lock()
-            && spare
-                .as_ref()
-                .is_none_or(|s| s.capacity() < data.capacity())
+            && spare.as_ref().is_none_or(|s| s.capacity() < buf.capacity())
         {
-            *spare = Some(data);
+            *spare = Some(buf);
         }
         res
     }
@@ -100,44 +107,51 @@ impl XorbFiles {
 /// Block size for `O_DIRECT`: buffer address, file offset and length are multiples of it.
 const DIRECT_ALIGN: usize = 4096;
 
+impl XorbFiles {
+    /// Alignment of a xorb body that [`XorbFiles::write`] writes in place.
+    pub const ALIGN: usize = DIRECT_ALIGN;
+}
+
 /// Writes `data ++ tail` to a new file at `path` with `O_DIRECT`, then cuts it to the
-/// exact length; `data` is left as it was. Not fsynced. When `data`'s buffer is
-/// block-aligned (large allocations are page-aligned) the bytes are written from it in
-/// place; otherwise they are copied into an aligned buffer first. Any error (including a
-/// file system without `O_DIRECT`) leaves the caller to fall back to a buffered write over
-/// the same path.
+/// exact length. Not fsynced. When `data` starts on a block boundary, its whole blocks are
+/// written from it in place and only the last partial block and `tail` are copied (into a
+/// small aligned buffer); otherwise everything is copied. Any error (including a file
+/// system without `O_DIRECT`) leaves the caller to fall back to a buffered write over the
+/// same path.
 #[cfg(target_os = "linux")]
-fn write_direct(path: &Path, data: &mut Vec<u8>, tail: &[u8]) -> std::io::Result<File> {
+fn write_direct(path: &Path, data: &[u8], tail: &[u8]) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    let len = data.len() + tail.len();
-    let padded = len.next_multiple_of(DIRECT_ALIGN);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .custom_flags(libc::O_DIRECT)
         .open(path)?;
-    let data_len = data.len();
-    if data.as_ptr().align_offset(DIRECT_ALIGN) == 0 {
-        data.extend_from_slice(tail);
-        data.resize(padded, 0);
-        let res = f.write_all(data);
-        data.truncate(data_len);
-        res?;
+    let in_place = if data.as_ptr().align_offset(DIRECT_ALIGN) == 0 {
+        data.len() / DIRECT_ALIGN * DIRECT_ALIGN
     } else {
+        0
+    };
+    if in_place > 0 {
+        f.write_all(&data[..in_place])?;
+    }
+    let rest = &data[in_place..];
+    let rest_len = rest.len() + tail.len();
+    if rest_len > 0 {
+        let padded = rest_len.next_multiple_of(DIRECT_ALIGN);
         let mut buf = vec![0u8; padded + DIRECT_ALIGN];
-        let start = buf.as_ptr().align_offset(DIRECT_ALIGN);
-        let aligned = &mut buf[start..start + padded];
-        aligned[..data_len].copy_from_slice(data);
-        aligned[data_len..len].copy_from_slice(tail);
+        let at = buf.as_ptr().align_offset(DIRECT_ALIGN);
+        let aligned = &mut buf[at..at + padded];
+        aligned[..rest.len()].copy_from_slice(rest);
+        aligned[rest.len()..rest_len].copy_from_slice(tail);
         f.write_all(aligned)?;
     }
-    f.set_len(len as u64)?;
+    f.set_len((data.len() + tail.len()) as u64)?;
     Ok(f)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn write_direct(_path: &Path, _data: &mut Vec<u8>, _tail: &[u8]) -> std::io::Result<File> {
+fn write_direct(_path: &Path, _data: &[u8], _tail: &[u8]) -> std::io::Result<File> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 

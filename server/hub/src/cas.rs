@@ -113,10 +113,19 @@ pub(crate) async fn xorb_upload(
     ))
 }
 
-/// Verifies and durably stores one xorb; returns its serialized size.
+/// Verifies and durably stores one xorb; returns its serialized size. The body's bulk is
+/// written to a temp file while it is verified (two threads); the file is named, and the
+/// xorb recorded, only if it verifies.
 fn store_xorb(hub: &Hub, hash: XetHash, body: (Vec<u8>, usize)) -> Result<u64, HubError> {
     let (mut buf, start) = body;
-    let parsed = verify_xorb(&buf[start..], &hash)?;
+    let (writer, parsed) = std::thread::scope(|s| {
+        let body = &buf[start..];
+        let writer = s.spawn(|| hub.xorbs.begin(&hash, body));
+        let parsed = verify_xorb(body, &hash);
+        (writer.join(), parsed)
+    });
+    let writer = writer.map_err(|_| std::io::Error::other("the xorb writer thread panicked"))?;
+    let parsed = parsed?;
     if parsed.chunks.is_empty() {
         return Err(HubError::BadRequest("empty xorb".into()));
     }
@@ -139,10 +148,14 @@ fn store_xorb(hub: &Hub, hash: XetHash, body: (Vec<u8>, usize)) -> Result<u64, H
             })
             .collect(),
     };
-    buf.truncate(start + data_len);
     let footer = write_footer_v1(&hash, &chunks);
     // Data first (fsynced + renamed), then the metadata that makes it count.
-    hub.xorbs.write(&hash, buf, start, &footer)?;
+    let written = hub
+        .xorbs
+        .finish(writer, &hash, &buf[start..start + data_len], &footer);
+    buf.truncate(0);
+    hub.xorbs.give_back(buf);
+    written?;
     hub.meta.put_xorb(&hash, &meta)?;
     for (i, c) in meta.chunks.iter().enumerate() {
         if c.hash.is_global_dedup_eligible() {

@@ -12,7 +12,9 @@
 //! for the in-session dedup index and the shard's xorb records).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use crate::buffers::BufferPool;
 use crate::chunking::Chunker;
 use crate::compression::{CompressionScheme, compress_if_smaller};
 use crate::constants::MIN_SPACING_BETWEEN_GLOBAL_DEDUP_QUERIES;
@@ -56,9 +58,10 @@ pub struct UploadSession {
     /// Known CAS xorbs whose chunk hashes are HMAC-keyed.
     keyed: Vec<KeyedIndex>,
     files: Vec<PendingFile>,
-    /// A buffer handed back by the caller ([`UploadSession::recycle_buffer`]) for the next
-    /// xorb.
-    spare: Option<Vec<u8>>,
+    /// Buffers for the next xorbs, handed back by the caller
+    /// ([`UploadSession::recycle_buffer`]) or shared with other sessions
+    /// ([`UploadSession::with_buffers`]).
+    buffers: Arc<BufferPool>,
 }
 
 #[derive(Debug)]
@@ -108,6 +111,16 @@ impl UploadSession {
         Self::default()
     }
 
+    /// An empty session serializing its xorbs into buffers taken from `buffers` (hand
+    /// them back there, or through [`UploadSession::recycle_buffer`], once uploaded).
+    pub fn with_buffers(buffers: Arc<BufferPool>) -> Self {
+        Self {
+            builder: XorbBuilder::with_buffer(buffers.take()),
+            buffers,
+            ..Self::default()
+        }
+    }
+
     /// Starts a file. Feed its bytes with [`FileIngest::write`], then call
     /// [`FileIngest::finish`]. Files of one session are ingested one after the other.
     pub fn start_file(&mut self) -> FileIngest<'_> {
@@ -133,15 +146,9 @@ impl UploadSession {
 
     /// Hands back the data buffer of a xorb taken earlier (after it was uploaded): the
     /// next xorb is serialized into it instead of a fresh allocation. Only the capacity is
-    /// used; one buffer is kept.
+    /// used; the session's [`BufferPool`] decides what is kept.
     pub fn recycle_buffer(&mut self, buf: Vec<u8>) {
-        if self
-            .spare
-            .as_ref()
-            .is_none_or(|s| s.capacity() < buf.capacity())
-        {
-            self.spare = Some(buf);
-        }
+        self.buffers.give(buf);
     }
 
     /// Registers a xorb that already exists in the CAS (from a global-dedup shard, spec
@@ -198,6 +205,9 @@ impl UploadSession {
     /// Flushes the last xorb and returns the remaining xorbs, the files and the shard.
     pub fn finish(mut self) -> SessionOutput {
         self.flush_xorb();
+        // The (empty) builder that flushing set up is not needed: its buffer goes back.
+        let idle = std::mem::take(&mut self.builder);
+        self.buffers.give(idle.into_buffer());
         let mut files = Vec::with_capacity(self.files.len());
         for f in &self.files {
             let terms: Vec<FileTerm> = f
@@ -246,10 +256,7 @@ impl UploadSession {
         if self.builder.is_empty() {
             return;
         }
-        let next = match self.spare.take() {
-            Some(buf) => XorbBuilder::with_buffer(buf),
-            None => XorbBuilder::default(),
-        };
+        let next = XorbBuilder::with_buffer(self.buffers.take());
         let xorb = std::mem::replace(&mut self.builder, next).finish();
         self.xorb_entries.push(XorbEntry {
             xorb_hash: xorb.hash,

@@ -13,7 +13,9 @@
 //! - [`shard`]: shard (MDB) writer and reader.
 //! - [`ingest`]: the streaming upload pipeline (bytes in, xorbs + file info out).
 //! - [`crc64`]: CRC-64/NVME, used by xorb upload grants.
+//! - [`buffers`]: a pool of large buffers reused across uploads.
 
+pub mod buffers;
 pub mod chunking;
 pub mod compression;
 pub mod constants;

@@ -275,6 +275,11 @@ impl XorbBuilder {
         }
     }
 
+    /// The builder's buffer, for reuse (its content is discarded).
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.data
+    }
+
     /// Makes room for `extra` more bytes. The buffer starts at [`SMALL_XORB_RESERVE`]
     /// (most xorbs of small objects fit) and past that jumps straight to the largest
     /// serialized xorb: growing by doubling would copy a big xorb's bytes about twice more

@@ -34,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache};
 use hugbucket_engine::XetHash;
+use hugbucket_engine::buffers::BufferPool;
 use hugbucket_upstream::{
     BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, RemoteFile, TokenScope,
     UpstreamError,
@@ -119,6 +120,9 @@ struct Inner {
     work: Option<Handle>,
     /// PUTs and parts being ingested right now.
     uploads_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Xorb serialization buffers kept between PUTs (a fresh 64 MiB buffer is
+    /// page-faulted in again by every PUT).
+    xorb_buffers: Arc<BufferPool>,
 }
 
 /// Counts an upload as in flight while alive.
@@ -200,6 +204,7 @@ impl Gateway {
                 shards,
                 work: Handle::try_current().ok(),
                 uploads_in_flight: Arc::default(),
+                xorb_buffers: Arc::new(BufferPool::new(config.max_concurrent_xorb_uploads + 1)),
                 config,
             }),
         })
@@ -475,6 +480,7 @@ impl Gateway {
             body,
             opts.size_hint,
             self.inner.config.max_concurrent_xorb_uploads,
+            &self.inner.xorb_buffers,
         )
         .await?;
         if path.ends_with(names::FOLDER_MARKER) && ingested.summary.size != 0 {

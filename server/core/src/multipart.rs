@@ -175,6 +175,7 @@ impl Gateway {
             body,
             size_hint,
             self.inner.config.max_concurrent_xorb_uploads,
+            &self.inner.xorb_buffers,
         )
         .await?;
         let (entry, size) = ingested

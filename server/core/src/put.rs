@@ -6,10 +6,13 @@
 //! capacity 1–4 and two xorb uploads in flight (configurable) keep memory at about three or
 //! four xorbs whatever the object size.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use hugbucket_engine::XetHash;
+use hugbucket_engine::buffers::BufferPool;
 use hugbucket_engine::chunking::Chunker;
 use hugbucket_engine::hash::chunk_hash;
 use hugbucket_engine::ingest::{FileIngest, FileSummary, SessionOutput, UploadSession};
@@ -96,17 +99,19 @@ pub(crate) async fn ingest_and_upload(
     mut body: ByteStream,
     expected_len: Option<u64>,
     max_uploads: usize,
+    buffers: &Arc<BufferPool>,
 ) -> Result<Ingested> {
     let (data_tx, mut data_rx) = mpsc::channel::<Bytes>(4);
     let (event_tx, mut event_rx) = mpsc::channel::<Event>(1);
 
     // Answers of global dedup queries, to the worker: xorbs already in the CAS.
     let (known_tx, known_rx) = std::sync::mpsc::channel::<Known>();
-    // Buffers of uploaded xorbs, back to the worker for the next xorbs.
-    let (spare_tx, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    // Xorbs are serialized into buffers from the gateway's pool; uploaded xorbs hand
+    // their buffers back there.
+    let session_buffers = buffers.clone();
 
     let worker = tokio::task::spawn_blocking(move || {
-        let mut session = UploadSession::new();
+        let mut session = UploadSession::with_buffers(session_buffers);
         let mut file = session.start_file();
         // The first chunk's query is answered before any chunk is stored (one round trip),
         // so that re-uploading existing content stores nothing; later queries are answered
@@ -139,9 +144,6 @@ pub(crate) async fn ingest_and_upload(
             let piece = data_rx.blocking_recv();
             while let Ok(known) = known_rx.try_recv() {
                 known.apply(&mut file);
-            }
-            while let Ok(buf) = spare_rx.try_recv() {
-                file.recycle_buffer(buf);
             }
             match (&mut prefix, piece) {
                 (Some(buf), Some(piece)) => {
@@ -260,10 +262,7 @@ pub(crate) async fn ingest_and_upload(
                 }
                 Some((r, data)) = in_flight.next(), if !in_flight.is_empty() => {
                     r?;
-                    // The client dropped its references once the upload finished.
-                    if let Ok(buf) = data.try_into_mut() {
-                        let _ = spare_tx.send(buf.into());
-                    }
+                    give_back(buffers, data);
                 }
                 else => break,
             }
@@ -287,15 +286,28 @@ pub(crate) async fn ingest_and_upload(
         let cas = cas.clone();
         let data = Bytes::from(x.data);
         let hash = x.hash;
-        rest.push(async move { cas.upload_xorb(&hash, data).await });
+        rest.push(async move {
+            let r = cas.upload_xorb(&hash, data.clone()).await;
+            (r, data)
+        });
         if rest.len() >= max_uploads.max(1) {
-            if let Some(r) = rest.next().await {
+            if let Some((r, data)) = rest.next().await {
                 r?;
+                give_back(buffers, data);
             }
         }
     }
-    while let Some(r) = rest.next().await {
+    while let Some((r, data)) = rest.next().await {
         r?;
+        give_back(buffers, data);
     }
     Ok(Ingested { summary, output })
+}
+
+/// Returns an uploaded xorb's buffer to the pool (when the client dropped its references,
+/// as it does once the upload finished).
+fn give_back(buffers: &BufferPool, data: Bytes) {
+    if let Ok(buf) = data.try_into_mut() {
+        buffers.give(buf.into());
+    }
 }

@@ -9,12 +9,11 @@
 //! another) and is only made visible after ([`XorbFiles::finish`]). Where the file system
 //! refuses `O_DIRECT` (tmpfs), an ordinary buffered write is made at the finish.
 
+use hugbucket_engine::XetHash;
+use hugbucket_engine::buffers::BufferPool;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use hugbucket_engine::XetHash;
 
 /// Receive buffers kept for the next uploads (about one per xorb upload in flight).
 const SPARE_BUFFERS: usize = 2;
@@ -22,9 +21,8 @@ const SPARE_BUFFERS: usize = 2;
 /// The xorb directory.
 pub struct XorbFiles {
     dir: PathBuf,
-    /// Buffers of xorbs already written, for the next uploads' bodies: a fresh 64 MiB
-    /// buffer per xorb is page-faulted in again every time.
-    spare: Mutex<Vec<Vec<u8>>>,
+    /// Buffers of xorbs already written, for the next uploads' bodies.
+    spare: BufferPool,
 }
 
 /// A xorb file being written (a temp file, removed unless [`XorbFiles::finish`] succeeds).
@@ -57,7 +55,7 @@ impl XorbFiles {
         }
         Ok(Self {
             dir,
-            spare: Mutex::new(Vec::new()),
+            spare: BufferPool::new(SPARE_BUFFERS),
         })
     }
 
@@ -69,24 +67,12 @@ impl XorbFiles {
     /// A buffer for the next xorb body (empty; possibly with the capacity of an earlier
     /// one). Give it back through [`XorbFiles::give_back`].
     pub fn take_buffer(&self) -> Vec<u8> {
-        self.spare
-            .lock()
-            .ok()
-            .and_then(|mut s| s.pop())
-            .unwrap_or_default()
+        self.spare.take()
     }
 
     /// Keeps `buf` for a later [`XorbFiles::take_buffer`] (the largest few are kept).
-    pub fn give_back(&self, mut buf: Vec<u8>) {
-        buf.clear();
-        if let Ok(mut spare) = self.spare.lock() {
-            // Ascending by capacity: the smallest goes first, the largest is taken first.
-            spare.push(buf);
-            spare.sort_by_key(Vec::capacity);
-            if spare.len() > SPARE_BUFFERS {
-                spare.remove(0);
-            }
-        }
+    pub fn give_back(&self, buf: Vec<u8>) {
+        self.spare.give(buf);
     }
 
     /// Starts writing a xorb of which `data` is a prefix (the bytes written at the finish
@@ -286,17 +272,5 @@ mod tests {
         drop(w);
         assert!(leftovers(&files).is_empty());
         assert!(!files.path(&hash).exists());
-    }
-
-    #[test]
-    fn spare_buffers_are_the_largest_few() {
-        let dir = tempfile::tempdir().unwrap();
-        let files = XorbFiles::open(dir.path()).unwrap();
-        for cap in [10, 30, 20] {
-            files.give_back(Vec::with_capacity(cap));
-        }
-        let caps: Vec<usize> = (0..3).map(|_| files.take_buffer().capacity()).collect();
-        assert!(caps[0] >= 30 && caps[1] >= 20 && caps[1] < 30, "{caps:?}");
-        assert_eq!(caps[2], 0, "only {SPARE_BUFFERS} kept");
     }
 }

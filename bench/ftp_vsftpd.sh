@@ -129,9 +129,6 @@ make_random() {
 transfer() {
     local name="$1" pid="$2" sampler out
     shift 2
-    # No writeback of earlier files (the source just written, an earlier upload) runs
-    # during the timed transfer: every transfer starts from the same state.
-    sync
     python3 "$work/sampler.py" "$pid" "$work/sample.txt" &
     sampler=$!
     sleep 0.2
@@ -295,8 +292,7 @@ fi
     echo "$SIZE_MIB MiB of /dev/urandom data per transfer; every HugBucket STOR is a new random file."
     echo "vsftpd: anonymous read-write, files on the local disk (page cache; STOR not synced),"
     echo "sendfile for RETR. HugBucket: \`serve --mode ftp\`, embedded hub, fresh data dir, chunk"
-    echo "cache empty before the cold reads (a STOR does not fill it). \`sync\` before every transfer"
-    echo "(no writeback of earlier files during a timed one)."
+    echo "cache empty before the cold reads (a STOR does not fill it)."
     echo
     echo "CPU seconds and peak RSS are those of the best run; server CPU is the whole server"
     echo "process tree (for HugBucket that includes the embedded hub)."

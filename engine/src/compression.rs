@@ -292,13 +292,7 @@ thread_local! {
 /// encoder is tested on inputs of every kind around the block-size boundaries.
 fn lz4_frame_if_smaller(data: &[u8], out: &mut Vec<u8>, scratch: &mut Lz4Scratch) -> bool {
     if data.len() > ONE_BLOCK_MAX {
-        let start = out.len();
-        lz4_frame_encoder(data, out);
-        if out.len() - start >= data.len() {
-            out.truncate(start);
-            return false;
-        }
-        return true;
+        return encoder_frame_if_smaller(data, out);
     }
     if data.len() <= ONE_BLOCK_FRAME_OVERHEAD {
         return false;
@@ -311,13 +305,7 @@ fn lz4_frame_if_smaller(data: &[u8], out: &mut Vec<u8>, scratch: &mut Lz4Scratch
         lz4_flex::block::compress_into_with_table(data, &mut scratch.block, &mut scratch.table)
     else {
         // Unreachable (the output holds the worst case); the frame encoder decides then.
-        let start = out.len();
-        lz4_frame_encoder(data, out);
-        if out.len() - start >= data.len() {
-            out.truncate(start);
-            return false;
-        }
-        return true;
+        return encoder_frame_if_smaller(data, out);
     };
     // The encoder stores a block raw unless it shrank (`n < len`); either way the frame is
     // kept only if smaller than the data.
@@ -335,6 +323,17 @@ fn lz4_frame_if_smaller(data: &[u8], out: &mut Vec<u8>, scratch: &mut Lz4Scratch
     out.extend_from_slice(&(n as u32).to_le_bytes());
     out.extend_from_slice(&scratch.block[..n]);
     out.extend_from_slice(&0u32.to_le_bytes());
+    true
+}
+
+/// [`lz4_frame_if_smaller`] through `FrameEncoder` itself (any length).
+fn encoder_frame_if_smaller(data: &[u8], out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    lz4_frame_encoder(data, out);
+    if out.len() - start >= data.len() {
+        out.truncate(start);
+        return false;
+    }
     true
 }
 

@@ -22,6 +22,9 @@ use crate::hash::{self, VERIFICATION_KEY, XetHash};
 use crate::shard::{FileEntry, FileTerm, Shard, XorbChunkEntry, XorbEntry};
 use crate::xorb::{AutoScheme, SerializedXorb, XorbBuilder, xorb_would_overflow};
 
+/// Sessions expected below this size (one small xorb) do not take a pooled buffer.
+const SMALL_SESSION: u64 = 1 << 20;
+
 /// Inputs at least this large are hashed on two threads.
 const PARALLEL_HASH_MIN_BYTES: usize = 1 << 20;
 
@@ -113,9 +116,15 @@ impl UploadSession {
 
     /// An empty session serializing its xorbs into buffers taken from `buffers` (hand
     /// them back there, or through [`UploadSession::recycle_buffer`], once uploaded).
-    pub fn with_buffers(buffers: Arc<BufferPool>) -> Self {
+    /// `size_hint` is the expected number of bytes of the session (`None`: unknown): a
+    /// session expected to fit in a small xorb leaves the pooled (large) buffers to others.
+    pub fn with_buffers(buffers: Arc<BufferPool>, size_hint: Option<u64>) -> Self {
+        let builder = match size_hint {
+            Some(n) if n < SMALL_SESSION => XorbBuilder::default(),
+            _ => XorbBuilder::with_buffer(buffers.take()),
+        };
         Self {
-            builder: XorbBuilder::with_buffer(buffers.take()),
+            builder,
             buffers,
             ..Self::default()
         }
@@ -204,8 +213,8 @@ impl UploadSession {
 
     /// Flushes the last xorb and returns the remaining xorbs, the files and the shard.
     pub fn finish(mut self) -> SessionOutput {
-        self.flush_xorb();
-        // The (empty) builder that flushing set up is not needed: its buffer goes back.
+        self.finish_xorb(false);
+        // An empty builder that was never flushed may hold a pooled buffer: it goes back.
         let idle = std::mem::take(&mut self.builder);
         self.buffers.give(idle.into_buffer());
         let mut files = Vec::with_capacity(self.files.len());
@@ -253,10 +262,20 @@ impl UploadSession {
     }
 
     fn flush_xorb(&mut self) {
+        self.finish_xorb(true);
+    }
+
+    /// Hands out the xorb being built (if any); the next one is built in a pooled buffer
+    /// when `more` chunks are coming, else in none.
+    fn finish_xorb(&mut self, more: bool) {
         if self.builder.is_empty() {
             return;
         }
-        let next = XorbBuilder::with_buffer(self.buffers.take());
+        let next = if more {
+            XorbBuilder::with_buffer(self.buffers.take())
+        } else {
+            XorbBuilder::default()
+        };
         let xorb = std::mem::replace(&mut self.builder, next).finish();
         self.xorb_entries.push(XorbEntry {
             xorb_hash: xorb.hash,
@@ -628,6 +647,45 @@ mod tests {
             .finalize_xof()
             .fill(&mut out);
         out
+    }
+
+    #[test]
+    fn sessions_reuse_pooled_buffers_and_small_ones_leave_them() {
+        let pool = Arc::new(BufferPool::new(2));
+        let ingest_one = |session: UploadSession, data: &[u8]| {
+            let mut session = session;
+            let mut file = session.start_file();
+            file.write(data);
+            file.finish();
+            session.finish().xorbs
+        };
+        let data = pseudo_random("pool", 3 << 20);
+        let first = ingest_one(UploadSession::with_buffers(pool.clone(), None), &data);
+        assert_eq!(first.len(), 1);
+        let reused_ptr = first[0].data.as_ptr();
+        for x in first {
+            pool.give(x.data);
+        }
+        assert_eq!(pool.len(), 1);
+        // A small session leaves the pooled buffer alone.
+        let small = UploadSession::with_buffers(pool.clone(), Some(10_000));
+        assert_eq!(pool.len(), 1);
+        let small_xorbs = ingest_one(small, &data[..10_000]);
+        assert_ne!(small_xorbs[0].data.as_ptr(), reused_ptr);
+        // A large (or unknown-size) one serializes into it (the largest), with the same
+        // bytes as ever.
+        pool.give(Vec::with_capacity(1 << 20));
+        let second = UploadSession::with_buffers(pool.clone(), None);
+        assert_eq!(pool.len(), 1);
+        let other = pseudo_random("pool 2", 3 << 20);
+        let xorbs = ingest_one(second, &other);
+        assert_eq!(xorbs[0].data.as_ptr(), reused_ptr);
+        assert_eq!(
+            xorbs[0].data,
+            ingest_one(UploadSession::new(), &other)[0].data
+        );
+        // The buffer the session did not need is still in the pool.
+        assert_eq!(pool.len(), 1);
     }
 
     /// Rebuilds a file from its terms and the session's xorbs.

@@ -111,7 +111,7 @@ pub(crate) async fn ingest_and_upload(
     let session_buffers = buffers.clone();
 
     let worker = tokio::task::spawn_blocking(move || {
-        let mut session = UploadSession::with_buffers(session_buffers);
+        let mut session = UploadSession::with_buffers(session_buffers, expected_len);
         let mut file = session.start_file();
         // The first chunk's query is answered before any chunk is stored (one round trip),
         // so that re-uploading existing content stores nothing; later queries are answered

@@ -225,7 +225,8 @@ where
         n => n,
     };
     buf.clear();
-    buf.reserve(want + align);
+    // Exact: `reserve` may double a reused buffer that is a little too small.
+    buf.reserve_exact(want + align);
     let start = buf.as_ptr().align_offset(align).min(align);
     buf.resize(start, 0);
     let mut body = std::pin::pin!(body);

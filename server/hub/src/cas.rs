@@ -93,6 +93,7 @@ pub(crate) async fn xorb_upload(
     let body =
         read_body_aligned(&parts.headers, body, MAX_XORB_UPLOAD, buf, XorbFiles::ALIGN).await?;
     if hub.meta.has_xorb(&hash)? {
+        hub.xorbs.give_back(body.0);
         Stats::add(&hub.stats.xorb_uploads_existing, 1);
         return Ok(json_response(
             StatusCode::OK,
@@ -113,13 +114,19 @@ pub(crate) async fn xorb_upload(
     ))
 }
 
-/// Verifies and durably stores one xorb; returns its serialized size. The body's bulk is
-/// written to a temp file while it is verified (two threads); the file is named, and the
-/// xorb recorded, only if it verifies.
+/// Verifies and durably stores one xorb (`body.0[body.1..]`); returns its serialized size.
+/// The receive buffer goes back to the pool whatever the outcome.
 fn store_xorb(hub: &Hub, hash: XetHash, body: (Vec<u8>, usize)) -> Result<u64, HubError> {
-    let (mut buf, start) = body;
+    let (buf, start) = body;
+    let res = verify_and_store(hub, hash, &buf[start..]);
+    hub.xorbs.give_back(buf);
+    res
+}
+
+/// [`store_xorb`] on the body's bytes: the bulk is written to a temp file while it is
+/// verified (two threads); the file is named, and the xorb recorded, only if it verifies.
+fn verify_and_store(hub: &Hub, hash: XetHash, body: &[u8]) -> Result<u64, HubError> {
     let (writer, parsed) = std::thread::scope(|s| {
-        let body = &buf[start..];
         let writer = s.spawn(|| hub.xorbs.begin(&hash, body));
         let parsed = verify_xorb(body, &hash);
         (writer.join(), parsed)
@@ -150,12 +157,8 @@ fn store_xorb(hub: &Hub, hash: XetHash, body: (Vec<u8>, usize)) -> Result<u64, H
     };
     let footer = write_footer_v1(&hash, &chunks);
     // Data first (fsynced + renamed), then the metadata that makes it count.
-    let written = hub
-        .xorbs
-        .finish(writer, &hash, &buf[start..start + data_len], &footer);
-    buf.truncate(0);
-    hub.xorbs.give_back(buf);
-    written?;
+    hub.xorbs
+        .finish(writer, &hash, &body[..data_len], &footer)?;
     hub.meta.put_xorb(&hash, &meta)?;
     for (i, c) in meta.chunks.iter().enumerate() {
         if c.hash.is_global_dedup_eligible() {

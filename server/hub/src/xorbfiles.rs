@@ -127,7 +127,7 @@ impl XorbFiles {
 const DIRECT_ALIGN: usize = 4096;
 
 impl XorbFiles {
-    /// Alignment of a xorb body that [`XorbFiles::write`] writes in place.
+    /// Alignment of a xorb body that [`XorbFiles::begin`] writes in place.
     pub const ALIGN: usize = DIRECT_ALIGN;
 }
 

@@ -86,7 +86,7 @@ impl CoreConfig {
     pub fn new(data_dir: PathBuf) -> Self {
         CoreConfig {
             data_dir,
-            max_concurrent_xorb_uploads: 2,
+            max_concurrent_xorb_uploads: 1,
             get_prefetch_window: 4,
             multipart_expiry: Duration::from_secs(7 * 24 * 3600),
             verify_reads: true,

@@ -3,8 +3,8 @@
 //! The CPU work (CDC, hashing, compression, serialization) runs on a blocking thread that
 //! owns the engine's [`UploadSession`]; the async side feeds it body pieces over a bounded
 //! channel and uploads each completed xorb as soon as it is handed out. Channels of
-//! capacity 1–4 and two xorb uploads in flight (configurable) keep memory at about three or
-//! four xorbs whatever the object size.
+//! capacity 1–4 and one xorb upload in flight (configurable) keep memory at about two or
+//! three xorbs whatever the object size.
 
 use std::sync::Arc;
 

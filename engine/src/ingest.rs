@@ -61,9 +61,8 @@ pub struct UploadSession {
     /// Known CAS xorbs whose chunk hashes are HMAC-keyed.
     keyed: Vec<KeyedIndex>,
     files: Vec<PendingFile>,
-    /// Buffers for the next xorbs, handed back by the caller
-    /// ([`UploadSession::recycle_buffer`]) or shared with other sessions
-    /// ([`UploadSession::with_buffers`]).
+    /// Buffers for the next xorbs, shared with the caller and other sessions
+    /// ([`UploadSession::with_buffers`]; a private pool otherwise).
     buffers: Arc<BufferPool>,
 }
 
@@ -115,7 +114,7 @@ impl UploadSession {
     }
 
     /// An empty session serializing its xorbs into buffers taken from `buffers` (hand
-    /// them back there, or through [`UploadSession::recycle_buffer`], once uploaded).
+    /// them back there once uploaded).
     /// `size_hint` is the expected number of bytes of the session (`None`: unknown): a
     /// session expected to fit in a small xorb leaves the pooled (large) buffers to others.
     pub fn with_buffers(buffers: Arc<BufferPool>, size_hint: Option<u64>) -> Self {
@@ -151,13 +150,6 @@ impl UploadSession {
     /// Xorbs completed so far, drained: upload them while more data arrives.
     pub fn take_completed_xorbs(&mut self) -> Vec<SerializedXorb> {
         std::mem::take(&mut self.completed)
-    }
-
-    /// Hands back the data buffer of a xorb taken earlier (after it was uploaded): the
-    /// next xorb is serialized into it instead of a fresh allocation. Only the capacity is
-    /// used; the session's [`BufferPool`] decides what is kept.
-    pub fn recycle_buffer(&mut self, buf: Vec<u8>) {
-        self.buffers.give(buf);
     }
 
     /// Registers a xorb that already exists in the CAS (from a global-dedup shard, spec
@@ -213,7 +205,7 @@ impl UploadSession {
 
     /// Flushes the last xorb and returns the remaining xorbs, the files and the shard.
     pub fn finish(mut self) -> SessionOutput {
-        self.finish_xorb(false);
+        self.flush_xorb(false);
         // An empty builder that was never flushed may hold a pooled buffer: it goes back.
         let idle = std::mem::take(&mut self.builder);
         self.buffers.give(idle.into_buffer());
@@ -261,13 +253,9 @@ impl UploadSession {
         }
     }
 
-    fn flush_xorb(&mut self) {
-        self.finish_xorb(true);
-    }
-
     /// Hands out the xorb being built (if any); the next one is built in a pooled buffer
     /// when `more` chunks are coming, else in none.
-    fn finish_xorb(&mut self, more: bool) {
+    fn flush_xorb(&mut self, more: bool) {
         if self.builder.is_empty() {
             return;
         }
@@ -420,11 +408,6 @@ impl FileIngest<'_> {
         self.session.take_completed_xorbs()
     }
 
-    /// See [`UploadSession::recycle_buffer`].
-    pub fn recycle_buffer(&mut self, buf: Vec<u8>) {
-        self.session.recycle_buffer(buf);
-    }
-
     /// Chunk hashes for which a global dedup query is worth making, as hf_xet chooses them
     /// (spec §6.4): the file's first chunk and chunks with `hash % 1024 == 0`, at most one per
     /// 256 chunks. Drained. Feed the answers to [`FileIngest::add_known_xorb`].
@@ -484,7 +467,7 @@ impl FileIngest<'_> {
             None => {
                 let s = &mut *self.session;
                 if s.builder.would_overflow(data.len()) {
-                    s.flush_xorb();
+                    s.flush_xorb(true);
                     self.added_to_current_xorb = false;
                 }
                 let idx = s.builder.num_chunks() as u32;

@@ -2,7 +2,7 @@
 gateway at random moments.
 
 * Faults: `hugbucket serve --hub-fault RULE` injects faults in the embedded hub (grammar in
-  ``server/hub/src/faults.rs``). Transient faults are absorbed (byte-identical results);
+  ``crates/hub/src/faults.rs``). Transient faults are absorbed (byte-identical results);
   persistent ones surface as S3 ``503 SlowDown`` / FTP ``451`` with nothing visible, or, once
   a GET body has started, as an aborted response, never as short bytes that look complete.
 * Crashes: ``kill -9`` of `hugbucket serve` during a streaming PUT, between multipart parts,

@@ -265,7 +265,7 @@ AUTH_FAILURES = {
 
 def test_operation_table_is_complete(hugbucket_bin, repo_root):
     """OPERATIONS lists every operation of the router (a new one must be added here)."""
-    src = (repo_root / "server/s3/src/router.rs").read_text()
+    src = (repo_root / "crates/s3/src/router.rs").read_text()
     enum = src.split("pub enum Operation {", 1)[1].split("}", 1)[0]
     ops = set(re.findall(r"^\s*([A-Z][A-Za-z0-9]+),", enum, re.M)) - {"Health", "NotImplemented"}
     assert ops == set(OPERATIONS)

@@ -5,7 +5,7 @@
 //! - [`hashcmd`]: `hugbucket hash`.
 //! - [`serve`]: `hugbucket serve` (upstream, core, front-ends, admin endpoints), configured
 //!   by [`config`]; [`frontends`] starts S3/FTP, [`metrics`] renders Prometheus text.
-//! - the embedded hub lives in the `hugbucket-hub` crate (`server/hub`).
+//! - the embedded hub lives in the `hugbucket-hub` crate (`crates/hub`).
 
 pub mod cli;
 pub mod config;

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// `shared/spec/vectors`, beside the checkout.
 pub fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spec/vectors")
 }
 
 /// `xet_vectors.json`, parsed.

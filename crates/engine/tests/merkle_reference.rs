@@ -7,7 +7,7 @@ use hugbucket_engine::hash::{aggregated_hash, file_hash_with_salt};
 fn merkle_reference_cases() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/spec/vectors/merkle_reference.json"
+        "/../../../shared/spec/vectors/merkle_reference.json"
     );
     let text = std::fs::read_to_string(path).expect("shared/spec/vectors beside the checkout");
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();

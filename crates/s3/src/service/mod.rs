@@ -363,7 +363,9 @@ impl Service {
         }
         let status = resp.status().as_u16();
         let op_name = op.map_or_else(|| "Unrouted".to_string(), |o| format!("{o:?}"));
-        self.shared.metrics.record(&op_name, status);
+        self.shared
+            .metrics
+            .record(&op_name, status, started.elapsed());
         let bytes_in = declared.filter(|_| resp.status().is_success()).unwrap_or(0);
         self.shared
             .metrics

@@ -51,7 +51,15 @@ pub async fn start(
         )?);
     }
     if matches!(args.mode, Mode::Ftp | Mode::Both) {
-        start_ftp(args, credentials, gateway, stop, &mut tasks, &mut certificates).await?;
+        start_ftp(
+            args,
+            credentials,
+            gateway,
+            stop,
+            &mut tasks,
+            &mut certificates,
+        )
+        .await?;
     }
     Ok(Frontends {
         tasks,

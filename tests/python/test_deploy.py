@@ -63,12 +63,13 @@ def test_haproxy_config_is_valid():
     assert p.returncode == 0, p.stderr.decode()
     assert b"Configuration file is valid" in p.stdout + p.stderr
     # One host: three nodes on distinct ports, the passive ranges shifted, no warnings.
-    env = {"HB_S3_BIND": "127.0.0.1:19000", "HB_FTP_BIND": "127.0.0.1:12121"}
+    env = {"HB_S3_BIND": "127.0.0.1:19000", "HB_FTP_BIND": "127.0.0.1:12121",
+           "HB_PASV_ADDR": "127.0.0.1"}
     for n in (1, 2, 3):
         env.update({f"HB_NODE{n}_HOST": "127.0.0.1", f"HB_NODE{n}_S3": str(19000 + 10 * n),
                     f"HB_NODE{n}_ADMIN": str(19001 + 10 * n),
                     f"HB_NODE{n}_FTP": str(12121 + 10 * n),
-                    f"HB_NODE{n}_PASV": f"127.0.0.1:{31000 + 10 * n}-{31009 + 10 * n}",
+                    f"HB_NODE{n}_PASV": f"{31000 + 10 * n}-{31009 + 10 * n}",
                     f"HB_NODE{n}_PASV_SHIFT": "+1000"})
     p = _haproxy_check(_haproxy_env(env))
     out = (p.stdout + p.stderr).decode()
@@ -85,7 +86,8 @@ def test_haproxy_config_is_valid():
 
 
 def test_haproxy_config_balances_s3_round_robin_with_ready_checks():
-    cfg = (DEPLOY / "haproxy.cfg").read_text()
+    cfg = "\n".join(line.split("#", 1)[0].rstrip()
+                    for line in (DEPLOY / "haproxy.cfg").read_text().splitlines())
     s3 = cfg.split("backend s3_nodes", 1)[1].split("\nfrontend", 1)[0]
     assert "balance roundrobin" in s3
     assert "option httpchk GET /ready" in s3
@@ -138,7 +140,7 @@ def test_compose_file_structure():
         assert gw["command"] == ["serve"]
         # The node's passive range is what the balancer forwards to it.
         pasv = env["HUGBUCKET_FTP_PASSIVE_PORTS"]
-        assert f'bind ":${{HB_NODE{n}_PASV-{pasv}}}"' in cfg, pasv
+        assert f'bind "${{HB_PASV_ADDR-}}:${{HB_NODE{n}_PASV-{pasv}}}"' in cfg, pasv
         assert f'"${{HB_NODE{n}_HOST-gw{n}}}' in cfg
         assert int(env["HUGBUCKET_SHUTDOWN_TIMEOUT"]) < int(gw["stop_grace_period"].rstrip("s"))
     ranges = [services[f"gw{n}"]["environment"]["HUGBUCKET_FTP_PASSIVE_PORTS"] for n in (1, 2, 3)]

@@ -33,7 +33,7 @@ def _openssl(*args: str) -> None:
     assert p.returncode == 0, f"openssl {' '.join(args)} failed: {p.stderr.decode()}"
 
 
-class TestCa:
+class CertAuthority:
     """A throwaway CA under ``root`` that signs server certificates for 127.0.0.1."""
 
     def __init__(self, root: Path):
@@ -102,8 +102,8 @@ def _boto3(server: ServeS3, ca: Path):
 
 
 @pytest.fixture
-def ca(tmp_path) -> TestCa:
-    return TestCa(tmp_path)
+def ca(tmp_path) -> CertAuthority:
+    return CertAuthority(tmp_path)
 
 
 @pytest.mark.parametrize("runtime", ["glommio", "tokio"])
@@ -220,7 +220,7 @@ def test_replaced_certificate_is_served_to_new_connections(tmp_path, ca):
     assert server.proc.returncode == 0
 
 
-def _same_size_pair(ca: TestCa, name: str, serial: int, crt_size: int,
+def _same_size_pair(ca: CertAuthority, name: str, serial: int, crt_size: int,
                     key_size: int) -> tuple[Path, Path]:
     """A new pair whose files have exactly these sizes (ECDSA signatures vary by a byte or
     two, so a few tries find one)."""

@@ -106,7 +106,10 @@ impl S3Metrics {
             out,
             "# HELP hugbucket_s3_request_duration_seconds S3 request time to the response head, by operation."
         );
-        let _ = writeln!(out, "# TYPE hugbucket_s3_request_duration_seconds histogram");
+        let _ = writeln!(
+            out,
+            "# TYPE hugbucket_s3_request_duration_seconds histogram"
+        );
         let d = self.durations.lock().unwrap_or_else(|e| e.into_inner());
         for (op, h) in d.iter() {
             let mut cumulative = 0;

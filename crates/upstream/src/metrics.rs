@@ -127,7 +127,10 @@ mod tests {
 
     #[test]
     fn route_classes() {
-        assert_eq!(RouteClass::of_path("/api/buckets/a/b/tree"), RouteClass::Api);
+        assert_eq!(
+            RouteClass::of_path("/api/buckets/a/b/tree"),
+            RouteClass::Api
+        );
         assert_eq!(
             RouteClass::of_path("/buckets/a/b/resolve/k"),
             RouteClass::Resolve

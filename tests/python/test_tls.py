@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import ftplib
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from conftest import free_port
 from s3_util import ServeS3, bucket_name, run
 
 pytestmark = pytest.mark.timeout(300)
@@ -218,6 +220,40 @@ def test_replaced_certificate_is_served_to_new_connections(tmp_path, ca):
     finally:
         server.stop()
     assert server.proc.returncode == 0
+
+
+def _ftps_served(port: int, ca: Path) -> int:
+    """The serial of the certificate a new FTPS session (AUTH TLS) gets."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ftp = ftplib.FTP_TLS(context=ctx)
+    ftp.connect("127.0.0.1", port, timeout=30)
+    try:
+        ftp.auth()
+        return int(ftp.sock.getpeercert()["serialNumber"], 16)
+    finally:
+        ftp.close()
+
+
+def test_replaced_ftps_certificate_reaches_new_sessions(tmp_path, ca):
+    """FTPS serves from the same reloading store as HTTPS."""
+    live = (tmp_path / "ftp.crt", tmp_path / "ftp.key")
+    _install(ca.issue("ftp-first", serial=3001), live)
+    ftp_port, pasv = free_port(), free_port()
+    server = ServeS3(tmp_path / "data", tmp_path / "serve.log", mode="ftp",
+                     extra_args=("--ftp-listen", f"127.0.0.1:{ftp_port}",
+                                 "--ftp-passive-ports", f"{pasv}-{pasv}",
+                                 "--ftp-tls-cert", str(live[0]),
+                                 "--ftp-tls-key", str(live[1]))).start()
+    try:
+        assert _ftps_served(ftp_port, ca.cert) == 3001
+        _install(ca.issue("ftp-second", serial=3002), live)
+        deadline = time.monotonic() + 15
+        while _ftps_served(ftp_port, ca.cert) != 3002:
+            assert time.monotonic() < deadline, "the new FTPS certificate was not served"
+            time.sleep(0.2)
+        assert server.proc.poll() is None
+    finally:
+        server.stop()
 
 
 def _same_size_pair(ca: CertAuthority, name: str, serial: int, crt_size: int,

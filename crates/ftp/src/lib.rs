@@ -258,6 +258,7 @@ impl Shared {
             b = b.passive_host(PassiveHost::Ip(ip));
         }
         if let (Some(tls), Some(server_config)) = (&c.tls, &self.tls) {
+            // (libunftp's `ftps_manual` has a type parameter it does not use.)
             b = b.ftps_manual::<PathBuf>(server_config.clone());
             if tls.required {
                 b = b.ftps_required(FtpsRequired::All, FtpsRequired::All);

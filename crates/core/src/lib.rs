@@ -31,10 +31,9 @@ mod types;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache};
-use hugbucket_engine::XetHash;
 use hugbucket_engine::buffers::BufferPool;
 use hugbucket_upstream::{
     BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, RemoteFile, TokenScope,
@@ -478,6 +477,10 @@ impl Gateway {
         let mut meta = self.meta_of(bucket, key, f);
         if let Some(s) = self.load_sidecar(id, key, f, side.as_ref()).await? {
             meta.extra = s.extra.clone();
+            // A copy across buckets cannot set the Hub's contentType: the sidecar has it.
+            if let Some(ct) = meta.extra.headers.remove("content-type") {
+                meta.content_type.get_or_insert(ct);
+            }
             if !s.parts.is_empty() {
                 meta.etag = etag(&f.xet_hash, Some(s.parts.len() as u32));
                 meta.parts = s.parts.clone();
@@ -604,9 +607,9 @@ impl Gateway {
         let current = self.fetch_stat(bucket, id, path).await?;
         match (condition, current) {
             (WriteCondition::IfNoneMatch, None) => Ok(()),
-            (WriteCondition::IfNoneMatch, Some(_)) => Err(CoreError::PreconditionFailed(
-                format!("{key:?} exists (If-None-Match: *)"),
-            )),
+            (WriteCondition::IfNoneMatch, Some(_)) => Err(CoreError::PreconditionFailed(format!(
+                "{key:?} exists (If-None-Match: *)"
+            ))),
             (WriteCondition::IfMatch(_), None) => Err(CoreError::NoSuchKey(key)),
             (WriteCondition::IfMatch(want), Some(stat)) => {
                 let meta = self.full_meta(bucket, id, &key, &stat).await?;
@@ -734,7 +737,7 @@ impl Gateway {
         let src = self.head_object(src_bucket, src_key).await?;
         let dst_id = self.bucket_id(dst_bucket).await?;
         let dst_path = key_to_path(dst_key)?;
-        let (content_type, extra, mtime, condition) = match metadata {
+        let (content_type, mut extra, mtime, condition) = match metadata {
             CopyMetadata::Copy => (
                 src.content_type.clone(),
                 src.extra.clone(),
@@ -748,7 +751,12 @@ impl Gateway {
                 o.condition,
             ),
         };
-        let object_op = if src_bucket == dst_bucket {
+        let cross_bucket = src_bucket != dst_bucket;
+        if let (true, Some(ct)) = (cross_bucket, &content_type) {
+            // `copyFile` carries no content type: keep it in the sidecar.
+            extra.headers.insert("content-type".into(), ct.clone());
+        }
+        let object_op = if !cross_bucket {
             BatchOp::AddFile {
                 path: dst_path.clone(),
                 xet_hash: src.xet_hash,
@@ -785,7 +793,14 @@ impl Gateway {
             last_modified: UNIX_EPOCH + Duration::from_millis(mtime),
             content_type,
             xet_hash: src.xet_hash,
-            extra,
+            extra: ObjectExtra {
+                headers: extra
+                    .headers
+                    .into_iter()
+                    .filter(|(k, _)| k != "content-type")
+                    .collect(),
+                ..extra
+            },
             parts: src.parts,
         })
     }

@@ -108,8 +108,8 @@ impl Gateway {
         let len = json.len() as u64;
         let cas = self.cas(id, TokenScope::Write);
         let body: crate::ByteStream = Box::pin(futures::stream::once(async move { Ok(json) }));
-        let ingested = put::ingest_and_upload(&cas, body, Some(len), 1, &self.inner.xorb_buffers)
-            .await?;
+        let ingested =
+            put::ingest_and_upload(&cas, body, Some(len), 1, &self.inner.xorb_buffers).await?;
         cas.upload_shard(Bytes::from(ingested.output.shard.to_upload_bytes()))
             .await?;
         Ok(Some(BatchOp::AddFile {
@@ -181,7 +181,10 @@ mod tests {
     #[test]
     fn paths_are_short_hidden_and_per_key() {
         let p = sidecar_path("a/b.txt");
-        assert!(p.starts_with(".hugbucket/meta/") && p.len() == 16 + 32, "{p}");
+        assert!(
+            p.starts_with(".hugbucket/meta/") && p.len() == 16 + 32,
+            "{p}"
+        );
         assert_eq!(p, sidecar_path("a/b.txt"));
         assert_ne!(p, sidecar_path("a/b.txt/"));
         assert!(crate::names::is_hidden(&p));
@@ -200,7 +203,10 @@ mod tests {
             parts: vec![5, 1],
         };
         let json = serde_json::to_string(&s).unwrap();
-        assert!(json.contains("\"meta\":{\"mtime\":\"1700000000.5\"}"), "{json}");
+        assert!(
+            json.contains("\"meta\":{\"mtime\":\"1700000000.5\"}"),
+            "{json}"
+        );
         assert_eq!(serde_json::from_str::<Sidecar>(&json).unwrap(), s);
         let mut object = RemoteFile {
             path: "k".into(),

@@ -479,7 +479,8 @@ async fn copy_moves_no_bytes_and_delete_objects() {
         Some("text/plain")
     );
     assert!(matches!(
-        gw.copy_object("src", "missing", "dst", "x", CopyMetadata::Copy).await,
+        gw.copy_object("src", "missing", "dst", "x", CopyMetadata::Copy)
+            .await,
         Err(CoreError::NoSuchKey(_))
     ));
 
@@ -1394,18 +1395,17 @@ async fn sidecars_carry_metadata_until_the_object_changes_under_them() {
         .await
         .unwrap();
     assert_eq!(
-        listed.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
+        listed
+            .objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect::<Vec<_>>(),
         vec!["k"],
         "the sidecar is not listed"
     );
     assert!(matches!(
-        gw.put_object(
-            "side",
-            &sidecar,
-            body(b"x", 1),
-            PutOptions::default()
-        )
-        .await,
+        gw.put_object("side", &sidecar, body(b"x", 1), PutOptions::default())
+            .await,
         Err(CoreError::InvalidKey(_))
     ));
 }
@@ -1421,12 +1421,22 @@ async fn conditional_writes_check_the_current_object() {
         ..Default::default()
     };
     let first = gw
-        .put_object("cond", "k", body(b"1", 1), when(WriteCondition::IfNoneMatch))
+        .put_object(
+            "cond",
+            "k",
+            body(b"1", 1),
+            when(WriteCondition::IfNoneMatch),
+        )
         .await
         .unwrap();
     assert!(matches!(
-        gw.put_object("cond", "k", body(b"2", 1), when(WriteCondition::IfNoneMatch))
-            .await,
+        gw.put_object(
+            "cond",
+            "k",
+            body(b"2", 1),
+            when(WriteCondition::IfNoneMatch)
+        )
+        .await,
         Err(CoreError::PreconditionFailed(_))
     ));
     assert!(matches!(

@@ -29,7 +29,10 @@ impl Service {
     /// `continuation-token` (the hex of the last name of the previous page).
     pub(super) async fn list_buckets(&self, req: Req) -> S3Result {
         let q = &req.route.query;
-        let prefix = q.get("prefix").filter(|p| !p.is_empty()).map(str::to_string);
+        let prefix = q
+            .get("prefix")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string);
         let max = match q.int("max-buckets")? {
             None => usize::MAX,
             Some(n @ 1..=10_000) => n as usize,

@@ -99,10 +99,7 @@ pub(crate) fn client_mtime(extra: &ObjectExtra) -> Option<u64> {
 }
 
 /// The options of a write from its headers: content type, metadata, mtime, condition.
-pub(crate) fn write_options(
-    h: &HeaderMap,
-    size_hint: Option<u64>,
-) -> Result<PutOptions, S3Error> {
+pub(crate) fn write_options(h: &HeaderMap, size_hint: Option<u64>) -> Result<PutOptions, S3Error> {
     let extra = object_extra(h)?;
     Ok(PutOptions {
         content_type: h
@@ -352,10 +349,16 @@ mod tests {
     #[test]
     fn stored_metadata_from_headers() {
         let mut h = HeaderMap::new();
-        h.insert("x-amz-meta-mtime", HeaderValue::from_static("1700000000.123456789"));
+        h.insert(
+            "x-amz-meta-mtime",
+            HeaderValue::from_static("1700000000.123456789"),
+        );
         h.insert("x-amz-meta-Color", HeaderValue::from_static("blue"));
         h.insert("cache-control", HeaderValue::from_static("max-age=60"));
-        h.insert("content-encoding", HeaderValue::from_static("aws-chunked,gzip"));
+        h.insert(
+            "content-encoding",
+            HeaderValue::from_static("aws-chunked,gzip"),
+        );
         h.insert("content-type", HeaderValue::from_static("text/plain"));
         let o = write_options(&h, None).unwrap();
         assert_eq!(o.extra.meta["color"], "blue");
@@ -366,17 +369,32 @@ mod tests {
         assert!(!o.extra.headers.contains_key("content-type"));
         assert_eq!(o.condition, None);
         h.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
-        assert!(!write_options(&h, None).unwrap().extra.headers.contains_key("content-encoding"));
-        h.insert("x-amz-meta-big", HeaderValue::from_str(&"x".repeat(2040)).unwrap());
+        assert!(
+            !write_options(&h, None)
+                .unwrap()
+                .extra
+                .headers
+                .contains_key("content-encoding")
+        );
+        h.insert(
+            "x-amz-meta-big",
+            HeaderValue::from_str(&"x".repeat(2040)).unwrap(),
+        );
         assert_eq!(
             write_options(&h, None).unwrap_err().code(),
             S3ErrorCode::MetadataTooLarge
         );
         let mut c = HeaderMap::new();
         c.insert("if-none-match", HeaderValue::from_static("*"));
-        assert_eq!(write_condition(&c).unwrap(), Some(WriteCondition::IfNoneMatch));
+        assert_eq!(
+            write_condition(&c).unwrap(),
+            Some(WriteCondition::IfNoneMatch)
+        );
         c.insert("if-none-match", HeaderValue::from_static("\"abc\""));
-        assert_eq!(write_condition(&c).unwrap_err().code(), S3ErrorCode::NotImplemented);
+        assert_eq!(
+            write_condition(&c).unwrap_err().code(),
+            S3ErrorCode::NotImplemented
+        );
         c.clear();
         c.insert("if-match", HeaderValue::from_static("\"abc\""));
         assert_eq!(

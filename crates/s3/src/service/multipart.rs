@@ -1,12 +1,12 @@
 //! Multipart uploads: CreateMultipartUpload, UploadPart, UploadPartCopy,
 //! CompleteMultipartUpload, AbortMultipartUpload, ListMultipartUploads and ListParts.
 
-use http::{HeaderValue, StatusCode};
-use super::headers::{object_extra, client_mtime, parse_copy_range, write_condition};
+use super::headers::{client_mtime, object_extra, parse_copy_range, write_condition};
 use super::{Req, S3Result, Service, status_response, xml_ok};
 use crate::error::{S3Error, S3ErrorCode};
 use crate::router::parse_copy_source;
 use crate::xml;
+use http::{HeaderValue, StatusCode};
 
 /// `uploadId` of a request (the router only routes here with one).
 fn upload_id(req: &Req) -> Result<String, S3Error> {

@@ -6,8 +6,8 @@ use http_body_util::BodyExt;
 use hugbucket_core::{ByteRange, CopyMetadata, GetResult, ObjectMeta};
 
 use super::headers::{
-    Conditions, Verdict, apply_overrides, content_range, object_headers, parse_range,
-    parts_count, validators, write_options,
+    Conditions, Verdict, apply_overrides, content_range, object_headers, parse_range, parts_count,
+    validators, write_options,
 };
 use super::{Req, S3Result, Service, status_response, xml_ok};
 use crate::core_error::to_s3;
@@ -227,8 +227,7 @@ impl Service {
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
         let meta = self
             .core(self.owner(req.bucket(), req.key()), |g| async move {
-                g.copy_object(&src_bucket, &src_key, &b, &k, metadata)
-                    .await
+                g.copy_object(&src_bucket, &src_key, &b, &k, metadata).await
             })
             .await?;
         Ok(xml_ok(xml::copy_result(

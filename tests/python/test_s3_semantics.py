@@ -310,6 +310,19 @@ def test_overwrite_through_huggingface_hub_drops_the_metadata(node_a, hub, bucke
     # The stale sidecar is still in the bucket, and ignored.
     assert sidecar_path("hf/obj.txt") in hub_paths(hub, bucket, [sidecar_path("hf/obj.txt")])
 
+    # Deleted through huggingface_hub: the bucket looks empty over S3 (the leftover
+    # sidecar is hidden) and can be deleted.
+    name = bucket_name("sem-hfdel")
+    s3.create_bucket(Bucket=name)
+    s3.put_object(Bucket=name, Key="only", Body=b"x", Metadata={"a": "b"})
+    run_hf(node_a[0], hf_home, f"""
+        api.batch_bucket_files("hugbucket/{name}", delete=["only"])
+        emit(True)
+    """)
+    assert hub_paths(hub, name, [sidecar_path("only")]) == {sidecar_path("only")}
+    assert s3.list_objects_v2(Bucket=name)["KeyCount"] == 0
+    s3.delete_bucket(Bucket=name)
+
 
 def test_listings_hide_sidecars_and_delete_removes_them(node_a, hub, ftp_port, tmp_path):
     s3 = node_a[0].client()

@@ -392,13 +392,19 @@ impl Gateway {
         })
     }
 
-    /// Deletes an empty bucket (BucketNotEmpty otherwise; folder markers count as objects).
+    /// Deletes an empty bucket (BucketNotEmpty otherwise; folder markers count as objects,
+    /// hidden gateway records such as stale sidecars do not).
     pub async fn delete_bucket(&self, bucket: &str) -> Result<()> {
         let id = self.bucket_id(bucket).await?;
         let mut pager = self.inner.hub.list_tree(&id, None, Some(true))?;
-        let first = pager.next_page().await.map_err(Self::bucket_err(bucket))?;
-        if first.is_some_and(|p| !p.is_empty()) {
-            return Err(CoreError::BucketNotEmpty(bucket.to_string()));
+        while let Some(page) = pager.next_page().await.map_err(Self::bucket_err(bucket))? {
+            let visible = page.iter().any(|e| match e {
+                hugbucket_upstream::TreeEntry::File(f) => !names::is_hidden(&f.path),
+                hugbucket_upstream::TreeEntry::Directory(d) => !names::is_hidden(&d.path),
+            });
+            if visible {
+                return Err(CoreError::BucketNotEmpty(bucket.to_string()));
+            }
         }
         self.inner
             .hub

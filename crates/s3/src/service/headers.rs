@@ -95,7 +95,7 @@ pub(crate) fn object_extra(h: &HeaderMap) -> Result<ObjectExtra, S3Error> {
 /// metadata.
 pub(crate) fn client_mtime(extra: &ObjectExtra) -> Option<u64> {
     let secs: f64 = extra.meta.get("mtime")?.trim().parse().ok()?;
-    (secs.is_finite() && secs >= 0.0 && secs < 1e11).then(|| (secs * 1000.0).round() as u64)
+    (secs.is_finite() && (0.0..1e11).contains(&secs)).then(|| (secs * 1000.0).round() as u64)
 }
 
 /// The options of a write from its headers: content type, metadata, mtime, condition.

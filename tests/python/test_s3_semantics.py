@@ -531,11 +531,15 @@ def test_special_character_delimiters(s3a):
 # --------------------------------------------------------------------------------------
 
 
-def _aws(server: ServeS3, tmp_path: Path, *args: str) -> str:
+def _aws_bin() -> str:
     venv_aws = Path(sys.executable).parent / "aws"
     aws = str(venv_aws) if venv_aws.exists() else shutil.which("aws")
     assert aws, "aws cli not installed (it is in tests/python/requirements.txt)"
-    return run([aws, "--endpoint-url", server.endpoint, *args],
+    return aws
+
+
+def _aws(server: ServeS3, tmp_path: Path, *args: str) -> str:
+    return run([_aws_bin(), "--endpoint-url", server.endpoint, *args],
                server.cli_env(tmp_path)).stdout.decode()
 
 
@@ -563,6 +567,25 @@ def test_aws_cli_metadata_conditions_and_parts(node_a, bucket, tmp_path):
     head = json.loads(_aws(srv, tmp_path, "s3api", "head-object", "--bucket", bucket,
                            "--key", "cli/g.txt"))
     assert head["Metadata"] == {"owner": "replaced"} and "CacheControl" not in head
+
+    # Conditional PUT.
+    _aws(srv, tmp_path, "s3api", "put-object", "--bucket", bucket, "--key", "cli/once",
+         "--body", src, "--if-none-match", "*")
+    env = srv.cli_env(tmp_path)
+    again = run([_aws_bin(), "--endpoint-url", srv.endpoint, "s3api", "put-object",
+                 "--bucket", bucket, "--key", "cli/once", "--body", src, "--if-none-match", "*"],
+                env, check=False)
+    assert again.returncode != 0 and b"PreconditionFailed" in again.stderr, again.stderr
+    # Edge cases: a non-empty `dir/` object, CreateBucket of an owned bucket, paging.
+    _aws(srv, tmp_path, "s3api", "put-object", "--bucket", bucket, "--key", "cli/dir/",
+         "--body", src)
+    out = tmp_path / "dir-object"
+    _aws(srv, tmp_path, "s3api", "get-object", "--bucket", bucket, "--key", "cli/dir/", out)
+    assert out.read_bytes() == b"aws cli body"
+    _aws(srv, tmp_path, "s3api", "create-bucket", "--bucket", bucket)
+    listed = json.loads(_aws(srv, tmp_path, "s3api", "list-buckets", "--prefix", bucket,
+                             "--max-buckets", "1"))
+    assert [b["Name"] for b in listed["Buckets"]] == [bucket]
 
 
 def test_rclone_sync_twice_keeps_mtimes(node_a, tmp_path):

@@ -390,7 +390,7 @@ impl Service {
         use Operation as O;
         match req.route.op {
             O::Health => Ok(Response::new(crate::runtime::full("OK"))),
-            O::ListBuckets => self.list_buckets().await,
+            O::ListBuckets => self.list_buckets(req).await,
             O::CreateBucket => self.create_bucket(req).await,
             O::DeleteBucket => self.delete_bucket(req).await,
             O::HeadBucket => self.head_bucket(req).await,

@@ -37,7 +37,7 @@ use hugbucket_engine::XetHash;
 use hugbucket_engine::buffers::BufferPool;
 use hugbucket_upstream::{
     BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, RemoteFile, TokenScope,
-    UpstreamError,
+    UpstreamError, Visibility,
 };
 use tokio::runtime::Handle;
 use tokio::sync::OnceCell;
@@ -79,6 +79,9 @@ pub struct CoreConfig {
     /// One key shard with its own runtime pinned to each of these CPUs (empty: one shard,
     /// calls run where they are made).
     pub key_shard_cpus: Vec<usize>,
+    /// Visibility of buckets created through the gateway (S3 CreateBucket, FTP MKD).
+    /// Private by default: the Hub makes a bucket created without one public.
+    pub bucket_visibility: Visibility,
 }
 
 impl CoreConfig {
@@ -95,6 +98,7 @@ impl CoreConfig {
             metadata_ttl: Duration::from_secs(2),
             reconstruction_ttl: Duration::from_secs(60),
             key_shard_cpus: Vec::new(),
+            bucket_visibility: Visibility::Private,
         }
     }
 }
@@ -351,13 +355,17 @@ impl Gateway {
         Ok(out)
     }
 
-    /// Creates a bucket.
+    /// Creates a bucket with the configured visibility (private unless configured public).
     pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
         let id = self.bucket_id(bucket).await?;
+        let options = CreateBucketOptions {
+            visibility: Some(self.inner.config.bucket_visibility),
+            ..CreateBucketOptions::default()
+        };
         match self
             .inner
             .hub
-            .create_bucket(id.namespace(), id.name(), &CreateBucketOptions::default())
+            .create_bucket(id.namespace(), id.name(), &options)
             .await
         {
             Ok(_) => Ok(()),
@@ -593,6 +601,7 @@ impl Gateway {
         let verify = (whole && self.inner.config.verify_reads).then_some(meta.xet_hash);
         let ctx = get::ReadCtx {
             cas,
+            file: meta.xet_hash,
             cache: self.inner.cache.clone(),
             flights: shard.flights.clone(),
             runtime: self.inner.work.clone().unwrap_or_else(Handle::current),
@@ -600,6 +609,7 @@ impl Gateway {
         let body = get::reconstruct_stream(
             ctx,
             recon,
+            start,
             end - start + 1,
             self.inner.config.get_prefetch_window,
             verify,
@@ -611,7 +621,9 @@ impl Gateway {
         })
     }
 
-    /// Copies an object by registering its content hash at the destination: no bytes move.
+    /// Copies an object with a batch `copyFile` (source bucket and content hash, as
+    /// huggingface_hub sends it): no bytes move. The content type goes along only when it
+    /// differs from the source's (S3 `MetadataDirective: REPLACE`).
     pub async fn copy_object(
         &self,
         src_bucket: &str,
@@ -621,44 +633,34 @@ impl Gateway {
         content_type: Option<String>,
     ) -> Result<ObjectMeta> {
         let src = self.head_object(src_bucket, src_key).await?;
+        let src_id = self.bucket_id(src_bucket).await?;
         let dst_id = self.bucket_id(dst_bucket).await?;
         let dst_path = key_to_path(dst_key)?;
+        let changed_type = content_type.clone().filter(|t| Some(t) != src.content_type.as_ref());
         let content_type = content_type.or(src.content_type.clone());
-        let _commit = if src_bucket == dst_bucket {
-            self.register(
+        let _commit = self.commit_lock(dst_bucket, &dst_path).await;
+        let outcome = self
+            .inner
+            .hub
+            .batch(
                 &dst_id,
-                dst_bucket,
-                &dst_path,
-                src.xet_hash,
-                content_type.clone(),
+                &[BatchOp::CopyFile {
+                    path: dst_path.clone(),
+                    xet_hash: src.xet_hash,
+                    mtime: now_millis(),
+                    source_repo_type: "bucket".into(),
+                    source_repo_id: src_id.to_string(),
+                    content_type: changed_type,
+                }],
             )
-            .await?
-        } else {
-            let src_id = self.bucket_id(src_bucket).await?;
-            let commit = self.commit_lock(dst_bucket, &dst_path).await;
-            let outcome = self
-                .inner
-                .hub
-                .batch(
-                    &dst_id,
-                    &[BatchOp::CopyFile {
-                        path: dst_path.clone(),
-                        xet_hash: src.xet_hash,
-                        mtime: now_millis(),
-                        source_repo_type: "bucket".into(),
-                        source_repo_id: src_id.to_string(),
-                    }],
-                )
-                .await
-                .map_err(Self::bucket_err(dst_bucket))?;
-            if let Some(f) = outcome.failed.first() {
-                return Err(CoreError::Internal(format!(
-                    "hub refused to copy to {}: {}",
-                    f.path, f.error
-                )));
-            }
-            commit
-        };
+            .await
+            .map_err(Self::bucket_err(dst_bucket))?;
+        if let Some(f) = outcome.failed.first() {
+            return Err(CoreError::Internal(format!(
+                "hub refused to copy to {}: {}",
+                f.path, f.error
+            )));
+        }
         let parts = self.multipart_parts_of(src_bucket, src_key, &src.xet_hash);
         self.set_multipart_etag(dst_bucket, dst_key, &src.xet_hash, parts)?;
         Ok(ObjectMeta {
@@ -675,6 +677,22 @@ impl Gateway {
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         let results = self.delete_objects(bucket, &[key.to_string()]).await?;
         results.into_iter().next().map(|(_, r)| r).unwrap_or(Ok(()))
+    }
+
+    /// Of the paths whose `deleteFile` the Hub reported failed, those that still exist (one
+    /// paths-info call when any failed). A delete refused because the path does not exist
+    /// ("not found", however the Hub words it) reached its goal: S3 and FTP count it done.
+    async fn failed_deletes_present(
+        &self,
+        id: &BucketId,
+        failed: &[hugbucket_upstream::BatchFailure],
+    ) -> Result<std::collections::HashSet<String>> {
+        if failed.is_empty() {
+            return Ok(Default::default());
+        }
+        let paths: Vec<String> = failed.iter().map(|f| f.path.clone()).collect();
+        let found = self.inner.hub.paths_info(id, &paths).await?;
+        Ok(found.into_iter().map(|f| f.path).collect())
     }
 
     /// Deletes many objects with one batch per 1000; per-key results.
@@ -713,8 +731,12 @@ impl Gateway {
                 .batch(&id, &ops)
                 .await
                 .map_err(Self::bucket_err(bucket))?;
+            let still_there = self.failed_deletes_present(&id, &outcome.failed).await?;
             for (key, path) in &paths {
-                let failed = outcome.failed.iter().find(|f| &f.path == path);
+                let failed = outcome
+                    .failed
+                    .iter()
+                    .find(|f| &f.path == path && still_there.contains(path));
                 let r = match failed {
                     Some(f) => Err(CoreError::Internal(format!(
                         "hub refused to delete: {}",

@@ -264,7 +264,10 @@ async fn refresh_entry(
     let end = placed.pos + term.unpacked_length - 1;
     let recon = ctx
         .cas
-        .reconstruction(&ctx.file, Some(hugbucket_upstream::ByteRange { start, end }))
+        .reconstruction(
+            &ctx.file,
+            Some(hugbucket_upstream::ByteRange { start, end }),
+        )
         .await?;
     let rest = ReconstructionTerm {
         chunk_start: next_chunk,
@@ -395,7 +398,9 @@ fn decode_record(header: ChunkHeader, rec: BytesMut, decoded: &mut Vec<u8>) -> R
     let ulen = header.uncompressed_len as usize;
     if header.scheme == hugbucket_engine::compression::CompressionScheme::None {
         if rec.len() != ulen {
-            return Err(CoreError::Integrity("stored chunk of the wrong size".into()));
+            return Err(CoreError::Integrity(
+                "stored chunk of the wrong size".into(),
+            ));
         }
         return Ok(rec.freeze());
     }

@@ -636,7 +636,9 @@ impl Gateway {
         let src_id = self.bucket_id(src_bucket).await?;
         let dst_id = self.bucket_id(dst_bucket).await?;
         let dst_path = key_to_path(dst_key)?;
-        let changed_type = content_type.clone().filter(|t| Some(t) != src.content_type.as_ref());
+        let changed_type = content_type
+            .clone()
+            .filter(|t| Some(t) != src.content_type.as_ref());
         let content_type = content_type.or(src.content_type.clone());
         let _commit = self.commit_lock(dst_bucket, &dst_path).await;
         let outcome = self

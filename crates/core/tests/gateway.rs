@@ -1368,19 +1368,30 @@ fn hub_as(hub: &RunningHub, token: Option<&str>) -> HubClient {
 async fn gateway_buckets_are_private_by_default() {
     let e = strict_env(None).await;
     e.gw.create_bucket("secret").await.unwrap();
-    e.gw.put_object("secret", "k", body(b"private bytes", 64), PutOptions::default())
-        .await
-        .unwrap();
+    e.gw.put_object(
+        "secret",
+        "k",
+        body(b"private bytes", 64),
+        PutOptions::default(),
+    )
+    .await
+    .unwrap();
     let id = hugbucket_upstream::BucketId::new("tester", "secret").unwrap();
-    assert!(hub_as(&e.hub, Some("hf_core_test")).bucket_info(&id).await.unwrap().private);
+    assert!(
+        hub_as(&e.hub, Some("hf_core_test"))
+            .bucket_info(&id)
+            .await
+            .unwrap()
+            .private
+    );
     let anonymous = hub_as(&e.hub, None).bucket_info(&id).await.unwrap_err();
     assert_eq!(anonymous.status(), Some(401), "{anonymous:?}");
     let alice = hub_as(&e.hub, Some("hf_alice"));
-    assert_eq!(alice.bucket_info(&id).await.unwrap_err().status(), Some(404));
-    let err = alice
-        .paths_info(&id, &["k".to_string()])
-        .await
-        .unwrap_err();
+    assert_eq!(
+        alice.bucket_info(&id).await.unwrap_err().status(),
+        Some(404)
+    );
+    let err = alice.paths_info(&id, &["k".to_string()]).await.unwrap_err();
     assert_eq!(err.status(), Some(404));
 
     let mut cfg = CoreConfig::new(e.dir.path().join("gw-public"));
@@ -1418,7 +1429,10 @@ async fn copies_are_sent_as_copy_file() {
         .await
         .unwrap();
     assert_eq!(copies(&e.hub), 2);
-    assert_eq!(e.hub.stats().batch_ops.load(Ordering::Relaxed) - adds_before, 2);
+    assert_eq!(
+        e.hub.stats().batch_ops.load(Ordering::Relaxed) - adds_before,
+        2
+    );
     assert_eq!(get(&e.gw, "cpa", "same", None).await, data);
     assert_eq!(get(&e.gw, "cpb", "other", None).await, data);
     let same = e.gw.head_object("cpa", "same").await.unwrap();
@@ -1467,11 +1481,10 @@ async fn deleting_missing_keys_succeeds_on_a_strict_hub() {
     assert_eq!(out.failed.len(), 1);
     assert!(out.failed[0].error.contains("not found"), "{out:?}");
     e.gw.delete_object("del", "never").await.unwrap();
-    let results = e
-        .gw
-        .delete_objects("del", &["here".into(), "gone".into()])
-        .await
-        .unwrap();
+    let results =
+        e.gw.delete_objects("del", &["here".into(), "gone".into()])
+            .await
+            .unwrap();
     assert_eq!(results.len(), 2);
     for (key, r) in results {
         assert!(r.is_ok(), "{key}: {r:?}");
@@ -1507,9 +1520,9 @@ async fn expiring_fetch_urls_and_cut_connections_do_not_break_a_slow_get() {
         }
         Bytes::from(out)
     };
-    let pieces = futures::stream::iter((0..SIZE / (4 << 20)).map(move |i| {
-        Ok::<_, std::io::Error>(piece(i * (4 << 20), 4 << 20))
-    }));
+    let pieces = futures::stream::iter(
+        (0..SIZE / (4 << 20)).map(move |i| Ok::<_, std::io::Error>(piece(i * (4 << 20), 4 << 20))),
+    );
     e.gw.put_object("slow", "big", Box::pin(pieces), PutOptions::default())
         .await
         .unwrap();
@@ -1531,7 +1544,10 @@ async fn expiring_fetch_urls_and_cut_connections_do_not_break_a_slow_get() {
     }
     assert_eq!(pos, SIZE);
     let stats = e.hub.stats();
-    assert!(stats.fetch_expired.load(Ordering::Relaxed) >= 1, "no URL expired");
+    assert!(
+        stats.fetch_expired.load(Ordering::Relaxed) >= 1,
+        "no URL expired"
+    );
     assert!(stats.reconstructions.load(Ordering::Relaxed) - recons >= 3);
     assert_eq!(stats.fetch_range_refused.load(Ordering::Relaxed), 0);
 }

@@ -556,7 +556,8 @@ fn fetch_url_expiry(hub: &Hub) -> u64 {
 /// single-range requests unless multi-range fetching is enabled). 403 otherwise: a
 /// narrower, wider or missing range is refused, as the real CAS does.
 fn check_signed_range(headers: &http::HeaderMap, signed: &str) -> Result<(), HubError> {
-    let refuse = |why: &str| HubError::Forbidden(format!("{why}; this URL is signed for bytes={signed}"));
+    let refuse =
+        |why: &str| HubError::Forbidden(format!("{why}; this URL is signed for bytes={signed}"));
     let asked = headers
         .get(http::header::RANGE)
         .and_then(|v| v.to_str().ok())

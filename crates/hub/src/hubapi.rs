@@ -22,7 +22,10 @@ const DEFAULT_PAGE: usize = 1000;
 const MAX_PAGE: usize = 10_000;
 
 pub(crate) fn whoami(hub: &Hub, ctx: &Ctx) -> Result<Response<RespBody>, HubError> {
-    let name = ctx.caller.as_ref().map_or(hub.namespace.as_str(), |c| c.name(hub));
+    let name = ctx
+        .caller
+        .as_ref()
+        .map_or(hub.namespace.as_str(), |c| c.name(hub));
     Ok(json_response(
         StatusCode::OK,
         &json!({
@@ -649,7 +652,11 @@ fn copy_source_holds(
                 start = p.as_bytes().to_vec();
                 start.push(0);
             }
-            _ => return Err(format!("source bucket {id} has no file with xetHash {hash}")),
+            _ => {
+                return Err(format!(
+                    "source bucket {id} has no file with xetHash {hash}"
+                ));
+            }
         }
     }
 }

@@ -351,9 +351,9 @@ pub(crate) fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Option<Caller>, H
             found = Some(Caller::User(ns.clone()));
         }
     }
-    found.map(Some).ok_or_else(|| {
-        HubError::Unauthorized("Invalid credentials in Authorization header".into())
-    })
+    found
+        .map(Some)
+        .ok_or_else(|| HubError::Unauthorized("Invalid credentials in Authorization header".into()))
 }
 
 /// The base URL for generated links: the configured public URL, else `http://{Host}`.

@@ -906,7 +906,10 @@ async fn fetch_urls_ranges_and_signatures() {
         entry["url_range"]["start"].as_u64().unwrap(),
         entry["url_range"]["end"].as_u64().unwrap(),
     );
-    assert!(url.contains(&format!("X-Xet-Signed-Range={bs}-{be}")), "{url}");
+    assert!(
+        url.contains(&format!("X-Xet-Signed-Range={bs}-{be}")),
+        "{url}"
+    );
     let xd = &u.xorb.data;
     let stored_len = xd.len() + u.xorb.footer().len();
     let fetch = |url: String, range: Option<String>| {
@@ -1108,7 +1111,11 @@ async fn private_buckets_are_invisible_to_other_users() {
         // The owner reads both; anyone reads the public one.
         for id in ["hugbucket/open", "hugbucket/closed"] {
             let r = read(id, route, owner.clone()).await;
-            assert!(r.status().is_success(), "{route} {id} owner: {}", r.status());
+            assert!(
+                r.status().is_success(),
+                "{route} {id} owner: {}",
+                r.status()
+            );
         }
         for who in [None, alice.clone()] {
             let r = read("hugbucket/open", route, who.clone()).await;

@@ -780,8 +780,9 @@ mod tests {
 
     #[test]
     fn range_signed_urls() {
-        let signed = Url::parse("http://h/xorbs/default/ab?X-Xet-Signed-Range=1&Expires=9&Signature=s")
-            .unwrap();
+        let signed =
+            Url::parse("http://h/xorbs/default/ab?X-Xet-Signed-Range=1&Expires=9&Signature=s")
+                .unwrap();
         assert!(is_range_signed(&signed));
         let plain = Url::parse("http://h/xorbs/default/ab?Expires=9&Signature=s").unwrap();
         assert!(!is_range_signed(&plain));

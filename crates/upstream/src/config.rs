@@ -139,7 +139,10 @@ mod tests {
             Some("hf_default")
         );
         // HF_HOME wins over the default, HF_TOKEN over any file.
-        let with_home = vec![("HOME", h.clone()), ("HF_HOME", hf_home.display().to_string())];
+        let with_home = vec![
+            ("HOME", h.clone()),
+            ("HF_HOME", hf_home.display().to_string()),
+        ];
         assert_eq!(
             discover_hf_token_with(env(with_home.clone())).as_deref(),
             Some("hf_home")
@@ -153,7 +156,10 @@ mod tests {
         // An empty HF_TOKEN counts as unset; a missing or blank file is no token.
         let mut empty = with_home;
         empty.push(("HF_TOKEN", String::new()));
-        assert_eq!(discover_hf_token_with(env(empty)).as_deref(), Some("hf_home"));
+        assert_eq!(
+            discover_hf_token_with(env(empty)).as_deref(),
+            Some("hf_home")
+        );
         std::fs::write(hf_home.join("token"), "  \n").unwrap();
         let blank = vec![("HF_HOME", hf_home.display().to_string())];
         assert_eq!(discover_hf_token_with(env(blank)), None);

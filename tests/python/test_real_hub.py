@@ -10,6 +10,8 @@ with its Hub token read from the token file `hf auth login` writes (no HF_TOKEN)
   reports the `deleteFile` as failed.
 * Every Hub and CAS request (fetch URLs included) went through the proxy, and the gateway
   says who it is in User-Agent.
+* Under `serve --hub-fetch-url-ttl`, expired fetch URLs are refreshed without the S3
+  client noticing.
 """
 
 from __future__ import annotations
@@ -177,3 +179,27 @@ def test_hub_and_cas_requests_go_through_the_proxy(setup):
               if "user_agent=" in line and "path=/api/whoami-v2" in line}
     assert any(a.startswith("hugbucket/") for a in agents), agents
     assert not any("hf_xet" in a for a in agents), agents
+
+
+def test_expired_fetch_urls_under_serve_are_refreshed(tmp_path):
+    """`serve --hub-fetch-url-ttl 1s`: the embedded hub's fetch URLs expire after a second.
+    A GET after that (the gateway still holds the reconstruction it cached with the old
+    URLs; the object is larger than the chunk cache, so it is fetched again) is refused by
+    the hub, re-queried by the gateway, and byte-identical."""
+    srv = ServeS3(tmp_path / "data", tmp_path / "serve.log",
+                  extra_args=("--hub-fetch-url-ttl", "1s", "--cache-size", "1M")).start()
+    try:
+        s3 = srv.client()
+        s3.create_bucket(Bucket="ttl")
+        data = os.urandom(6 << 20)
+        s3.put_object(Bucket="ttl", Key="k", Body=data)
+        assert s3.get_object(Bucket="ttl", Key="k")["Body"].read() == data
+        time.sleep(2.2)
+        assert s3.get_object(Bucket="ttl", Key="k")["Body"].read() == data
+        stats = requests.get(f"{srv.hub_url}/api/_hugbucket/stats", timeout=30,
+                             headers={"Authorization": f"Bearer {srv.hub_token}"}).json()
+        assert stats["fetch_expired"] >= 1, stats
+        assert stats["fetch_range_refused"] == 0, stats
+    finally:
+        code = srv.stop()
+    assert code == 0, srv.log_tail()

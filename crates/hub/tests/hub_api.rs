@@ -32,12 +32,15 @@ async fn start_in(dir: tempfile::TempDir) -> T {
         token: hub.token().to_string(),
         hub: Some(hub),
         dir,
-        c: {
-            // Workspace builds unify reqwest's features with `rustls-no-provider`.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::new()
-        },
+        c: http_client(),
     }
+}
+
+/// A reqwest client (workspace builds unify reqwest's features with `rustls-no-provider`,
+/// so the provider is installed first).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 async fn start() -> T {
@@ -1017,7 +1020,7 @@ async fn fetch_url_ttl_expires_urls() {
         token: hub.token().to_string(),
         hub: Some(hub),
         dir,
-        c: reqwest::Client::new(),
+        c: http_client(),
     };
     t.create("me/ttl").await;
     let u = put_file(&t, "hugbucket/ttl", "x", random_bytes(50_000, 11)).await;
@@ -1063,7 +1066,7 @@ async fn private_buckets_are_invisible_to_other_users() {
         token: hub.token().to_string(),
         hub: Some(hub),
         dir,
-        c: reqwest::Client::new(),
+        c: http_client(),
     };
     t.create("me/open").await;
     let (s, _) = t

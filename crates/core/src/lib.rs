@@ -128,6 +128,8 @@ struct Inner {
     uploads_in_flight: Arc<std::sync::atomic::AtomicUsize>,
     /// Multipart upload records read from buckets (they never change).
     upload_records: multipart::RecordCache,
+    /// Held while an upload record is looked up at the Hub for a part.
+    record_lookup: tokio::sync::Mutex<()>,
     /// Group commit of multipart part entries.
     part_records: Arc<multipart::Coalescer>,
     /// Xorb serialization buffers kept between PUTs (a fresh 64 MiB buffer is
@@ -215,6 +217,7 @@ impl Gateway {
                 work: Handle::try_current().ok(),
                 uploads_in_flight: Arc::default(),
                 upload_records: Default::default(),
+                record_lookup: tokio::sync::Mutex::new(()),
                 part_records: multipart::Coalescer::new(config.part_record_interval),
                 xorb_buffers: Arc::new(BufferPool::new(config.max_concurrent_xorb_uploads + 1)),
                 config,

@@ -103,7 +103,7 @@ impl Coalescer {
             for (op, tx) in ops.iter().zip(waiters) {
                 let verdict = match &outcome {
                     Err(e) => Err(CoreError::Upstream(shared_copy(e))),
-                    Ok(o) => match o.failed.iter().find(|f| f.path == op.path()) {
+                    Ok(o) => match o.failed.iter().find(|f| Some(f.path.as_str()) == added_path(op)) {
                         Some(f) => Err(CoreError::Internal(format!(
                             "hub refused part record {}: {}",
                             f.path, f.error
@@ -114,6 +114,13 @@ impl Coalescer {
                 let _ = tx.send(verdict);
             }
         }
+    }
+}
+
+fn added_path(op: &BatchOp) -> Option<&str> {
+    match op {
+        BatchOp::AddFile { path, .. } => Some(path),
+        _ => None,
     }
 }
 

@@ -5,7 +5,7 @@
 //! (`super` checks [`Gateway::is_legacy_upload`] first). Completion composes the file from
 //! the listed parts and registers it, uploading nothing but one small shard.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use hugbucket_engine::XetHash;
@@ -49,6 +49,10 @@ struct PartRecord {
     created_ms: u64,
     terms: Vec<(XetHash, u32, u32, u32)>,
     verification: Vec<XetHash>,
+}
+
+fn part_key(upload_id: &str, part: u32) -> Vec<u8> {
+    format!("{upload_id}/{part:05}").into_bytes()
 }
 
 fn json<T: Serialize>(v: &T) -> Vec<u8> {

@@ -220,11 +220,21 @@ impl Gateway {
         upload_id: &str,
     ) -> Result<UploadRecord> {
         let cache_key = (bucket.to_string(), upload_id.to_string());
-        let cached = {
+        let cached = || {
             let cache = self.inner.upload_records.lock().expect("record cache");
             cache.get(&cache_key).map(|(_, r)| r.clone())
         };
-        let rec = match cached {
+        // Concurrent first parts of one upload make one lookup (lookups are rare: one per
+        // upload and node, so one lock for all of them is enough).
+        let mut rec = cached();
+        let _lookup = match rec {
+            Some(_) => None,
+            None => Some(self.inner.record_lookup.lock().await),
+        };
+        if rec.is_none() {
+            rec = cached();
+        }
+        let rec = match rec {
             Some(r) => r,
             None => {
                 let path = records::upload_record_path(upload_id);
@@ -548,18 +558,14 @@ impl Gateway {
     /// size. Nothing but the shard is uploaded.
     async fn compose(&self, id: &BucketId, parts: &[(u32, XetHash)]) -> Result<(XetHash, u64)> {
         let read = self.cas(id, TokenScope::Read);
-        let manifests: Vec<Manifest> = futures::stream::iter(parts.iter().map(|(n, h)| {
-            let read = &read;
-            async move {
-                let m: Manifest = self.read_json(read, *h).await?;
-                m.check()
-                    .map_err(|_| CoreError::InvalidPart(format!("part {n}: bad manifest")))?;
-                Ok::<_, CoreError>(m)
-            }
-        }))
-        .buffered(MANIFEST_READS)
-        .try_collect()
-        .await?;
+        let reads: Vec<_> = parts
+            .iter()
+            .map(|&(n, h)| self.read_manifest(read.clone(), n, h))
+            .collect();
+        let manifests: Vec<Manifest> = futures::stream::iter(reads)
+            .buffered(MANIFEST_READS)
+            .try_collect()
+            .await?;
         let mut entry = FileEntry {
             file_hash: XetHash::ZERO,
             terms: Vec::new(),
@@ -585,6 +591,13 @@ impl Gateway {
             .upload_shard(Bytes::from(shard.to_upload_bytes()))
             .await?;
         Ok((hash, size))
+    }
+
+    async fn read_manifest(&self, cas: CasClient, n: u32, hash: XetHash) -> Result<Manifest> {
+        let m: Manifest = self.read_json(&cas, hash).await?;
+        m.check()
+            .map_err(|_| CoreError::InvalidPart(format!("part {n}: bad manifest")))?;
+        Ok(m)
     }
 
     /// Complete of an upload that is gone: succeeds when the object at `key` is what these

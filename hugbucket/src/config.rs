@@ -172,7 +172,11 @@ pub struct ServeArgs {
     pub fleet: bool,
     /// Milliseconds between the shared `/batch` calls that register multipart part
     /// entries of one bucket (a part is acknowledged once its entry is registered).
-    #[arg(long, env = "HUGBUCKET_PART_RECORD_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(
+        long,
+        env = "HUGBUCKET_PART_RECORD_INTERVAL_MS",
+        default_value_t = 1000
+    )]
     pub part_record_interval_ms: u64,
     /// Seconds in-flight requests and uploads get to finish on SIGTERM/SIGINT.
     #[arg(long, env = "HUGBUCKET_SHUTDOWN_TIMEOUT", default_value_t = 30)]

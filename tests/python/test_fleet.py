@@ -27,7 +27,8 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import free_port, hugbucket_bin_path, stop_process, wait_for_port, write_xof_file, xof_bytes
+from conftest import (free_port, hugbucket_bin_path, stop_process, wait_for_port,
+                      write_xof_file, xof_bytes)
 from hub_util import HubServer
 from s3_util import error_code, run, sha256_file
 
@@ -398,6 +399,7 @@ def test_node_killed_under_load_loses_no_acknowledged_write(fleet):
     victim = fleet.nodes[1]
     try:
         time.sleep(3)
+        served = fleet.s3_requests(victim)
         victim.kill()
         killed_at = len(acked)
         time.sleep(4)
@@ -408,7 +410,10 @@ def test_node_killed_under_load_loses_no_acknowledged_write(fleet):
         for th in threads:
             th.join(timeout=120)
     assert not failures, failures[:10]
-    assert killed_at > 0 and len(acked) > killed_at, (killed_at, len(acked))
+    # The victim was serving the load when killed, and writes went on after.
+    assert served > 0 and killed_at > 0 and len(acked) > killed_at, \
+        (served, killed_at, len(acked))
+    print(f"{len(acked)} writes acknowledged, {killed_at} before the kill")
 
     # Every acknowledged write reads back whole through every node; nothing else (and
     # nothing partial) is listed.

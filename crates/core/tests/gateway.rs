@@ -1396,21 +1396,37 @@ async fn multipart_state_is_shared_by_every_node() {
     );
     let uploads = c.list_multipart_uploads("fleet", "big/").await.unwrap();
     assert_eq!(uploads.len(), 1);
-    assert_eq!((uploads[0].upload_id.as_str(), uploads[0].key.as_str()), (id.as_str(), "big/obj"));
-    assert!(c.list_multipart_uploads("fleet", "other").await.unwrap().is_empty());
+    assert_eq!(
+        (uploads[0].upload_id.as_str(), uploads[0].key.as_str()),
+        (id.as_str(), "big/obj")
+    );
+    assert!(
+        c.list_multipart_uploads("fleet", "other")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Another key's name does not open this upload anywhere.
     assert!(matches!(
         b.list_parts("fleet", "big/other", &id).await,
         Err(CoreError::NoSuchUpload(_))
     ));
     assert!(matches!(
-        a.upload_part("fleet", "big/other", &id, 4, body(b"x", 1), None).await,
+        a.upload_part("fleet", "big/other", &id, 4, body(b"x", 1), None)
+            .await,
         Err(CoreError::NoSuchUpload(_))
     ));
 
-    let parts = [(1, m1.etag.clone()), (2, m2.etag.clone()), (3, m3.etag.clone())];
+    let parts = [
+        (1, m1.etag.clone()),
+        (2, m2.etag.clone()),
+        (3, m3.etag.clone()),
+    ];
     let xorbs_before = e.hub.stats().xorb_uploads.load(Ordering::Relaxed);
-    let done = b.complete_multipart("fleet", "big/obj", &id, &parts).await.unwrap();
+    let done = b
+        .complete_multipart("fleet", "big/obj", &id, &parts)
+        .await
+        .unwrap();
     assert_eq!(
         e.hub.stats().xorb_uploads.load(Ordering::Relaxed),
         xorbs_before,
@@ -1421,7 +1437,12 @@ async fn multipart_state_is_shared_by_every_node() {
     assert_eq!(get(&a, "fleet", "big/obj", None).await, whole);
     assert_eq!(get(&c, "fleet", "big/obj", None).await, whole);
     // The upload is gone everywhere, its records with it.
-    assert!(a.list_multipart_uploads("fleet", "").await.unwrap().is_empty());
+    assert!(
+        a.list_multipart_uploads("fleet", "")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(matches!(
         c.list_parts("fleet", "big/obj", &id).await,
         Err(CoreError::NoSuchUpload(_))
@@ -1439,11 +1460,15 @@ async fn multipart_state_is_shared_by_every_node() {
         .unwrap();
     assert!(left.is_empty(), "records left behind: {left:?}");
     // A retried Complete (the first answer was lost) through another node.
-    let again = c.complete_multipart("fleet", "big/obj", &id, &parts).await.unwrap();
+    let again = c
+        .complete_multipart("fleet", "big/obj", &id, &parts)
+        .await
+        .unwrap();
     assert_eq!((again.xet_hash, again.size), (done.xet_hash, done.size));
     // ... but not with other parts.
     assert!(matches!(
-        c.complete_multipart("fleet", "big/obj", &id, &parts[..1]).await,
+        c.complete_multipart("fleet", "big/obj", &id, &parts[..1])
+            .await,
         Err(CoreError::NoSuchUpload(_))
     ));
 
@@ -1462,7 +1487,8 @@ async fn multipart_state_is_shared_by_every_node() {
             Err(CoreError::NoSuchUpload(_))
         ));
         assert!(matches!(
-            n.complete_multipart("fleet", "gone", &id2, &[(1, m1.etag.clone())]).await,
+            n.complete_multipart("fleet", "gone", &id2, &[(1, m1.etag.clone())])
+                .await,
             Err(CoreError::NoSuchUpload(_))
         ));
     }
@@ -1540,8 +1566,12 @@ async fn uploads_recorded_locally_by_an_older_version_still_complete() {
         )
         .unwrap();
     }
-    let client =
-        HubClient::new(&e.hub.url(), Some(e.hub.token().to_string()), upstream_config()).unwrap();
+    let client = HubClient::new(
+        &e.hub.url(),
+        Some(e.hub.token().to_string()),
+        upstream_config(),
+    )
+    .unwrap();
     let state = std::sync::Arc::new(hugbucket_core::SledState::open(&dir).unwrap());
     let gw = Gateway::with_parts(CoreConfig::new(dir.clone()), client, state, None).unwrap();
     let p1 = random(5 << 20, "legacy1");
@@ -1566,7 +1596,12 @@ async fn uploads_recorded_locally_by_an_older_version_still_complete() {
     assert_eq!(get(&gw, "old", "obj", None).await, [&p1[..], &p2].concat());
     let head = gw.head_object("old", "obj").await.unwrap();
     assert_eq!(head.content_type.as_deref(), Some("text/plain"));
-    assert!(gw.list_multipart_uploads("old", "").await.unwrap().is_empty());
+    assert!(
+        gw.list_multipart_uploads("old", "")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Without metadata reuse (fleet mode), a node sees a write made through another node at
@@ -1597,7 +1632,10 @@ async fn fleet_mode_reads_see_other_nodes_writes() {
         .put_object("raw", "k", body(b"newest", 4), PutOptions::default())
         .await
         .unwrap();
-    assert_eq!(cached.head_object("raw", "k").await.unwrap().etag, before.etag);
+    assert_eq!(
+        cached.head_object("raw", "k").await.unwrap().etag,
+        before.etag
+    );
     assert_eq!(b.head_object("raw", "k").await.unwrap().etag, newer.etag);
     a.delete_object("raw", "k").await.unwrap();
     assert!(matches!(

@@ -103,7 +103,11 @@ impl Coalescer {
             for (op, tx) in ops.iter().zip(waiters) {
                 let verdict = match &outcome {
                     Err(e) => Err(CoreError::Upstream(shared_copy(e))),
-                    Ok(o) => match o.failed.iter().find(|f| Some(f.path.as_str()) == added_path(op)) {
+                    Ok(o) => match o
+                        .failed
+                        .iter()
+                        .find(|f| Some(f.path.as_str()) == added_path(op))
+                    {
                         Some(f) => Err(CoreError::Internal(format!(
                             "hub refused part record {}: {}",
                             f.path, f.error
@@ -132,7 +136,10 @@ fn shared_copy(e: &UpstreamError) -> UpstreamError {
     failure.message = e.to_string();
     match status {
         429 => UpstreamError::RateLimited(failure),
-        _ if e.is_retryable() => UpstreamError::Server(HttpFailure { status: 503, ..failure }),
+        _ if e.is_retryable() => UpstreamError::Server(HttpFailure {
+            status: 503,
+            ..failure
+        }),
         _ => UpstreamError::Status(failure),
     }
 }

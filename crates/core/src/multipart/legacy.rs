@@ -14,16 +14,15 @@ use hugbucket_engine::shard::{FileEntry, FileTerm, Shard};
 use hugbucket_upstream::TokenScope;
 use serde::{Deserialize, Serialize};
 
+use super::{MAX_PART_NUMBER, MIN_PART_SIZE, to_time, unquote};
 use crate::error::{CoreError, Result};
 use crate::names::{etag, key_to_path, now_millis};
-use super::{MAX_PART_NUMBER, MIN_PART_SIZE, to_time, unquote};
 use crate::types::{ByteStream, MultipartUpload, ObjectMeta, PartMeta};
 use crate::{Gateway, put};
 
 const UPLOADS: &str = "multipart_uploads";
 const PARTS: &str = "multipart_parts";
 const CHUNKS: &str = "multipart_chunks";
-
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UploadRecord {
@@ -87,7 +86,11 @@ fn decode_chunks(b: &[u8]) -> Result<Vec<(XetHash, u64)>> {
 impl Gateway {
     /// Whether `upload_id` is an upload recorded locally by an older version.
     pub(super) fn is_legacy_upload(&self, upload_id: &str) -> Result<bool> {
-        Ok(self.inner.state.get(UPLOADS, upload_id.as_bytes())?.is_some())
+        Ok(self
+            .inner
+            .state
+            .get(UPLOADS, upload_id.as_bytes())?
+            .is_some())
     }
 
     fn load_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
@@ -320,7 +323,12 @@ impl Gateway {
     }
 
     /// Aborts an upload: its records are removed (its xorbs stay in the CAS, unreferenced).
-    pub(super) async fn legacy_abort(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+    pub(super) async fn legacy_abort(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<()> {
         self.load_upload(bucket, key, upload_id)?;
         self.inner.state.delete(UPLOADS, upload_id.as_bytes())?;
         self.remove_parts(upload_id)

@@ -35,8 +35,7 @@ use hugbucket_upstream::{BatchOp, BucketId, CasClient, RemoteFile, TokenScope, T
 pub(crate) use coalesce::Coalescer;
 
 /// Upload records this node has read, by (bucket, upload id), with their Xet hash.
-pub(crate) type RecordCache =
-    std::sync::Mutex<HashMap<(String, String), (XetHash, UploadRecord)>>;
+pub(crate) type RecordCache = std::sync::Mutex<HashMap<(String, String), (XetHash, UploadRecord)>>;
 use records::{Entry, Manifest, PartName, UploadRecord};
 
 use crate::error::{CoreError, Result};
@@ -303,7 +302,10 @@ impl Gateway {
             return Err(no_such_upload(upload_id));
         }
         let dir = self.upload_dir(bucket, id, upload_id).await?;
-        let entry = dir.record.clone().ok_or_else(|| no_such_upload(upload_id))?;
+        let entry = dir
+            .record
+            .clone()
+            .ok_or_else(|| no_such_upload(upload_id))?;
         let rec = self.record_of(bucket, id, upload_id, &entry).await?;
         if rec.key != key {
             return Err(no_such_upload(upload_id));
@@ -502,7 +504,9 @@ impl Gateway {
         let (dir, rec) = match self.open_upload(bucket, &id, key, upload_id).await {
             Ok(found) => found,
             Err(CoreError::NoSuchUpload(_)) if records::valid_upload_id(upload_id) => {
-                return self.completed_before(bucket, &id, key, upload_id, &wanted).await;
+                return self
+                    .completed_before(bucket, &id, key, upload_id, &wanted)
+                    .await;
             }
             Err(e) => return Err(e),
         };

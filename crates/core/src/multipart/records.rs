@@ -129,16 +129,14 @@ pub(crate) struct Manifest {
 impl Manifest {
     /// The shard file terms of this part.
     pub fn file_terms(&self) -> impl Iterator<Item = FileTerm> + '_ {
-        self.terms
-            .iter()
-            .map(
-                |&(xorb_hash, chunk_start, chunk_end, unpacked_bytes)| FileTerm {
-                    xorb_hash,
-                    unpacked_bytes,
-                    chunk_start,
-                    chunk_end,
-                },
-            )
+        self.terms.iter().map(
+            |&(xorb_hash, chunk_start, chunk_end, unpacked_bytes)| FileTerm {
+                xorb_hash,
+                unpacked_bytes,
+                chunk_start,
+                chunk_end,
+            },
+        )
     }
 
     /// Checks the manifest is self-consistent (it was read from the bucket).

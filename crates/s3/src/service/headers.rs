@@ -276,7 +276,10 @@ mod tests {
         let hash = "ab".repeat(32);
         let on_a = format!("\"{hash}-3\"");
         let mut h = HeaderMap::new();
-        h.insert("if-match", HeaderValue::from_str(&format!("\"{hash}-1\"")).unwrap());
+        h.insert(
+            "if-match",
+            HeaderValue::from_str(&format!("\"{hash}-1\"")).unwrap(),
+        );
         let c = Conditions::from_headers(&h, "");
         assert_eq!(c.evaluate(&on_a, t), Verdict::Proceed);
         assert_eq!(

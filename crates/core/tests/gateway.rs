@@ -1643,3 +1643,61 @@ async fn fleet_mode_reads_see_other_nodes_writes() {
         Err(CoreError::NoSuchKey(_))
     ));
 }
+
+/// The expiry sweep removes uploads older than the limit from the bucket (record and
+/// parts), through any node, and leaves younger ones alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_uploads_are_removed_from_the_bucket() {
+    let e = env().await;
+    let a = node(&e.hub, &e.dir.path().join("a"), Duration::from_millis(100)).await;
+    a.create_bucket("sweep").await.unwrap();
+    let old = a
+        .create_multipart("sweep", "old", PutOptions::default())
+        .await
+        .unwrap();
+    a.upload_part("sweep", "old", &old, 1, body(b"abandoned", 3), None)
+        .await
+        .unwrap();
+    // A node with the default limit (7 days) removes nothing.
+    assert_eq!(a.expire_multipart().await.unwrap(), 0);
+    assert_eq!(a.list_parts("sweep", "old", &old).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let young = a
+        .create_multipart("sweep", "young", PutOptions::default())
+        .await
+        .unwrap();
+    // Another node, with a one-second limit, sweeps the old upload only.
+    let client = HubClient::new(
+        &e.hub.url(),
+        Some(e.hub.token().to_string()),
+        upstream_config(),
+    )
+    .unwrap();
+    let mut cfg = CoreConfig::new(e.dir.path().join("sweeper"));
+    cfg.multipart_expiry = Duration::from_secs(1);
+    let sweeper = Gateway::new(cfg, client).await.unwrap();
+    assert_eq!(sweeper.expire_multipart().await.unwrap(), 1);
+    assert!(matches!(
+        a.list_parts("sweep", "old", &old).await,
+        Err(CoreError::NoSuchUpload(_))
+    ));
+    let left = a.list_multipart_uploads("sweep", "").await.unwrap();
+    assert_eq!(
+        left.iter()
+            .map(|u| u.upload_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![young.as_str()]
+    );
+    let entries = a
+        .hub()
+        .list_tree(
+            &hugbucket_upstream::BucketId::new("tester", "sweep").unwrap(),
+            Some(&format!(".hugbucket/uploads/{old}")),
+            Some(true),
+        )
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
+    assert!(entries.is_empty(), "{entries:?}");
+}

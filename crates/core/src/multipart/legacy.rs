@@ -17,12 +17,15 @@ use serde::{Deserialize, Serialize};
 use super::{MAX_PART_NUMBER, MIN_PART_SIZE, to_time, unquote};
 use crate::error::{CoreError, Result};
 use crate::names::{etag, key_to_path, now_millis};
-use crate::types::{ByteStream, MultipartUpload, ObjectMeta, PartMeta};
+use crate::types::{
+    ByteStream, MultipartUpload, ObjectExtra, ObjectMeta, PartMeta, WriteCondition,
+};
 use crate::{Gateway, put};
 
 const UPLOADS: &str = "multipart_uploads";
 const PARTS: &str = "multipart_parts";
 const CHUNKS: &str = "multipart_chunks";
+
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UploadRecord {
@@ -30,6 +33,12 @@ struct UploadRecord {
     key: String,
     created_ms: u64,
     content_type: Option<String>,
+    /// Metadata for the object's sidecar (CreateMultipartUpload's headers).
+    #[serde(default)]
+    extra: ObjectExtra,
+    /// The object's mtime, when the client gave one.
+    #[serde(default)]
+    mtime_ms: Option<u64>,
     /// Set once completed (kept so a retried Complete answers the same).
     completed: Option<Completed>,
 }
@@ -86,11 +95,7 @@ fn decode_chunks(b: &[u8]) -> Result<Vec<(XetHash, u64)>> {
 impl Gateway {
     /// Whether `upload_id` is an upload recorded locally by an older version.
     pub(super) fn is_legacy_upload(&self, upload_id: &str) -> Result<bool> {
-        Ok(self
-            .inner
-            .state
-            .get(UPLOADS, upload_id.as_bytes())?
-            .is_some())
+        Ok(self.inner.state.get(UPLOADS, upload_id.as_bytes())?.is_some())
     }
 
     fn load_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
@@ -194,14 +199,15 @@ impl Gateway {
             .collect()
     }
 
-    /// Completes an upload from the listed `(part number, etag)` pairs. Safe to retry: a
-    /// repeated call with the same parts answers the same object.
+    /// [`Gateway::complete_multipart`] as a conditional write: the object is only
+    /// registered if `condition` holds (checked under the key's commit lock).
     pub(super) async fn legacy_complete(
         &self,
         bucket: &str,
         key: &str,
         upload_id: &str,
         parts: &[(u32, String)],
+        condition: Option<WriteCondition>,
     ) -> Result<ObjectMeta> {
         let mut rec = self.load_upload(bucket, key, upload_id)?;
         let wanted: Vec<(u32, String)> = parts
@@ -217,6 +223,8 @@ impl Gateway {
                     last_modified: SystemTime::now(),
                     content_type: rec.content_type.clone(),
                     xet_hash: done.xet_hash,
+                    extra: rec.extra.clone(),
+                    parts: Vec::new(),
                 });
             }
             return Err(CoreError::NoSuchUpload(upload_id.to_string()));
@@ -255,6 +263,7 @@ impl Gateway {
         let mut verification = Vec::new();
         let mut chunks = Vec::new();
         let mut size = 0u64;
+        let mut sizes = Vec::with_capacity(chosen.len());
         for (n, part) in &chosen {
             let raw = self
                 .inner
@@ -272,6 +281,7 @@ impl Gateway {
             ));
             verification.extend(part.verification.iter().copied());
             size += part.size;
+            sizes.push(part.size);
         }
         let hash = file_hash(&chunks);
         let shard = Shard {
@@ -289,8 +299,20 @@ impl Gateway {
         cas.upload_shard(Bytes::from(shard.to_upload_bytes()))
             .await?;
         let path = key_to_path(key)?;
+        let mtime = rec.mtime_ms.unwrap_or_else(now_millis);
+        let mut ops = vec![hugbucket_upstream::BatchOp::AddFile {
+            path: path.clone(),
+            xet_hash: hash,
+            mtime,
+            content_type: rec.content_type.clone(),
+        }];
+        // The sidecar keeps the parts layout (for `partNumber` reads) and the metadata.
+        ops.extend(
+            self.stage_sidecar(&id, key, hash, mtime, &rec.extra, &sizes)
+                .await?,
+        );
         let _commit = self
-            .register(&id, bucket, &path, hash, rec.content_type.clone())
+            .register(&id, bucket, &path, ops, condition.as_ref())
             .await?;
         let n_parts = wanted.len() as u32;
         self.set_multipart_etag(bucket, key, &hash, Some(n_parts))?;
@@ -307,9 +329,11 @@ impl Gateway {
             key: key.to_string(),
             size,
             etag: etag(&hash, Some(n_parts)),
-            last_modified: SystemTime::now(),
+            last_modified: to_time(mtime),
             content_type: rec.content_type,
             xet_hash: hash,
+            extra: rec.extra,
+            parts: sizes,
         })
     }
 
@@ -323,12 +347,7 @@ impl Gateway {
     }
 
     /// Aborts an upload: its records are removed (its xorbs stay in the CAS, unreferenced).
-    pub(super) async fn legacy_abort(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<()> {
+    pub(super) async fn legacy_abort(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
         self.load_upload(bucket, key, upload_id)?;
         self.inner.state.delete(UPLOADS, upload_id.as_bytes())?;
         self.remove_parts(upload_id)

@@ -36,11 +36,14 @@ pub(crate) use coalesce::Coalescer;
 
 /// Upload records this node has read, by (bucket, upload id), with their Xet hash.
 pub(crate) type RecordCache = std::sync::Mutex<HashMap<(String, String), (XetHash, UploadRecord)>>;
+pub(crate) use records::is_upload_record;
 use records::{Entry, Manifest, PartName, UploadRecord};
 
 use crate::error::{CoreError, Result};
 use crate::names::{etag, key_to_path, now_millis, parse_iso8601};
-use crate::types::{ByteRange, ByteStream, MultipartUpload, ObjectMeta, PartMeta, PutOptions};
+use crate::types::{
+    ByteRange, ByteStream, MultipartUpload, ObjectMeta, PartMeta, PutOptions, WriteCondition,
+};
 use crate::{Gateway, put};
 
 /// S3's minimum size of every part but the last.
@@ -332,6 +335,8 @@ impl Gateway {
             key: key.to_string(),
             created_ms: now_millis(),
             content_type: opts.content_type,
+            extra: opts.extra,
+            mtime_ms: opts.mtime_ms,
         };
         let json = serde_json::to_vec(&rec).expect("plain records serialize");
         let hash = self.store_small_file(&cas, json).await?;
@@ -481,8 +486,24 @@ impl Gateway {
         upload_id: &str,
         parts: &[(u32, String)],
     ) -> Result<ObjectMeta> {
+        self.complete_multipart_if(bucket, key, upload_id, parts, None)
+            .await
+    }
+
+    /// [`Gateway::complete_multipart`] as a conditional write: the object is only
+    /// registered if `condition` holds (checked under the key's commit lock).
+    pub async fn complete_multipart_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        condition: Option<WriteCondition>,
+    ) -> Result<ObjectMeta> {
         if self.is_legacy_upload(upload_id)? {
-            return self.legacy_complete(bucket, key, upload_id, parts).await;
+            return self
+                .legacy_complete(bucket, key, upload_id, parts, condition)
+                .await;
         }
         if parts.is_empty() {
             return Err(CoreError::InvalidArgument(
@@ -535,32 +556,51 @@ impl Gateway {
         {
             return Err(CoreError::EntityTooSmall);
         }
-        let (hash, size) = self.compose(&id, &wanted).await?;
+        let (hash, sizes) = self.compose(&id, &wanted).await?;
         let path = key_to_path(key)?;
-        let cleanup = dir
-            .paths_record_first()
-            .into_iter()
-            .map(|path| BatchOp::DeleteFile { path })
-            .collect();
+        let mtime = rec.mtime_ms.unwrap_or_else(now_millis);
+        // One batch: the object, its sidecar (metadata, part sizes) and the removal of
+        // every record of the upload.
+        let mut ops = vec![BatchOp::AddFile {
+            path: path.clone(),
+            xet_hash: hash,
+            mtime,
+            content_type: rec.content_type.clone(),
+        }];
+        ops.extend(
+            self.stage_sidecar(&id, key, hash, mtime, &rec.extra, &sizes)
+                .await?,
+        );
+        ops.extend(
+            dir.paths_record_first()
+                .into_iter()
+                .map(|path| BatchOp::DeleteFile { path }),
+        );
         let _commit = self
-            .register_with(&id, bucket, &path, hash, rec.content_type.clone(), cleanup)
+            .register(&id, bucket, &path, ops, condition.as_ref())
             .await?;
         let n_parts = wanted.len() as u32;
         self.set_multipart_etag(bucket, key, &hash, Some(n_parts))?;
         self.forget_record(bucket, upload_id);
         Ok(ObjectMeta {
             key: key.to_string(),
-            size,
+            size: sizes.iter().sum(),
             etag: etag(&hash, Some(n_parts)),
-            last_modified: SystemTime::now(),
+            last_modified: to_time(mtime),
             content_type: rec.content_type,
             xet_hash: hash,
+            extra: rec.extra,
+            parts: sizes,
         })
     }
 
     /// Reads the parts' manifests, uploads the composed file's shard; returns its hash and
-    /// size. Nothing but the shard is uploaded.
-    async fn compose(&self, id: &BucketId, parts: &[(u32, XetHash)]) -> Result<(XetHash, u64)> {
+    /// the part sizes. Nothing but the shard is uploaded.
+    async fn compose(
+        &self,
+        id: &BucketId,
+        parts: &[(u32, XetHash)],
+    ) -> Result<(XetHash, Vec<u64>)> {
         let read = self.cas(id, TokenScope::Read);
         let reads: Vec<_> = parts
             .iter()
@@ -577,12 +617,12 @@ impl Gateway {
             sha256: None,
         };
         let mut chunks = Vec::new();
-        let mut size = 0u64;
+        let mut sizes = Vec::with_capacity(manifests.len());
         for m in &manifests {
             entry.terms.extend(m.file_terms());
             entry.verification.extend(m.verification.iter().copied());
             chunks.extend(m.chunks.iter().copied());
-            size += m.size;
+            sizes.push(m.size);
         }
         entry.file_hash = file_hash(&chunks);
         let hash = entry.file_hash;
@@ -594,7 +634,7 @@ impl Gateway {
         self.cas(id, TokenScope::Write)
             .upload_shard(Bytes::from(shard.to_upload_bytes()))
             .await?;
-        Ok((hash, size))
+        Ok((hash, sizes))
     }
 
     async fn read_manifest(&self, cas: CasClient, n: u32, hash: XetHash) -> Result<Manifest> {

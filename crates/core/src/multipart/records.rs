@@ -17,6 +17,7 @@ use hugbucket_engine::shard::FileTerm;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
+use crate::types::ObjectExtra;
 
 /// The directory of all uploads in a bucket.
 pub(crate) const UPLOADS_DIR: &str = ".hugbucket/uploads";
@@ -24,6 +25,11 @@ pub(crate) const UPLOADS_DIR: &str = ".hugbucket/uploads";
 const UPLOAD_RECORD: &str = "upload.json";
 /// Largest upload record or manifest read back (a 5 GiB part has ~80 000 chunks).
 pub(crate) const MAX_RECORD_BYTES: u64 = 64 << 20;
+
+/// Whether `path` is one of the multipart records (under [`UPLOADS_DIR`]).
+pub(crate) fn is_upload_record(path: &str) -> bool {
+    parse_path(path).is_some()
+}
 
 /// Whether `id` has the shape of an upload id we hand out (32 lowercase hex digits), so it
 /// can be put in a path as is.
@@ -105,6 +111,12 @@ pub(crate) struct UploadRecord {
     /// Content type given at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    /// Metadata for the object's sidecar (CreateMultipartUpload's headers).
+    #[serde(default)]
+    pub extra: ObjectExtra,
+    /// The object's mtime, when the client gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtime_ms: Option<u64>,
 }
 
 /// A part's manifest: what composing the object needs from this part. Its Xet hash is the

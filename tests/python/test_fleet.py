@@ -246,6 +246,7 @@ def test_aws_cli_and_boto3_multipart_through_the_balancer(fleet, tmp_path):
         env)
     assert sha256_file(back) == sha256_file(src)
     back.unlink()
+    src.unlink()
 
     data = xof_bytes("fleet/boto3", 64 * MiB)
     (tmp_path / "boto.bin").write_bytes(data)
@@ -253,6 +254,7 @@ def test_aws_cli_and_boto3_multipart_through_the_balancer(fleet, tmp_path):
                          max_concurrency=8, use_threads=True)
     s3_client(fleet.lb.endpoint, pool=16).upload_file(
         str(tmp_path / "boto.bin"), "fleet-big", "boto.bin", Config=cfg)
+    (tmp_path / "boto.bin").unlink()
     body = lb.get_object(Bucket="fleet-big", Key="boto.bin")["Body"].read()
     assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
 

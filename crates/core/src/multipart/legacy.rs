@@ -26,7 +26,6 @@ const UPLOADS: &str = "multipart_uploads";
 const PARTS: &str = "multipart_parts";
 const CHUNKS: &str = "multipart_chunks";
 
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UploadRecord {
     bucket: String,
@@ -95,7 +94,11 @@ fn decode_chunks(b: &[u8]) -> Result<Vec<(XetHash, u64)>> {
 impl Gateway {
     /// Whether `upload_id` is an upload recorded locally by an older version.
     pub(super) fn is_legacy_upload(&self, upload_id: &str) -> Result<bool> {
-        Ok(self.inner.state.get(UPLOADS, upload_id.as_bytes())?.is_some())
+        Ok(self
+            .inner
+            .state
+            .get(UPLOADS, upload_id.as_bytes())?
+            .is_some())
     }
 
     fn load_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
@@ -347,7 +350,12 @@ impl Gateway {
     }
 
     /// Aborts an upload: its records are removed (its xorbs stay in the CAS, unreferenced).
-    pub(super) async fn legacy_abort(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+    pub(super) async fn legacy_abort(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<()> {
         self.load_upload(bucket, key, upload_id)?;
         self.inner.state.delete(UPLOADS, upload_id.as_bytes())?;
         self.remove_parts(upload_id)

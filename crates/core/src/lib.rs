@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache};
+use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache, TtlCache};
 use hugbucket_engine::XetHash;
 use hugbucket_engine::buffers::BufferPool;
 use hugbucket_upstream::{
@@ -123,6 +123,9 @@ struct Inner {
     /// Xorb serialization buffers kept between PUTs (a fresh 64 MiB buffer is
     /// page-faulted in again by every PUT).
     xorb_buffers: Arc<BufferPool>,
+    /// Where the Hub listing behind a page that ended at a key can resume, for
+    /// continuations that carry only the key (ListObjects V1 markers, `start-after`).
+    list_resume: TtlCache<list::ResumeKey, String>,
 }
 
 /// Counts an upload as in flight while alive.
@@ -205,6 +208,7 @@ impl Gateway {
                 work: Handle::try_current().ok(),
                 uploads_in_flight: Arc::default(),
                 xorb_buffers: Arc::new(BufferPool::new(config.max_concurrent_xorb_uploads + 1)),
+                list_resume: TtlCache::new(10_000, list::RESUME_TTL),
                 config,
             }),
         })
@@ -316,9 +320,9 @@ impl Gateway {
 
     /// Maps "not found" from a bucket-scoped call to NoSuchBucket.
     fn bucket_err(bucket: &str) -> impl Fn(UpstreamError) -> CoreError + '_ {
-        move |e| match e {
+        move |e| match e.root() {
             UpstreamError::NotFound(_) => CoreError::NoSuchBucket(bucket.to_string()),
-            e => CoreError::Upstream(e),
+            _ => CoreError::Upstream(e),
         }
     }
 
@@ -404,6 +408,10 @@ impl Gateway {
 
     // ---------------------------------------------------------------- objects
 
+    /// The one door to a node's metadata of `bucket/path`: what this node already knows
+    /// (its own writes, listings and lookups, for `metadata_ttl`), else one `paths-info`
+    /// lookup (coalesced with concurrent lookups of the bucket into one call), which is
+    /// then remembered.
     async fn stat_path(
         &self,
         bucket: &str,
@@ -419,7 +427,7 @@ impl Gateway {
         let files = self
             .inner
             .hub
-            .paths_info(id, &[path.to_string()])
+            .lookup(id, vec![path.to_string()])
             .await
             .map_err(Self::bucket_err(bucket))?;
         let found = files.into_iter().find(|f| f.path == path);
@@ -427,6 +435,27 @@ impl Gateway {
             shard.cache_if_unchanged(epoch, cache_key, f.clone());
         }
         Ok(found)
+    }
+
+    /// The write epochs of every shard, taken before a listing call: entries it returns
+    /// are remembered with [`Gateway::learn_listed`] only where no write raced it.
+    fn epochs(&self) -> Vec<u64> {
+        (0..self.inner.shards.len())
+            .map(|i| self.inner.shards.state(i).epoch())
+            .collect()
+    }
+
+    /// Remembers a file entry a listing returned (so a HEAD/GET that follows costs no Hub
+    /// call), unless a write in its shard raced the listing (`epochs` from before it).
+    fn learn_listed(&self, bucket: &str, epochs: &[u64], file: &RemoteFile) {
+        let i = self.owner(bucket, &names::path_to_key(&file.path));
+        if let Some(&epoch) = epochs.get(i) {
+            self.inner.shards.state(i).cache_if_unchanged(
+                epoch,
+                (bucket.to_string(), file.path.clone()),
+                file.clone(),
+            );
+        }
     }
 
     fn meta_of(&self, bucket: &str, key: &str, f: &RemoteFile) -> ObjectMeta {
@@ -491,18 +520,26 @@ impl Gateway {
         cas.upload_shard(bytes::Bytes::from(ingested.output.shard.to_upload_bytes()))
             .await?;
         let hash = ingested.summary.file_hash;
-        let _commit = self
-            .register(&id, bucket, &path, hash, opts.content_type.clone())
-            .await?;
-        self.forget_multipart_etag(bucket, key)?;
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size: ingested.summary.size,
-            etag: etag(&hash, None),
-            last_modified: SystemTime::now(),
-            content_type: opts.content_type,
+        let mtime = now_millis();
+        let op = BatchOp::AddFile {
+            path: path.clone(),
             xet_hash: hash,
-        })
+            mtime,
+            content_type: opts.content_type.clone(),
+        };
+        let mut commit = self.commit(&id, bucket, &path, vec![op]).await?;
+        self.forget_multipart_etag(bucket, key)?;
+        let file = RemoteFile {
+            path,
+            size: ingested.summary.size,
+            xet_hash: hash,
+            mtime: Some(names::format_iso8601_ms(mtime)),
+            uploaded_at: None,
+            content_type: opts.content_type,
+        };
+        let meta = self.meta_of(bucket, key, &file);
+        commit.publish(file);
+        Ok(meta)
     }
 
     /// Takes `bucket/path`'s commit lock in its shard (see `shards`): commits of one key
@@ -512,8 +549,37 @@ impl Gateway {
         self.shard(bucket, path).commit_lock(&key).await
     }
 
-    /// Registers `hash` at `bucket/path` under the key's commit lock, which the caller
-    /// holds (returned guard) while it updates the key's local records.
+    /// THE commit entry point: applies `ops`, the batch operations of one commit of
+    /// `bucket/path` (the object's own operation; others that must land with it, such as
+    /// its metadata sidecar, in the same list), under the key's commit lock, in one
+    /// `/batch` call that concurrent commits of the bucket share (see
+    /// [`HubClient::commit`]). Any refused operation fails the commit. The caller holds the
+    /// returned guard while it updates the key's local records, and may
+    /// [`publish`](shards::CommitGuard::publish) what the key now holds.
+    async fn commit(
+        &self,
+        id: &BucketId,
+        bucket: &str,
+        path: &str,
+        ops: Vec<BatchOp>,
+    ) -> Result<shards::CommitGuard<'_>> {
+        let guard = self.commit_lock(bucket, path).await;
+        let failed = self
+            .inner
+            .hub
+            .commit(id, ops)
+            .await
+            .map_err(Self::bucket_err(bucket))?;
+        match failed.first() {
+            None => Ok(guard),
+            Some(f) => Err(CoreError::Internal(format!(
+                "hub refused to commit {}: {}",
+                f.path, f.error
+            ))),
+        }
+    }
+
+    /// Registers `hash` at `bucket/path` (see [`Gateway::commit`]).
     async fn register(
         &self,
         id: &BucketId,
@@ -522,28 +588,13 @@ impl Gateway {
         hash: XetHash,
         content_type: Option<String>,
     ) -> Result<shards::CommitGuard<'_>> {
-        let commit = self.commit_lock(bucket, path).await;
-        let outcome = self
-            .inner
-            .hub
-            .batch(
-                id,
-                &[BatchOp::AddFile {
-                    path: path.to_string(),
-                    xet_hash: hash,
-                    mtime: now_millis(),
-                    content_type,
-                }],
-            )
-            .await
-            .map_err(Self::bucket_err(bucket))?;
-        match outcome.failed.first() {
-            None => Ok(commit),
-            Some(f) => Err(CoreError::Internal(format!(
-                "hub refused to register {}: {}",
-                f.path, f.error
-            ))),
-        }
+        let op = BatchOp::AddFile {
+            path: path.to_string(),
+            xet_hash: hash,
+            mtime: now_millis(),
+            content_type,
+        };
+        self.commit(id, bucket, path, vec![op]).await
     }
 
     /// Reads an object, or a byte range of it, as a stream.
@@ -635,29 +686,15 @@ impl Gateway {
             .await?
         } else {
             let src_id = self.bucket_id(src_bucket).await?;
-            let commit = self.commit_lock(dst_bucket, &dst_path).await;
-            let outcome = self
-                .inner
-                .hub
-                .batch(
-                    &dst_id,
-                    &[BatchOp::CopyFile {
-                        path: dst_path.clone(),
-                        xet_hash: src.xet_hash,
-                        mtime: now_millis(),
-                        source_repo_type: "bucket".into(),
-                        source_repo_id: src_id.to_string(),
-                    }],
-                )
-                .await
-                .map_err(Self::bucket_err(dst_bucket))?;
-            if let Some(f) = outcome.failed.first() {
-                return Err(CoreError::Internal(format!(
-                    "hub refused to copy to {}: {}",
-                    f.path, f.error
-                )));
-            }
-            commit
+            let op = BatchOp::CopyFile {
+                path: dst_path.clone(),
+                xet_hash: src.xet_hash,
+                mtime: now_millis(),
+                source_repo_type: "bucket".into(),
+                source_repo_id: src_id.to_string(),
+            };
+            self.commit(&dst_id, dst_bucket, &dst_path, vec![op])
+                .await?
         };
         let parts = self.multipart_parts_of(src_bucket, src_key, &src.xet_hash);
         self.set_multipart_etag(dst_bucket, dst_key, &src.xet_hash, parts)?;
@@ -707,14 +744,16 @@ impl Gateway {
             for p in lock_paths {
                 _commits.push(self.commit_lock(bucket, p).await);
             }
-            let outcome = self
+            // One commit of many keys: its operations go in one call (or several when
+            // more than a call takes), shared with other commits of the bucket.
+            let failed = self
                 .inner
                 .hub
-                .batch(&id, &ops)
+                .commit(&id, ops)
                 .await
                 .map_err(Self::bucket_err(bucket))?;
             for (key, path) in &paths {
-                let failed = outcome.failed.iter().find(|f| &f.path == path);
+                let failed = failed.iter().find(|f| &f.path == path);
                 let r = match failed {
                     Some(f) => Err(CoreError::Internal(format!(
                         "hub refused to delete: {}",

@@ -28,6 +28,7 @@ pub mod body;
 mod cas;
 pub mod error;
 pub mod faults;
+pub mod ratelimit;
 mod hubapi;
 mod server;
 pub mod stats;
@@ -37,6 +38,7 @@ pub mod xorbfiles;
 
 pub use error::HubError;
 pub use faults::{FaultRule, Faults};
+pub use ratelimit::RateLimitRule;
 pub use stats::{Route, Stats};
 
 use auth::Keys;
@@ -71,6 +73,11 @@ pub struct HubArgs {
     /// `hugbucket_hub::faults`).
     #[arg(long = "fault", alias = "faults")]
     pub faults: Vec<String>,
+    /// Emulated rate limit `CLASS=QUOTA/WINDOW` (repeatable; off without any), with the
+    /// real Hub's `RateLimit` / `RateLimit-Policy` / `Retry-After` headers and 429s. CLASS is
+    /// `api`, `resolvers` or `cas`; e.g. `api=500/300s` (see `hugbucket_hub::ratelimit`).
+    #[arg(long = "rate-limit", value_name = "RULE")]
+    pub rate_limits: Vec<String>,
 }
 
 /// Configuration of a hub instance.
@@ -90,6 +97,8 @@ pub struct HubConfig {
     pub public_url: Option<String>,
     /// Fault rules.
     pub faults: Vec<FaultRule>,
+    /// Emulated rate limits (none by default).
+    pub rate_limits: Vec<RateLimitRule>,
 }
 
 impl HubConfig {
@@ -103,6 +112,7 @@ impl HubConfig {
             token_ttl: Duration::from_secs(3600),
             public_url: None,
             faults: Vec::new(),
+            rate_limits: Vec::new(),
         }
     }
 }
@@ -118,6 +128,7 @@ pub(crate) struct Hub {
     pub xorbs: XorbFiles,
     pub stats: Stats,
     pub faults: Faults,
+    pub limits: ratelimit::Limiter,
     pub totals: store::TotalsCache,
 }
 
@@ -210,6 +221,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         xorbs,
         stats: Stats::default(),
         faults: Faults::new(config.faults.clone()),
+        limits: ratelimit::Limiter::new(&config.rate_limits),
         totals: store::TotalsCache::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -239,6 +251,16 @@ pub fn run(args: HubArgs) -> ExitCode {
             }
         }
     }
+    let mut rate_limits = Vec::new();
+    for r in &args.rate_limits {
+        match r.parse::<RateLimitRule>() {
+            Ok(r) => rate_limits.push(r),
+            Err(e) => {
+                eprintln!("hugbucket hub: --rate-limit: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let tokens_generated = args.tokens.is_empty();
     let token_file = args.data_dir.join("hub_token");
     let config = HubConfig {
@@ -249,6 +271,7 @@ pub fn run(args: HubArgs) -> ExitCode {
         token_ttl: Duration::from_secs(args.token_ttl),
         public_url: args.public_url,
         faults,
+        rate_limits,
     };
     // Log to stderr unless the caller already installed a subscriber (RUST_LOG overrides).
     let _ = tracing_subscriber::fmt()

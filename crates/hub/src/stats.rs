@@ -172,6 +172,8 @@ pub struct Stats {
     pub batch_ops: AtomicU64,
     /// Bytes served by resolve GETs.
     pub resolve_bytes: AtomicU64,
+    /// Requests refused 429 by the emulated rate limits.
+    pub rate_limited: AtomicU64,
     by_route: [AtomicU64; Route::ALL.len()],
 }
 
@@ -217,6 +219,7 @@ impl Stats {
             "batch_calls": g(&self.batch_calls),
             "batch_ops": g(&self.batch_ops),
             "resolve_bytes": g(&self.resolve_bytes),
+            "rate_limited": g(&self.rate_limited),
             "requests": Value::Object(routes),
         })
     }

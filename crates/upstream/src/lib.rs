@@ -17,6 +17,7 @@
 //! installed as the process default on first construction.
 
 pub mod cas;
+mod coalesce;
 pub mod config;
 pub mod encode;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod hub;
 pub mod link;
 pub mod metrics;
 pub mod models;
+pub mod ratelimit;
 pub mod reconstruction;
 pub mod retry;
 pub mod shard_stream;
@@ -39,6 +41,7 @@ pub use models::{
     BatchFailure, BatchOp, BatchOutcome, BucketInfo, CreateBucketOptions, RemoteDirectory,
     RemoteFile, ResolvedFile, TreeEntry, Visibility, WhoAmI,
 };
+pub use ratelimit::RouteClass;
 pub use reconstruction::{ByteRange, FetchEntry, Reconstruction, ReconstructionTerm};
 pub use token::{TokenScope, XetToken};
 pub use transport::{install_crypto_provider, new_session_id};

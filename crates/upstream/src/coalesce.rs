@@ -1,0 +1,196 @@
+//! Group commit for the Hub's many-in-one calls (`/batch`, `paths-info`).
+//!
+//! Each of those calls takes up to 1 000 operations or paths, and each call costs one unit
+//! of the scarce `/api/` rate-limit budget. Requests that arrive together are therefore
+//! sent together: per bucket, one call is in flight at a time; a request that finds the
+//! bucket idle is sent at once (a lone request waits for nothing), and requests arriving
+//! while a call is in flight queue up and go, as many as fit, in the next call. Under load
+//! (or while the Hub's rate limit holds a call back) calls fill up by themselves; no timer
+//! is involved.
+//!
+//! Each request gets its own outcome: the call's answer is split back per request (see
+//! [`Job::split`]). A failure of the whole call goes to every request in it, as
+//! [`UpstreamError::Shared`] when there are several.
+//!
+//! Order: requests are sent in arrival order, and one call never carries two requests
+//! that touch the same path ([`Job::keys`]): the later one waits for the next call, so a
+//! path's writes reach the Hub in the order they were made even when a caller gave up
+//! waiting (a dropped request still queued is not sent at all).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::oneshot;
+
+use crate::encode::BucketId;
+use crate::error::{Result, UpstreamError};
+use crate::hub::HubClient;
+
+/// A kind of coalesced call.
+pub(crate) trait Job: Send + Sync + 'static {
+    /// One request (e.g. the batch operations of one commit).
+    type Item: Send + 'static;
+    /// Its outcome.
+    type Out: Send + 'static;
+    /// Most units (operations, paths) one call should carry.
+    const MAX_WEIGHT: usize;
+    /// Units of one request.
+    fn weight(item: &Self::Item) -> usize;
+    /// Paths a request touches; two requests sharing one never go in the same call.
+    fn keys(item: &Self::Item) -> Vec<String>;
+    /// Makes the call for `items` and returns one outcome per item, in order.
+    fn run(
+        hub: HubClient,
+        id: BucketId,
+        items: Vec<Self::Item>,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Self::Out>>> + Send>>;
+}
+
+struct Pending<J: Job> {
+    item: J::Item,
+    tx: oneshot::Sender<Result<J::Out>>,
+}
+
+struct Lane<J: Job> {
+    queue: VecDeque<Pending<J>>,
+    running: bool,
+}
+
+impl<J: Job> Default for Lane<J> {
+    fn default() -> Self {
+        Lane {
+            queue: VecDeque::new(),
+            running: false,
+        }
+    }
+}
+
+/// The queues of one kind of call, per bucket.
+pub(crate) struct Coalescer<J: Job> {
+    lanes: Mutex<HashMap<String, Lane<J>>>,
+}
+
+impl<J: Job> std::fmt::Debug for Coalescer<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coalescer").finish_non_exhaustive()
+    }
+}
+
+impl<J: Job> Default for Coalescer<J> {
+    fn default() -> Self {
+        Coalescer {
+            lanes: Mutex::default(),
+        }
+    }
+}
+
+impl<J: Job> Coalescer<J> {
+    /// Queues `item` for bucket `id` and waits for its outcome. The calls run on a task of
+    /// their own (spawned on the current tokio runtime), so a caller that goes away does not
+    /// break the call others are waiting for.
+    pub async fn submit(self: &Arc<Self>, hub: &HubClient, id: &BucketId, item: J::Item) -> Result<J::Out> {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            let lane = lanes.entry(id.to_string()).or_default();
+            lane.queue.push_back(Pending { item, tx });
+            !std::mem::replace(&mut lane.running, true)
+        };
+        if start {
+            tokio::spawn(self.clone().drive(hub.clone(), id.clone()));
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(UpstreamError::Config(
+                "the coalesced call's task ended without an answer".into(),
+            ))
+        })
+    }
+
+    /// Takes the next call's requests off `id`'s queue: in order, at least one, then while
+    /// they fit in [`Job::MAX_WEIGHT`] and touch no path already in the call. Requests
+    /// whose caller went away are dropped unsent. Empty when the queue is: the lane is then
+    /// idle (removed).
+    fn next_call(&self, id: &str) -> Vec<Pending<J>> {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(lane) = lanes.get_mut(id) else {
+            return Vec::new();
+        };
+        let mut call = Vec::new();
+        let mut weight = 0;
+        let mut keys = HashSet::new();
+        while let Some(p) = lane.queue.front() {
+            if p.tx.is_closed() {
+                lane.queue.pop_front();
+                continue;
+            }
+            let w = J::weight(&p.item);
+            let k = J::keys(&p.item);
+            let conflicts = k.iter().any(|k| keys.contains(k));
+            if !call.is_empty() && (weight + w > J::MAX_WEIGHT || conflicts) {
+                break;
+            }
+            weight += w;
+            keys.extend(k);
+            call.extend(lane.queue.pop_front());
+        }
+        if call.is_empty() {
+            lanes.remove(id);
+        }
+        call
+    }
+
+    /// Sends calls for `id` until its queue is empty.
+    async fn drive(self: Arc<Self>, hub: HubClient, id: BucketId) {
+        let key = id.to_string();
+        // Should a call panic, the lane is released (its waiters get an error) rather
+        // than left marked busy forever.
+        let _release = Release {
+            coalescer: &self,
+            key: &key,
+        };
+        loop {
+            let call = self.next_call(&key);
+            if call.is_empty() {
+                return;
+            }
+            let (items, txs): (Vec<_>, Vec<_>) = call.into_iter().map(|p| (p.item, p.tx)).unzip();
+            match J::run(hub.clone(), id.clone(), items).await {
+                Ok(outs) => {
+                    for (tx, out) in txs.into_iter().zip(outs) {
+                        let _ = tx.send(Ok(out));
+                    }
+                }
+                Err(e) if txs.len() == 1 => {
+                    let _ = txs.into_iter().next().map(|tx| tx.send(Err(e)));
+                }
+                Err(e) => {
+                    let shared = Arc::new(e);
+                    for tx in txs {
+                        let _ = tx.send(Err(UpstreamError::Shared(shared.clone())));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Forgets a lane when its driver ends by unwinding (a normal end already removed it).
+struct Release<'a, J: Job> {
+    coalescer: &'a Coalescer<J>,
+    key: &'a str,
+}
+
+impl<J: Job> Drop for Release<'_, J> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut lanes = self
+                .coalescer
+                .lanes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            lanes.remove(self.key);
+        }
+    }
+}

@@ -501,6 +501,8 @@ impl Gateway {
         let _counted = UploadGuard::enter(&self.inner.uploads_in_flight);
         let id = self.bucket_id(bucket).await?;
         let path = key_to_path(key)?;
+        // Concurrent uploads to the bucket share their commit's `/batch` call.
+        let announced = self.inner.hub.expect_commit(&id);
         let cas = self.cas(&id, TokenScope::Write);
         // Fail fast (before reading the body) when the bucket does not exist.
         cas.token().await.map_err(Self::bucket_err(bucket))?;
@@ -527,6 +529,7 @@ impl Gateway {
             mtime,
             content_type: opts.content_type.clone(),
         };
+        drop(announced);
         let mut commit = self.commit(&id, bucket, &path, vec![op]).await?;
         self.forget_multipart_etag(bucket, key)?;
         let file = RemoteFile {

@@ -2,11 +2,15 @@
 //!
 //! Each of those calls takes up to 1 000 operations or paths, and each call costs one unit
 //! of the scarce `/api/` rate-limit budget. Requests that arrive together are therefore
-//! sent together: per bucket, one call is in flight at a time; a request that finds the
-//! bucket idle is sent at once (a lone request waits for nothing), and requests arriving
+//! sent together: per bucket, one call is in flight at a time, and requests arriving
 //! while a call is in flight queue up and go, as many as fit, in the next call. Under load
-//! (or while the Hub's rate limit holds a call back) calls fill up by themselves; no timer
-//! is involved.
+//! (or while the Hub's rate limit holds a call back) calls fill up by themselves.
+//!
+//! A request that finds the bucket idle is sent at once, unless the caller announced
+//! that more are on their way ([`Coalescer::expect`]: the gateway does so for every PUT
+//! from its start until its commit, so concurrent uploads such as `aws s3 sync`'s meet):
+//! then the call waits for them, at most [`LINGER`] longer. A lone
+//! request therefore waits for nothing.
 //!
 //! Each request gets its own outcome: the call's answer is split back per request (see
 //! [`Job::split`]). A failure of the whole call goes to every request in it, as
@@ -21,8 +25,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::encode::BucketId;
 use crate::error::{Result, UpstreamError};
@@ -53,9 +58,17 @@ struct Pending<J: Job> {
     tx: oneshot::Sender<Result<J::Out>>,
 }
 
+/// Longest a call waits for announced requests after its first one was queued.
+pub(crate) const LINGER: Duration = Duration::from_millis(50);
+
 struct Lane<J: Job> {
     queue: VecDeque<Pending<J>>,
+    /// A driver task is sending this lane's calls.
     running: bool,
+    /// Requests announced with [`Coalescer::expect`] and not submitted yet.
+    expected: usize,
+    /// Wakes a lingering driver (a request arrived or an announcement ended).
+    wake: Arc<Notify>,
 }
 
 impl<J: Job> Default for Lane<J> {
@@ -63,6 +76,37 @@ impl<J: Job> Default for Lane<J> {
         Lane {
             queue: VecDeque::new(),
             running: false,
+            expected: 0,
+            wake: Arc::default(),
+        }
+    }
+}
+
+impl<J: Job> Lane<J> {
+    fn idle(&self) -> bool {
+        self.queue.is_empty() && self.expected == 0 && !self.running
+    }
+}
+
+/// An announced request (see [`Coalescer::expect`]); dropping it ends the announcement.
+pub(crate) struct Expected<J: Job> {
+    coalescer: Arc<Coalescer<J>>,
+    key: String,
+}
+
+impl<J: Job> Drop for Expected<J> {
+    fn drop(&mut self) {
+        let mut lanes = self
+            .coalescer
+            .lanes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some(lane) = lanes.get_mut(&self.key) {
+            lane.expected = lane.expected.saturating_sub(1);
+            lane.wake.notify_one();
+            if lane.idle() {
+                lanes.remove(&self.key);
+            }
         }
     }
 }
@@ -87,6 +131,19 @@ impl<J: Job> Default for Coalescer<J> {
 }
 
 impl<J: Job> Coalescer<J> {
+    /// Announces a request for bucket `id` that will be submitted soon: until the returned
+    /// guard drops, a call of the bucket waits for it (at most [`LINGER`]). Drop the guard
+    /// before submitting the request itself.
+    pub fn expect(self: &Arc<Self>, id: &BucketId) -> Expected<J> {
+        let key = id.to_string();
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes.entry(key.clone()).or_default().expected += 1;
+        Expected {
+            coalescer: self.clone(),
+            key,
+        }
+    }
+
     /// Queues `item` for bucket `id` and waits for its outcome. The calls run on a task of
     /// their own (spawned on the current tokio runtime), so a caller that goes away does not
     /// break the call others are waiting for.
@@ -96,6 +153,7 @@ impl<J: Job> Coalescer<J> {
             let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
             let lane = lanes.entry(id.to_string()).or_default();
             lane.queue.push_back(Pending { item, tx });
+            lane.wake.notify_one();
             !std::mem::replace(&mut lane.running, true)
         };
         if start {
@@ -111,7 +169,7 @@ impl<J: Job> Coalescer<J> {
     /// Takes the next call's requests off `id`'s queue: in order, at least one, then while
     /// they fit in [`Job::MAX_WEIGHT`] and touch no path already in the call. Requests
     /// whose caller went away are dropped unsent. Empty when the queue is: the lane is then
-    /// idle (removed).
+    /// idle (no longer running; removed unless requests are announced).
     fn next_call(&self, id: &str) -> Vec<Pending<J>> {
         let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
         let Some(lane) = lanes.get_mut(id) else {
@@ -136,9 +194,37 @@ impl<J: Job> Coalescer<J> {
             call.extend(lane.queue.pop_front());
         }
         if call.is_empty() {
-            lanes.remove(id);
+            lane.running = false;
+            if lane.idle() {
+                lanes.remove(id);
+            }
         }
         call
+    }
+
+    /// Waits while requests announced for `id` may still join the next call: until none
+    /// is announced, the queue holds a full call, or [`LINGER`] has passed.
+    async fn linger(&self, id: &str) {
+        let deadline = tokio::time::Instant::now() + LINGER;
+        loop {
+            let wake = {
+                let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(lane) = lanes.get(id) else {
+                    return;
+                };
+                let queued: usize = lane.queue.iter().map(|p| J::weight(&p.item)).sum();
+                if lane.expected == 0 || queued >= J::MAX_WEIGHT {
+                    return;
+                }
+                lane.wake.clone()
+            };
+            if tokio::time::timeout_at(deadline, wake.notified())
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
     }
 
     /// Sends calls for `id` until its queue is empty.
@@ -151,6 +237,7 @@ impl<J: Job> Coalescer<J> {
             key: &key,
         };
         loop {
+            self.linger(&key).await;
             let call = self.next_call(&key);
             if call.is_empty() {
                 return;

@@ -370,6 +370,17 @@ impl HubClient {
         self.commits.submit(self, id, ops).await
     }
 
+    /// Announces a commit to bucket `id` that is on its way (e.g. a PUT whose body is
+    /// still being uploaded): while the returned guard lives, a commit of the bucket that
+    /// finds no call in flight waits for it (at most 50 ms) so they share one call. Drop it
+    /// before calling [`HubClient::commit`]. Without announcements a lone commit is sent
+    /// at once.
+    pub fn expect_commit(&self, id: &BucketId) -> CommitAnnouncement {
+        CommitAnnouncement {
+            _guard: self.commits.expect(id),
+        }
+    }
+
     /// `paths-info` for `paths`, one lookup: lookups of the same bucket made while a call is
     /// in flight share the next call (up to [`PATHS_INFO_MAX`] paths). Returns the files
     /// found among `paths`.
@@ -500,6 +511,12 @@ impl HubClient {
             .or_insert_with(|| CasClient::from_hub(self.inner.clone(), token_url.to_string()))
             .clone()
     }
+}
+
+/// A commit announced with [`HubClient::expect_commit`]; the announcement ends when this
+/// drops.
+pub struct CommitAnnouncement {
+    _guard: crate::coalesce::Expected<CommitJob>,
 }
 
 /// Coalesced `/batch` calls: one item = the operations of one commit.

@@ -53,31 +53,36 @@ fn refused(h: &LimitedHub) -> u64 {
 
 /// The client waits as long as the Hub's `RateLimit` header says, once (the next attempt
 /// lands in the new window), and makes other callers of the class wait instead of
-/// spending calls on 429s; an interactive call whose wait would outlast its budget fails
-/// at once (the gateway answers SlowDown), background work waits a whole window.
+/// spending calls on 429s (an answer saying `r=0` closes the class before any 429); an
+/// interactive call whose wait would outlast its budget fails at once (the gateway
+/// answers SlowDown), background work waits a whole window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_are_waited_out_as_the_headers_say() {
     let h = hub_with(&["api=3/2s"]).await;
-    let hub = client(&h, Duration::from_secs(10), Duration::from_secs(30));
+    let a = client(&h, Duration::from_secs(10), Duration::from_secs(30));
+    let b = client(&h, Duration::from_secs(10), Duration::from_secs(30));
     let id = BucketId::new(NAMESPACE, "rl").unwrap();
     let waited_before = METRICS.throttle_wait_ms.load(Relaxed);
     let throttled_before = METRICS.class_throttled[0].load(Relaxed);
     let window = Instant::now();
-    hub.create_bucket(NAMESPACE, "rl", &CreateBucketOptions::default())
+    // Client `a` spends the window's quota; the last answer says `r=0`.
+    a.create_bucket(NAMESPACE, "rl", &CreateBucketOptions::default())
         .await
         .unwrap();
-    hub.bucket_info(&id).await.unwrap();
-    hub.bucket_info(&id).await.unwrap();
-    // The window's quota is spent: this call gets a 429 with `RateLimit: "api";r=0;t=2`,
-    // waits for the reset and succeeds in the next window.
+    a.bucket_info(&id).await.unwrap();
+    a.bucket_info(&id).await.unwrap();
+    assert_eq!(refused(&h), 0);
+    // `a` now waits for the reset without sending. Client `b` did not see that answer:
+    // it gets a 429 with `RateLimit: "api";r=0;t=2`, waits for the reset and succeeds in
+    // the next window; its second call, made during the wait, is held back.
     let t = Instant::now();
-    let (a, b) = tokio::join!(hub.bucket_info(&id), async {
-        // A second caller arriving during the wait is held back by the client.
+    let (ra, rb1, rb2) = tokio::join!(a.bucket_info(&id), b.bucket_info(&id), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        hub.bucket_info(&id).await
+        b.bucket_info(&id).await
     });
-    a.unwrap();
-    b.unwrap();
+    ra.unwrap();
+    rb1.unwrap();
+    rb2.unwrap();
     let took = t.elapsed();
     assert!(
         window.elapsed() >= Duration::from_secs(2),
@@ -85,19 +90,20 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
     );
     assert!(took < Duration::from_millis(3500), "waited too long: {took:?}");
     assert_eq!(refused(&h), 1, "one 429, then every call waited for the reset");
-    assert_eq!(served(&h, Route::BucketInfo), 5);
+    assert_eq!(served(&h, Route::BucketInfo), 2 + 1 + 3);
     assert_eq!(METRICS.class_throttled[0].load(Relaxed) - throttled_before, 1);
     let waited = METRICS.throttle_wait_ms.load(Relaxed) - waited_before;
-    assert!(waited >= 1500, "waits recorded: {waited} ms");
-    assert!(METRICS.requests_of(RouteClass::Api) >= 6);
+    assert!(waited >= 3 * 1500, "waits recorded: {waited} ms");
+    assert!(METRICS.requests_of(RouteClass::Api) >= 7);
 
     // A window longer than the interactive budget: SlowDown material at once, carrying
     // the reset time; a second call does not even reach the Hub.
     let h = hub_with(&["api=1/3s"]).await;
-    let hub = client(&h, Duration::from_millis(800), Duration::from_secs(10));
-    hub.create_bucket(NAMESPACE, "rl", &CreateBucketOptions::default())
+    client(&h, Duration::from_secs(1), Duration::from_secs(1))
+        .create_bucket(NAMESPACE, "rl", &CreateBucketOptions::default())
         .await
         .unwrap();
+    let hub = client(&h, Duration::from_millis(800), Duration::from_secs(10));
     let t = Instant::now();
     let err = hub.bucket_info(&id).await.unwrap_err();
     assert!(matches!(err, UpstreamError::RateLimited(_)), "{err}");
@@ -111,6 +117,7 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
     let info = hub.background().bucket_info(&id).await.unwrap();
     assert_eq!(info.id, "tester/rl");
     assert!(t.elapsed() >= Duration::from_secs(1));
+    assert_eq!(refused(&h), 1);
 }
 
 /// Concurrent commits share `/batch` calls and each gets its own outcome; concurrent

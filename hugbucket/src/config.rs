@@ -88,7 +88,12 @@ pub struct ServeArgs {
     /// Emulated rate limit of the embedded hub, `CLASS=QUOTA/WINDOW` with CLASS `api`,
     /// `resolvers` or `cas` (repeatable; off by default), e.g. `api=500/300s` as on
     /// huggingface.co. Grammar: `hugbucket_hub::ratelimit`.
-    #[arg(long = "hub-rate-limit", value_name = "RULE", env = "HUGBUCKET_HUB_RATE_LIMIT", value_delimiter = ',')]
+    #[arg(
+        long = "hub-rate-limit",
+        value_name = "RULE",
+        env = "HUGBUCKET_HUB_RATE_LIMIT",
+        value_delimiter = ','
+    )]
     pub hub_rate_limit: Vec<String>,
     /// Seconds a request an S3/FTP client is waiting for may wait for the Hub's rate limit
     /// to reset (429 answers) before the client gets SlowDown (S3) or 451 (FTP). Keep it
@@ -97,7 +102,11 @@ pub struct ServeArgs {
     pub rate_limit_wait: u64,
     /// The same for background work no client waits for (default: a whole 5-minute window
     /// of the Hub, plus margin).
-    #[arg(long, env = "HUGBUCKET_BACKGROUND_RATE_LIMIT_WAIT", default_value_t = 330)]
+    #[arg(
+        long,
+        env = "HUGBUCKET_BACKGROUND_RATE_LIMIT_WAIT",
+        default_value_t = 330
+    )]
     pub background_rate_limit_wait: u64,
     /// S3 listen address.
     #[arg(long, env = "HUGBUCKET_S3_LISTEN", default_value = "0.0.0.0:9000")]

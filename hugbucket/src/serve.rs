@@ -274,7 +274,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     upstream_config.retry.background_rate_limit_budget =
         Duration::from_secs(args.background_rate_limit_wait);
     let hub = HubClient::new(&upstream.endpoint, upstream.token.clone(), upstream_config)
-    .context("building the upstream client")?;
+        .context("building the upstream client")?;
     let mut core = CoreConfig::new(args.data_dir.clone());
     core.cache_dir = Some(
         args.cache_dir

@@ -240,7 +240,10 @@ mod tests {
     #[test]
     fn tokens_roundtrip_and_reject_garbage() {
         for k in ["a", "dir/sub/", "ünï code + %", ""] {
-            assert_eq!(decode_token(&encode_token(k, None)).unwrap(), (k.into(), None));
+            assert_eq!(
+                decode_token(&encode_token(k, None)).unwrap(),
+                (k.into(), None)
+            );
             let r = "recursive=true&limit=1000&cursor=61";
             assert_eq!(
                 decode_token(&encode_token(k, Some(r))).unwrap(),

@@ -159,7 +159,10 @@ impl Drop for CommitGuard<'_> {
         // what it saw before.
         self.entry.shard.invalidate(&self.entry.key);
         if let Some(file) = self.publish.take() {
-            self.entry.shard.metadata.insert(self.entry.key.clone(), file);
+            self.entry
+                .shard
+                .metadata
+                .insert(self.entry.key.clone(), file);
         }
     }
 }

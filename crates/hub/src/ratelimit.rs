@@ -207,7 +207,9 @@ impl Limiter {
         let allowed = current.used < rule.quota;
         let used = current.used + u64::from(allowed);
         *w = Some(Window { used, ..current });
-        let left = rule.window.saturating_sub(now.duration_since(current.start));
+        let left = rule
+            .window
+            .saturating_sub(now.duration_since(current.start));
         Some(Decision {
             rule: *rule,
             remaining: rule.quota - used,
@@ -229,9 +231,20 @@ mod tests {
             (LimitClass::Api, 500, Duration::from_secs(300))
         );
         let r: RateLimitRule = "resolvers=3000/5m".parse().unwrap();
-        assert_eq!((r.class, r.window), (LimitClass::Resolvers, Duration::from_secs(300)));
+        assert_eq!(
+            (r.class, r.window),
+            (LimitClass::Resolvers, Duration::from_secs(300))
+        );
         assert_eq!("cas=7/10".parse::<RateLimitRule>().unwrap().quota, 7);
-        for bad in ["", "api", "api=5", "api=x/10s", "api=0/10s", "api=5/0s", "web=5/10s"] {
+        for bad in [
+            "",
+            "api",
+            "api=5",
+            "api=x/10s",
+            "api=0/10s",
+            "api=5/0s",
+            "web=5/10s",
+        ] {
             assert!(bad.parse::<RateLimitRule>().is_err(), "{bad:?}");
         }
     }
@@ -243,10 +256,14 @@ mod tests {
         let d = l.check_at(Route::Batch, t0).unwrap();
         assert!(d.allowed);
         assert_eq!((d.remaining, d.reset_secs), (1, 10));
-        let d = l.check_at(Route::Tree, t0 + Duration::from_millis(3500)).unwrap();
+        let d = l
+            .check_at(Route::Tree, t0 + Duration::from_millis(3500))
+            .unwrap();
         assert!(d.allowed);
         assert_eq!((d.remaining, d.reset_secs), (0, 7));
-        let d = l.check_at(Route::PathsInfo, t0 + Duration::from_secs(9)).unwrap();
+        let d = l
+            .check_at(Route::PathsInfo, t0 + Duration::from_secs(9))
+            .unwrap();
         assert!(!d.allowed);
         assert_eq!((d.remaining, d.reset_secs), (0, 1));
         // Other classes and the stats route are not limited.
@@ -254,7 +271,9 @@ mod tests {
         assert_eq!(l.check_at(Route::XorbUpload, t0), None);
         assert_eq!(l.check_at(Route::Stats, t0), None);
         // A new window.
-        let d = l.check_at(Route::Batch, t0 + Duration::from_secs(10)).unwrap();
+        let d = l
+            .check_at(Route::Batch, t0 + Duration::from_secs(10))
+            .unwrap();
         assert!(d.allowed);
         assert_eq!(d.remaining, 1);
         let mut h = HeaderMap::new();

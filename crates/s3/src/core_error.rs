@@ -172,7 +172,10 @@ mod tests {
         let shared = UpstreamError::Shared(std::sync::Arc::new(UpstreamError::RateLimited(f)));
         let s = to_s3(&CoreError::Upstream(shared));
         assert_eq!((s.code(), s.status().as_u16()), (C::SlowDown, 503));
-        assert_eq!(s.headers()[0], (http::header::RETRY_AFTER, "42".parse().unwrap()));
+        assert_eq!(
+            s.headers()[0],
+            (http::header::RETRY_AFTER, "42".parse().unwrap())
+        );
         let body = S3Error::new(S3ErrorCode::BadDigest);
         assert_eq!(
             to_s3_with_body_error(&CoreError::IncompleteBody("x".into()), Some(&body)).code(),

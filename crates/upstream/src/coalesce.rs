@@ -147,7 +147,12 @@ impl<J: Job> Coalescer<J> {
     /// Queues `item` for bucket `id` and waits for its outcome. The calls run on a task of
     /// their own (spawned on the current tokio runtime), so a caller that goes away does not
     /// break the call others are waiting for.
-    pub async fn submit(self: &Arc<Self>, hub: &HubClient, id: &BucketId, item: J::Item) -> Result<J::Out> {
+    pub async fn submit(
+        self: &Arc<Self>,
+        hub: &HubClient,
+        id: &BucketId,
+        item: J::Item,
+    ) -> Result<J::Out> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());

@@ -14,8 +14,8 @@ use crate::encode::{BucketId, quote_segment, validate_part};
 use crate::error::{Result, UpstreamError};
 use crate::link::find_rel;
 use crate::models::{
-    BatchFailure, BatchOp, BatchOutcome, BucketInfo, CreateBucketOptions, RawBatchReply, RemoteFile,
-    ResolvedFile, TreeEntry, WhoAmI, batch_ndjson, parse_bucket_page, parse_paths_info,
+    BatchFailure, BatchOp, BatchOutcome, BucketInfo, CreateBucketOptions, RawBatchReply,
+    RemoteFile, ResolvedFile, TreeEntry, WhoAmI, batch_ndjson, parse_bucket_page, parse_paths_info,
     parse_tree_page,
 };
 use crate::token::{TokenCache, TokenScope, XetToken};

@@ -129,7 +129,10 @@ impl UpstreamMetrics {
             out,
             "# HELP hugbucket_upstream_throttle_giveups_total Calls answered SlowDown because the rate-limit budget could not cover the wait."
         );
-        let _ = writeln!(out, "# TYPE hugbucket_upstream_throttle_giveups_total counter");
+        let _ = writeln!(
+            out,
+            "# TYPE hugbucket_upstream_throttle_giveups_total counter"
+        );
         let _ = writeln!(
             out,
             "hugbucket_upstream_throttle_giveups_total {}",

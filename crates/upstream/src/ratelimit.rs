@@ -171,12 +171,18 @@ mod tests {
 
     #[test]
     fn classes_by_path() {
-        assert_eq!(RouteClass::of_path("/api/buckets/u/b/batch"), RouteClass::Api);
+        assert_eq!(
+            RouteClass::of_path("/api/buckets/u/b/batch"),
+            RouteClass::Api
+        );
         assert_eq!(
             RouteClass::of_path("/buckets/u/b/resolve/a/b.txt"),
             RouteClass::Resolve
         );
-        assert_eq!(RouteClass::of_path("/v1/reconstructions/ab"), RouteClass::Cas);
+        assert_eq!(
+            RouteClass::of_path("/v1/reconstructions/ab"),
+            RouteClass::Cas
+        );
         assert_eq!(RouteClass::of_path("/fetch/xorbs/ab"), RouteClass::Cas);
     }
 
@@ -223,7 +229,10 @@ mod tests {
             &headers(&[("ratelimit", "\"api\";r=0;t=30")]),
         );
         let w = g.wait_for(RouteClass::Api);
-        assert!(w > Duration::from_secs(29) && w <= Duration::from_secs(30), "{w:?}");
+        assert!(
+            w > Duration::from_secs(29) && w <= Duration::from_secs(30),
+            "{w:?}"
+        );
         assert_eq!(g.wait_for(RouteClass::Resolve), Duration::ZERO);
         g.observe(RouteClass::Cas, 429, &headers(&[("retry-after", "2")]));
         assert!(g.wait_for(RouteClass::Cas) > Duration::from_secs(1));

@@ -112,8 +112,7 @@ where
                             m.add_throttle_wait(delay);
                         }
                         tokio::time::sleep(delay).await;
-                        if !(is_throttle(&err) && err.retry_after().is_some_and(|d| !d.is_zero()))
-                        {
+                        if !(is_throttle(&err) && err.retry_after().is_some_and(|d| !d.is_zero())) {
                             attempt += 1;
                         }
                         m.retries.fetch_add(1, Relaxed);

@@ -9,8 +9,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use reqwest::Url;
 use serde::de::DeserializeOwned;
 
-use crate::config::UpstreamConfig;
 use crate::config::RetryConfig;
+use crate::config::UpstreamConfig;
 use crate::error::{HttpFailure, Result, UpstreamError, is_retryable_status};
 use crate::ratelimit::{Gate, RouteClass};
 use crate::retry::with_retry;

@@ -88,10 +88,20 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
         window.elapsed() >= Duration::from_secs(2),
         "retried before the window reset"
     );
-    assert!(took < Duration::from_millis(3500), "waited too long: {took:?}");
-    assert_eq!(refused(&h), 1, "one 429, then every call waited for the reset");
+    assert!(
+        took < Duration::from_millis(3500),
+        "waited too long: {took:?}"
+    );
+    assert_eq!(
+        refused(&h),
+        1,
+        "one 429, then every call waited for the reset"
+    );
     assert_eq!(served(&h, Route::BucketInfo), 2 + 1 + 3);
-    assert_eq!(METRICS.class_throttled[0].load(Relaxed) - throttled_before, 1);
+    assert_eq!(
+        METRICS.class_throttled[0].load(Relaxed) - throttled_before,
+        1
+    );
     let waited = METRICS.throttle_wait_ms.load(Relaxed) - waited_before;
     assert!(waited >= 3 * 1500, "waits recorded: {waited} ms");
     assert!(METRICS.requests_of(RouteClass::Api) >= 7);
@@ -111,8 +121,16 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
     assert!(reset > Duration::from_secs(1) && reset <= Duration::from_secs(3));
     let err = hub.bucket_info(&id).await.unwrap_err();
     assert!(matches!(err, UpstreamError::RateLimited(_)), "{err}");
-    assert!(t.elapsed() < Duration::from_millis(800), "{:?}", t.elapsed());
-    assert_eq!(refused(&h), 1, "the second call was held back by the client");
+    assert!(
+        t.elapsed() < Duration::from_millis(800),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        refused(&h),
+        1,
+        "the second call was held back by the client"
+    );
     // Background work may wait the window out.
     let info = hub.background().bucket_info(&id).await.unwrap();
     assert_eq!(info.id, "tester/rl");

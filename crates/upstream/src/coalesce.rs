@@ -33,6 +33,9 @@ use crate::encode::BucketId;
 use crate::error::{Result, UpstreamError};
 use crate::hub::HubClient;
 
+/// The future of one coalesced call: one outcome per request, in order.
+pub(crate) type CallFuture<O> = Pin<Box<dyn Future<Output = Result<Vec<O>>> + Send>>;
+
 /// A kind of coalesced call.
 pub(crate) trait Job: Send + Sync + 'static {
     /// One request (e.g. the batch operations of one commit).
@@ -46,11 +49,7 @@ pub(crate) trait Job: Send + Sync + 'static {
     /// Paths a request touches; two requests sharing one never go in the same call.
     fn keys(item: &Self::Item) -> Vec<String>;
     /// Makes the call for `items` and returns one outcome per item, in order.
-    fn run(
-        hub: HubClient,
-        id: BucketId,
-        items: Vec<Self::Item>,
-    ) -> Pin<Box<dyn Future<Output = Result<Vec<Self::Out>>> + Send>>;
+    fn run(hub: HubClient, id: BucketId, items: Vec<Self::Item>) -> CallFuture<Self::Out>;
 }
 
 struct Pending<J: Job> {

@@ -8,7 +8,7 @@ use http::{HeaderValue, Method, header};
 use reqwest::Url;
 
 use crate::cas::CasClient;
-use crate::coalesce::{Coalescer, Job};
+use crate::coalesce::{CallFuture, Coalescer, Job};
 use crate::config::UpstreamConfig;
 use crate::encode::{BucketId, quote_segment, validate_part};
 use crate::error::{Result, UpstreamError};
@@ -535,11 +535,7 @@ impl Job for CommitJob {
         item.iter().map(|op| op.path().to_string()).collect()
     }
 
-    fn run(
-        hub: HubClient,
-        id: BucketId,
-        items: Vec<Self::Item>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Self::Out>>> + Send>> {
+    fn run(hub: HubClient, id: BucketId, items: Vec<Self::Item>) -> CallFuture<Self::Out> {
         Box::pin(async move {
             let all: Vec<BatchOp> = items.iter().flatten().cloned().collect();
             let mut failed = hub.batch(&id, &all).await?.failed;
@@ -575,11 +571,7 @@ impl Job for LookupJob {
         Vec::new()
     }
 
-    fn run(
-        hub: HubClient,
-        id: BucketId,
-        items: Vec<Self::Item>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Self::Out>>> + Send>> {
+    fn run(hub: HubClient, id: BucketId, items: Vec<Self::Item>) -> CallFuture<Self::Out> {
         Box::pin(async move {
             let mut paths: Vec<String> = items.iter().flatten().cloned().collect();
             paths.sort_unstable();

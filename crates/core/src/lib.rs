@@ -24,16 +24,16 @@ mod multipart;
 pub mod names;
 mod put;
 mod shards;
+mod sidecar;
 pub mod state;
 mod types;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache, TtlCache};
-use hugbucket_engine::XetHash;
 use hugbucket_engine::buffers::BufferPool;
 use hugbucket_upstream::{
     BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, RemoteFile, TokenScope,
@@ -45,13 +45,15 @@ use tokio::sync::OnceCell;
 pub use error::{CoreError, Result};
 pub use put::INGEST_BLOCK;
 pub use shards::spawn_abortable;
+pub use sidecar::sidecar_path;
 pub use state::{MemoryState, SledState, StateStore};
 pub use types::{
-    BucketInfo, ByteRange, ByteStream, GetResult, ListPage, ListRequest, MultipartUpload,
-    ObjectMeta, PartMeta, PutOptions,
+    BucketInfo, ByteRange, ByteStream, CopyMetadata, GetResult, ListPage, ListRequest,
+    MultipartUpload, ObjectExtra, ObjectMeta, PartMeta, PutOptions, WriteCondition,
 };
 
 use crate::names::{etag, key_to_path, now_millis, parse_iso8601, validate_bucket};
+use crate::shards::Stat;
 
 /// Configuration of the core.
 #[derive(Debug, Clone)]
@@ -123,6 +125,8 @@ struct Inner {
     /// Xorb serialization buffers kept between PUTs (a fresh 64 MiB buffer is
     /// page-faulted in again by every PUT).
     xorb_buffers: Arc<BufferPool>,
+    /// Metadata sidecar contents by their Xet hash.
+    sidecars: sidecar::SidecarCache,
     /// Where the Hub listing behind a page that ended at a key can resume, for
     /// continuations that carry only the key (ListObjects V1 markers, `start-after`).
     list_resume: TtlCache<list::ResumeKey, String>,
@@ -208,6 +212,7 @@ impl Gateway {
                 work: Handle::try_current().ok(),
                 uploads_in_flight: Arc::default(),
                 xorb_buffers: Arc::new(BufferPool::new(config.max_concurrent_xorb_uploads + 1)),
+                sidecars: sidecar::new_cache(),
                 list_resume: TtlCache::new(10_000, list::RESUME_TTL),
                 config,
             }),
@@ -391,13 +396,19 @@ impl Gateway {
         })
     }
 
-    /// Deletes an empty bucket (BucketNotEmpty otherwise; folder markers count as objects).
+    /// Deletes an empty bucket (BucketNotEmpty otherwise; folder markers count as objects,
+    /// hidden gateway records such as stale sidecars do not).
     pub async fn delete_bucket(&self, bucket: &str) -> Result<()> {
         let id = self.bucket_id(bucket).await?;
         let mut pager = self.inner.hub.list_tree(&id, None, Some(true))?;
-        let first = pager.next_page().await.map_err(Self::bucket_err(bucket))?;
-        if first.is_some_and(|p| !p.is_empty()) {
-            return Err(CoreError::BucketNotEmpty(bucket.to_string()));
+        while let Some(page) = pager.next_page().await.map_err(Self::bucket_err(bucket))? {
+            let visible = page.iter().any(|e| match e {
+                hugbucket_upstream::TreeEntry::File(f) => !names::is_hidden(&f.path),
+                hugbucket_upstream::TreeEntry::Directory(d) => !names::is_hidden(&d.path),
+            });
+            if visible {
+                return Err(CoreError::BucketNotEmpty(bucket.to_string()));
+            }
         }
         self.inner
             .hub
@@ -408,56 +419,44 @@ impl Gateway {
 
     // ---------------------------------------------------------------- objects
 
-    /// The one door to a node's metadata of `bucket/path`: what this node already knows
-    /// (its own writes, listings and lookups, for `metadata_ttl`), else one `paths-info`
-    /// lookup (coalesced with concurrent lookups of the bucket into one call), which is
-    /// then remembered.
-    async fn stat_path(
-        &self,
-        bucket: &str,
-        id: &BucketId,
-        path: &str,
-    ) -> Result<Option<RemoteFile>> {
+    /// The Hub entries of the object at `path` and of its sidecar (cached per shard).
+    async fn stat_path(&self, bucket: &str, id: &BucketId, path: &str) -> Result<Option<Stat>> {
         let cache_key = (bucket.to_string(), path.to_string());
         let shard = self.shard(bucket, path);
         if let Some(f) = shard.metadata.get(&cache_key) {
             return Ok(Some(f));
         }
         let epoch = shard.epoch();
-        let files = self
-            .inner
-            .hub
-            .lookup(id, vec![path.to_string()])
-            .await
-            .map_err(Self::bucket_err(bucket))?;
-        let found = files.into_iter().find(|f| f.path == path);
+        let found = self.fetch_stat(bucket, id, path).await?;
         if let Some(f) = &found {
             shard.cache_if_unchanged(epoch, cache_key, f.clone());
         }
         Ok(found)
     }
 
-    /// The write epochs of every shard, taken before a listing call: entries it returns
-    /// are remembered with [`Gateway::learn_listed`] only where no write raced it.
-    fn epochs(&self) -> Vec<u64> {
-        (0..self.inner.shards.len())
-            .map(|i| self.inner.shards.state(i).epoch())
-            .collect()
-    }
-
-    /// Remembers a file entry a listing returned (so a HEAD/GET that follows costs no Hub
-    /// call), unless a write in its shard raced the listing (`epochs` from before it).
-    fn learn_listed(&self, bucket: &str, epochs: &[u64], file: &RemoteFile) {
-        let i = self.owner(bucket, &names::path_to_key(&file.path));
-        if let Some(&epoch) = epochs.get(i) {
-            self.inner.shards.state(i).cache_if_unchanged(
-                epoch,
-                (bucket.to_string(), file.path.clone()),
-                file.clone(),
-            );
+    /// Like [`Gateway::stat_path`], bypassing the cache: one paths-info call for the
+    /// object and its sidecar.
+    async fn fetch_stat(&self, bucket: &str, id: &BucketId, path: &str) -> Result<Option<Stat>> {
+        let side = sidecar::sidecar_path(&names::path_to_key(path));
+        let files = self
+            .inner
+            .hub
+            .lookup(id, vec![path.to_string(), side.clone()])
+            .await
+            .map_err(Self::bucket_err(bucket))?;
+        let mut object = None;
+        let mut sidecar = None;
+        for f in files {
+            if f.path == path {
+                object = Some(f);
+            } else if f.path == side {
+                sidecar = Some(f);
+            }
         }
+        Ok(object.map(|o| (o, sidecar)))
     }
 
+    /// Listing metadata of an object (no sidecar: ETag parts from local records).
     fn meta_of(&self, bucket: &str, key: &str, f: &RemoteFile) -> ObjectMeta {
         let parts = self.multipart_parts_of(bucket, key, &f.xet_hash);
         ObjectMeta {
@@ -472,7 +471,32 @@ impl Gateway {
                 .unwrap_or(UNIX_EPOCH),
             content_type: f.content_type.clone(),
             xet_hash: f.xet_hash,
+            extra: ObjectExtra::default(),
+            parts: Vec::new(),
         }
+    }
+
+    /// Full metadata of an object: its Hub entry and its sidecar, if that still matches.
+    async fn full_meta(
+        &self,
+        bucket: &str,
+        id: &BucketId,
+        key: &str,
+        (f, side): &Stat,
+    ) -> Result<ObjectMeta> {
+        let mut meta = self.meta_of(bucket, key, f);
+        if let Some(s) = self.load_sidecar(id, key, f, side.as_ref()).await? {
+            meta.extra = s.extra.clone();
+            // A copy across buckets cannot set the Hub's contentType: the sidecar has it.
+            if let Some(ct) = meta.extra.headers.remove("content-type") {
+                meta.content_type.get_or_insert(ct);
+            }
+            if !s.parts.is_empty() {
+                meta.etag = etag(&f.xet_hash, Some(s.parts.len() as u32));
+                meta.parts = s.parts.clone();
+            }
+        }
+        Ok(meta)
     }
 
     /// Metadata of an object.
@@ -480,7 +504,7 @@ impl Gateway {
         let id = self.bucket_id(bucket).await?;
         let path = key_to_path(key)?;
         match self.stat_path(bucket, &id, &path).await? {
-            Some(f) => Ok(self.meta_of(bucket, key, &f)),
+            Some(stat) => self.full_meta(bucket, &id, key, &stat).await,
             None => {
                 // Distinguish a missing bucket from a missing key.
                 self.head_bucket(bucket).await?;
@@ -514,35 +538,49 @@ impl Gateway {
             &self.inner.xorb_buffers,
         )
         .await?;
-        if path.ends_with(names::FOLDER_MARKER) && ingested.summary.size != 0 {
-            return Err(CoreError::InvalidKey(format!(
-                "{key:?}: keys ending in '/' are folders and must be empty"
-            )));
-        }
         cas.upload_shard(bytes::Bytes::from(ingested.output.shard.to_upload_bytes()))
             .await?;
         let hash = ingested.summary.file_hash;
-        let mtime = now_millis();
-        let op = BatchOp::AddFile {
+        let mtime = opts.mtime_ms.unwrap_or_else(now_millis);
+        let mut ops = vec![BatchOp::AddFile {
             path: path.clone(),
             xet_hash: hash,
             mtime,
             content_type: opts.content_type.clone(),
-        };
+        }];
+        ops.extend(
+            self.stage_sidecar(&id, key, hash, mtime, &opts.extra, &[])
+                .await?,
+        );
+        let with_sidecar = ops.len() > 1;
         drop(announced);
-        let mut commit = self.commit(&id, bucket, &path, vec![op]).await?;
+        let mut commit = self
+            .register(&id, bucket, &path, ops, opts.condition.as_ref())
+            .await?;
         self.forget_multipart_etag(bucket, key)?;
-        let file = RemoteFile {
-            path,
+        if !with_sidecar {
+            // The node knows what the key holds now: a HEAD/GET right after costs no Hub
+            // call. (No sidecar written: any older one is stale, as for a lookup.)
+            let file = RemoteFile {
+                path,
+                size: ingested.summary.size,
+                xet_hash: hash,
+                mtime: Some(names::format_iso8601_ms(mtime)),
+                uploaded_at: None,
+                content_type: opts.content_type.clone(),
+            };
+            commit.publish((file, None));
+        }
+        Ok(ObjectMeta {
+            key: key.to_string(),
             size: ingested.summary.size,
-            xet_hash: hash,
-            mtime: Some(names::format_iso8601_ms(mtime)),
-            uploaded_at: None,
+            etag: etag(&hash, None),
+            last_modified: UNIX_EPOCH + Duration::from_millis(mtime),
             content_type: opts.content_type,
-        };
-        let meta = self.meta_of(bucket, key, &file);
-        commit.publish(file);
-        Ok(meta)
+            xet_hash: hash,
+            extra: opts.extra,
+            parts: Vec::new(),
+        })
     }
 
     /// Takes `bucket/path`'s commit lock in its shard (see `shards`): commits of one key
@@ -553,20 +591,25 @@ impl Gateway {
     }
 
     /// THE commit entry point: applies `ops`, the batch operations of one commit of
-    /// `bucket/path` (the object's own operation; others that must land with it, such as
-    /// its metadata sidecar, in the same list), under the key's commit lock, in one
-    /// `/batch` call that concurrent commits of the bucket share (see
-    /// [`HubClient::commit`]). Any refused operation fails the commit. The caller holds the
-    /// returned guard while it updates the key's local records, and may
-    /// [`publish`](shards::CommitGuard::publish) what the key now holds.
-    async fn commit(
+    /// `bucket/path` (the object's `addFile`/`copyFile` and its sidecar's), under the key's
+    /// commit lock, in one `/batch` call that concurrent commits of the bucket share (see
+    /// [`HubClient::commit`]; a refused operation fails this commit only). The caller holds
+    /// the returned guard while it updates the key's local records, and may
+    /// [`publish`](shards::CommitGuard::publish) what the key now holds. `condition` is
+    /// checked under the lock first, on a fresh paths-info answer: atomic against this
+    /// node's writers only (the Hub's batch API has no compare-and-swap).
+    async fn register(
         &self,
         id: &BucketId,
         bucket: &str,
         path: &str,
         ops: Vec<BatchOp>,
+        condition: Option<&WriteCondition>,
     ) -> Result<shards::CommitGuard<'_>> {
-        let guard = self.commit_lock(bucket, path).await;
+        let commit = self.commit_lock(bucket, path).await;
+        if let Some(c) = condition {
+            self.check_condition(id, bucket, path, c).await?;
+        }
         let failed = self
             .inner
             .hub
@@ -574,30 +617,75 @@ impl Gateway {
             .await
             .map_err(Self::bucket_err(bucket))?;
         match failed.first() {
-            None => Ok(guard),
+            None => Ok(commit),
             Some(f) => Err(CoreError::Internal(format!(
-                "hub refused to commit {}: {}",
+                "hub refused to register {}: {}",
                 f.path, f.error
             ))),
         }
     }
 
-    /// Registers `hash` at `bucket/path` (see [`Gateway::commit`]).
-    async fn register(
+    /// Checks a conditional write against the object now at `path`.
+    async fn check_condition(
         &self,
         id: &BucketId,
         bucket: &str,
         path: &str,
-        hash: XetHash,
-        content_type: Option<String>,
-    ) -> Result<shards::CommitGuard<'_>> {
-        let op = BatchOp::AddFile {
-            path: path.to_string(),
-            xet_hash: hash,
-            mtime: now_millis(),
-            content_type,
-        };
-        self.commit(id, bucket, path, vec![op]).await
+        condition: &WriteCondition,
+    ) -> Result<()> {
+        let key = names::path_to_key(path);
+        let current = self.fetch_stat(bucket, id, path).await?;
+        match (condition, current) {
+            (WriteCondition::IfNoneMatch, None) => Ok(()),
+            (WriteCondition::IfNoneMatch, Some(_)) => Err(CoreError::PreconditionFailed(format!(
+                "{key:?} exists (If-None-Match: *)"
+            ))),
+            (WriteCondition::IfMatch(_), None) => Err(CoreError::NoSuchKey(key)),
+            (WriteCondition::IfMatch(want), Some(stat)) => {
+                let meta = self.full_meta(bucket, id, &key, &stat).await?;
+                let unquote = |s: &str| s.trim().trim_matches('"').to_string();
+                if want.trim() == "*" || unquote(want) == unquote(&meta.etag) {
+                    Ok(())
+                } else {
+                    Err(CoreError::PreconditionFailed(format!(
+                        "{key:?} has ETag {} (If-Match: {want})",
+                        meta.etag
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Reads part `part_number` of an object (S3 `partNumber`): a part of a multipart
+    /// object from its stored parts layout; part 1 of any other object is all of it.
+    pub async fn get_object_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        part_number: u32,
+    ) -> Result<GetResult> {
+        // The object may change between the lookup and the read: read again then.
+        for _ in 0..3 {
+            let meta = self.head_object(bucket, key).await?;
+            let range = meta
+                .part_range(part_number)
+                .ok_or(CoreError::InvalidPartNumber {
+                    part: part_number,
+                    parts: meta.parts.len().max(1) as u32,
+                })?;
+            // Part 1 of a single-part object is a plain whole read.
+            let range = match meta.parts.is_empty() {
+                true => None,
+                false => range.map(|(a, b)| ByteRange::FromTo(a, b)),
+            };
+            let got = self.get_object(bucket, key, range).await?;
+            if got.meta.xet_hash == meta.xet_hash {
+                return Ok(GetResult { meta, ..got });
+            }
+        }
+        Err(CoreError::Internal(format!(
+            "{key:?} kept changing during a part read"
+        )))
     }
 
     /// Reads an object, or a byte range of it, as a stream.
@@ -666,48 +754,84 @@ impl Gateway {
     }
 
     /// Copies an object by registering its content hash at the destination: no bytes move.
+    /// The destination gets the source's metadata or, with [`CopyMetadata::Replace`], the
+    /// given one (then its condition applies to the destination too).
     pub async fn copy_object(
         &self,
         src_bucket: &str,
         src_key: &str,
         dst_bucket: &str,
         dst_key: &str,
-        content_type: Option<String>,
+        metadata: CopyMetadata,
     ) -> Result<ObjectMeta> {
         let src = self.head_object(src_bucket, src_key).await?;
         let dst_id = self.bucket_id(dst_bucket).await?;
         let dst_path = key_to_path(dst_key)?;
-        let content_type = content_type.or(src.content_type.clone());
-        let _commit = if src_bucket == dst_bucket {
-            self.register(
-                &dst_id,
-                dst_bucket,
-                &dst_path,
-                src.xet_hash,
-                content_type.clone(),
-            )
-            .await?
-        } else {
-            let src_id = self.bucket_id(src_bucket).await?;
-            let op = BatchOp::CopyFile {
+        let (content_type, mut extra, mtime, condition) = match metadata {
+            CopyMetadata::Copy => (
+                src.content_type.clone(),
+                src.extra.clone(),
+                now_millis(),
+                None,
+            ),
+            CopyMetadata::Replace(o) => (
+                o.content_type.or(src.content_type.clone()),
+                o.extra,
+                o.mtime_ms.unwrap_or_else(now_millis),
+                o.condition,
+            ),
+        };
+        let cross_bucket = src_bucket != dst_bucket;
+        if let (true, Some(ct)) = (cross_bucket, &content_type) {
+            // `copyFile` carries no content type: keep it in the sidecar.
+            extra.headers.insert("content-type".into(), ct.clone());
+        }
+        let object_op = if !cross_bucket {
+            BatchOp::AddFile {
                 path: dst_path.clone(),
                 xet_hash: src.xet_hash,
-                mtime: now_millis(),
+                mtime,
+                content_type: content_type.clone(),
+            }
+        } else {
+            let src_id = self.bucket_id(src_bucket).await?;
+            BatchOp::CopyFile {
+                path: dst_path.clone(),
+                xet_hash: src.xet_hash,
+                mtime,
                 source_repo_type: "bucket".into(),
                 source_repo_id: src_id.to_string(),
-            };
-            self.commit(&dst_id, dst_bucket, &dst_path, vec![op])
-                .await?
+            }
         };
-        let parts = self.multipart_parts_of(src_bucket, src_key, &src.xet_hash);
+        let mut ops = vec![object_op];
+        ops.extend(
+            self.stage_sidecar(&dst_id, dst_key, src.xet_hash, mtime, &extra, &src.parts)
+                .await?,
+        );
+        let _commit = self
+            .register(&dst_id, dst_bucket, &dst_path, ops, condition.as_ref())
+            .await?;
+        let parts = match src.parts.len() {
+            0 => self.multipart_parts_of(src_bucket, src_key, &src.xet_hash),
+            n => Some(n as u32),
+        };
         self.set_multipart_etag(dst_bucket, dst_key, &src.xet_hash, parts)?;
         Ok(ObjectMeta {
             key: dst_key.to_string(),
             size: src.size,
             etag: etag(&src.xet_hash, parts),
-            last_modified: SystemTime::now(),
+            last_modified: UNIX_EPOCH + Duration::from_millis(mtime),
             content_type,
             xet_hash: src.xet_hash,
+            extra: ObjectExtra {
+                headers: extra
+                    .headers
+                    .into_iter()
+                    .filter(|(k, _)| k != "content-type")
+                    .collect(),
+                ..extra
+            },
+            parts: src.parts,
         })
     }
 
@@ -731,6 +855,10 @@ impl Gateway {
             match key_to_path(key) {
                 Ok(p) => {
                     ops.push(BatchOp::DeleteFile { path: p.clone() });
+                    // The sidecar goes with its object; a missing one is no error.
+                    ops.push(BatchOp::DeleteFile {
+                        path: sidecar::sidecar_path(key),
+                    });
                     paths.push((key.clone(), p));
                 }
                 Err(e) => results.push((key.clone(), Err(e))),
@@ -747,8 +875,8 @@ impl Gateway {
             for p in lock_paths {
                 _commits.push(self.commit_lock(bucket, p).await);
             }
-            // One commit of many keys: its operations go in one call (or several when
-            // more than a call takes), shared with other commits of the bucket.
+            // One commit of many keys: its operations go in one call (several when more
+            // than a call takes), shared with other commits of the bucket.
             let failed = self
                 .inner
                 .hub

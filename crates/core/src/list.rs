@@ -4,7 +4,8 @@
 //! tree); without a delimiter, a recursive tree listing of the prefix. Pages of the Hub are
 //! consumed in order and the listing stops as soon as one entry past `max_keys` is seen, or
 //! when `max_keys` entries were emitted at the end of a Hub page that has a next one.
-//! Folder markers are hidden but still produce their directory's common prefix.
+//! Folder markers are hidden but still produce their directory's common prefix; the
+//! reserved `.hugbucket/` tree (sidecars) is never listed.
 //!
 //! Continuations resume the Hub listing where it stopped: the continuation token carries
 //! the last key emitted and the Hub's resume point (the query of the `next` link, or of
@@ -20,16 +21,13 @@
 //! the resume point in a node-local table keyed by the listing and that key, filled by the
 //! pages this node served (for [`RESUME_TTL`]); without one the Hub listing restarts.
 //!
-//! Every file entry a listing returns feeds the node's metadata cache, so a HEAD or GET
-//! that follows a listing (as `aws s3 sync` does) costs no Hub call.
-//!
 //! [`Pager::resume_at`]: hugbucket_upstream::Pager::resume_at
 
 use hugbucket_upstream::TreeEntry;
 
 use crate::Gateway;
 use crate::error::{CoreError, Result};
-use crate::names::{is_folder_marker, path_to_key};
+use crate::names::{is_folder_marker, is_hidden, path_to_key};
 use crate::types::{ListPage, ListRequest, ObjectMeta};
 
 /// How long a page's resume point is kept for continuations that carry only a key.
@@ -109,7 +107,8 @@ impl Gateway {
         let delim = req.delimiter.clone().filter(|d| !d.is_empty());
         let prefix = req.prefix.as_str();
         let mut page = ListPage::default();
-        if req.max_keys == 0 {
+        // Nothing below the reserved tree is an object.
+        if req.max_keys == 0 || (is_hidden(prefix) && prefix.contains('/')) {
             return Ok(page);
         }
         let slash_mode = delim.as_deref() == Some("/");
@@ -131,16 +130,17 @@ impl Gateway {
         let mut last_emitted: Option<String> = None;
         let mut resume_next: Option<String> = None;
         'pages: loop {
-            let epochs = self.epochs();
             let Some(entries) = pager.next_page().await.map_err(Self::bucket_err(bucket))? else {
                 break;
             };
             let mut named: Vec<(String, Option<ObjectMeta>)> = Vec::with_capacity(entries.len());
             for e in entries {
                 match e {
+                    TreeEntry::File(f) if is_hidden(&f.path) => {}
                     TreeEntry::File(f) => {
-                        self.learn_listed(bucket, &epochs, &f);
-                        if is_folder_marker(&f.path) {
+                        // An empty `dir/.hugbucket_keep` is a folder marker; a non-empty
+                        // one is the object `dir/` (listed below like any other).
+                        if is_folder_marker(&f.path) && f.size == 0 {
                             // Hidden, but its folder is a common prefix when grouping.
                             // (In `/` mode the folder shows up as a directory entry.)
                             if delim.is_some() && !slash_mode {
@@ -152,6 +152,7 @@ impl Gateway {
                         let meta = self.meta_of(bucket, &key, &f);
                         named.push((key, Some(meta)));
                     }
+                    TreeEntry::Directory(d) if is_hidden(&d.path) => {}
                     TreeEntry::Directory(d) => {
                         named.push((format!("{}/", d.path.trim_end_matches('/')), None));
                     }

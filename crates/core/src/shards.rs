@@ -44,10 +44,13 @@ use crate::get::Flights;
 /// `(bucket, path)` of an object.
 pub(crate) type PathKey = (String, String);
 
+/// A paths-info answer about an object: its entry and its sidecar's, if any.
+pub(crate) type Stat = (RemoteFile, Option<RemoteFile>);
+
 /// The state one shard owns.
 pub(crate) struct ShardState {
     /// paths-info answers by (bucket, path).
-    pub metadata: TtlCache<PathKey, RemoteFile>,
+    pub metadata: TtlCache<PathKey, Stat>,
     /// Reconstructions by (file hash, first byte, last byte).
     pub reconstructions: TtlCache<(XetHash, u64, u64), Reconstruction>,
     /// One upstream fetch per reconstruction term at a time.
@@ -81,7 +84,7 @@ impl ShardState {
     /// Caches `file` unless a write invalidated anything in this shard since `epoch`. The
     /// check runs under the cache's lock, so it is ordered against every invalidation: one
     /// that bumped the epoch first makes it skip, one that comes later removes the entry.
-    pub fn cache_if_unchanged(&self, epoch: u64, key: PathKey, file: RemoteFile) {
+    pub fn cache_if_unchanged(&self, epoch: u64, key: PathKey, file: Stat) {
         self.metadata
             .insert_if(key, file, || self.writes.load(Ordering::SeqCst) == epoch);
     }
@@ -141,14 +144,14 @@ pub(crate) struct CommitGuard<'a> {
     _guard: tokio::sync::OwnedMutexGuard<()>,
     entry: LockRef<'a>,
     /// What the key holds now, when the commit succeeded and says so.
-    publish: Option<RemoteFile>,
+    publish: Option<Stat>,
 }
 
 impl CommitGuard<'_> {
-    /// Declares that the commit succeeded and the key now holds `file`: when the guard
+    /// Declares that the commit succeeded and the key now holds `stat`: when the guard
     /// drops, the key's metadata is set to it instead of just invalidated.
-    pub fn publish(&mut self, file: RemoteFile) {
-        self.publish = Some(file);
+    pub fn publish(&mut self, stat: Stat) {
+        self.publish = Some(stat);
     }
 }
 
@@ -203,8 +206,11 @@ impl KeyShards {
                 .name(format!("hugbucket-key-{i}"))
                 .spawn(move || {
                     crate::affinity::pin_to(cpu);
+                    // Blocking-pool threads (a PUT's hashing and compression) get every
+                    // core back instead of inheriting this thread's pin.
                     let rt = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
+                        .on_thread_start(crate::affinity::unpin)
                         .build()
                     {
                         Ok(rt) => rt,
@@ -292,15 +298,16 @@ fn owner_shard(bucket: &str, key: &str, shards: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn file(path: &str) -> RemoteFile {
-        RemoteFile {
+    fn file(path: &str) -> Stat {
+        let f = RemoteFile {
             path: path.to_string(),
             size: 1,
             xet_hash: XetHash::default(),
             mtime: None,
             uploaded_at: None,
             content_type: None,
-        }
+        };
+        (f, None)
     }
 
     #[test]
@@ -408,12 +415,15 @@ mod tests {
         let mut g = s.commit_lock(&key).await;
         g.publish(file("k"));
         drop(g);
-        assert_eq!(s.metadata.get(&key).map(|f| f.path), Some("k".to_string()));
+        assert_eq!(
+            s.metadata.get(&key).map(|f| f.0.path),
+            Some("k".to_string())
+        );
         // A reader that looked the key up before the commit does not overwrite it.
         let mut stale = file("k");
-        stale.size = 99;
+        stale.0.size = 99;
         s.cache_if_unchanged(before, key.clone(), stale);
-        assert_eq!(s.metadata.get(&key).map(|f| f.size), Some(1));
+        assert_eq!(s.metadata.get(&key).map(|f| f.0.size), Some(1));
     }
 
     #[test]

@@ -4,73 +4,112 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use crate::ratelimit::RouteClass;
+/// How the Hub budgets a request: `/api/` calls are the scarce class, the bucket file
+/// resolver has its own (larger) budget, and the CAS (including presigned fetch URLs)
+/// another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum RouteClass {
+    /// `/api/...`.
+    Api,
+    /// `.../resolve/...`.
+    Resolve,
+    /// Everything else: CAS routes and presigned transfer URLs.
+    Cas,
+}
+
+impl RouteClass {
+    /// Every class, in the order of [`UpstreamMetrics::requests`].
+    pub const ALL: [RouteClass; 3] = [RouteClass::Api, RouteClass::Resolve, RouteClass::Cas];
+
+    /// The class of a request to `path`.
+    pub fn of_path(path: &str) -> Self {
+        if path.starts_with("/api/") {
+            RouteClass::Api
+        } else if path.contains("/resolve/") {
+            RouteClass::Resolve
+        } else {
+            RouteClass::Cas
+        }
+    }
+
+    /// The `class` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            RouteClass::Api => "api",
+            RouteClass::Resolve => "resolve",
+            RouteClass::Cas => "cas",
+        }
+    }
+}
 
 /// Counters of every [`crate::HubClient`] / [`crate::CasClient`] in the process.
 #[derive(Debug, Default)]
 pub struct UpstreamMetrics {
-    /// HTTP requests sent (every attempt).
-    pub requests: AtomicU64,
+    /// HTTP requests sent (every attempt), by [`RouteClass`] (in `RouteClass::ALL` order).
+    pub requests: [AtomicU64; 3],
+    /// Attempts answered 429 (rate limited).
+    pub rate_limited: AtomicU64,
     /// Attempts that were retries of an earlier failed attempt.
     pub retries: AtomicU64,
     /// Calls that failed after their last attempt.
     pub failures: AtomicU64,
     /// Xet tokens dropped because the CAS answered 401, then fetched again.
     pub token_refreshes: AtomicU64,
-    /// HTTP requests sent, per [`RouteClass`] (every attempt).
-    pub class_requests: [AtomicU64; 3],
-    /// 429 answers, per [`RouteClass`].
-    pub class_throttled: [AtomicU64; 3],
     /// Milliseconds spent waiting for the Hub's rate limits to reset (summed over calls).
     pub throttle_wait_ms: AtomicU64,
-    /// Calls that failed because the rate-limit budget could not cover the wait.
+    /// Calls that failed because their rate-limit budget could not cover the wait.
     pub throttle_giveups: AtomicU64,
 }
 
 /// The process's upstream counters.
 pub static METRICS: UpstreamMetrics = UpstreamMetrics {
-    requests: AtomicU64::new(0),
+    requests: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
+    rate_limited: AtomicU64::new(0),
     retries: AtomicU64::new(0),
     failures: AtomicU64::new(0),
     token_refreshes: AtomicU64::new(0),
-    class_requests: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
-    class_throttled: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
     throttle_wait_ms: AtomicU64::new(0),
     throttle_giveups: AtomicU64::new(0),
 };
 
 impl UpstreamMetrics {
-    /// Counts one request of `class`.
-    pub(crate) fn count_request(&self, class: RouteClass) {
-        self.requests.fetch_add(1, Relaxed);
-        self.class_requests[class.index()].fetch_add(1, Relaxed);
+    /// Counts one request sent to `path`.
+    pub fn count_request(&self, path: &str) {
+        self.requests[RouteClass::of_path(path) as usize].fetch_add(1, Relaxed);
     }
 
-    /// Counts a 429 answer of `class`.
-    pub(crate) fn count_throttled(&self, class: RouteClass) {
-        self.class_throttled[class.index()].fetch_add(1, Relaxed);
-    }
-
-    /// Adds time spent waiting for a rate limit.
+    /// Adds time spent waiting for a rate limit to reset.
     pub(crate) fn add_throttle_wait(&self, wait: Duration) {
         self.throttle_wait_ms
             .fetch_add(wait.as_millis() as u64, Relaxed);
     }
 
-    /// Requests sent so far to `class`.
+    /// Requests sent so far in `class`.
     pub fn requests_of(&self, class: RouteClass) -> u64 {
-        self.class_requests[class.index()].load(Relaxed)
+        self.requests[class as usize].load(Relaxed)
     }
 
-    /// Appends the counters as Prometheus text. `hugbucket_upstream_requests_total` has one
-    /// sample without labels (all classes: the name existing dashboards use) and one per
-    /// `class` (`api`, `resolve`, `cas`: the Hub's rate-limit budgets).
+    /// Appends the counters as Prometheus text.
     pub fn render_prometheus(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP hugbucket_upstream_requests_total HTTP requests sent to the Hub and CAS (every attempt), by route class."
+        );
+        let _ = writeln!(out, "# TYPE hugbucket_upstream_requests_total counter");
+        for class in RouteClass::ALL {
+            let _ = writeln!(
+                out,
+                "hugbucket_upstream_requests_total{{class=\"{}\"}} {}",
+                class.label(),
+                self.requests_of(class)
+            );
+        }
         for (name, help, v) in [
             (
-                "requests",
-                "HTTP requests sent to the Hub and CAS (every attempt)",
-                &self.requests,
+                "rate_limited",
+                "Attempts the Hub or CAS answered with 429",
+                &self.rate_limited,
             ),
             (
                 "retries",
@@ -87,35 +126,16 @@ impl UpstreamMetrics {
                 "Xet tokens fetched again because the CAS answered 401",
                 &self.token_refreshes,
             ),
+            (
+                "throttle_giveups",
+                "Calls answered SlowDown because their rate-limit budget could not cover the wait",
+                &self.throttle_giveups,
+            ),
         ] {
             let _ = writeln!(out, "# HELP hugbucket_upstream_{name}_total {help}.");
             let _ = writeln!(out, "# TYPE hugbucket_upstream_{name}_total counter");
             let _ = writeln!(out, "hugbucket_upstream_{name}_total {}", v.load(Relaxed));
-            if name == "requests" {
-                for c in RouteClass::ALL {
-                    let n = self.class_requests[c.index()].load(Relaxed);
-                    let _ = writeln!(
-                        out,
-                        "hugbucket_upstream_requests_total{{class=\"{}\"}} {n}",
-                        c.name()
-                    );
-                }
-            }
         }
-        let _ = writeln!(
-            out,
-            "# HELP hugbucket_upstream_throttled_total 429 answers of the Hub, per rate-limit class."
-        );
-        let _ = writeln!(out, "# TYPE hugbucket_upstream_throttled_total counter");
-        for c in RouteClass::ALL {
-            let n = self.class_throttled[c.index()].load(Relaxed);
-            let _ = writeln!(
-                out,
-                "hugbucket_upstream_throttled_total{{class=\"{}\"}} {n}",
-                c.name()
-            );
-        }
-        let wait = self.throttle_wait_ms.load(Relaxed) as f64 / 1000.0;
         let _ = writeln!(
             out,
             "# HELP hugbucket_upstream_throttle_wait_seconds_total Time calls spent waiting for the Hub's rate limits to reset."
@@ -124,19 +144,38 @@ impl UpstreamMetrics {
             out,
             "# TYPE hugbucket_upstream_throttle_wait_seconds_total counter"
         );
-        let _ = writeln!(out, "hugbucket_upstream_throttle_wait_seconds_total {wait}");
         let _ = writeln!(
             out,
-            "# HELP hugbucket_upstream_throttle_giveups_total Calls answered SlowDown because the rate-limit budget could not cover the wait."
+            "hugbucket_upstream_throttle_wait_seconds_total {}",
+            self.throttle_wait_ms.load(Relaxed) as f64 / 1000.0
         );
-        let _ = writeln!(
-            out,
-            "# TYPE hugbucket_upstream_throttle_giveups_total counter"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_classes() {
+        assert_eq!(
+            RouteClass::of_path("/api/buckets/a/b/tree"),
+            RouteClass::Api
         );
-        let _ = writeln!(
-            out,
-            "hugbucket_upstream_throttle_giveups_total {}",
-            self.throttle_giveups.load(Relaxed)
+        assert_eq!(
+            RouteClass::of_path("/buckets/a/b/resolve/k"),
+            RouteClass::Resolve
         );
+        assert_eq!(RouteClass::of_path("/v1/xorbs/default/h"), RouteClass::Cas);
+        let m = UpstreamMetrics::default();
+        m.count_request("/api/whoami-v2");
+        m.count_request("/api/buckets/a/b");
+        m.count_request("/v2/shards");
+        let mut out = String::new();
+        m.render_prometheus(&mut out);
+        assert!(out.contains("hugbucket_upstream_requests_total{class=\"api\"} 2\n"));
+        assert!(out.contains("hugbucket_upstream_requests_total{class=\"resolve\"} 0\n"));
+        assert!(out.contains("hugbucket_upstream_requests_total{class=\"cas\"} 1\n"));
+        assert!(out.contains("hugbucket_upstream_rate_limited_total 0\n"));
     }
 }

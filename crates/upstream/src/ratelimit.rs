@@ -20,45 +20,7 @@ use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 
-/// The Hub's rate-limit classes (each has its own budget).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RouteClass {
-    /// `/api/...` (the scarce one: 500 to 6 000 calls per 5 minutes on huggingface.co).
-    Api,
-    /// URLs with a `/resolve/` segment (about five times the API budget).
-    Resolve,
-    /// Everything else: the CAS and presigned fetch URLs (a different service).
-    Cas,
-}
-
-impl RouteClass {
-    /// All classes, in metric order.
-    pub const ALL: [RouteClass; 3] = [RouteClass::Api, RouteClass::Resolve, RouteClass::Cas];
-
-    /// The class of a request to `path` (the URL path).
-    pub fn of_path(path: &str) -> RouteClass {
-        if path.starts_with("/api/") {
-            RouteClass::Api
-        } else if path.contains("/resolve/") {
-            RouteClass::Resolve
-        } else {
-            RouteClass::Cas
-        }
-    }
-
-    /// Label value in `/metrics`.
-    pub fn name(self) -> &'static str {
-        match self {
-            RouteClass::Api => "api",
-            RouteClass::Resolve => "resolve",
-            RouteClass::Cas => "cas",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-}
+pub use crate::metrics::RouteClass;
 
 /// A parsed `RateLimit` header: `remaining` calls left, window resets in `reset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +103,7 @@ impl Gate {
     /// Closes `class` until `until` (never shortens an existing closure).
     pub fn close(&self, class: RouteClass, until: Instant) {
         let mut g = self.closed_until.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = &mut g[class.index()];
+        let slot = &mut g[class as usize];
         if slot.is_none_or(|t| t < until) {
             *slot = Some(until);
         }
@@ -150,7 +112,7 @@ impl Gate {
     /// How long a call of `class` must wait from now (zero when open).
     pub fn wait_for(&self, class: RouteClass) -> Duration {
         let g = self.closed_until.lock().unwrap_or_else(|e| e.into_inner());
-        g[class.index()]
+        g[class as usize]
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or_default()
     }
@@ -167,23 +129,6 @@ mod tests {
             h.insert(*k, HeaderValue::from_static(v));
         }
         h
-    }
-
-    #[test]
-    fn classes_by_path() {
-        assert_eq!(
-            RouteClass::of_path("/api/buckets/u/b/batch"),
-            RouteClass::Api
-        );
-        assert_eq!(
-            RouteClass::of_path("/buckets/u/b/resolve/a/b.txt"),
-            RouteClass::Resolve
-        );
-        assert_eq!(
-            RouteClass::of_path("/v1/reconstructions/ab"),
-            RouteClass::Cas
-        );
-        assert_eq!(RouteClass::of_path("/fetch/xorbs/ab"), RouteClass::Cas);
     }
 
     #[test]

@@ -267,7 +267,7 @@ impl Transport {
                 error_code: None,
                 message: format!(
                     "the Hub's {} rate limit resets in {} s",
-                    class.name(),
+                    class.label(),
                     wait.as_secs_f64().ceil()
                 ),
                 retry_after: Some(wait),
@@ -282,13 +282,15 @@ impl Transport {
     fn observe(&self, req: &Req, status: u16, headers: &HeaderMap) {
         let class = req.class();
         if status == 429 {
-            crate::metrics::METRICS.count_throttled(class);
+            crate::metrics::METRICS
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         self.gate.observe(class, status, headers);
     }
 
     fn build(&self, req: &Req, whole_timeout: bool) -> reqwest::RequestBuilder {
-        crate::metrics::METRICS.count_request(req.class());
+        crate::metrics::METRICS.count_request(req.url.path());
         let client = if req.presigned {
             &self.presigned
         } else {

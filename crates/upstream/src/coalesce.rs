@@ -9,8 +9,9 @@
 //! A request that finds the bucket idle is sent at once, unless the caller announced
 //! that more are on their way ([`Coalescer::expect`]: the gateway does so for every PUT
 //! from its start until its commit, so concurrent uploads such as `aws s3 sync`'s meet):
-//! then the call waits for them, at most [`LINGER`] longer. A lone
-//! request therefore waits for nothing.
+//! then the call waits for them, at most [`LINGER`] longer. When the Hub says less than
+//! half of the `/api/` budget of its window is left, every call waits [`LINGER`] to fill
+//! up. Otherwise a lone request waits for nothing.
 //!
 //! Each request gets its own outcome: the call's answer is split back per request (see
 //! [`Job::split`]). A failure of the whole call goes to every request in it, as
@@ -206,9 +207,10 @@ impl<J: Job> Coalescer<J> {
         call
     }
 
-    /// Waits while requests announced for `id` may still join the next call: until none
-    /// is announced, the queue holds a full call, or [`LINGER`] has passed.
-    async fn linger(&self, id: &str) {
+    /// Waits while requests may still join the next call: announced ones for `id` (until
+    /// none is left), or any when the `/api/` budget is `scarce`; at most [`LINGER`], and
+    /// not once the queue holds a full call.
+    async fn linger(&self, id: &str, scarce: bool) {
         let deadline = tokio::time::Instant::now() + LINGER;
         loop {
             let wake = {
@@ -217,7 +219,7 @@ impl<J: Job> Coalescer<J> {
                     return;
                 };
                 let queued: usize = lane.queue.iter().map(|p| J::weight(&p.item)).sum();
-                if lane.expected == 0 || queued >= J::MAX_WEIGHT {
+                if (lane.expected == 0 && !scarce) || queued >= J::MAX_WEIGHT {
                     return;
                 }
                 lane.wake.clone()
@@ -241,7 +243,7 @@ impl<J: Job> Coalescer<J> {
             key: &key,
         };
         loop {
-            self.linger(&key).await;
+            self.linger(&key, hub.api_budget_scarce()).await;
             let call = self.next_call(&key);
             if call.is_empty() {
                 return;

@@ -381,6 +381,13 @@ impl HubClient {
         }
     }
 
+    /// Whether the Hub said less than half of the `/api/` budget is left in its window.
+    pub(crate) fn api_budget_scarce(&self) -> bool {
+        self.inner
+            .transport
+            .budget_scarce(crate::ratelimit::RouteClass::Api)
+    }
+
     /// `paths-info` for `paths`, one lookup: lookups of the same bucket made while a call is
     /// in flight share the next call (up to [`PATHS_INFO_MAX`] paths). Returns the files
     /// found among `paths`.

@@ -12,8 +12,9 @@
 //!
 //! [`Gate`] remembers, per class, until when the Hub said no call can succeed (a 429, or
 //! any answer with `r=0`), so that concurrent callers wait for the reset instead of each
-//! spending a call on another 429. How long a call may wait is the retry policy's business
-//! (`crate::retry`).
+//! spending a call on another 429, and whether less than half of a class's budget is
+//! left (then coalesced calls wait a little to fill up). How long a call may wait is the
+//! retry policy's business (`crate::retry`).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -85,12 +86,18 @@ pub fn wait_hint(headers: &HeaderMap) -> Option<Duration> {
 #[derive(Debug, Default)]
 pub(crate) struct Gate {
     closed_until: Mutex<[Option<Instant>; 3]>,
+    /// Per class, the last `(remaining, quota)` the Hub announced.
+    budget: Mutex<[Option<(u64, u64)>; 3]>,
 }
 
 impl Gate {
     /// Records the rate-limit headers of an answer to a call of `class` that got
     /// `status`: a 429, or an answer with `r=0`, closes the class until the reset.
     pub fn observe(&self, class: RouteClass, status: u16, headers: &HeaderMap) {
+        if let (Some(rl), Some((quota, _))) = (parse_ratelimit(headers), parse_policy(headers)) {
+            let mut b = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+            b[class as usize] = Some((rl.remaining, quota));
+        }
         let spent = parse_ratelimit(headers).is_some_and(|rl| rl.remaining == 0);
         if status != 429 && !spent {
             return;
@@ -107,6 +114,13 @@ impl Gate {
         if slot.is_none_or(|t| t < until) {
             *slot = Some(until);
         }
+    }
+
+    /// Whether the Hub said that less than half of `class`'s budget is left in the
+    /// current window: then calls are worth filling up (see `crate::coalesce`).
+    pub fn scarce(&self, class: RouteClass) -> bool {
+        let b = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        b[class as usize].is_some_and(|(remaining, quota)| remaining * 2 < quota)
     }
 
     /// How long a call of `class` must wait from now (zero when open).
@@ -179,6 +193,27 @@ mod tests {
             "{w:?}"
         );
         assert_eq!(g.wait_for(RouteClass::Resolve), Duration::ZERO);
+        assert!(!g.scarce(RouteClass::Api), "no policy announced");
+        let policy = "\"fixed window\";\"api\";q=10;w=30";
+        g.observe(
+            RouteClass::Api,
+            200,
+            &headers(&[
+                ("ratelimit", "\"api\";r=5;t=30"),
+                ("ratelimit-policy", policy),
+            ]),
+        );
+        assert!(!g.scarce(RouteClass::Api));
+        g.observe(
+            RouteClass::Api,
+            200,
+            &headers(&[
+                ("ratelimit", "\"api\";r=4;t=30"),
+                ("ratelimit-policy", policy),
+            ]),
+        );
+        assert!(g.scarce(RouteClass::Api));
+        assert!(!g.scarce(RouteClass::Resolve));
         g.observe(RouteClass::Cas, 429, &headers(&[("retry-after", "2")]));
         assert!(g.wait_for(RouteClass::Cas) > Duration::from_secs(1));
         // A shorter closure does not reopen early.

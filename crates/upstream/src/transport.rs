@@ -278,6 +278,11 @@ impl Transport {
         Ok(())
     }
 
+    /// Whether the Hub said less than half of `class`'s budget is left.
+    pub fn budget_scarce(&self, class: RouteClass) -> bool {
+        self.gate.scarce(class)
+    }
+
     /// Records what an answer says about the rate limit of `req`'s class.
     fn observe(&self, req: &Req, status: u16, headers: &HeaderMap) {
         let class = req.class();

@@ -119,6 +119,29 @@ pub struct ServeArgs {
         ignore_case = true
     )]
     pub bucket_visibility: BucketVisibility,
+    /// Emulated rate limit of the embedded hub, `CLASS=QUOTA/WINDOW` with CLASS `api`,
+    /// `resolvers` or `cas` (repeatable; off by default), e.g. `api=500/300s` as on
+    /// huggingface.co. Grammar: `hugbucket_hub::ratelimit`.
+    #[arg(
+        long = "hub-rate-limit",
+        value_name = "RULE",
+        env = "HUGBUCKET_HUB_RATE_LIMIT",
+        value_delimiter = ','
+    )]
+    pub hub_rate_limit: Vec<String>,
+    /// Seconds a request an S3/FTP client is waiting for may wait for the Hub's rate limit
+    /// to reset (429 answers) before the client gets SlowDown (S3) or 451 (FTP). Keep it
+    /// below your clients' read timeout (60 s in the AWS SDKs).
+    #[arg(long, env = "HUGBUCKET_RATE_LIMIT_WAIT", default_value_t = 50)]
+    pub rate_limit_wait: u64,
+    /// The same for background work no client waits for (default: a whole 5-minute window
+    /// of the Hub, plus margin).
+    #[arg(
+        long,
+        env = "HUGBUCKET_BACKGROUND_RATE_LIMIT_WAIT",
+        default_value_t = 330
+    )]
+    pub background_rate_limit_wait: u64,
     /// S3 listen address.
     #[arg(long, env = "HUGBUCKET_S3_LISTEN", default_value = "0.0.0.0:9000")]
     pub s3_listen: SocketAddr,
@@ -349,6 +372,16 @@ impl ServeArgs {
                     .into(),
             );
         }
+        for rule in &self.hub_rate_limit {
+            rule.parse::<hugbucket_hub::RateLimitRule>()
+                .map_err(|e| format!("--hub-rate-limit: {e}"))?;
+        }
+        if !self.hub_rate_limit.is_empty() && !self.uses_embedded_hub() {
+            return Err(
+                "--hub-rate-limit applies to the embedded hub only (no HF_TOKEN/HF_ENDPOINT)"
+                    .into(),
+            );
+        }
         if self.cores == Some(0) {
             return Err("--cores (HUGBUCKET_CORES) must be at least 1".into());
         }
@@ -409,6 +442,19 @@ impl ServeArgs {
             (
                 "bucket-visibility",
                 format!("{:?}", self.bucket_visibility).to_lowercase(),
+            ),
+            (
+                "hub-rate-limit",
+                if self.hub_rate_limit.is_empty() {
+                    "(none)".into()
+                } else {
+                    self.hub_rate_limit.join(",")
+                },
+            ),
+            ("rate-limit-wait", format!("{}s", self.rate_limit_wait)),
+            (
+                "background-rate-limit-wait",
+                format!("{}s", self.background_rate_limit_wait),
             ),
             ("s3-listen", self.s3_listen.to_string()),
             ("s3-tls-cert", path(&self.s3_tls_cert)),

@@ -164,6 +164,15 @@ async fn start_upstream(args: &ServeArgs) -> anyhow::Result<Upstream> {
         tracing::warn!(rules = ?args.hub_fault, "fault injection enabled in the embedded hub");
     }
     config.fetch_url_ttl = args.hub_fetch_url_ttl;
+    for rule in &args.hub_rate_limit {
+        config.rate_limits.push(
+            rule.parse()
+                .map_err(|e| anyhow::anyhow!("--hub-rate-limit: {e}"))?,
+        );
+    }
+    if !config.rate_limits.is_empty() {
+        tracing::info!(rules = ?args.hub_rate_limit, "rate limits emulated by the embedded hub");
+    }
     let hub = hugbucket_hub::start(config)
         .await
         .with_context(|| format!("starting the embedded hub in {}", dir.display()))?;
@@ -328,12 +337,12 @@ async fn watch_certificates(certificates: Vec<Arc<CertStore>>, mut stop: watch::
 
 async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     let upstream = start_upstream(&args).await?;
-    let hub = HubClient::new(
-        &upstream.endpoint,
-        upstream.token.clone(),
-        UpstreamConfig::default(),
-    )
-    .context("building the upstream client")?;
+    let mut upstream_config = UpstreamConfig::default();
+    upstream_config.retry.rate_limit_budget = Duration::from_secs(args.rate_limit_wait);
+    upstream_config.retry.background_rate_limit_budget =
+        Duration::from_secs(args.background_rate_limit_wait);
+    let hub = HubClient::new(&upstream.endpoint, upstream.token.clone(), upstream_config)
+        .context("building the upstream client")?;
     let mut core = CoreConfig::new(args.data_dir.clone());
     core.cache_dir = Some(
         args.cache_dir

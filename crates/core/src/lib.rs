@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache};
+use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache, TtlCache};
 use hugbucket_engine::buffers::BufferPool;
 use hugbucket_upstream::{
     BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, RemoteFile, TokenScope,
@@ -144,6 +144,9 @@ struct Inner {
     xorb_buffers: Arc<BufferPool>,
     /// Metadata sidecar contents by their Xet hash.
     sidecars: sidecar::SidecarCache,
+    /// Where the Hub listing behind a page that ended at a key can resume, for
+    /// continuations that carry only the key (ListObjects V1 markers, `start-after`).
+    list_resume: TtlCache<list::ResumeKey, String>,
 }
 
 /// Counts an upload as in flight while alive.
@@ -230,6 +233,7 @@ impl Gateway {
                 part_records: multipart::Coalescer::new(config.part_record_interval),
                 xorb_buffers: Arc::new(BufferPool::new(config.max_concurrent_xorb_uploads + 1)),
                 sidecars: sidecar::new_cache(),
+                list_resume: TtlCache::new(10_000, list::RESUME_TTL),
                 config,
             }),
         })
@@ -341,9 +345,9 @@ impl Gateway {
 
     /// Maps "not found" from a bucket-scoped call to NoSuchBucket.
     fn bucket_err(bucket: &str) -> impl Fn(UpstreamError) -> CoreError + '_ {
-        move |e| match e {
+        move |e| match e.root() {
             UpstreamError::NotFound(_) => CoreError::NoSuchBucket(bucket.to_string()),
-            e => CoreError::Upstream(e),
+            _ => CoreError::Upstream(e),
         }
     }
 
@@ -461,7 +465,7 @@ impl Gateway {
         let files = self
             .inner
             .hub
-            .paths_info(id, &[path.to_string(), side.clone()])
+            .lookup(id, vec![path.to_string(), side.clone()])
             .await
             .map_err(Self::bucket_err(bucket))?;
         let mut object = None;
@@ -541,6 +545,8 @@ impl Gateway {
         let _counted = UploadGuard::enter(&self.inner.uploads_in_flight);
         let id = self.bucket_id(bucket).await?;
         let path = key_to_path(key)?;
+        // Concurrent uploads to the bucket share their commit's `/batch` call.
+        let announced = self.inner.hub.expect_commit(&id);
         let cas = self.cas(&id, TokenScope::Write);
         // Fail fast (before reading the body) when the bucket does not exist.
         cas.token().await.map_err(Self::bucket_err(bucket))?;
@@ -566,10 +572,25 @@ impl Gateway {
             self.stage_sidecar(&id, key, hash, mtime, &opts.extra, &[])
                 .await?,
         );
-        let _commit = self
+        let with_sidecar = ops.len() > 1;
+        drop(announced);
+        let mut commit = self
             .register(&id, bucket, &path, ops, opts.condition.as_ref())
             .await?;
         self.forget_multipart_etag(bucket, key)?;
+        if !with_sidecar {
+            // The node knows what the key holds now: a HEAD/GET right after costs no Hub
+            // call. (No sidecar written: any older one is stale, as for a lookup.)
+            let file = RemoteFile {
+                path,
+                size: ingested.summary.size,
+                xet_hash: hash,
+                mtime: Some(names::format_iso8601_ms(mtime)),
+                uploaded_at: None,
+                content_type: opts.content_type.clone(),
+            };
+            commit.publish((file, None));
+        }
         Ok(ObjectMeta {
             key: key.to_string(),
             size: ingested.summary.size,
@@ -589,11 +610,14 @@ impl Gateway {
         self.shard(bucket, path).commit_lock(&key).await
     }
 
-    /// Applies `ops` (the object's `addFile`/`copyFile` and its sidecar's) in one batch
-    /// under the key's commit lock, which the caller holds (returned guard) while it
-    /// updates the key's local records. `condition` is checked under the lock first, on a
-    /// fresh paths-info answer: atomic against this node's writers only (the Hub's batch
-    /// API has no compare-and-swap).
+    /// THE commit entry point: applies `ops`, the batch operations of one commit of
+    /// `bucket/path` (the object's `addFile`/`copyFile` and its sidecar's), under the key's
+    /// commit lock, in one `/batch` call that concurrent commits of the bucket share (see
+    /// [`HubClient::commit`]; a refused operation fails this commit only). The caller holds
+    /// the returned guard while it updates the key's local records, and may
+    /// [`publish`](shards::CommitGuard::publish) what the key now holds. `condition` is
+    /// checked under the lock first, on a fresh paths-info answer: atomic against this
+    /// node's writers only (the Hub's batch API has no compare-and-swap).
     async fn register(
         &self,
         id: &BucketId,
@@ -606,18 +630,17 @@ impl Gateway {
         if let Some(c) = condition {
             self.check_condition(id, bucket, path, c).await?;
         }
-        let outcome = self
+        let failed = self
             .inner
             .hub
-            .batch(id, &ops)
+            .commit(id, ops)
             .await
             .map_err(Self::bucket_err(bucket))?;
         // Removing a finished upload's records is cleanup: their failures fail nothing.
-        let failed = outcome
-            .failed
+        match failed
             .iter()
-            .find(|f| !multipart::is_upload_record(&f.path));
-        match failed {
+            .find(|f| !multipart::is_upload_record(&f.path))
+        {
             None => Ok(commit),
             Some(f) => Err(CoreError::Internal(format!(
                 "hub refused to register {}: {}",
@@ -878,16 +901,17 @@ impl Gateway {
             for p in lock_paths {
                 _commits.push(self.commit_lock(bucket, p).await);
             }
-            let outcome = self
+            // One commit of many keys: its operations go in one call (several when more
+            // than a call takes), shared with other commits of the bucket.
+            let failed = self
                 .inner
                 .hub
-                .batch(&id, &ops)
+                .commit(&id, ops)
                 .await
                 .map_err(Self::bucket_err(bucket))?;
-            let still_there = self.failed_deletes_present(&id, &outcome.failed).await?;
+            let still_there = self.failed_deletes_present(&id, &failed).await?;
             for (key, path) in &paths {
-                let failed = outcome
-                    .failed
+                let failed = failed
                     .iter()
                     .find(|f| &f.path == path && still_there.contains(path));
                 let r = match failed {

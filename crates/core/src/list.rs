@@ -2,10 +2,26 @@
 //!
 //! With the `/` delimiter only the directory holding the prefix is listed (non-recursive
 //! tree); without a delimiter, a recursive tree listing of the prefix. Pages of the Hub are
-//! consumed in order and the listing stops as soon as one entry past `max_keys` is seen, so
-//! a page of a huge bucket costs about one page of Hub listing plus the entries skipped
-//! before the continuation point. Folder markers are hidden but still produce their
-//! directory's common prefix; the reserved `.hugbucket/` tree (sidecars) is never listed.
+//! consumed in order and the listing stops as soon as one entry past `max_keys` is seen, or
+//! when `max_keys` entries were emitted at the end of a Hub page that has a next one.
+//! Folder markers are hidden but still produce their directory's common prefix; the
+//! reserved `.hugbucket/` tree (sidecars) is never listed.
+//!
+//! Continuations resume the Hub listing where it stopped: the continuation token carries
+//! the last key emitted and the Hub's resume point (the query of the `next` link, or of
+//! the page being read when the S3 page ended inside it). So listing N keys in S3 pages of
+//! P costs about N/1000 Hub tree calls plus at most one per S3 page, not one restart per
+//! page (~N²/P/1000 calls). The token is untrusted input: its resume point is only used
+//! when it keeps the listing's own bucket, prefix and mode ([`Pager::resume_at`]), and
+//! every entry is still filtered by prefix and by the last key, so a forged token can move
+//! the listing's position but never show anything else; a token whose point is refused
+//! (or that carries none) restarts the Hub listing and skips to the last key.
+//!
+//! Continuations that carry only a key (ListObjects V1's marker, V2's `start-after`) find
+//! the resume point in a node-local table keyed by the listing and that key, filled by the
+//! pages this node served (for [`RESUME_TTL`]); without one the Hub listing restarts.
+//!
+//! [`Pager::resume_at`]: hugbucket_upstream::Pager::resume_at
 
 use hugbucket_upstream::TreeEntry;
 
@@ -14,23 +30,53 @@ use crate::error::{CoreError, Result};
 use crate::names::{is_folder_marker, is_hidden, path_to_key};
 use crate::types::{ListPage, ListRequest, ObjectMeta};
 
-/// Continuation tokens are the hex of the last key or common prefix returned.
-fn encode_token(last: &str) -> String {
-    let mut s = String::with_capacity(last.len() * 2);
-    for b in last.bytes() {
+/// How long a page's resume point is kept for continuations that carry only a key.
+pub(crate) const RESUME_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A listing and the key its page ended at: `(bucket, prefix, delimiter, last key)`.
+pub(crate) type ResumeKey = (String, String, Option<String>, String);
+
+/// Longest Hub resume point a token may carry (bytes).
+const MAX_RESUME_LEN: usize = 16 * 1024;
+
+/// Continuation tokens: the hex of the last key or common prefix returned, then, when the
+/// Hub listing can be resumed, `.` and the hex of the Hub's resume point.
+fn encode_token(last: &str, resume: Option<&str>) -> String {
+    let mut s = hex(last);
+    if let Some(r) = resume {
+        s.push('.');
+        s.push_str(&hex(r));
+    }
+    s
+}
+
+fn hex(text: &str) -> String {
+    let mut s = String::with_capacity(text.len() * 2);
+    for b in text.bytes() {
         s.push_str(&format!("{b:02x}"));
     }
     s
 }
 
-fn decode_token(token: &str) -> Result<String> {
+/// `(last key, Hub resume point)` of a token.
+fn decode_token(token: &str) -> Result<(String, Option<String>)> {
+    let (last, resume) = match token.split_once('.') {
+        Some((l, r)) => (l, Some(r)),
+        None => (token, None),
+    };
+    let last = unhex(last, 4 * crate::names::MAX_KEY_LEN)?;
+    let resume = resume.map(|r| unhex(r, 2 * MAX_RESUME_LEN)).transpose()?;
+    Ok((last, resume))
+}
+
+fn unhex(text: &str, max_len: usize) -> Result<String> {
     let bad = || CoreError::InvalidArgument("the continuation token is not valid".into());
-    if token.len() % 2 != 0 || token.len() > 4 * crate::names::MAX_KEY_LEN {
+    if text.len() % 2 != 0 || text.len() > max_len {
         return Err(bad());
     }
-    let bytes = (0..token.len())
+    let bytes = (0..text.len())
         .step_by(2)
-        .map(|i| u8::from_str_radix(token.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .map(|i| u8::from_str_radix(text.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
         .collect::<Result<Vec<u8>>>()?;
     String::from_utf8(bytes).map_err(|_| bad())
 }
@@ -39,10 +85,25 @@ impl Gateway {
     /// One page of a listing (ListObjectsV2 / V1 semantics; see [`ListRequest`]).
     pub async fn list_objects(&self, bucket: &str, req: ListRequest) -> Result<ListPage> {
         let id = self.bucket_id(bucket).await?;
-        let after = match &req.continuation_token {
-            Some(t) => Some(decode_token(t)?),
-            None => req.start_after.clone(),
+        let (after, resume) = match &req.continuation_token {
+            Some(t) => {
+                let (last, resume) = decode_token(t)?;
+                (Some(last), resume)
+            }
+            None => (req.start_after.clone(), None),
         };
+        let resume_key = |last: &str| -> ResumeKey {
+            (
+                bucket.to_string(),
+                req.prefix.clone(),
+                req.delimiter.clone(),
+                last.to_string(),
+            )
+        };
+        let resume = resume.or_else(|| {
+            let last = after.as_deref()?;
+            self.inner.list_resume.get(&resume_key(last))
+        });
         let delim = req.delimiter.clone().filter(|d| !d.is_empty());
         let prefix = req.prefix.as_str();
         let mut page = ListPage::default();
@@ -61,11 +122,17 @@ impl Gateway {
             let p = Some(prefix).filter(|p| !p.is_empty());
             self.inner.hub.list_tree(&id, p, Some(true))?
         };
+        if let Some(point) = &resume {
+            // Refused: the listing restarts and skips to `after` (the token is a hint).
+            let _ = pager.resume_at(point);
+        }
         let mut count = 0usize;
         let mut last_emitted: Option<String> = None;
-        'pages: while let Some(entries) =
-            pager.next_page().await.map_err(Self::bucket_err(bucket))?
-        {
+        let mut resume_next: Option<String> = None;
+        'pages: loop {
+            let Some(entries) = pager.next_page().await.map_err(Self::bucket_err(bucket))? else {
+                break;
+            };
             let mut named: Vec<(String, Option<ObjectMeta>)> = Vec::with_capacity(entries.len());
             for e in entries {
                 match e {
@@ -126,6 +193,7 @@ impl Gateway {
                         }
                         if count == req.max_keys {
                             page.is_truncated = true;
+                            resume_next = pager.current_resume_point();
                             break 'pages;
                         }
                         page.common_prefixes.push(cp.clone());
@@ -134,6 +202,7 @@ impl Gateway {
                     None => {
                         if count == req.max_keys {
                             page.is_truncated = true;
+                            resume_next = pager.current_resume_point();
                             break 'pages;
                         }
                         page.objects.push(meta.expect("objects carry metadata"));
@@ -143,9 +212,23 @@ impl Gateway {
                 count += 1;
                 last_emitted = Some(emitted);
             }
+            // Full at the end of a Hub page: the next S3 page starts at the next Hub page
+            // (it may turn out empty, which S3 clients accept), no extra call to peek.
+            if count == req.max_keys && pager.has_next() {
+                page.is_truncated = true;
+                resume_next = pager.next_resume_point();
+                break;
+            }
         }
         if page.is_truncated {
-            page.next_continuation_token = last_emitted.as_deref().map(encode_token);
+            if let (Some(last), Some(point)) = (&last_emitted, &resume_next) {
+                self.inner
+                    .list_resume
+                    .insert(resume_key(last), point.clone());
+            }
+            page.next_continuation_token = last_emitted
+                .as_deref()
+                .map(|last| encode_token(last, resume_next.as_deref()));
         }
         Ok(page)
     }
@@ -158,9 +241,17 @@ mod tests {
     #[test]
     fn tokens_roundtrip_and_reject_garbage() {
         for k in ["a", "dir/sub/", "ünï code + %", ""] {
-            assert_eq!(decode_token(&encode_token(k)).unwrap(), k);
+            assert_eq!(
+                decode_token(&encode_token(k, None)).unwrap(),
+                (k.into(), None)
+            );
+            let r = "recursive=true&limit=1000&cursor=61";
+            assert_eq!(
+                decode_token(&encode_token(k, Some(r))).unwrap(),
+                (k.into(), Some(r.into()))
+            );
         }
-        for bad in ["zz", "abc", "ff"] {
+        for bad in ["zz", "abc", "ff", "61.zz", "61.6", "61.62.63"] {
             assert!(decode_token(bad).is_err(), "{bad}");
         }
     }

@@ -125,6 +125,30 @@ pub fn now_millis() -> u64 {
         .unwrap_or(0)
 }
 
+/// Formats milliseconds since the epoch as the Hub writes times
+/// (`2026-11-26T02:40:00.123Z`); the inverse of [`parse_iso8601`].
+pub fn format_iso8601_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let rem = secs % 86_400;
+    // Civil from days (proleptic Gregorian), 1970-01-01 = day 0.
+    let z = (secs / 86_400) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
 /// Parses an ISO-8601 / RFC 3339 UTC timestamp as the Hub writes them
 /// (`2026-11-26T02:40:00.123Z`, also `+00:00` and without fraction). `None` if malformed.
 pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
@@ -180,6 +204,23 @@ pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso8601_round_trips() {
+        for ms in [0u64, 951_782_400_123, 1_732_570_000_000, 4_102_444_799_999] {
+            let s = format_iso8601_ms(ms);
+            let back = parse_iso8601(&s).expect("parses");
+            assert_eq!(
+                back.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64,
+                ms,
+                "{s}"
+            );
+        }
+        assert_eq!(
+            format_iso8601_ms(951_782_400_123),
+            "2000-02-29T00:00:00.123Z"
+        );
+    }
 
     #[test]
     fn keys_and_markers() {

@@ -17,7 +17,9 @@
 //! Write ordering: commits (register, copy, delete) of one key take that key's commit lock
 //! in its shard, so they reach the Hub one at a time in the order they were made; the
 //! key's metadata is invalidated when the lock is taken and when it is released (also on
-//! error or cancellation). A metadata lookup caches its answer only if no write in the
+//! error or cancellation). A commit that succeeded may instead publish the entry it wrote
+//! ([`CommitGuard::publish`]): the node then knows the answer and the next HEAD/GET of the
+//! key costs no Hub call. A metadata lookup caches its answer only if no write in the
 //! shard invalidated anything while it was in flight (checked under the cache's lock), so
 //! a reader racing a writer can never re-cache the old entry, from any thread.
 //!
@@ -114,6 +116,7 @@ impl ShardState {
         CommitGuard {
             _guard: guard,
             entry,
+            publish: None,
         }
     }
 }
@@ -140,11 +143,30 @@ pub(crate) struct CommitGuard<'a> {
     // Field order matters: the mutex guard is released before the entry is cleaned up.
     _guard: tokio::sync::OwnedMutexGuard<()>,
     entry: LockRef<'a>,
+    /// What the key holds now, when the commit succeeded and says so.
+    publish: Option<Stat>,
+}
+
+impl CommitGuard<'_> {
+    /// Declares that the commit succeeded and the key now holds `stat`: when the guard
+    /// drops, the key's metadata is set to it instead of just invalidated.
+    pub fn publish(&mut self, stat: Stat) {
+        self.publish = Some(stat);
+    }
 }
 
 impl Drop for CommitGuard<'_> {
     fn drop(&mut self) {
+        // Still under the key's commit lock: no other commit of the key runs, and the
+        // invalidation's epoch bump keeps any reader that raced this commit from caching
+        // what it saw before.
         self.entry.shard.invalidate(&self.entry.key);
+        if let Some(file) = self.publish.take() {
+            self.entry
+                .shard
+                .metadata
+                .insert(self.entry.key.clone(), file);
+        }
     }
 }
 
@@ -383,6 +405,25 @@ mod tests {
             s.metadata.get(&key).is_none(),
             "invalidated when the commit ends"
         );
+    }
+
+    #[tokio::test]
+    async fn a_published_commit_leaves_its_entry_cached() {
+        let s = ShardState::new(Duration::from_secs(60), Duration::from_secs(60), 1);
+        let key: PathKey = ("b".into(), "k".into());
+        let before = s.epoch();
+        let mut g = s.commit_lock(&key).await;
+        g.publish(file("k"));
+        drop(g);
+        assert_eq!(
+            s.metadata.get(&key).map(|f| f.0.path),
+            Some("k".to_string())
+        );
+        // A reader that looked the key up before the commit does not overwrite it.
+        let mut stale = file("k");
+        stale.0.size = 99;
+        s.cache_if_unchanged(before, key.clone(), stale);
+        assert_eq!(s.metadata.get(&key).map(|f| f.0.size), Some(1));
     }
 
     #[test]

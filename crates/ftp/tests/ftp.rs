@@ -33,6 +33,7 @@ async fn env_with(tweak: impl FnOnce(&mut FtpConfig, &Path)) -> Env {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(20),
             total_budget: Duration::from_secs(5),
+            ..RetryConfig::default()
         },
         ..UpstreamConfig::default()
     };

@@ -64,6 +64,9 @@ pub enum HubError {
     /// File system failure (500).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+    /// Past the emulated rate limit of this class (429; see [`crate::ratelimit`]).
+    #[error("rate limit of the {0} class reached; retry after the reset")]
+    RateLimited(&'static str),
     /// An error injected by [`crate::faults::Faults`].
     #[error("injected fault")]
     Injected {
@@ -91,6 +94,7 @@ impl HubError {
                 (StatusCode::RANGE_NOT_SATISFIABLE, "RangeNotSatisfiable")
             }
             Self::Storage(_) | Self::Io(_) => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError"),
+            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "RateLimited"),
             Self::Injected { status } => (*status, "InjectedFault"),
         }
     }

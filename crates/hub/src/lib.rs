@@ -34,6 +34,7 @@ mod cas;
 pub mod error;
 pub mod faults;
 mod hubapi;
+pub mod ratelimit;
 mod server;
 pub mod stats;
 pub mod store;
@@ -42,6 +43,7 @@ pub mod xorbfiles;
 
 pub use error::HubError;
 pub use faults::{FaultRule, Faults};
+pub use ratelimit::RateLimitRule;
 pub use stats::{Route, Stats};
 
 use auth::Keys;
@@ -88,6 +90,11 @@ pub struct HubArgs {
     /// instead of a success.
     #[arg(long)]
     pub strict_deletes: bool,
+    /// Emulated rate limit `CLASS=QUOTA/WINDOW` (repeatable; off without any), with the
+    /// real Hub's `RateLimit` / `RateLimit-Policy` / `Retry-After` headers and 429s. CLASS is
+    /// `api`, `resolvers` or `cas`; e.g. `api=500/300s` (see `hugbucket_hub::ratelimit`).
+    #[arg(long = "rate-limit", value_name = "RULE")]
+    pub rate_limits: Vec<String>,
 }
 
 /// Configuration of a hub instance.
@@ -114,6 +121,8 @@ pub struct HubConfig {
     pub fetch_url_ttl: Option<Duration>,
     /// A `deleteFile` of a missing path fails ("not found").
     pub strict_deletes: bool,
+    /// Emulated rate limits (none by default).
+    pub rate_limits: Vec<RateLimitRule>,
 }
 
 impl HubConfig {
@@ -130,6 +139,7 @@ impl HubConfig {
             users: Vec::new(),
             fetch_url_ttl: None,
             strict_deletes: false,
+            rate_limits: Vec::new(),
         }
     }
 }
@@ -150,6 +160,7 @@ pub(crate) struct Hub {
     pub xorbs: XorbFiles,
     pub stats: Stats,
     pub faults: Faults,
+    pub limits: ratelimit::Limiter,
     pub totals: store::TotalsCache,
 }
 
@@ -249,6 +260,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         xorbs,
         stats: Stats::default(),
         faults: Faults::new(config.faults.clone()),
+        limits: ratelimit::Limiter::new(&config.rate_limits),
         totals: store::TotalsCache::default(),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -290,6 +302,16 @@ pub fn run(args: HubArgs) -> ExitCode {
             }
         }
     }
+    let mut rate_limits = Vec::new();
+    for r in &args.rate_limits {
+        match r.parse::<RateLimitRule>() {
+            Ok(r) => rate_limits.push(r),
+            Err(e) => {
+                eprintln!("hugbucket hub: --rate-limit: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let tokens_generated = args.tokens.is_empty();
     let token_file = args.data_dir.join("hub_token");
     let config = HubConfig {
@@ -303,6 +325,7 @@ pub fn run(args: HubArgs) -> ExitCode {
         users,
         fetch_url_ttl: args.fetch_url_ttl,
         strict_deletes: args.strict_deletes,
+        rate_limits,
     };
     // Log to stderr unless the caller already installed a subscriber (RUST_LOG overrides).
     let _ = tracing_subscriber::fmt()

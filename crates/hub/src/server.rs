@@ -84,8 +84,21 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, reset: ResetFlag) -> Resp
         .unwrap_or("-")
         .to_string();
     let route = classify(&method, &path);
-    let fault = hub.faults.check(route);
+    // Emulated rate limits come first: a refused call is not served (nor faulted).
+    let limit = hub.limits.check(route);
+    let refused = limit.filter(|d| !d.allowed);
+    let fault = if refused.is_some() {
+        None
+    } else {
+        hub.faults.check(route)
+    };
     let result = match fault {
+        _ if refused.is_some() => {
+            crate::stats::Stats::add(&hub.stats.rate_limited, 1);
+            Err(HubError::RateLimited(
+                refused.map(|d| d.rule.class.name()).unwrap_or_default(),
+            ))
+        }
         None => dispatch(&hub, route, req).await,
         Some(action) => match faults::injected_error(action) {
             Some(e) => Err(e),
@@ -102,12 +115,15 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, reset: ResetFlag) -> Resp
             }
         },
     };
-    let resp = result.unwrap_or_else(|e| {
+    let mut resp = result.unwrap_or_else(|e| {
         if e.status_and_code().0.is_server_error() && !matches!(e, HubError::Injected { .. }) {
             tracing::warn!(error = %e, %path, "request failed");
         }
         e.into_response()
     });
+    if let Some(d) = limit {
+        d.set_headers(resp.headers_mut());
+    }
     hub.stats.count_route(route);
     let bytes = resp.body().size_hint().exact().unwrap_or(0);
     tracing::info!(

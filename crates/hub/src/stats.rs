@@ -178,6 +178,8 @@ pub struct Stats {
     pub fetch_expired: AtomicU64,
     /// Fetches refused because their Range differed from the signed one.
     pub fetch_range_refused: AtomicU64,
+    /// Requests refused 429 by the emulated rate limits.
+    pub rate_limited: AtomicU64,
     by_route: [AtomicU64; Route::ALL.len()],
 }
 
@@ -226,6 +228,7 @@ impl Stats {
             "copy_ops": g(&self.copy_ops),
             "fetch_expired": g(&self.fetch_expired),
             "fetch_range_refused": g(&self.fetch_range_refused),
+            "rate_limited": g(&self.rate_limited),
             "requests": Value::Object(routes),
         })
     }

@@ -66,8 +66,19 @@ pub fn to_s3_with_body_error(err: &CoreError, body_error: Option<&S3Error>) -> S
 
 fn upstream(u: &UpstreamError) -> S3Error {
     use S3ErrorCode as C;
-    match u {
-        UpstreamError::RateLimited(_) => S3Error::new(C::SlowDown),
+    match u.root() {
+        // The Hub's rate limit did not reset within the wait budget: SlowDown, with the
+        // time until the reset for clients that read it.
+        UpstreamError::RateLimited(f) => {
+            let err = S3Error::new(C::SlowDown);
+            match f.retry_after {
+                Some(d) => err.header(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from(d.as_secs_f64().ceil().max(1.0) as u64),
+                ),
+                None => err,
+            }
+        }
         UpstreamError::Connect { .. } | UpstreamError::Timeout { .. } => {
             tracing::warn!(error = %u, "upstream unreachable");
             S3Error::with_message(
@@ -166,6 +177,16 @@ mod tests {
         assert_eq!(
             to_s3(&CoreError::InvalidRange { size: 7 }).headers()[0].1,
             "bytes */7"
+        );
+        // A rate limit that outlasted the wait budget, also when shared by a coalesced call.
+        let mut f = failure(429);
+        f.retry_after = Some(std::time::Duration::from_millis(41_200));
+        let shared = UpstreamError::Shared(std::sync::Arc::new(UpstreamError::RateLimited(f)));
+        let s = to_s3(&CoreError::Upstream(shared));
+        assert_eq!((s.code(), s.status().as_u16()), (C::SlowDown, 503));
+        assert_eq!(
+            s.headers()[0],
+            (http::header::RETRY_AFTER, "42".parse().unwrap())
         );
         let body = S3Error::new(S3ErrorCode::BadDigest);
         assert_eq!(

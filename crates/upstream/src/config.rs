@@ -16,6 +16,17 @@ pub struct RetryConfig {
     /// Total time budget from the start of the first attempt: no retry is started when its
     /// delay would end past this budget.
     pub total_budget: Duration,
+    /// How long an interactive call (one an S3 or FTP client is waiting for) may wait for
+    /// the Hub's rate limit to reset, from the start of its first attempt: 429s are retried
+    /// after the wait the Hub asks for (`RateLimit` reset, else `Retry-After`, else
+    /// backoff) while it ends within this budget, and do not count against
+    /// `max_attempts`. Default 50 s: below the 60 s read timeout of the AWS SDKs, so a
+    /// client gets SlowDown (and retries on its own) rather than a timeout.
+    pub rate_limit_budget: Duration,
+    /// The same for background work (calls made through [`crate::HubClient::background`]),
+    /// which no client is waiting for. Default 330 s: one whole 5-minute window of the Hub
+    /// plus margin.
+    pub background_rate_limit_budget: Duration,
 }
 
 impl Default for RetryConfig {
@@ -25,6 +36,8 @@ impl Default for RetryConfig {
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(10),
             total_budget: Duration::from_secs(60),
+            rate_limit_budget: Duration::from_secs(50),
+            background_rate_limit_budget: Duration::from_secs(330),
         }
     }
 }

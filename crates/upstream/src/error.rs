@@ -1,6 +1,7 @@
 //! The one error type of the upstream client.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use thiserror::Error;
@@ -34,7 +35,8 @@ pub struct HttpFailure {
     /// `X-Error-Message`, else the `error`/`message` field of a JSON body, else the start of
     /// the body text (at most 512 bytes).
     pub message: String,
-    /// A `Retry-After` delay given by the server (seconds form only).
+    /// How long the server asked to wait: the `RateLimit` reset when no call remains in
+    /// the window, else `Retry-After` (seconds form only).
     pub retry_after: Option<Duration>,
 }
 
@@ -180,6 +182,11 @@ pub enum UpstreamError {
     /// The client could not be built (TLS setup, bad endpoint URL).
     #[error("client configuration error: {0}")]
     Config(String),
+    /// The failure of one call made on behalf of several requests (coalesced commits or
+    /// lookups, see `crate::coalesce`): each of them gets it. Every method answers as the
+    /// inner error; [`UpstreamError::root`] unwraps it.
+    #[error("{0}")]
+    Shared(Arc<UpstreamError>),
 }
 
 /// Result alias for upstream calls.
@@ -191,6 +198,7 @@ impl UpstreamError {
     /// frames flagged retryable.
     pub fn is_retryable(&self) -> bool {
         match self {
+            UpstreamError::Shared(e) => e.is_retryable(),
             UpstreamError::Server(f) => f.status != 501,
             UpstreamError::RateLimited(_)
             | UpstreamError::Connect { .. }
@@ -205,6 +213,7 @@ impl UpstreamError {
     /// Who is to blame; see [`Fault`].
     pub fn fault(&self) -> Fault {
         match self {
+            UpstreamError::Shared(e) => e.fault(),
             UpstreamError::NotFound(_)
             | UpstreamError::Conflict(_)
             | UpstreamError::AlreadyExists { .. }
@@ -236,15 +245,16 @@ impl UpstreamError {
 
     /// The HTTP status of the failed answer, when the failure is an HTTP status.
     pub fn status(&self) -> Option<u16> {
-        self.http_failure().map(|f| f.status).or(match self {
+        match self.root() {
             UpstreamError::AlreadyExists { .. } => Some(409),
-            _ => None,
-        })
+            e => e.http_failure().map(|f| f.status),
+        }
     }
 
     /// The details of the HTTP answer, when the failure is an HTTP status.
     pub fn http_failure(&self) -> Option<&HttpFailure> {
         match self {
+            UpstreamError::Shared(e) => e.http_failure(),
             UpstreamError::NotFound(f)
             | UpstreamError::Conflict(f)
             | UpstreamError::Unauthorized(f)
@@ -259,7 +269,15 @@ impl UpstreamError {
         }
     }
 
-    /// The delay the server asked for with `Retry-After`, if any.
+    /// The error itself, or the shared one inside [`UpstreamError::Shared`].
+    pub fn root(&self) -> &UpstreamError {
+        match self {
+            UpstreamError::Shared(e) => e.root(),
+            e => e,
+        }
+    }
+
+    /// The delay the server asked for (`RateLimit` reset or `Retry-After`), if any.
     pub fn retry_after(&self) -> Option<Duration> {
         self.http_failure().and_then(|f| f.retry_after)
     }
@@ -367,6 +385,16 @@ mod tests {
         let e = UpstreamError::FetchUrlExpired(failure(403));
         assert!(!e.is_retryable());
         assert_eq!(e.status(), Some(403));
+        let mut f = failure(429);
+        f.retry_after = Some(Duration::from_secs(4));
+        let e = UpstreamError::Shared(Arc::new(UpstreamError::from_status(f)));
+        assert!(e.is_retryable());
+        assert_eq!(e.fault(), Fault::Upstream);
+        assert_eq!(e.status(), Some(429));
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(4)));
+        assert!(matches!(e.root(), UpstreamError::RateLimited(_)));
+        let e = UpstreamError::Shared(Arc::new(UpstreamError::AlreadyExists { url: "u".into() }));
+        assert_eq!((e.status(), e.fault()), (Some(409), Fault::Client));
     }
 
     #[test]

@@ -8,13 +8,14 @@ use http::{HeaderValue, Method, header};
 use reqwest::Url;
 
 use crate::cas::CasClient;
+use crate::coalesce::{CallFuture, Coalescer, Job};
 use crate::config::UpstreamConfig;
 use crate::encode::{BucketId, quote_segment, validate_part};
 use crate::error::{Result, UpstreamError};
 use crate::link::find_rel;
 use crate::models::{
-    BatchOp, BatchOutcome, BucketInfo, CreateBucketOptions, RawBatchReply, RemoteFile,
-    ResolvedFile, TreeEntry, WhoAmI, batch_ndjson, parse_bucket_page, parse_paths_info,
+    BatchFailure, BatchOp, BatchOutcome, BucketInfo, CreateBucketOptions, RawBatchReply,
+    RemoteFile, ResolvedFile, TreeEntry, WhoAmI, batch_ndjson, parse_bucket_page, parse_paths_info,
     parse_tree_page,
 };
 use crate::token::{TokenCache, TokenScope, XetToken};
@@ -38,6 +39,12 @@ pub struct HubClient {
     /// CAS clients per token URL. Kept out of `HubInner` so that a `CasClient` (which holds
     /// the `HubInner` for token refreshes) does not form a reference cycle.
     cas: Arc<Mutex<HashMap<String, CasClient>>>,
+    /// Concurrent commits per bucket, sent together (see `crate::coalesce`).
+    commits: Arc<Coalescer<CommitJob>>,
+    /// Concurrent single-object lookups per bucket, sent together.
+    lookups: Arc<Coalescer<LookupJob>>,
+    /// Calls made through this handle are background work (longer rate-limit budget).
+    background: bool,
 }
 
 /// The state a token refresh needs (shared with the CAS clients).
@@ -106,7 +113,20 @@ impl HubClient {
                 tokens: TokenCache::new(),
             }),
             cas: Arc::new(Mutex::new(HashMap::new())),
+            commits: Arc::default(),
+            lookups: Arc::default(),
+            background: false,
         })
+    }
+
+    /// This client for background work: its calls may wait a whole rate-limit window of
+    /// the Hub (`RetryConfig::background_rate_limit_budget`) instead of the interactive
+    /// budget. Shares everything else (tokens, coalescing, rate-limit state).
+    pub fn background(&self) -> HubClient {
+        HubClient {
+            background: true,
+            ..self.clone()
+        }
     }
 
     /// The endpoint, without trailing slash.
@@ -129,7 +149,9 @@ impl HubClient {
     }
 
     fn req(&self, op: &'static str, method: Method, path: &str) -> Result<Req> {
-        Ok(Req::new(op, method, self.url(path)?).bearer(self.inner.token.as_deref()))
+        let mut req = Req::new(op, method, self.url(path)?).bearer(self.inner.token.as_deref());
+        req.background = self.background;
+        Ok(req)
     }
 
     async fn send(&self, req: &Req) -> Result<crate::transport::RawResponse> {
@@ -338,6 +360,41 @@ impl HubClient {
         Ok(outcome)
     }
 
+    /// Commits `ops`, the batch operations of ONE commit (e.g. an object's `addFile` and
+    /// its sidecar's), in one `/batch` call. Commits of the same bucket made while a call is
+    /// in flight share the next call (at most [`BATCH_MAX_OPS`] operations; the ops of one
+    /// commit are never split unless they alone exceed it): a lone commit is sent at once.
+    /// Returns the failures among `ops`; a failure of the whole call is the error of every
+    /// commit in it. Callers keep per-path order themselves (one commit per path in flight).
+    pub async fn commit(&self, id: &BucketId, ops: Vec<BatchOp>) -> Result<Vec<BatchFailure>> {
+        self.commits.submit(self, id, ops).await
+    }
+
+    /// Announces a commit to bucket `id` that is on its way (e.g. a PUT whose body is
+    /// still being uploaded): while the returned guard lives, a commit of the bucket that
+    /// finds no call in flight waits for it (at most 50 ms) so they share one call. Drop it
+    /// before calling [`HubClient::commit`]. Without announcements a lone commit is sent
+    /// at once.
+    pub fn expect_commit(&self, id: &BucketId) -> CommitAnnouncement {
+        CommitAnnouncement {
+            _guard: self.commits.expect(id),
+        }
+    }
+
+    /// Whether the Hub said less than half of the `/api/` budget is left in its window.
+    pub(crate) fn api_budget_scarce(&self) -> bool {
+        self.inner
+            .transport
+            .budget_scarce(crate::ratelimit::RouteClass::Api)
+    }
+
+    /// `paths-info` for `paths`, one lookup: lookups of the same bucket made while a call is
+    /// in flight share the next call (up to [`PATHS_INFO_MAX`] paths). Returns the files
+    /// found among `paths`.
+    pub async fn lookup(&self, id: &BucketId, paths: Vec<String>) -> Result<Vec<RemoteFile>> {
+        self.lookups.submit(self, id, paths).await
+    }
+
     /// `HEAD /buckets/{id}/resolve/{quote(path, safe="")}` with `Accept-Encoding: identity`.
     /// Redirects are followed only while they stay on the Hub's origin and the response
     /// carries no `X-Xet-Hash`; otherwise the metadata is read from the redirect itself.
@@ -463,6 +520,84 @@ impl HubClient {
     }
 }
 
+/// A commit announced with [`HubClient::expect_commit`]; the announcement ends when this
+/// drops.
+pub struct CommitAnnouncement {
+    _guard: crate::coalesce::Expected<CommitJob>,
+}
+
+/// Coalesced `/batch` calls: one item = the operations of one commit.
+struct CommitJob;
+
+impl Job for CommitJob {
+    type Item = Vec<BatchOp>;
+    type Out = Vec<BatchFailure>;
+    const MAX_WEIGHT: usize = BATCH_MAX_OPS;
+
+    fn weight(item: &Self::Item) -> usize {
+        item.len()
+    }
+
+    fn keys(item: &Self::Item) -> Vec<String> {
+        item.iter().map(|op| op.path().to_string()).collect()
+    }
+
+    fn run(hub: HubClient, id: BucketId, items: Vec<Self::Item>) -> CallFuture<Self::Out> {
+        Box::pin(async move {
+            let all: Vec<BatchOp> = items.iter().flatten().cloned().collect();
+            let mut failed = hub.batch(&id, &all).await?.failed;
+            // Paths are unique within a call (see `Job::keys`): each failure belongs to
+            // exactly one commit.
+            Ok(items
+                .iter()
+                .map(|ops| {
+                    let (mine, rest) = failed
+                        .drain(..)
+                        .partition(|f| ops.iter().any(|op| op.path() == f.path));
+                    failed = rest;
+                    mine
+                })
+                .collect())
+        })
+    }
+}
+
+/// Coalesced `paths-info` calls: one item = the paths of one lookup.
+struct LookupJob;
+
+impl Job for LookupJob {
+    type Item = Vec<String>;
+    type Out = Vec<RemoteFile>;
+    const MAX_WEIGHT: usize = PATHS_INFO_MAX;
+
+    fn weight(item: &Self::Item) -> usize {
+        item.len()
+    }
+
+    fn keys(_: &Self::Item) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn run(hub: HubClient, id: BucketId, items: Vec<Self::Item>) -> CallFuture<Self::Out> {
+        Box::pin(async move {
+            let mut paths: Vec<String> = items.iter().flatten().cloned().collect();
+            paths.sort_unstable();
+            paths.dedup();
+            let found = hub.paths_info(&id, &paths).await?;
+            Ok(items
+                .iter()
+                .map(|want| {
+                    found
+                        .iter()
+                        .filter(|f| want.contains(&f.path))
+                        .cloned()
+                        .collect()
+                })
+                .collect())
+        })
+    }
+}
+
 type PageParser<T> = fn(&[u8]) -> Result<Vec<T>>;
 
 /// Pages of a paginated Hub listing. Each [`Pager::next_page`] makes one request; the next
@@ -471,6 +606,10 @@ type PageParser<T> = fn(&[u8]) -> Result<Vec<T>>;
 pub struct Pager<T> {
     hub: HubClient,
     op: &'static str,
+    /// The first page's URL: a resume point must be this URL with another query.
+    first: Url,
+    /// The URL of the page fetched last.
+    current: Option<Url>,
     next: Option<Url>,
     parse: PageParser<T>,
     pages: usize,
@@ -481,10 +620,54 @@ impl<T> Pager<T> {
         Pager {
             hub,
             op,
+            first: first.clone(),
+            current: None,
             next: Some(first),
             parse,
             pages: 0,
         }
+    }
+
+    /// Where to resume this listing from the page fetched last (`Some(query)`), to
+    /// re-read it: the query of its URL. `None` before the first page, or when the Hub's
+    /// link left the first page's path (such a listing can only restart).
+    pub fn current_resume_point(&self) -> Option<String> {
+        self.resume_point(self.current.as_ref()?)
+    }
+
+    /// Where to resume this listing at the next page: the query of the `next` link.
+    /// `None` after the last page, or when the link left the first page's path.
+    pub fn next_resume_point(&self) -> Option<String> {
+        self.resume_point(self.next.as_ref()?)
+    }
+
+    fn resume_point(&self, url: &Url) -> Option<String> {
+        let same_place = url.origin() == self.first.origin() && url.path() == self.first.path();
+        same_place.then(|| url.query().unwrap_or("").to_string())
+    }
+
+    /// Continues the listing at a resume point from [`Pager::next_resume_point`] or
+    /// [`Pager::current_resume_point`] (possibly of an earlier pager of the same listing):
+    /// the next request is the first page's URL with that query. The point is untrusted
+    /// input (it travels in S3 continuation tokens): it is refused (`false`, the pager
+    /// unchanged) unless it keeps every query parameter of the first page, so it can only
+    /// move the listing's position, never its bucket, prefix or mode.
+    pub fn resume_at(&mut self, point: &str) -> bool {
+        if self.pages != 0 {
+            return false;
+        }
+        let mut url = self.first.clone();
+        url.set_query(Some(point).filter(|p| !p.is_empty()));
+        let given: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let kept = self
+            .first
+            .query_pairs()
+            .into_owned()
+            .all(|pair| given.contains(&pair));
+        if kept {
+            self.next = Some(url);
+        }
+        kept
     }
 
     /// Adds a query parameter to the first request (e.g. a page-size `limit`); later pages
@@ -513,14 +696,16 @@ impl<T> Pager<T> {
         let Some(url) = self.next.take() else {
             return Ok(None);
         };
-        let req =
+        let mut req =
             Req::new(self.op, Method::GET, url.clone()).bearer(self.hub.inner.token.as_deref());
+        req.background = self.hub.background;
         let resp = self.hub.send(&req).await?;
         if !resp.is_success() {
             return Err(resp.error(self.op));
         }
         let items = (self.parse)(&resp.body)?;
         self.pages += 1;
+        self.current = Some(url.clone());
         if let Some(next) = find_rel(&resp.headers, "next") {
             let next = url
                 .join(&next)

@@ -17,6 +17,7 @@
 //! installed as the process default on first construction.
 
 pub mod cas;
+mod coalesce;
 pub mod config;
 pub mod encode;
 pub mod error;
@@ -24,6 +25,7 @@ pub mod hub;
 pub mod link;
 pub mod metrics;
 pub mod models;
+pub mod ratelimit;
 pub mod reconstruction;
 pub mod retry;
 pub mod shard_stream;
@@ -34,11 +36,12 @@ pub use cas::{CasClient, ShardUpload, XorbRangeStream, XorbUpload};
 pub use config::{RetryConfig, UpstreamConfig, discover_hf_token};
 pub use encode::{BucketId, quote_segment};
 pub use error::{Fault, HttpFailure, Result, UpstreamError};
-pub use hub::{HubClient, Pager};
+pub use hub::{CommitAnnouncement, HubClient, Pager};
 pub use models::{
     BatchFailure, BatchOp, BatchOutcome, BucketInfo, CreateBucketOptions, RemoteDirectory,
     RemoteFile, ResolvedFile, TreeEntry, Visibility, WhoAmI,
 };
+pub use ratelimit::RouteClass;
 pub use reconstruction::{ByteRange, FetchEntry, Reconstruction, ReconstructionTerm};
 pub use token::{TokenScope, XetToken};
 pub use transport::{install_crypto_provider, new_session_id};

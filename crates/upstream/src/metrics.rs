@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 /// How the Hub budgets a request: `/api/` calls are the scarce class, the bucket file
 /// resolver has its own (larger) budget, and the CAS (including presigned fetch URLs)
@@ -55,6 +56,10 @@ pub struct UpstreamMetrics {
     pub failures: AtomicU64,
     /// Xet tokens dropped because the CAS answered 401, then fetched again.
     pub token_refreshes: AtomicU64,
+    /// Milliseconds spent waiting for the Hub's rate limits to reset (summed over calls).
+    pub throttle_wait_ms: AtomicU64,
+    /// Calls that failed because their rate-limit budget could not cover the wait.
+    pub throttle_giveups: AtomicU64,
 }
 
 /// The process's upstream counters.
@@ -64,12 +69,20 @@ pub static METRICS: UpstreamMetrics = UpstreamMetrics {
     retries: AtomicU64::new(0),
     failures: AtomicU64::new(0),
     token_refreshes: AtomicU64::new(0),
+    throttle_wait_ms: AtomicU64::new(0),
+    throttle_giveups: AtomicU64::new(0),
 };
 
 impl UpstreamMetrics {
     /// Counts one request sent to `path`.
     pub fn count_request(&self, path: &str) {
         self.requests[RouteClass::of_path(path) as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Adds time spent waiting for a rate limit to reset.
+    pub(crate) fn add_throttle_wait(&self, wait: Duration) {
+        self.throttle_wait_ms
+            .fetch_add(wait.as_millis() as u64, Relaxed);
     }
 
     /// Requests sent so far in `class`.
@@ -113,11 +126,29 @@ impl UpstreamMetrics {
                 "Xet tokens fetched again because the CAS answered 401",
                 &self.token_refreshes,
             ),
+            (
+                "throttle_giveups",
+                "Calls answered SlowDown because their rate-limit budget could not cover the wait",
+                &self.throttle_giveups,
+            ),
         ] {
             let _ = writeln!(out, "# HELP hugbucket_upstream_{name}_total {help}.");
             let _ = writeln!(out, "# TYPE hugbucket_upstream_{name}_total counter");
             let _ = writeln!(out, "hugbucket_upstream_{name}_total {}", v.load(Relaxed));
         }
+        let _ = writeln!(
+            out,
+            "# HELP hugbucket_upstream_throttle_wait_seconds_total Time calls spent waiting for the Hub's rate limits to reset."
+        );
+        let _ = writeln!(
+            out,
+            "# TYPE hugbucket_upstream_throttle_wait_seconds_total counter"
+        );
+        let _ = writeln!(
+            out,
+            "hugbucket_upstream_throttle_wait_seconds_total {}",
+            self.throttle_wait_ms.load(Relaxed) as f64 / 1000.0
+        );
     }
 }
 

@@ -231,6 +231,15 @@ pub enum BatchOp {
 }
 
 impl BatchOp {
+    /// The path the operation writes.
+    pub fn path(&self) -> &str {
+        match self {
+            BatchOp::AddFile { path, .. }
+            | BatchOp::CopyFile { path, .. }
+            | BatchOp::DeleteFile { path } => path,
+        }
+    }
+
     /// Order used when splitting a batch: copies, then adds, then deletes.
     pub(crate) fn rank(&self) -> u8 {
         match self {

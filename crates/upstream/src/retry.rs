@@ -34,6 +34,7 @@ pub fn backoff_delay(cfg: &RetryConfig, retry: u32, unit: f64) -> Duration {
 /// the time `elapsed` since the first attempt started. Returns the delay to wait, or `None`
 /// when the error is not retryable, the attempts are used up, or the delay would end past
 /// the total budget. A server's `Retry-After` raises the delay (capped at `max_delay`).
+/// A 429 is decided by [`throttle_decision`] instead.
 pub fn retry_decision(
     cfg: &RetryConfig,
     attempt: u32,
@@ -41,6 +42,9 @@ pub fn retry_decision(
     err: &UpstreamError,
     unit: f64,
 ) -> Option<Duration> {
+    if is_throttle(err) {
+        return throttle_decision(cfg, attempt, elapsed, err, unit);
+    }
     if !err.is_retryable() || attempt >= cfg.max_attempts {
         return None;
     }
@@ -54,38 +58,71 @@ pub fn retry_decision(
     Some(delay)
 }
 
+/// Whether `err` is the Hub refusing a call for its rate limit (429).
+pub fn is_throttle(err: &UpstreamError) -> bool {
+    matches!(err, UpstreamError::RateLimited(_))
+}
+
+/// The retry decision for a 429: wait as long as the Hub asks (the `RateLimit` reset,
+/// else `Retry-After`; see [`crate::ratelimit::wait_hint`]), plus a little jitter so that
+/// waiting callers do not all return in the same millisecond, as long as the wait ends
+/// within `cfg.rate_limit_budget` (`budget` of the caller's class). Without a hint, or
+/// with a zero one, it is an ordinary failed attempt with backoff.
+pub fn throttle_decision(
+    cfg: &RetryConfig,
+    attempt: u32,
+    elapsed: Duration,
+    err: &UpstreamError,
+    unit: f64,
+) -> Option<Duration> {
+    let unit = if unit.is_finite() {
+        unit.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let delay = match err.retry_after().filter(|d| !d.is_zero()) {
+        Some(wait) => wait + (wait / 20).min(Duration::from_millis(500)).mul_f64(unit),
+        None if attempt >= cfg.max_attempts => return None,
+        None => backoff_delay(cfg, attempt.saturating_sub(1), unit),
+    };
+    (elapsed.saturating_add(delay) <= cfg.rate_limit_budget).then_some(delay)
+}
+
 /// Runs `op` until it succeeds, fails with a non-retryable error, or the retry budget of
 /// `cfg` is exhausted; returns the last error in the latter cases. `op` gets the 1-based
-/// attempt number.
+/// attempt number. A 429 that came with a wait does not use up an attempt (the
+/// rate-limit budget bounds those).
 pub async fn with_retry<T, F, Fut>(cfg: &RetryConfig, mut op: F) -> Result<T>
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
+    use std::sync::atomic::Ordering::Relaxed;
     let start = Instant::now();
     let mut attempt = 1;
     loop {
         match op(attempt).await {
             Ok(v) => return Ok(v),
             Err(err) => {
-                if matches!(err, crate::UpstreamError::RateLimited(_)) {
-                    crate::metrics::METRICS
-                        .rate_limited
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
                 let unit: f64 = rand::random();
                 match retry_decision(cfg, attempt, start.elapsed(), &err, unit) {
                     Some(delay) => {
+                        let m = &crate::metrics::METRICS;
+                        if is_throttle(&err) {
+                            m.add_throttle_wait(delay);
+                        }
                         tokio::time::sleep(delay).await;
-                        attempt += 1;
-                        crate::metrics::METRICS
-                            .retries
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if !(is_throttle(&err) && err.retry_after().is_some_and(|d| !d.is_zero())) {
+                            attempt += 1;
+                        }
+                        m.retries.fetch_add(1, Relaxed);
                     }
                     None => {
-                        crate::metrics::METRICS
-                            .failures
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let m = &crate::metrics::METRICS;
+                        m.failures.fetch_add(1, Relaxed);
+                        if is_throttle(&err) {
+                            m.throttle_giveups.fetch_add(1, Relaxed);
+                        }
                         return Err(err);
                     }
                 }
@@ -105,6 +142,7 @@ mod tests {
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(10),
             total_budget: Duration::from_secs(60),
+            ..RetryConfig::default()
         }
     }
 
@@ -180,16 +218,49 @@ mod tests {
     #[test]
     fn retry_after_raises_delay_but_is_capped() {
         let c = cfg();
-        let e = status_err(429, Some(Duration::from_secs(3)));
+        let e = status_err(503, Some(Duration::from_secs(3)));
         assert_eq!(
             retry_decision(&c, 1, Duration::ZERO, &e, 0.0),
             Some(Duration::from_secs(3))
         );
-        let e = status_err(429, Some(Duration::from_secs(3600)));
+        let e = status_err(503, Some(Duration::from_secs(3600)));
         assert_eq!(
             retry_decision(&c, 1, Duration::ZERO, &e, 0.0),
             Some(Duration::from_secs(10))
         );
+    }
+
+    #[test]
+    fn rate_limits_wait_for_the_reset_within_their_budget() {
+        let c = cfg(); // rate_limit_budget 50 s
+        // The whole wait the Hub asks for (not capped at max_delay), jittered upwards by at
+        // most 5% / 500 ms, and whatever the attempt number.
+        let e = status_err(429, Some(Duration::from_secs(30)));
+        assert_eq!(
+            retry_decision(&c, 1, Duration::ZERO, &e, 0.0),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_decision(&c, 9, Duration::ZERO, &e, 1.0),
+            Some(Duration::from_millis(30_500))
+        );
+        // Not when the wait would end past the budget: the caller answers SlowDown.
+        assert!(retry_decision(&c, 1, Duration::from_secs(21), &e, 0.0).is_none());
+        let e = status_err(429, Some(Duration::from_secs(300)));
+        assert!(retry_decision(&c, 1, Duration::ZERO, &e, 0.0).is_none());
+        // A background budget covers a whole 5-minute window.
+        let bg = RetryConfig {
+            rate_limit_budget: c.background_rate_limit_budget,
+            ..cfg()
+        };
+        assert!(retry_decision(&bg, 1, Duration::ZERO, &e, 0.0).is_some());
+        // No hint: an ordinary attempt with backoff.
+        let e = status_err(429, None);
+        assert_eq!(
+            retry_decision(&c, 1, Duration::ZERO, &e, 0.0),
+            Some(Duration::from_millis(100))
+        );
+        assert!(retry_decision(&c, 5, Duration::ZERO, &e, 0.0).is_none());
     }
 
     #[tokio::test]

@@ -3,15 +3,17 @@
 //! size limits and error mapping. Both honour the proxy environment variables
 //! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, as curl and huggingface_hub do).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use reqwest::Url;
 use serde::de::DeserializeOwned;
 
+use crate::config::RetryConfig;
 use crate::config::UpstreamConfig;
 use crate::error::{HttpFailure, Result, UpstreamError, is_retryable_status};
+use crate::ratelimit::{Gate, RouteClass};
 use crate::retry::with_retry;
 
 /// `X-Xet-Session-Id` header name.
@@ -38,6 +40,8 @@ pub(crate) struct Req {
     pub presigned: bool,
     /// Apply `request_timeout` (small API calls only).
     pub total_timeout: bool,
+    /// Background work: the longer rate-limit budget applies (see [`RetryConfig`]).
+    pub background: bool,
 }
 
 impl Req {
@@ -52,7 +56,13 @@ impl Req {
             session: false,
             presigned: false,
             total_timeout: true,
+            background: false,
         }
+    }
+
+    /// The Hub rate-limit class this request counts against.
+    pub fn class(&self) -> RouteClass {
+        RouteClass::of_path(self.url.path())
     }
 
     /// No overall timeout (large uploads): only the connect and read timeouts apply.
@@ -152,9 +162,7 @@ pub(crate) fn failure_from(
             let text = String::from_utf8_lossy(&body[..body.len().min(512)]);
             text.trim().to_string()
         });
-    let retry_after = header_str("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = crate::ratelimit::wait_hint(headers);
     HttpFailure {
         op,
         status,
@@ -202,6 +210,8 @@ pub(crate) struct Transport {
     presigned: reqwest::Client,
     pub cfg: UpstreamConfig,
     pub session_id: String,
+    /// Rate-limit classes the Hub closed until their reset.
+    gate: Gate,
 }
 
 impl Transport {
@@ -230,7 +240,60 @@ impl Transport {
             presigned,
             cfg,
             session_id,
+            gate: Gate::default(),
         })
+    }
+
+    /// The retry policy of `req` (background work gets the longer rate-limit budget).
+    fn retry_cfg(&self, req: &Req) -> RetryConfig {
+        let mut cfg = self.cfg.retry.clone();
+        if req.background {
+            cfg.rate_limit_budget = cfg.background_rate_limit_budget;
+        }
+        cfg
+    }
+
+    /// Waits while the Hub has closed `req`'s class (a 429 or a spent budget told us
+    /// until when), or fails at once with a 429-like error when the reopening is past
+    /// `deadline` (the retry loop then gives up: the caller answers SlowDown).
+    async fn pass_gate(&self, req: &Req, deadline: Instant) -> Result<()> {
+        let class = req.class();
+        let wait = self.gate.wait_for(class);
+        if wait.is_zero() {
+            return Ok(());
+        }
+        if Instant::now() + wait > deadline {
+            return Err(UpstreamError::RateLimited(HttpFailure {
+                op: req.op,
+                status: 429,
+                error_code: None,
+                message: format!(
+                    "the Hub's {} rate limit resets in {} s",
+                    class.label(),
+                    wait.as_secs_f64().ceil()
+                ),
+                retry_after: Some(wait),
+            }));
+        }
+        crate::metrics::METRICS.add_throttle_wait(wait);
+        tokio::time::sleep(wait).await;
+        Ok(())
+    }
+
+    /// Whether the Hub said less than half of `class`'s budget is left.
+    pub fn budget_scarce(&self, class: RouteClass) -> bool {
+        self.gate.scarce(class)
+    }
+
+    /// Records what an answer says about the rate limit of `req`'s class.
+    fn observe(&self, req: &Req, status: u16, headers: &HeaderMap) {
+        let class = req.class();
+        if status == 429 {
+            crate::metrics::METRICS
+                .rate_limited
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.gate.observe(class, status, headers);
     }
 
     fn build(&self, req: &Req, whole_timeout: bool) -> reqwest::RequestBuilder {
@@ -287,6 +350,14 @@ impl Transport {
 
     /// One attempt: send, read the whole body; retryable statuses become errors.
     pub(crate) async fn attempt(&self, req: &Req) -> Result<RawResponse> {
+        let deadline = Instant::now() + self.retry_cfg(req).rate_limit_budget;
+        self.attempt_until(req, deadline).await
+    }
+
+    /// [`Transport::attempt`], waiting for a closed rate-limit class at most until
+    /// `deadline`.
+    async fn attempt_until(&self, req: &Req, deadline: Instant) -> Result<RawResponse> {
+        self.pass_gate(req, deadline).await?;
         let resp = self
             .build(req, true)
             .send()
@@ -294,6 +365,7 @@ impl Transport {
             .map_err(|e| UpstreamError::from_reqwest(req.op, e))?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
+        self.observe(req, status, &headers);
         let body = self.read_body(req.op, resp).await?;
         if is_retryable_status(status) {
             return Err(UpstreamError::from_status(failure_from(
@@ -311,25 +383,31 @@ impl Transport {
     /// retryable statuses (5xx, 408, 429) are retried within the budget and returned as
     /// errors when it runs out; every other status is returned for the caller to interpret.
     pub async fn execute(&self, req: &Req) -> Result<RawResponse> {
-        with_retry(&self.cfg.retry, |_| self.attempt(req)).await
+        let cfg = self.retry_cfg(req);
+        let deadline = Instant::now() + cfg.rate_limit_budget;
+        with_retry(&cfg, |_| self.attempt_until(req, deadline)).await
     }
 
     /// Sends `req` with retries for the response head only and returns the response with
     /// its body unread (for streaming). Retryable statuses are retried; other statuses are
     /// returned.
     pub async fn execute_streaming(&self, req: &Req) -> Result<reqwest::Response> {
-        with_retry(&self.cfg.retry, |_| self.send_streaming_once(req)).await
+        let cfg = self.retry_cfg(req);
+        with_retry(&cfg, |_| self.send_streaming_once(req)).await
     }
 
     /// One attempt of [`Transport::execute_streaming`]: a retryable status becomes an error
     /// (for a caller that runs its own retry loop around more than the head).
     pub async fn send_streaming_once(&self, req: &Req) -> Result<reqwest::Response> {
+        let deadline = Instant::now() + self.retry_cfg(req).rate_limit_budget;
+        self.pass_gate(req, deadline).await?;
         let resp = self
             .build(req, false)
             .send()
             .await
             .map_err(|e| UpstreamError::from_reqwest(req.op, e))?;
         let status = resp.status().as_u16();
+        self.observe(req, status, resp.headers());
         if is_retryable_status(status) {
             let headers = resp.headers().clone();
             let body = self.read_body(req.op, resp).await.unwrap_or_default();
@@ -351,6 +429,7 @@ pub(crate) fn join_url(base: &str, path: &str) -> Result<Url> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn session_id_shape() {

@@ -151,6 +151,7 @@ fn config(max_attempts: u32) -> UpstreamConfig {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(40),
             total_budget: Duration::from_secs(10),
+            ..RetryConfig::default()
         },
         ..UpstreamConfig::default()
     }

@@ -42,6 +42,7 @@ pub fn fast_config() -> UpstreamConfig {
             base_delay: Duration::from_millis(5),
             max_delay: Duration::from_millis(50),
             total_budget: Duration::from_secs(10),
+            ..RetryConfig::default()
         },
         ..UpstreamConfig::default()
     }

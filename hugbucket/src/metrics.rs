@@ -39,6 +39,17 @@ pub fn render_core(gateway: &hugbucket_core::Gateway, out: &mut String) {
     );
     let _ = writeln!(
         out,
+        "# HELP hugbucket_get_hash_mismatches_total Whole-object reads cut short because \
+         the bytes read did not hash to the object's file hash."
+    );
+    let _ = writeln!(out, "# TYPE hugbucket_get_hash_mismatches_total counter");
+    let _ = writeln!(
+        out,
+        "hugbucket_get_hash_mismatches_total {}",
+        gateway.read_hash_mismatches()
+    );
+    let _ = writeln!(
+        out,
         "# HELP hugbucket_key_shard_calls_total Calls about a key run on its owning key shard."
     );
     let _ = writeln!(out, "# TYPE hugbucket_key_shard_calls_total counter");

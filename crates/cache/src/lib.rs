@@ -67,6 +67,11 @@ pub trait ChunkCache: Send + Sync {
     /// The decoded bytes of chunks `[key.start, key.end)` of `key.xorb`, if cached.
     fn get(&self, key: &ChunkRangeKey) -> Option<Bytes>;
 
+    /// Like [`ChunkCache::get`], plus the uncompressed length of each chunk (one per chunk
+    /// of `key`, summing to the bytes' length), so that a reader can recompute the chunk
+    /// hashes of what it serves.
+    fn get_chunks(&self, key: &ChunkRangeKey) -> Option<(Bytes, Vec<u32>)>;
+
     /// Whether a get of `key` would find an entry (without reading or verifying it, and
     /// without counting a hit or a miss or touching recency).
     fn contains(&self, key: &ChunkRangeKey) -> bool;

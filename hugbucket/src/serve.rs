@@ -202,6 +202,7 @@ async fn admin_response(admin: &Admin, path: &str) -> (u16, &'static str, String
             hugbucket_upstream::metrics::METRICS.render_prometheus(&mut out);
             hugbucket_ftp::metrics::METRICS.render_prometheus(&mut out);
             crate::metrics::render_core(&admin.gateway, &mut out);
+            crate::metrics::render_memory(&mut out);
             if let Some(cache) = admin.gateway.cache() {
                 cache.render_prometheus(&mut out);
             }

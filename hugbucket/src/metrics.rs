@@ -104,7 +104,8 @@ mod tests {
 
     #[test]
     fn memory_is_split_into_private_and_mapped_file_pages() {
-        let status = "VmRSS:\t  2400 kB\nRssAnon:\t   300 kB\nRssFile:\t  2090 kB\nRssShmem:\t    10 kB\n";
+        let status =
+            "VmRSS:\t  2400 kB\nRssAnon:\t   300 kB\nRssFile:\t  2090 kB\nRssShmem:\t    10 kB\n";
         let mut out = String::new();
         render_memory_from(status, &mut out);
         assert!(out.contains("hugbucket_process_resident_bytes{kind=\"anon\"} 307200\n"));
@@ -113,6 +114,10 @@ mod tests {
         // This process has the fields too.
         let mut out = String::new();
         render_memory(&mut out);
-        assert_eq!(out.matches("hugbucket_process_resident_bytes{").count(), 3, "{out}");
+        assert_eq!(
+            out.matches("hugbucket_process_resident_bytes{").count(),
+            3,
+            "{out}"
+        );
     }
 }

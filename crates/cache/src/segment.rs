@@ -109,7 +109,11 @@ pub(crate) fn sub_range(
 
 /// Lengths of chunks `[want.start, want.end)` within a verified record of entry `entry`
 /// (which covers `want`).
-pub(crate) fn chunk_lens(record: &[u8], entry: &ChunkRangeKey, want: &ChunkRangeKey) -> Option<Vec<u32>> {
+pub(crate) fn chunk_lens(
+    record: &[u8],
+    entry: &ChunkRangeKey,
+    want: &ChunkRangeKey,
+) -> Option<Vec<u32>> {
     (want.start..want.end)
         .map(|idx| le32(record, FIXED_HEADER + 4 * (idx - entry.start) as usize))
         .collect()

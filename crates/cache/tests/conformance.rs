@@ -239,9 +239,15 @@ fn cache_put_get(b: &dyn Backend) {
     );
     // get_chunks returns the same bytes plus the lengths of exactly the chunks asked for.
     let (bytes, lens) = cache.get_chunks(&key(5, 11, 13)).unwrap();
-    assert_eq!((&bytes[..], &lens[..]), (&parts[1..].concat()[..], &[1000, 3][..]));
+    assert_eq!(
+        (&bytes[..], &lens[..]),
+        (&parts[1..].concat()[..], &[1000, 3][..])
+    );
     let (bytes, lens) = cache.get_chunks(&k).unwrap();
-    assert_eq!((&bytes[..], &lens[..]), (&parts.concat()[..], &[7, 1000, 3][..]));
+    assert_eq!(
+        (&bytes[..], &lens[..]),
+        (&parts.concat()[..], &[7, 1000, 3][..])
+    );
     assert!(cache.get_chunks(&key(5, 9, 11)).is_none());
     let mut text = String::new();
     cache.render_prometheus(&mut text);

@@ -226,13 +226,17 @@ fn chunk_hashes(data: &[u8], lens: &[u32]) -> Result<Vec<(XetHash, u64)>> {
     let mut rest = data;
     for &len in lens {
         let Some((chunk, tail)) = rest.split_at_checked(len as usize) else {
-            return Err(CoreError::Integrity("cached chunk lengths exceed the data".into()));
+            return Err(CoreError::Integrity(
+                "cached chunk lengths exceed the data".into(),
+            ));
         };
         out.push((chunk_hash(chunk), u64::from(len)));
         rest = tail;
     }
     if !rest.is_empty() {
-        return Err(CoreError::Integrity("cached chunk lengths short of the data".into()));
+        return Err(CoreError::Integrity(
+            "cached chunk lengths short of the data".into(),
+        ));
     }
     Ok(out)
 }

@@ -181,8 +181,11 @@ impl KeyShards {
                 .name(format!("hugbucket-key-{i}"))
                 .spawn(move || {
                     crate::affinity::pin_to(cpu);
+                    // Blocking-pool threads (a PUT's hashing and compression) get every
+                    // core back instead of inheriting this thread's pin.
                     let rt = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
+                        .on_thread_start(crate::affinity::unpin)
                         .build()
                     {
                         Ok(rt) => rt,

@@ -619,14 +619,10 @@ impl ChunkCache for DiskCache {
 
     fn remove(&self, key: &ChunkRangeKey) -> Result<()> {
         let _w = self.lock_writer();
-        let slot = {
-            let map = self.shard(&key.xorb).read();
-            map.get(&key.xorb)
-                .and_then(|l| l.iter().find(|s| s.key == *key).cloned())
-        };
-        if let Some(slot) = slot {
+        // The entry stored under `key`, then every entry covering it, until a get misses.
+        while let Some(slot) = self.lookup(key) {
             self.unlink_slot(&slot);
-            self.index.remove(&key.encode())?;
+            self.index.remove(&slot.key.encode())?;
         }
         Ok(())
     }

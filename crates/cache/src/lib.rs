@@ -81,7 +81,8 @@ pub trait ChunkCache: Send + Sync {
     /// A put of a key already covered by an entry does nothing.
     fn put(&self, key: &ChunkRangeKey, chunk_lens: &[u32], data: &[u8]) -> Result<()>;
 
-    /// Drops the entry stored under exactly `key`, if any.
+    /// Drops every entry a get of `key` could be served from: the one stored under `key`
+    /// and any covering it (so that bytes found wrong are never served again).
     fn remove(&self, key: &ChunkRangeKey) -> Result<()>;
 
     /// Current counters and gauges.

@@ -268,6 +268,13 @@ fn cache_remove(b: &dyn Backend) {
     assert!(!get_checked(&cache, &key(1, 0, 2), 10));
     assert!(get_checked(&cache, &key(2, 0, 2), 10));
     assert_eq!(cache.stats().entries, 1);
+    // Removing a sub-range drops the entries covering it too, and only those.
+    put(&cache, &key(3, 0, 8), 10);
+    put(&cache, &key(3, 8, 16), 10);
+    cache.remove(&key(3, 2, 4)).unwrap();
+    assert!(!get_checked(&cache, &key(3, 2, 4), 10));
+    assert!(!get_checked(&cache, &key(3, 0, 8), 10));
+    assert!(get_checked(&cache, &key(3, 8, 16), 10));
 }
 
 /// One entry per segment (segment size below a record), room for three records.

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::conn::serve_connection;
+use super::tls::serve_accepted;
 use super::{HandlerFactory, LocalBoxFuture, ServeConfig, Server};
 
 fn tokio_sleep(d: Duration) -> LocalBoxFuture<()> {
@@ -83,7 +83,7 @@ pub(super) fn serve(config: ServeConfig, factory: HandlerFactory) -> std::io::Re
                         r = listener.accept() => match r {
                             Ok((stream, peer)) => {
                                 let _ = stream.set_nodelay(true);
-                                let fut = serve_connection(TokioIo::new(stream), TokioTimer::new(), handler.clone(), cfg.clone(), tokio_sleep, Some(peer));
+                                let fut = serve_accepted(TokioIo::new(stream), TokioTimer::new(), handler.clone(), cfg.clone(), tokio_sleep, Some(peer));
                                 tokio::task::spawn_local(fut);
                             }
                             Err(e) => {

@@ -164,6 +164,7 @@ impl Gateway {
             cache: self.inner.cache.clone(),
             flights: Arc::new(get::Flights::new()),
             runtime: tokio::runtime::Handle::current(),
+            hash_mismatches: self.inner.read_hash_mismatches.clone(),
         };
         let mut body = get::reconstruct_stream(ctx, recon, file.size, 1, Some(file.xet_hash));
         let mut out = Vec::with_capacity(file.size as usize);

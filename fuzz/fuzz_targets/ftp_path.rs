@@ -4,7 +4,7 @@
 //! display form parses back to the same target (normalisation is idempotent); a path
 //! without `..` segments that is valid UTF-8 is always accepted; and the result equals a
 //! straightforward reference normalisation (`.` and empty segments dropped, `..` pops one,
-//! refused when nothing is left to pop).
+//! and at the root stays at the root).
 #![no_main]
 
 use std::ffi::OsStr;
@@ -24,7 +24,7 @@ fn reference(path: &str) -> Option<Vec<&str>> {
         match s {
             "" | "." => {}
             ".." => {
-                segs.pop()?;
+                segs.pop();
             }
             s => segs.push(s),
         }
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let expected = reference(t);
         match (&parsed, &expected) {
-            (Ok(_), None) => panic!("{t:?} climbs above the root but was accepted"),
+            (Ok(_), None) => panic!("{t:?} was accepted, the reference refuses it"),
             (Err(_), Some(_)) => panic!("{t:?} was refused"),
             _ => {}
         }

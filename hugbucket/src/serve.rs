@@ -197,7 +197,8 @@ async fn start_upstream(args: &ServeArgs) -> anyhow::Result<Upstream> {
 /// Shared state of the admin endpoints.
 struct Admin {
     gateway: Gateway,
-    embedded: Option<Arc<hugbucket_hub::RunningHub>>,
+    /// The embedded hub's counters (not the hub: serve shuts the hub down by value).
+    hub_stats: Option<Arc<hugbucket_hub::Stats>>,
     s3: std::sync::OnceLock<hugbucket_s3::service::S3Stats>,
 }
 
@@ -220,11 +221,12 @@ async fn admin_response(admin: &Admin, path: &str) -> (u16, &'static str, String
             hugbucket_upstream::metrics::METRICS.render_prometheus(&mut out);
             hugbucket_ftp::metrics::METRICS.render_prometheus(&mut out);
             crate::metrics::render_core(&admin.gateway, &mut out);
+            crate::metrics::render_memory(&mut out);
             if let Some(cache) = admin.gateway.cache() {
                 cache.render_prometheus(&mut out);
             }
-            if let Some(hub) = &admin.embedded {
-                crate::metrics::render_hub(hub.stats(), &mut out);
+            if let Some(stats) = &admin.hub_stats {
+                crate::metrics::render_hub(stats, &mut out);
             }
             (200, "text/plain; version=0.0.4", out)
         }
@@ -361,7 +363,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("opening the gateway state and chunk cache")?;
     let credentials = credentials(&args)?;
-    let embedded = upstream.embedded.map(Arc::new);
+    let embedded = upstream.embedded;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
@@ -371,7 +373,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%admin_addr, "admin endpoints /health /ready /metrics");
     let admin = Arc::new(Admin {
         gateway: gateway.clone(),
-        embedded: embedded.clone(),
+        hub_stats: embedded.as_ref().map(|h| h.shared_stats()),
         s3: std::sync::OnceLock::new(),
     });
     let admin_task = tokio::spawn(serve_admin(admin_listener, admin.clone(), stop_rx.clone()));
@@ -432,9 +434,8 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     if let Some(hub) = embedded {
-        if let Ok(hub) = Arc::try_unwrap(hub) {
-            hub.shutdown().await;
-        }
+        hub.shutdown().await;
+        tracing::info!("embedded hub stopped");
     }
     tracing::info!("stopped");
     Ok(())

@@ -26,6 +26,7 @@ import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -138,6 +139,51 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=timeout)
+
+
+def private_kib(pid: int) -> int:
+    """RssAnon + RssShmem of process ``pid`` in KiB: its own memory, without the file pages
+    it maps (the chunk cache's segments, RssFile), which VmRSS and VmHWM include."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("RssAnon", "RssShmem"):
+            fields[key] = int(value.split()[0])
+    assert len(fields) == 2, f"no RssAnon/RssShmem for pid {pid}"
+    return fields["RssAnon"] + fields["RssShmem"]
+
+
+class PrivateMemorySampler:
+    """``with PrivateMemorySampler(pid) as m: ...`` samples :func:`private_kib` every 20 ms
+    while the block runs; ``m.growth_kib`` is the highest sample minus the one taken at the
+    start. Unlike a VmHWM difference, a process's earlier peak cannot hide growth here."""
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        self.pid, self.interval = pid, interval
+        self.baseline = self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, private_kib(self.pid))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PrivateMemorySampler":
+        self.baseline = self.peak = private_kib(self.pid)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()
+        self.peak = max(self.peak, private_kib(self.pid))
+
+    @property
+    def growth_kib(self) -> int:
+        return self.peak - self.baseline
 
 
 def run_hugbucket(*args: str | os.PathLike, input: bytes | None = None,

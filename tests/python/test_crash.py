@@ -22,7 +22,10 @@ import hashlib
 import io
 import os
 import random
+import re
 import signal
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -465,5 +468,270 @@ def test_sigkill_while_gets_fill_the_cache_and_corrupt_segments(tmp_path, rng):
         fetches = route_count(server, "fetch") - before
         # The damaged records were misses: the bytes came from the hub again.
         assert fetches >= 1, fetches
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------
+# Whole reads are verified whatever mix of cache and CAS serves them
+# --------------------------------------------------------------------------------------
+
+
+def serve_both(tmp_path: Path, *extra: str) -> tuple[ServeS3, int]:
+    """`serve --mode both` (S3 + FTP, the S3 key pair logs in over FTP) with its FTP port."""
+    ftp_port = free_port()
+    args = ("--hub-listen", f"127.0.0.1:{free_port()}", "--ftp-listen", f"127.0.0.1:{ftp_port}",
+            "--ftp-passive-ports", "47000-47999", *extra)
+    server = ServeS3(tmp_path / "data", tmp_path / "serve.log", mode="both", extra_args=args)
+    return server.start(), ftp_port
+
+
+def hub_get(server: ServeS3, path: str, token: str | None = None) -> dict | list:
+    r = requests.get(f"{server.hub_url}{path}", timeout=30,
+                     headers={"Authorization": f"Bearer {token or server.hub_token}"})
+    r.raise_for_status()
+    return r.json()
+
+
+def reconstruction_terms(server: ServeS3, bucket: str, key: str) -> list[dict]:
+    """The hub's reconstruction of `bucket/key`: its terms (xorb hash, chunk range, length)."""
+    ns = hub_get(server, "/api/whoami-v2")["name"]
+    tree = hub_get(server, f"/api/buckets/{ns}/{bucket}/tree?recursive=true")
+    xet_hash = next(e["xetHash"] for e in tree if e["path"] == key)
+    token = hub_get(server, f"/api/buckets/{ns}/{bucket}/xet-read-token")["accessToken"]
+    return hub_get(server, f"/v2/reconstructions/{xet_hash}", token)["terms"]
+
+
+def flip_chunk_byte(xorb: Path, chunk: int) -> None:
+    """Flips one data byte in the middle of stored chunk `chunk` of a xorb file. The chunk
+    must be stored uncompressed, so that it still decodes, to the wrong bytes."""
+    raw = bytearray(xorb.read_bytes())
+    off = 0
+    for _ in range(chunk):
+        off += 8 + int.from_bytes(raw[off + 1:off + 4], "little")
+    clen, scheme = int.from_bytes(raw[off + 1:off + 4], "little"), raw[off + 4]
+    assert scheme == 0 and clen > 2, (scheme, clen)
+    raw[off + 8 + clen // 2] ^= 0x01
+    xorb.write_bytes(bytes(raw))
+
+
+def rewrite_cached_byte(cache_dir: Path) -> int:
+    """Flips one data byte of every chunk cache record and rewrites the record's CRC (layout in
+    crates/cache/src/segment.rs): wrong bytes that the cache's own check accepts, as if they
+    had been wrong when stored. Returns the number of records changed."""
+    import zlib
+
+    changed = 0
+    for seg in sorted(cache_dir.rglob("*.seg")):
+        raw = bytearray(seg.read_bytes())
+        off = 0
+        while raw[off:off + 4] == b"HBC1":
+            start, end, dlen = struct.unpack_from("<III", raw, off + 40)
+            data_off = off + 52 + 4 * (end - start)
+            raw[data_off + dlen // 2] ^= 0x01
+            raw[off + 4:off + 8] = struct.pack("<I", zlib.crc32(raw[off + 8:data_off + dlen]))
+            off = data_off + dlen
+            changed += 1
+        seg.write_bytes(bytes(raw))
+    return changed
+
+
+def s3_whole_get(s3, bucket: str, key: str) -> bytes | None:
+    """The body of a whole GET, or None when the response was cut short."""
+    try:
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except (BotoCoreError, ClientError, requests.RequestException, OSError):
+        return None
+
+
+def ftp_whole_retr(server: ServeS3, port: int, path: str) -> bytes | None:
+    """The file of a whole RETR, or None when the transfer failed."""
+    got = io.BytesIO()
+    f = ftplib.FTP()
+    f.connect("127.0.0.1", port, timeout=120)
+    f.login(server.access_key, server.secret_key)
+    try:
+        f.retrbinary(f"RETR {path}", got.write, blocksize=MiB)
+    except (ftplib.Error, OSError):
+        return None
+    finally:
+        f.close()
+    return got.getvalue()
+
+
+def mismatches(server: ServeS3) -> int:
+    m = re.search(r"^hugbucket_get_hash_mismatches_total (\d+)$", server.metrics(), re.M)
+    assert m, "hugbucket_get_hash_mismatches_total missing from /metrics"
+    return int(m.group(1))
+
+
+def test_whole_reads_are_verified_over_cache_and_cas(tmp_path):
+    """The case a ranged read sets up: it fills the chunk cache with the object's first term
+    (a ranged read has no file hash to check against). Then
+
+    * the xorb of the *second* term is corrupted on the hub: a whole GET (S3) and a whole
+      RETR (FTP) serve the first term from the cache and the second from the CAS, and must
+      be cut short, never complete with the wrong bytes;
+    * the cached first term is corrupted in the cache segment, with a valid record CRC: the
+      same whole reads must be cut short too, the bad entries dropped (the next read is
+      exact), and each mismatch counted on /metrics."""
+    server, ftp_port = serve_both(tmp_path)
+    b = bucket_name("verify")
+    # Over 64 MiB: two xorbs, so two terms.
+    data = {k: xof_bytes(f"verify-{k}", 72 * MiB + 11) for k in ("cas", "cache")}
+    try:
+        s3 = client(server)
+        s3.create_bucket(Bucket=b)
+        terms = {}
+        for k, v in data.items():
+            s3.put_object(Bucket=b, Key=k, Body=v)
+            terms[k] = reconstruction_terms(server, b, k)
+            assert len({t["hash"] for t in terms[k]}) >= 2, terms[k]
+
+        def fill_first_term(key: str) -> None:
+            first = terms[key][0]["unpacked_length"]
+            r = s3.get_object(Bucket=b, Key=key, Range=f"bytes=0-{first - 1}")["Body"].read()
+            assert r == data[key][:first]
+
+        # 1. A corrupted xorb behind a cached first term.
+        second = terms["cas"][1]
+        xorbs = list((tmp_path / "data" / "hub").rglob(f"{second['hash']}.xorb"))
+        assert len(xorbs) == 1, xorbs
+        flip_chunk_byte(xorbs[0], second["range"]["start"] + 1)
+        fill_first_term("cas")
+        assert s3_whole_get(s3, b, "cas") is None, "S3 GET completed over a corrupted xorb"
+        assert mismatches(server) == 1
+        fill_first_term("cas")
+        assert ftp_whole_retr(server, ftp_port, f"/{b}/cas") is None, \
+            "FTP RETR completed over a corrupted xorb"
+        assert mismatches(server) == 2
+
+        # 2. Wrong bytes in the cache that its CRC accepts (rewritten while stopped).
+        for via in ("s3", "ftp"):
+            fill_first_term("cache")
+            server.stop()
+            assert rewrite_cached_byte(tmp_path / "data" / "cache") >= 1
+            server.start()
+            s3 = client(server)
+            got = (s3_whole_get(s3, b, "cache") if via == "s3"
+                   else ftp_whole_retr(server, ftp_port, f"/{b}/cache"))
+            assert got is None, f"{via}: a whole read completed with corrupted cached bytes"
+            assert mismatches(server) == 1
+            # The bad entries were dropped: the next whole read is exact (from the CAS).
+            assert s3_whole_get(s3, b, "cache") == data["cache"]
+        # /metrics tells private memory from the mapped cache pages.
+        text = server.metrics()
+        for kind in ("anon", "shmem", "file"):
+            assert re.search(rf'^hugbucket_process_resident_bytes{{kind="{kind}"}} \d+$', text,
+                             re.M), kind
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------------------
+# SIGTERM drains FTP transfers
+# --------------------------------------------------------------------------------------
+
+
+def xet_hash_of(src: XofPieces) -> str:
+    """The Xet file hash of `src`, by `hugbucket hash -` (the hash the hub records)."""
+    proc = subprocess.Popen([str(hugbucket_bin_path()), "hash", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    src.seek(0)
+    for piece in iter(lambda: src.read(8 * MiB), b""):
+        proc.stdin.write(piece)
+    proc.stdin.close()
+    out = proc.stdout.read().decode()
+    assert proc.wait(timeout=120) == 0, out
+    return out.split()[0]
+
+
+def test_sigterm_drains_ftp_retr_and_stor_of_1_gib(tmp_path):
+    """SIGTERM while a 1 GiB RETR and a 1 GiB STOR are in flight (each past 128 MiB): new
+    connections are refused at once, both transfers complete with 226, the RETR's bytes are
+    exact, the server (and its embedded hub) stop cleanly with exit 0, and after a restart
+    the stored object has the source's Xet hash."""
+    retr_src = XofPieces("sigterm/ftp-retr", 128, 8 * MiB)
+    stor_src = XofPieces("sigterm/ftp-stor", 128, 8 * MiB)
+    server, ftp_port = serve_both(tmp_path, "--shutdown-timeout", "300")
+    b = bucket_name("drain")
+    progress = {"retr": 0, "stor": 0}
+    result: dict = {}
+
+    def ftp() -> ftplib.FTP:
+        f = ftplib.FTP()
+        f.connect("127.0.0.1", ftp_port, timeout=300)
+        f.login(server.access_key, server.secret_key)
+        return f
+
+    def retr() -> None:
+        digest = hashlib.sha256()
+
+        def got(piece: bytes) -> None:
+            digest.update(piece)
+            progress["retr"] += len(piece)
+
+        try:
+            f = ftp()
+            result["retr"] = f.retrbinary(f"RETR /{b}/retr.bin", got, blocksize=MiB)
+            result["retr_sha"] = digest.hexdigest()
+        except Exception as e:  # noqa: BLE001 - reported by the assertions below
+            result["retr_error"] = repr(e)
+
+    def stor() -> None:
+        def sent(piece: bytes) -> None:
+            progress["stor"] += len(piece)
+
+        try:
+            f = ftp()
+            stor_src.seek(0)
+            result["stor"] = f.storbinary(f"STOR /{b}/stor.bin", stor_src, blocksize=MiB,
+                                          callback=sent)
+        except Exception as e:  # noqa: BLE001 - reported by the assertions below
+            result["stor_error"] = repr(e)
+
+    try:
+        s3 = client(server)
+        s3.create_bucket(Bucket=b)
+        s3.put_object(Bucket=b, Key="retr.bin", Body=retr_src)
+        threads = [threading.Thread(target=retr), threading.Thread(target=stor)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 300
+        while min(progress.values()) < 128 * MiB:
+            assert all(t.is_alive() for t in threads), result
+            assert time.monotonic() < deadline, progress
+            time.sleep(0.02)
+        server.proc.send_signal(signal.SIGTERM)
+        # New connections are refused while the transfers drain.
+        refused_by = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", ftp_port), timeout=1).close()
+            except ConnectionRefusedError:
+                break
+            assert time.monotonic() < refused_by, "still accepting FTP connections"
+            time.sleep(0.05)
+        assert min(progress.values()) < retr_src.size, "a transfer ended before the refusal"
+        for t in threads:
+            t.join(timeout=300)
+        assert result.get("retr", "").startswith("226"), result
+        assert result.get("stor", "").startswith("226"), result
+        assert progress["retr"] == retr_src.size
+        assert result["retr_sha"] == retr_src.sha256()
+        assert server.proc.wait(timeout=120) == 0, server.log_tail()
+        assert "embedded hub stopped" in server.log_tail(20000), server.log_tail()
+    finally:
+        server.stop()
+
+    server.start()
+    try:
+        s3 = client(server)
+        assert s3.head_object(Bucket=b, Key="stor.bin")["ContentLength"] == stor_src.size
+        ns = hub_get(server, "/api/whoami-v2")["name"]
+        tree = hub_get(server, f"/api/buckets/{ns}/{b}/tree?recursive=true")
+        stored = next(e["xetHash"] for e in tree if e["path"] == "stor.bin")
+        assert stored == xet_hash_of(stor_src)
     finally:
         server.stop()

@@ -194,8 +194,7 @@ def stor(f: ftplib.FTP, path: str, data: bytes) -> str:
 
 
 def lftp(server: Server, script: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    if shutil.which("lftp") is None:
-        pytest.skip("lftp is not installed")
+    assert shutil.which("lftp"), "lftp is missing (tests/run.sh installs it: APT_PACKAGES)"
     full = (
         "set ftp:ssl-allow no; set net:max-retries 1; set cmd:fail-exit yes; "
         f"open -u {USER},'{PASSWORD}' -p {server.port} 127.0.0.1; {script}; bye"
@@ -204,8 +203,7 @@ def lftp(server: Server, script: str, timeout: int = 600) -> subprocess.Complete
 
 
 def curl(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    if shutil.which("curl") is None:
-        pytest.skip("curl is not installed")
+    assert shutil.which("curl"), "curl is missing (tests/run.sh installs it: APT_PACKAGES)"
     return subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=timeout)
 
 
@@ -411,32 +409,37 @@ def test_rename_delete_and_rmdir(server):
     f.quit()
 
 
-def test_path_traversal_refused(server):
+def test_path_traversal_stays_inside_the_root(server):
+    """`..` at the root stays at the root (as in vsftpd, proftpd, pure-ftpd): `cd ../..`
+    works, and no path names anything outside the buckets."""
     f = login(server)
     bucket(f, "trav")
-    assert reply_code(f.cwd, "../..") == "553"
-    assert f.pwd() == "/"
-    assert reply_code(retr, f, "../../etc/passwd") == "553"
-    assert reply_code(retr, f, "/trav/../../etc/passwd") == "553"
-    assert reply_code(retr, f, "%2e%2e/%2e%2e/etc/passwd") in ("550", "553")
-    assert reply_code(stor, f, "../../../tmp/escape", b"no") == "553"
-    assert reply_code(retr, f, "/../../etc/passwd") == "553"
-    assert reply_code(stor, f, "../x", b"no") == "553"
-    # From inside a bucket: climbing more levels than there are is refused, and the
-    # working directory stays where it was.
+    stor(f, "/trav/k", b"inside")
+    assert reply_code(f.cwd, "../..") == "250"
+    assert "trav" in f.nlst()  # the working directory is the root
+    assert retr(f, "trav/k") == b"inside"
+    # /../../etc/passwd is /etc/passwd: the key `passwd` of a bucket `etc` (absent).
+    for path in ("../../etc/passwd", "/trav/../../etc/passwd", "/../../etc/passwd",
+                 "..//..//etc/passwd", "./../.././etc/passwd"):
+        assert reply_code(retr, f, path) == "550", path
+    assert reply_code(stor, f, "../../../tmp/escape", b"no") == "550"
+    # From inside a bucket: climbing more levels than there are lands on the root.
     f.cwd("/trav")
-    assert reply_code(f.cwd, "../../..") == "553"
-    assert f.pwd() == "/trav"
-    assert reply_code(stor, f, "../../escape", b"no") == "553"
-    assert reply_code(retr, f, "..//..//etc/passwd") == "553"
-    assert reply_code(retr, f, "./../.././etc/passwd") == "553"
+    assert reply_code(f.cwd, "../../..") == "250"
+    assert retr(f, "trav/k") == b"inside"
+    f.cwd("/trav")
+    assert retr(f, "../trav/./k") == b"inside"
     # Encoded dots are not decoded: they are a literal (missing) key, never a parent.
     assert reply_code(f.cwd, "%2e%2e/%2e%2e") == "550"
     assert f.pwd() == "/trav"
-    assert f.nlst("/trav") == []
+    assert f.nlst("/trav") == ["k"]
     f.quit()
     r = curl("--path-as-is", "--user", f"{USER}:{PASSWORD}", server.url("/%2e%2e/%2e%2e/etc/passwd"))
     assert r.returncode != 0 and b"root:" not in r.stdout
+    # lftp: a script that climbs above the root and then works relative to it.
+    r = lftp(server, "cd ../../..; cls -1; cd trav; cat k")
+    assert r.returncode == 0, r.stderr
+    assert b"trav/" in r.stdout and r.stdout.endswith(b"inside"), r.stdout
 
 
 def test_killed_stor_leaves_previous_version(server):

@@ -453,8 +453,9 @@ def test_13_expired_token(env, tmp_path):
 
 @pytest.mark.parametrize("delay", [0.8, 1.6, 2.7])
 def test_14_sigkill_during_uploads_never_leaves_dangling_files(tmp_path, delay):
-    """kill -9 while a client uploads commit after commit; after a restart every listed file
-    downloads completely and has the xetHash it is listed with."""
+    """kill -9 while a client uploads commit after commit (`delay` seconds after its first
+    acknowledged commit, so there is always something to check); after a restart every
+    listed file downloads completely and has the xetHash it is listed with."""
     server = HubServer(tmp_path / "data", tmp_path / "hub.log").start()
     uploader = None
     try:
@@ -473,6 +474,11 @@ def test_14_sigkill_during_uploads_never_leaves_dangling_files(tmp_path, delay):
                 api.batch_bucket_files("hugbucket/crash", add=adds)
                 print("committed", i, flush=True)
         """, tmp_path / "uploader.log")
+        deadline = time.monotonic() + 120
+        while "committed" not in (tmp_path / "uploader.log").read_text():
+            assert uploader.poll() is None, (tmp_path / "uploader.log").read_text()
+            assert time.monotonic() < deadline, "no commit acknowledged within 120 s"
+            time.sleep(0.05)
         time.sleep(delay)
         server.kill(signal.SIGKILL)
         uploader.kill()
@@ -481,9 +487,8 @@ def test_14_sigkill_during_uploads_never_leaves_dangling_files(tmp_path, delay):
         listed = server.http("GET", "/api/buckets/hugbucket/crash/tree?recursive=true&limit=10000").json()
         committed = (tmp_path / "uploader.log").read_text().count("committed")
         # Every commit the client saw acknowledged is there (3 files each).
+        assert committed >= 1
         assert len(listed) >= 3 * committed, (len(listed), committed)
-        if not listed:
-            return
         dest = tmp_path / "dl"
         run_client(server, tmp_path / "hf_home_dl", f"""
             api.download_bucket_files("hugbucket/crash",

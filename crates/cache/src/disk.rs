@@ -474,6 +474,41 @@ impl DiskCache {
         Ok(())
     }
 
+    /// A get, with the chunk lengths when `with_lens` (else an empty list).
+    fn read_entry(&self, key: &ChunkRangeKey, with_lens: bool) -> Option<(Bytes, Vec<u32>)> {
+        let shard = self.shard(&key.xorb);
+        let Some(slot) = self.lookup(key) else {
+            shard.counters.misses.fetch_add(1, Relaxed);
+            return None;
+        };
+        slot.last_access
+            .store(self.clock.fetch_add(1, Relaxed), Relaxed);
+        let range = slot.seg.record(slot.offset, slot.len).and_then(|rec| {
+            let data_off = segment::verify(rec, &slot.key)?;
+            let lens = match with_lens {
+                true => segment::chunk_lens(rec, &slot.key, key)?,
+                false => Vec::new(),
+            };
+            if slot.key == *key {
+                Some((data_off, rec.len(), lens))
+            } else {
+                let (from, len) = segment::sub_range(rec, &slot.key, key)?;
+                Some((data_off + from, data_off + from + len, lens))
+            }
+        });
+        let Some((start, end, lens)) = range else {
+            self.drop_corrupt(&slot);
+            shard.counters.misses.fetch_add(1, Relaxed);
+            return None;
+        };
+        shard.counters.hits.fetch_add(1, Relaxed);
+        shard
+            .counters
+            .bytes_served
+            .fetch_add((end - start) as u64, Relaxed);
+        Some((Bytes::from_owner(SlotBytes { slot, start, end }), lens))
+    }
+
     fn validate_put(key: &ChunkRangeKey, lens: &[u32], data: &[u8]) -> Result<()> {
         if key.start >= key.end {
             return Err(CacheError::InvalidEntry(format!("empty chunk range {key}")));
@@ -510,33 +545,11 @@ fn write_at(file: &File, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
 
 impl ChunkCache for DiskCache {
     fn get(&self, key: &ChunkRangeKey) -> Option<Bytes> {
-        let shard = self.shard(&key.xorb);
-        let Some(slot) = self.lookup(key) else {
-            shard.counters.misses.fetch_add(1, Relaxed);
-            return None;
-        };
-        slot.last_access
-            .store(self.clock.fetch_add(1, Relaxed), Relaxed);
-        let range = slot.seg.record(slot.offset, slot.len).and_then(|rec| {
-            let data_off = segment::verify(rec, &slot.key)?;
-            if slot.key == *key {
-                Some((data_off, rec.len()))
-            } else {
-                let (from, len) = segment::sub_range(rec, &slot.key, key)?;
-                Some((data_off + from, data_off + from + len))
-            }
-        });
-        let Some((start, end)) = range else {
-            self.drop_corrupt(&slot);
-            shard.counters.misses.fetch_add(1, Relaxed);
-            return None;
-        };
-        shard.counters.hits.fetch_add(1, Relaxed);
-        shard
-            .counters
-            .bytes_served
-            .fetch_add((end - start) as u64, Relaxed);
-        Some(Bytes::from_owner(SlotBytes { slot, start, end }))
+        self.read_entry(key, false).map(|(data, _)| data)
+    }
+
+    fn get_chunks(&self, key: &ChunkRangeKey) -> Option<(Bytes, Vec<u32>)> {
+        self.read_entry(key, true)
     }
 
     fn contains(&self, key: &ChunkRangeKey) -> bool {
@@ -606,14 +619,10 @@ impl ChunkCache for DiskCache {
 
     fn remove(&self, key: &ChunkRangeKey) -> Result<()> {
         let _w = self.lock_writer();
-        let slot = {
-            let map = self.shard(&key.xorb).read();
-            map.get(&key.xorb)
-                .and_then(|l| l.iter().find(|s| s.key == *key).cloned())
-        };
-        if let Some(slot) = slot {
+        // The entry stored under `key`, then every entry covering it, until a get misses.
+        while let Some(slot) = self.lookup(key) {
             self.unlink_slot(&slot);
-            self.index.remove(&key.encode())?;
+            self.index.remove(&slot.key.encode())?;
         }
         Ok(())
     }

@@ -67,6 +67,11 @@ pub trait ChunkCache: Send + Sync {
     /// The decoded bytes of chunks `[key.start, key.end)` of `key.xorb`, if cached.
     fn get(&self, key: &ChunkRangeKey) -> Option<Bytes>;
 
+    /// Like [`ChunkCache::get`], plus the uncompressed length of each chunk (one per chunk
+    /// of `key`, summing to the bytes' length), so that a reader can recompute the chunk
+    /// hashes of what it serves.
+    fn get_chunks(&self, key: &ChunkRangeKey) -> Option<(Bytes, Vec<u32>)>;
+
     /// Whether a get of `key` would find an entry (without reading or verifying it, and
     /// without counting a hit or a miss or touching recency).
     fn contains(&self, key: &ChunkRangeKey) -> bool;
@@ -76,7 +81,8 @@ pub trait ChunkCache: Send + Sync {
     /// A put of a key already covered by an entry does nothing.
     fn put(&self, key: &ChunkRangeKey, chunk_lens: &[u32], data: &[u8]) -> Result<()>;
 
-    /// Drops the entry stored under exactly `key`, if any.
+    /// Drops every entry a get of `key` could be served from: the one stored under `key`
+    /// and any covering it (so that bytes found wrong are never served again).
     fn remove(&self, key: &ChunkRangeKey) -> Result<()>;
 
     /// Current counters and gauges.

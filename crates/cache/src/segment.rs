@@ -107,6 +107,18 @@ pub(crate) fn sub_range(
     Some((from, len))
 }
 
+/// Lengths of chunks `[want.start, want.end)` within a verified record of entry `entry`
+/// (which covers `want`).
+pub(crate) fn chunk_lens(
+    record: &[u8],
+    entry: &ChunkRangeKey,
+    want: &ChunkRangeKey,
+) -> Option<Vec<u32>> {
+    (want.start..want.end)
+        .map(|idx| le32(record, FIXED_HEADER + 4 * (idx - entry.start) as usize))
+        .collect()
+}
+
 /// One open segment file.
 pub(crate) struct Segment {
     pub(crate) id: u32,
@@ -168,6 +180,8 @@ mod tests {
         // Sub-range: chunks 4..6 are bytes 10..60.
         let want = ChunkRangeKey::new(key.xorb, 4, 6);
         assert_eq!(sub_range(&r, &key, &want), Some((10, 50)));
+        assert_eq!(chunk_lens(&r, &key, &want), Some(vec![20, 30]));
+        assert_eq!(chunk_lens(&r, &key, &key), Some(lens.to_vec()));
         // Every single-byte flip is caught.
         for i in 0..r.len() {
             let mut bad = r.clone();

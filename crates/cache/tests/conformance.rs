@@ -237,9 +237,21 @@ fn cache_put_get(b: &dyn Backend) {
         &cache.get(&key(5, 11, 13)).unwrap()[..],
         &parts[1..].concat()[..]
     );
+    // get_chunks returns the same bytes plus the lengths of exactly the chunks asked for.
+    let (bytes, lens) = cache.get_chunks(&key(5, 11, 13)).unwrap();
+    assert_eq!(
+        (&bytes[..], &lens[..]),
+        (&parts[1..].concat()[..], &[1000, 3][..])
+    );
+    let (bytes, lens) = cache.get_chunks(&k).unwrap();
+    assert_eq!(
+        (&bytes[..], &lens[..]),
+        (&parts.concat()[..], &[7, 1000, 3][..])
+    );
+    assert!(cache.get_chunks(&key(5, 9, 11)).is_none());
     let mut text = String::new();
     cache.render_prometheus(&mut text);
-    assert!(text.contains("hugbucket_cache_hits_total 6\n"), "{text}");
+    assert!(text.contains("hugbucket_cache_hits_total 8\n"), "{text}");
 }
 
 fn cache_remove(b: &dyn Backend) {
@@ -256,6 +268,13 @@ fn cache_remove(b: &dyn Backend) {
     assert!(!get_checked(&cache, &key(1, 0, 2), 10));
     assert!(get_checked(&cache, &key(2, 0, 2), 10));
     assert_eq!(cache.stats().entries, 1);
+    // Removing a sub-range drops the entries covering it too, and only those.
+    put(&cache, &key(3, 0, 8), 10);
+    put(&cache, &key(3, 8, 16), 10);
+    cache.remove(&key(3, 2, 4)).unwrap();
+    assert!(!get_checked(&cache, &key(3, 2, 4), 10));
+    assert!(!get_checked(&cache, &key(3, 0, 8), 10));
+    assert!(get_checked(&cache, &key(3, 8, 16), 10));
 }
 
 /// One entry per segment (segment size below a record), room for three records.

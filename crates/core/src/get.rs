@@ -14,17 +14,24 @@
 //! progress and [`MAX_TERM_REFRESHES`] times in all.
 //!
 //! Every decoded chunk's size is checked against its header and every term's size against
-//! the reconstruction. When the whole object is read, the chunk hashes are recomputed and
-//! the file hash compared with the object's. The last piece is held back until that check
-//! passed: a mismatch ends the stream with an error instead of its last piece, so a client
-//! never receives a complete-looking wrong object (the response is aborted short of its
-//! Content-Length).
+//! the reconstruction. When the whole object is read, the hash of every chunk served is
+//! recomputed from the bytes served, whether they came from the CAS or from the chunk
+//! cache, and the file hash compared with the object's. The last piece is held back until
+//! that check passed: a mismatch ends the stream with an error instead of its last piece,
+//! so a client never receives a complete-looking wrong object (the response is aborted
+//! short of its Content-Length), the object's cache entries are dropped and the mismatch is
+//! counted. A piece of a verified read that arrives without hashes for all its bytes fails
+//! the read the same way: verification is never switched off midway.
+//!
+//! Ranged reads have no reference to check against (the reconstruction API carries no chunk
+//! hashes): they rely on the cache's per-record CRC and on the chunk size checks above.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -54,8 +61,9 @@ const MAX_TERM_REFRESHES: u32 = 10;
 /// index, so that differently trimmed terms of the same xorb share entries.
 const CACHE_GROUP: u32 = 32;
 
-/// One fetch per term at a time across all readers.
-pub(crate) type Flights = SingleFlight<ChunkRangeKey, Result<Arc<[(XetHash, u64)]>, Arc<str>>>;
+/// One fetch per term at a time across all readers (it fills the cache; readers then hash
+/// what they serve themselves).
+pub(crate) type Flights = SingleFlight<ChunkRangeKey, Result<(), Arc<str>>>;
 
 /// What a GET needs besides the reconstruction: the CAS, and the chunk cache if enabled.
 #[derive(Clone)]
@@ -67,6 +75,8 @@ pub(crate) struct ReadCtx {
     pub flights: Arc<Flights>,
     /// Where term fetch tasks run.
     pub runtime: tokio::runtime::Handle,
+    /// Whole reads whose file hash did not match (shown on `/metrics`).
+    pub hash_mismatches: Arc<AtomicU64>,
 }
 
 /// The aligned cache groups covering chunks `[start, end)` of a xorb.
@@ -81,15 +91,26 @@ fn cache_groups(xorb: XetHash, start: u32, end: u32) -> Vec<ChunkRangeKey> {
     out
 }
 
-/// The whole term from the cache, or `None` if any group is missing.
-fn cached_term(cache: &dyn ChunkCache, term: &ReconstructionTerm) -> Option<Vec<Bytes>> {
+/// One cache group's bytes and, when the read is verified, its chunk lengths.
+type CachedGroup = (Bytes, Vec<u32>);
+
+/// The whole term from the cache, or `None` if any group is missing. With `lens`, each
+/// group comes with its chunk lengths (to hash what is served).
+fn cached_term(
+    cache: &dyn ChunkCache,
+    term: &ReconstructionTerm,
+    lens: bool,
+) -> Option<Vec<CachedGroup>> {
     cache_groups(term.xorb_hash, term.chunk_start, term.chunk_end)
         .iter()
-        .map(|k| cache.get(k))
+        .map(|k| match lens {
+            true => cache.get_chunks(k),
+            false => cache.get(k).map(|b| (b, Vec::new())),
+        })
         .collect()
 }
 
-/// A decoded chunk and its hash (when verification is on).
+/// Decoded bytes and, on a verified read, the hash and length of each chunk they hold.
 type Piece = Result<(Bytes, Arc<[(XetHash, u64)]>)>;
 
 /// Builds the body stream of `len` bytes of the file from byte `start` on, out of `recon`
@@ -115,7 +136,6 @@ pub(crate) fn reconstruct_stream(
         running: VecDeque::new(),
         window: window.max(1),
         verify: verify_hash.map(|h| (h, Vec::new())),
-        pending_hash_bytes: 0,
         held: None,
         failed: false,
     }
@@ -135,9 +155,6 @@ pub(crate) struct ReconstructStream {
     next_term_pos: u64,
     remaining: u64,
     verify: Option<(XetHash, Vec<(XetHash, u64)>)>,
-    /// Bytes covered by chunk hashes already received but not yet by data (cached pieces
-    /// carry their term's hashes with the first piece).
-    pending_hash_bytes: u64,
     /// The last piece of a verified read, sent once the file hash matched.
     held: Option<Bytes>,
     failed: bool,
@@ -188,27 +205,24 @@ async fn serve_term(
             .await
             .map(|_| ());
     };
-    let no_hashes: Arc<[(XetHash, u64)]> = Arc::from(Vec::new());
-    if let Some(pieces) = cached_term(cache.as_ref(), &term) {
-        return send_cached(pieces, no_hashes, tx).await;
+    if let Some(groups) = cached_term(cache.as_ref(), &term, hash_chunks) {
+        return send_cached(groups, hash_chunks, tx).await;
     }
     let key = ChunkRangeKey::new(term.xorb_hash, term.chunk_start, term.chunk_end);
-    let filled = ctx
-        .flights
+    ctx.flights
         .run(key, || {
             let (ctx, cache, entry) = (ctx.clone(), cache.clone(), entry.clone());
             async move {
-                fetch_term(&ctx, Some(cache.as_ref()), &placed, &entry, true, None)
+                fetch_term(&ctx, Some(cache.as_ref()), &placed, &entry, false, None)
                     .await
-                    .map(Arc::from)
+                    .map(|_| ())
                     .map_err(|e| Arc::<str>::from(e.to_string()))
             }
         })
         .await
         .map_err(|e| CoreError::Integrity(e.to_string()))?;
-    match cached_term(cache.as_ref(), &term) {
-        // The fetch's chunk hashes cover exactly these bytes (the cache returns what was put).
-        Some(pieces) => send_cached(pieces, if hash_chunks { filled } else { no_hashes }, tx).await,
+    match cached_term(cache.as_ref(), &term, hash_chunks) {
+        Some(groups) => send_cached(groups, hash_chunks, tx).await,
         // Not cached (too big for the cache, or already evicted): stream it ourselves.
         None => fetch_term(ctx, None, &placed, &entry, hash_chunks, Some(tx))
             .await
@@ -216,21 +230,44 @@ async fn serve_term(
     }
 }
 
-/// Sends cached pieces; `hashes` (the term's chunk hashes, when known) travel with the first.
+/// Sends cached groups, each with the hashes of its chunks recomputed from the bytes sent
+/// when `hash_chunks` (one group at a time, so hashing overlaps the sending).
 async fn send_cached(
-    pieces: Vec<Bytes>,
-    hashes: Arc<[(XetHash, u64)]>,
+    groups: Vec<CachedGroup>,
+    hash_chunks: bool,
     tx: &mpsc::Sender<Piece>,
 ) -> Result<()> {
-    let mut hashes = Some(hashes);
-    let empty: Arc<[(XetHash, u64)]> = Arc::from(Vec::new());
-    for p in pieces {
-        let h = hashes.take().unwrap_or_else(|| empty.clone());
-        if tx.send(Ok((p, h))).await.is_err() {
+    for (data, lens) in groups {
+        let hashes: Arc<[(XetHash, u64)]> = match hash_chunks {
+            true => chunk_hashes(&data, &lens)?.into(),
+            false => Arc::from(Vec::new()),
+        };
+        if tx.send(Ok((data, hashes))).await.is_err() {
             break;
         }
     }
     Ok(())
+}
+
+/// The hash and length of each chunk of `data`, whose chunk lengths are `lens`.
+fn chunk_hashes(data: &[u8], lens: &[u32]) -> Result<Vec<(XetHash, u64)>> {
+    let mut out = Vec::with_capacity(lens.len());
+    let mut rest = data;
+    for &len in lens {
+        let Some((chunk, tail)) = rest.split_at_checked(len as usize) else {
+            return Err(CoreError::Integrity(
+                "cached chunk lengths exceed the data".into(),
+            ));
+        };
+        out.push((chunk_hash(chunk), u64::from(len)));
+        rest = tail;
+    }
+    if !rest.is_empty() {
+        return Err(CoreError::Integrity(
+            "cached chunk lengths short of the data".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// A term and the file offset of its first byte.
@@ -425,6 +462,7 @@ impl Stream for ReconstructStream {
                     let got = file_hash(&chunks);
                     if got != expected {
                         this.failed = true;
+                        this.ctx.hash_mismatches.fetch_add(1, Ordering::Relaxed);
                         // Never serve these bytes again from the cache either.
                         if let Some(cache) = &this.ctx.cache {
                             for t in &this.recon.terms {
@@ -461,20 +499,16 @@ impl Stream for ReconstructStream {
                 }
                 Poll::Ready(Some(Ok((mut data, h)))) => {
                     if let Some((_, chunks)) = this.verify.as_mut() {
-                        if h.is_empty() {
-                            // Bytes whose chunk hashes are unknown (cache hits from earlier
-                            // reads): the file hash cannot be recomputed.
-                            if !data.is_empty() && this.pending_hash_bytes == 0 {
-                                this.verify = None;
-                            }
-                        } else {
-                            this.pending_hash_bytes += h.iter().map(|(_, n)| *n).sum::<u64>();
-                            chunks.extend(h.iter().copied());
+                        // Each piece of a verified read carries the hashes of exactly its bytes.
+                        let hashed: u64 = h.iter().map(|(_, n)| *n).sum();
+                        if hashed != data.len() as u64 {
+                            this.failed = true;
+                            return Poll::Ready(Some(Err(std::io::Error::other(format!(
+                                "{} bytes arrived with hashes for {hashed}",
+                                data.len()
+                            )))));
                         }
-                        if this.verify.is_some() {
-                            this.pending_hash_bytes =
-                                this.pending_hash_bytes.saturating_sub(data.len() as u64);
-                        }
+                        chunks.extend(h.iter().copied());
                     }
                     if this.skip > 0 {
                         let n = this.skip.min(data.len() as u64);

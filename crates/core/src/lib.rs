@@ -139,6 +139,8 @@ struct Inner {
     record_lookup: tokio::sync::Mutex<()>,
     /// Group commit of multipart part entries.
     part_records: Arc<multipart::Coalescer>,
+    /// Whole-object reads aborted because the bytes read did not hash to the object's hash.
+    read_hash_mismatches: Arc<std::sync::atomic::AtomicU64>,
     /// Xorb serialization buffers kept between PUTs (a fresh 64 MiB buffer is
     /// page-faulted in again by every PUT).
     xorb_buffers: Arc<BufferPool>,
@@ -231,6 +233,7 @@ impl Gateway {
                 upload_records: Default::default(),
                 record_lookup: tokio::sync::Mutex::new(()),
                 part_records: multipart::Coalescer::new(config.part_record_interval),
+                read_hash_mismatches: Arc::default(),
                 xorb_buffers: Arc::new(BufferPool::new(config.max_concurrent_xorb_uploads + 1)),
                 sidecars: sidecar::new_cache(),
                 list_resume: TtlCache::new(10_000, list::RESUME_TTL),
@@ -311,6 +314,14 @@ impl Gateway {
     pub fn uploads_in_flight(&self) -> usize {
         self.inner
             .uploads_in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whole-object reads aborted so far because the bytes read did not hash to the
+    /// object's file hash (the client got a cut-short response, never a complete one).
+    pub fn read_hash_mismatches(&self) -> u64 {
+        self.inner
+            .read_hash_mismatches
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
@@ -763,6 +774,7 @@ impl Gateway {
             cache: self.inner.cache.clone(),
             flights: shard.flights.clone(),
             runtime: self.inner.work.clone().unwrap_or_else(Handle::current),
+            hash_mismatches: self.inner.read_hash_mismatches.clone(),
         };
         let body = get::reconstruct_stream(
             ctx,

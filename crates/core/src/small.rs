@@ -49,6 +49,7 @@ impl Gateway {
                 .work
                 .clone()
                 .unwrap_or_else(tokio::runtime::Handle::current),
+            hash_mismatches: self.inner.read_hash_mismatches.clone(),
         };
         let window = self.inner.config.get_prefetch_window;
         get::reconstruct_stream(ctx, recon, 0, len, window, Some(hash))

@@ -23,6 +23,7 @@ use tokio_util::io::StreamReader;
 use unftp_core::storage::{self, FEATURE_RESTART, Fileinfo, Metadata, StorageBackend};
 
 use crate::auth::FtpUser;
+use crate::drain::Drain;
 use crate::error::{FtpError, Result};
 use crate::path::Target;
 
@@ -193,6 +194,7 @@ pub struct GatewayStorage {
     control: Weak<ControlWatch>,
     commit_grace: Duration,
     restart: Arc<StaleRestart>,
+    drain: Arc<Drain>,
 }
 
 impl fmt::Debug for GatewayStorage {
@@ -229,12 +231,14 @@ impl GatewayStorage {
         control: Weak<ControlWatch>,
         commit_grace: Duration,
         restart: Arc<StaleRestart>,
+        drain: Arc<Drain>,
     ) -> Self {
         GatewayStorage {
             gateway,
             control,
             commit_grace,
             restart,
+            drain,
         }
     }
 
@@ -616,6 +620,7 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         let span = tracing::info_span!("ftp", command = "RETR", user = %user.name, path = %path.display(), start_pos);
         let sent = crate::metrics::METRICS
             .transfer(crate::metrics::Transfer::Retr, span, async {
+                let _running = self.drain.begin()?;
                 self.restart.check(start_pos)?;
                 let sent = self.retr_into(&path, start_pos, output).await;
                 self.restart.finished(start_pos, &sent);
@@ -653,6 +658,7 @@ impl StorageBackend<FtpUser> for GatewayStorage {
             tracing::info_span!("ftp", command = "STOR", user = %user.name, path = %path.display());
         let received = crate::metrics::METRICS
             .transfer(crate::metrics::Transfer::Stor, span, async {
+                let _running = self.drain.begin()?;
                 self.restart.check(start_pos)?;
                 let received = self.put_stream(user, input, &path, start_pos).await;
                 self.restart.finished(start_pos, &received);

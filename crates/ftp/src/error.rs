@@ -55,6 +55,9 @@ pub enum FtpError {
         "refusing a transfer at offset {0}: it may be the REST of an earlier failed transfer; send REST again (REST 0 for the whole file) or reconnect"
     )]
     StaleRestart(u64),
+    /// The server is shutting down: no new transfers.
+    #[error("the server is shutting down; try again later")]
+    ShuttingDown,
     /// The transfer was cut off before it completed.
     #[error("transfer aborted: {0}")]
     Aborted(String),
@@ -81,6 +84,7 @@ impl FtpError {
                 ErrorKind::CommandNotImplemented
             }
             FtpError::Aborted(_) => ErrorKind::ConnectionClosed,
+            FtpError::ShuttingDown => ErrorKind::LocalError,
             FtpError::Io(e) => match e.kind() {
                 std::io::ErrorKind::ConnectionReset
                 | std::io::ErrorKind::ConnectionAborted
@@ -182,6 +186,7 @@ mod tests {
             k(FtpError::NotEmpty("d".into())),
             ErrorKind::PermanentDirectoryNotEmpty
         );
+        assert_eq!(k(FtpError::ShuttingDown), ErrorKind::LocalError);
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert_eq!(k(reset.into()), ErrorKind::ConnectionClosed);
     }

@@ -19,12 +19,15 @@
 //! - `RNFR`/`RNTO` copy by content hash (no bytes move) and delete the source; folders are
 //!   renamed key by key.
 //! - Core errors become reply codes in one place, [`error`].
+//! - Shutdown drains: new connections and new transfers are refused, transfers in flight
+//!   run to their end (see `drain`), then the remaining sessions are closed.
 //!
 //! Start it with [`start`] (returns a handle with the bound address) or [`serve`] (runs until
 //! a shutdown future resolves). It runs on the calling tokio runtime.
 
 pub mod auth;
 mod backend;
+mod drain;
 pub mod error;
 pub mod metrics;
 mod passive;
@@ -50,6 +53,7 @@ pub use backend::{GatewayStorage, Meta};
 pub use error::FtpError;
 
 use backend::{ControlWatch, StaleRestart};
+use drain::Drain;
 
 /// Whether anonymous logins (`anonymous`, `ftp`) are accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -193,7 +197,8 @@ impl FtpServer {
         self.certificates.clone()
     }
 
-    /// Stops accepting, closes every session and waits for the accept loop to end.
+    /// Stops accepting connections and transfers, waits for the transfers in flight to end
+    /// (callers bound the wait with a timeout), then closes every session.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -205,6 +210,7 @@ struct Shared {
     gateway: Gateway,
     users: auth::Users,
     passive: passive::PassivePorts,
+    drain: Arc<Drain>,
     /// The FTPS server configuration (over the reloading certificate), when FTPS is on.
     tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -243,9 +249,16 @@ impl Shared {
         let grace = c.upload_commit_grace;
         // One per session, shared by every storage instance of it.
         let restart = Arc::new(StaleRestart::default());
+        let drain = self.drain.clone();
         let mut b = ServerBuilder::with_user_detail_provider(
             Box::new(move || {
-                GatewayStorage::new(gateway.clone(), control.clone(), grace, restart.clone())
+                GatewayStorage::new(
+                    gateway.clone(),
+                    control.clone(),
+                    grace,
+                    restart.clone(),
+                    drain.clone(),
+                )
             }),
             users.clone(),
         )
@@ -287,6 +300,7 @@ pub async fn start(config: FtpConfig, gateway: Gateway) -> Result<FtpServer, Ftp
         gateway,
         users,
         passive: passive::PassivePorts::default(),
+        drain: Arc::default(),
         tls,
     });
     // Build one server up front so that a bad configuration fails here, not on the first
@@ -352,9 +366,32 @@ async fn accept_loop(
             },
         }
     }
+    // Draining: no new connections (the listener closes), no new transfers; the running
+    // ones end, then their final reply gets REPLY_SETTLE to reach the client. Sessions
+    // whose clients quit meanwhile end by themselves; the others are closed.
+    drop(listener);
+    shared.drain.start();
+    let transfers_done = async {
+        loop {
+            shared.drain.idle().await;
+            tokio::time::sleep(REPLY_SETTLE).await;
+            if shared.drain.in_flight() == 0 {
+                return;
+            }
+        }
+    };
+    let sessions_done = async { while sessions.join_next().await.is_some() {} };
+    tokio::select! {
+        _ = transfers_done => {}
+        _ = sessions_done => {}
+    }
     // Dropping a session's server closes its control connection.
     sessions.shutdown().await;
 }
+
+/// At shutdown, how long a finished transfer's session keeps running so that its final
+/// reply (sent by libunftp after the data) reaches the client.
+const REPLY_SETTLE: Duration = Duration::from_millis(300);
 
 async fn refuse(mut stream: TcpStream) {
     let _ = stream

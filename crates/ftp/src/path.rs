@@ -3,8 +3,12 @@
 //!
 //! libunftp joins the client's argument to the session's working directory without
 //! normalizing, so every path is normalized here: `.` segments and repeated slashes vanish,
-//! `..` removes the previous segment, and a `..` that would climb above the root is refused
-//! (553) instead of being clamped, so traversal attempts are visible as errors.
+//! `..` removes the previous segment, and a `..` at the root stays at the root, as in Unix
+//! and in vsftpd, proftpd and pure-ftpd (scripts that `cd ../..` rely on it). No path can
+//! name anything outside the root: `/../../etc/passwd` is `/etc/passwd`, the key `passwd` of
+//! a bucket `etc`. libunftp keeps the working directory as the client spelled it (a `PWD`
+//! after `CWD ..` at the root shows `/..`), which is why the clamp must apply to every
+//! path, not only to `CWD`.
 
 use std::path::{Component, Path};
 
@@ -36,9 +40,7 @@ impl Target {
                 Component::RootDir | Component::CurDir => {}
                 Component::Prefix(_) => return Err(FtpError::BadPath(shown())),
                 Component::ParentDir => {
-                    if segs.pop().is_none() {
-                        return Err(FtpError::BadPath(shown()));
-                    }
+                    segs.pop();
                 }
                 Component::Normal(s) => {
                     let s = s.to_str().ok_or_else(|| FtpError::BadPath(shown()))?;
@@ -96,15 +98,12 @@ mod tests {
     }
 
     #[test]
-    fn refuses_climbing_above_the_root() {
-        for bad in [
-            "/..",
-            "/../..",
-            "../etc/passwd",
-            "/b/../../etc/passwd",
-            "/b/x/../../..",
-        ] {
-            assert!(matches!(p(bad), Err(FtpError::BadPath(_))), "{bad}");
+    fn parent_of_the_root_is_the_root() {
+        for root in ["/..", "/../..", "..", "/b/x/../../..", "/b/../../../."] {
+            assert_eq!(p(root).unwrap(), Target::Root, "{root}");
         }
+        assert_eq!(p("../etc/passwd").unwrap(), obj("etc", "passwd"));
+        assert_eq!(p("/b/../../etc/passwd").unwrap(), obj("etc", "passwd"));
+        assert_eq!(p("/../b/../../c/k").unwrap(), obj("c", "k"));
     }
 }

@@ -410,24 +410,28 @@ f.quit()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn path_traversal_is_refused() {
+async fn path_traversal_stays_inside_the_root() {
     let e = env().await;
     e.py(r#"
 f = login()
 f.mkd("/data"); f.mkd("/data/d")
 stor(f, "/data/d/x", b"x")
-eq(code(f.cwd, "../.."), "553", "CWD ../.. at the root")
-eq(f.pwd(), "/", "still at the root")
-eq(code(retr, f, "../../etc/passwd"), "553", "RETR ../../etc/passwd")
-eq(code(retr, f, "/data/../../etc/passwd"), "553", "RETR /data/../../etc/passwd")
-eq(code(retr, f, "%2e%2e/%2e%2e/etc/passwd") in ("550", "553"), True, "RETR %2e%2e")
+# `..` at the root stays at the root (like vsftpd): nothing outside the buckets is named.
+eq(code(f.cwd, "../.."), "250", "CWD ../.. at the root")
+eq(f.nlst(), ["data"], "the working directory is the root")
+eq(code(retr, f, "../../etc/passwd"), "550", "RETR ../../etc/passwd is /etc/passwd")
+eq(code(retr, f, "/data/../../etc/passwd"), "550", "RETR /data/../../etc/passwd")
+eq(code(retr, f, "%2e%2e/%2e%2e/etc/passwd") in ("550", "553"), True, "RETR %2e%2e: a literal (invalid) bucket name")
 eq(code(retr, f, "/etc/passwd"), "550", "RETR /etc/passwd")
-eq(code(f.size, "../../../../etc/passwd"), "553", "SIZE traversal")
+eq(code(f.size, "../../../../etc/passwd"), "550", "SIZE traversal")
 eq(code(f.cwd, "/data/d"), "250", "cwd")
-eq(code(f.cwd, "../../.."), "553", "CWD above the root from a folder")
+eq(code(f.cwd, "../../.."), "250", "CWD above the root from a folder")
+eq(retr(f, "data/d/x"), b"x", "relative paths resolve from the root")
+eq(code(f.cwd, "/data/d"), "250", "cwd")
 eq(retr(f, "../d/./x"), b"x", "dot segments inside the tree are fine")
-eq(code(stor, f, "../../../escape", b"no"), "553", "STOR traversal")
-eq(cmd(f, "MKD ../../../escape"), "553", "MKD traversal")
+eq(code(stor, f, "../../../escape", b"no"), "550", "STOR to /escape: no such bucket")
+eq(cmd(f, "MKD ../../../data/made"), "257", "MKD clamps too")
+eq(sorted(f.nlst("/data")), ["d", "made"], "made inside the root")
 eq(code(stor, f, "/data/.hugbucket_keep", b"no"), "553", "reserved name")
 f.quit()
 "#)

@@ -158,7 +158,7 @@ pub(crate) struct Hub {
     pub keys: Keys,
     pub meta: Meta,
     pub xorbs: XorbFiles,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     pub faults: Faults,
     pub limits: ratelimit::Limiter,
     pub totals: store::TotalsCache,
@@ -200,6 +200,11 @@ impl RunningHub {
     /// Live counters.
     pub fn stats(&self) -> &Stats {
         &self.hub.stats
+    }
+    /// The live counters, for holders that must not keep the hub itself alive (so that
+    /// [`RunningHub::shutdown`] can take it).
+    pub fn shared_stats(&self) -> Arc<Stats> {
+        self.hub.stats.clone()
     }
     /// Fault rules (add some at run time with [`Faults::push`]).
     pub fn faults(&self) -> &Faults {
@@ -258,7 +263,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         keys,
         meta: Meta::new(Box::new(kv)),
         xorbs,
-        stats: Stats::default(),
+        stats: Arc::default(),
         faults: Faults::new(config.faults.clone()),
         limits: ratelimit::Limiter::new(&config.rate_limits),
         totals: store::TotalsCache::default(),

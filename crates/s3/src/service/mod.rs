@@ -318,18 +318,7 @@ impl Service {
                         declared_length: admitted.body.declared_length,
                         body: VerifyingBody::new(body, admitted.body),
                     };
-                    // A bug in a handler answers this request with a 500 instead of
-                    // taking down the core's executor with every connection on it.
-                    match std::panic::AssertUnwindSafe(self.dispatch(req))
-                        .catch_unwind()
-                        .await
-                    {
-                        Ok(result) => result,
-                        Err(_) => {
-                            tracing::error!("request handler panicked");
-                            Err(S3Error::new(S3ErrorCode::InternalError))
-                        }
-                    }
+                    unwind_to_500(self.dispatch(req)).await
                 }
                 Err(e) => Err(e),
             }
@@ -499,6 +488,19 @@ fn expects_continue(parts: &Parts) -> Expect {
     }
 }
 
+/// Runs a request handler; a panic in it (a bug) answers this request with
+/// `500 InternalError` instead of taking down the core's executor with every connection
+/// on it.
+async fn unwind_to_500(handler: impl Future<Output = S3Result>) -> S3Result {
+    match std::panic::AssertUnwindSafe(handler).catch_unwind().await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::error!("request handler panicked");
+            Err(S3Error::new(S3ErrorCode::InternalError))
+        }
+    }
+}
+
 /// An empty response with `status`.
 pub(crate) fn status_response(status: StatusCode) -> Response<ResponseBody> {
     let mut r = Response::new(empty());
@@ -514,4 +516,31 @@ pub(crate) fn xml_ok(xml: String) -> Response<ResponseBody> {
         HeaderValue::from_static("application/xml"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_handler_answers_500() {
+        let panics = async {
+            if std::hint::black_box(true) {
+                panic!("a handler bug");
+            }
+            Ok(status_response(StatusCode::OK))
+        };
+        let err = futures_lite::future::block_on(unwind_to_500(panics)).unwrap_err();
+        assert_eq!(err.code(), S3ErrorCode::InternalError);
+        let ids = crate::frontend::Ids {
+            request_id: "R".into(),
+            host_id: "H".into(),
+        };
+        let r = error_response(&err, &::http::Method::GET, "/b/k", &ids);
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        // A handler that does not panic is answered as it answers.
+        let fine = async { Ok(status_response(StatusCode::NO_CONTENT)) };
+        let r = futures_lite::future::block_on(unwind_to_500(fine)).unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    }
 }

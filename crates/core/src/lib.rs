@@ -15,9 +15,11 @@
 //! owns its metadata cache entry, reconstructions, single-flight fetches and write order;
 //! with `key_shard_cpus` set, each shard has a pinned runtime that runs its keys' calls
 //! (see `shards`).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod affinity;
 mod error;
+mod flight;
 mod get;
 mod list;
 mod multipart;
@@ -25,6 +27,7 @@ pub mod names;
 mod put;
 mod shards;
 pub mod state;
+mod ttl;
 mod types;
 
 use std::collections::HashMap;
@@ -36,13 +39,15 @@ use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache};
 use hugbucket_engine::XetHash;
 use hugbucket_engine::buffers::BufferPool;
 use hugbucket_upstream::{
-    BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, RemoteFile, TokenScope,
-    UpstreamError,
+    BatchOp, BucketId, CasClient, CreateBucketOptions, RemoteFile, TokenScope, UpstreamError,
 };
 use tokio::runtime::Handle;
 use tokio::sync::OnceCell;
 
-pub use error::{CoreError, Result};
+pub use error::{CoreError, Result, UpstreamFailure, UpstreamKind};
+/// The upstream client a [`Gateway`] is built on, and its settings: whoever builds a
+/// gateway (the binary, a front-end's tests) needs no dependency on `hugbucket-upstream`.
+pub use hugbucket_upstream::{HubClient, RetryConfig, UpstreamConfig};
 pub use put::INGEST_BLOCK;
 pub use shards::spawn_abortable;
 pub use state::{MemoryState, SledState, StateStore};
@@ -318,7 +323,7 @@ impl Gateway {
     fn bucket_err(bucket: &str) -> impl Fn(UpstreamError) -> CoreError + '_ {
         move |e| match e {
             UpstreamError::NotFound(_) => CoreError::NoSuchBucket(bucket.to_string()),
-            e => CoreError::Upstream(e),
+            e => e.into(),
         }
     }
 

@@ -3,8 +3,7 @@
 //! Handlers never map core errors themselves; they call [`to_s3`] (or
 //! [`to_s3_with_body_error`] for operations that consumed a request body).
 
-use hugbucket_core::CoreError;
-use hugbucket_upstream::UpstreamError;
+use hugbucket_core::{CoreError, UpstreamFailure, UpstreamKind};
 
 use crate::error::{S3Error, S3ErrorCode};
 
@@ -62,19 +61,19 @@ pub fn to_s3_with_body_error(err: &CoreError, body_error: Option<&S3Error>) -> S
     }
 }
 
-fn upstream(u: &UpstreamError) -> S3Error {
+fn upstream(u: &UpstreamFailure) -> S3Error {
     use S3ErrorCode as C;
-    match u {
-        UpstreamError::RateLimited(_) => S3Error::new(C::SlowDown),
-        UpstreamError::Connect { .. } | UpstreamError::Timeout { .. } => {
+    match u.kind {
+        UpstreamKind::SlowDown { .. } => S3Error::new(C::SlowDown),
+        UpstreamKind::Unavailable => {
             tracing::warn!(error = %u, "upstream unreachable");
             S3Error::with_message(
                 C::ServiceUnavailable,
                 "The upstream storage is unreachable. Please retry.",
             )
         }
-        UpstreamError::RangeNotSatisfiable(_) => S3Error::new(C::InvalidRange),
-        _ if u.is_retryable() => {
+        UpstreamKind::RangeNotSatisfiable => S3Error::new(C::InvalidRange),
+        _ if u.retryable => {
             tracing::warn!(error = %u, "retryable upstream failure");
             S3Error::new(C::SlowDown)
         }
@@ -88,10 +87,13 @@ fn upstream(u: &UpstreamError) -> S3Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hugbucket_upstream::HttpFailure;
 
-    fn failure(status: u16) -> HttpFailure {
-        HttpFailure::bare("test", status)
+    fn upstream(kind: UpstreamKind, retryable: bool) -> CoreError {
+        CoreError::Upstream(UpstreamFailure {
+            kind,
+            retryable,
+            message: "test".into(),
+        })
     }
 
     #[test]
@@ -132,17 +134,24 @@ mod tests {
             ),
             (CoreError::Internal("x".into()), C::InternalError, 500),
             (
-                CoreError::Upstream(UpstreamError::RateLimited(failure(429))),
+                upstream(UpstreamKind::SlowDown { retry_after: None }, true),
                 C::SlowDown,
                 503,
             ),
+            (upstream(UpstreamKind::Server, true), C::SlowDown, 503),
+            (upstream(UpstreamKind::Server, false), C::InternalError, 500),
             (
-                CoreError::Upstream(UpstreamError::Server(failure(502))),
-                C::SlowDown,
+                upstream(UpstreamKind::Unavailable, true),
+                C::ServiceUnavailable,
                 503,
             ),
             (
-                CoreError::Upstream(UpstreamError::Forbidden(failure(403))),
+                upstream(UpstreamKind::RangeNotSatisfiable, false),
+                C::InvalidRange,
+                416,
+            ),
+            (
+                upstream(UpstreamKind::Forbidden, false),
                 C::InternalError,
                 500,
             ),

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Anonymous, Mode, RuntimeKind, ServeArgs};
-use crate::serve::Credential;
+use crate::credentials::Credential;
 use hugbucket_core::Gateway;
 
 /// The running front-ends.
@@ -125,7 +125,7 @@ fn start_s3(
         },
         serve: hugbucket_s3::runtime::ServeConfig {
             addr: args.s3_listen,
-            cpus: crate::serve::core_cpus(args),
+            cpus: args.core_cpus(),
             ..Default::default()
         },
         router: hugbucket_s3::router::RouterConfig {

@@ -16,6 +16,7 @@
 //! One port serves the Hub API (`/api/...`, `/buckets/.../resolve/...`), the CAS API
 //! (`/v1/...`, `/v2/...`; `casUrl` = the hub's own base URL) and signed xorb fetch URLs
 //! (`/fetch/xorbs/{hash}?exp=..&sig=..`). Counters: `GET /api/_hugbucket/stats`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -26,9 +27,11 @@ use std::time::Duration;
 pub mod auth;
 pub mod body;
 mod cas;
+mod ctx;
 pub mod error;
 pub mod faults;
 mod hubapi;
+pub mod request;
 mod server;
 pub mod stats;
 pub mod store;

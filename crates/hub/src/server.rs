@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::Hub;
 use crate::body::{ReqBody, RespBody};
+use crate::ctx::Ctx;
 use crate::error::HubError;
 use crate::faults::{self, FaultAction, FaultBody, ResetFlag};
 use crate::stats::Route;
@@ -265,37 +266,6 @@ async fn dispatch(
         Route::ResolveGet => hubapi::resolve(hub, &ctx, &s, &req, false).await,
         _ => Err(HubError::NotFound(path.clone())),
     }
-}
-
-/// Per-request context.
-pub(crate) struct Ctx {
-    /// Base URL clients use to reach us (no trailing slash).
-    pub base: String,
-}
-
-impl Ctx {
-    pub(crate) fn new(hub: &Hub, headers: &HeaderMap) -> Self {
-        Self {
-            base: base_url(hub, headers),
-        }
-    }
-}
-
-/// The base URL for generated links: the configured public URL, else `http://{Host}`.
-pub(crate) fn base_url(hub: &Hub, headers: &HeaderMap) -> String {
-    if let Some(u) = &hub.public_url {
-        return u.clone();
-    }
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-        })
-        .unwrap_or("127.0.0.1");
-    format!("http://{host}")
 }
 
 /// 401 unless the request carries a configured Hub token.

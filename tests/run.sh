@@ -34,6 +34,11 @@ APT_PACKAGES=(
     "openssl"
     "rclone"
     "s3cmd"
+    # deploy/: config checks (test_deploy.py), the .deb and its unit (test_deb.py).
+    "haproxy"
+    "nginx"
+    "systemd:systemd-analyze"
+    "dpkg-dev:dpkg-shlibdeps"
 )
 APT_OPTIONAL_PACKAGES=(
     "b3sum"
@@ -202,6 +207,20 @@ stage_rust_tests() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Stage: cargo tools the Python suites drive. cargo-deb (tests/python/test_deb.py packages
+# the dev build with --no-build): about 1.5 minutes to install on 2 cores, once.
+# ---------------------------------------------------------------------------------------
+CARGO_DEB_VERSION="3.8.0"
+stage_cargo_tools() {
+    if cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+        cargo deb --version
+        return 0
+    fi
+    echo "installing cargo-deb $CARGO_DEB_VERSION"
+    cargo install --locked "cargo-deb@$CARGO_DEB_VERSION" || return 1
+}
+
+# ---------------------------------------------------------------------------------------
 # Stage: fuzz. Every cargo-fuzz target of fuzz/ for FUZZ_SECONDS (default 10) each, on the
 # stable toolchain via RUSTC_BOOTSTRAP=1 (see fuzz/README.md). A crash fails the stage; its
 # input is kept in fuzz/artifacts/<target>/. Corpora grow in fuzz/corpus/ (git-ignored);
@@ -339,6 +358,7 @@ echo "HUGBUCKET_BIN=$HUGBUCKET_BIN"
 
 run_stage rust-tests stage_rust_tests
 run_stage fuzz stage_fuzz
+run_stage cargo-tools stage_cargo_tools
 
 find_hadolint
 if skipped_by_user hadolint; then

@@ -88,6 +88,13 @@ pub struct ServeArgs {
     /// S3 listen address.
     #[arg(long, env = "HUGBUCKET_S3_LISTEN", default_value = "0.0.0.0:9000")]
     pub s3_listen: SocketAddr,
+    /// PEM certificate chain: serve HTTPS instead of HTTP on the S3 port (with
+    /// --s3-tls-key). Reloaded when the files change and on SIGHUP.
+    #[arg(long, env = "HUGBUCKET_S3_TLS_CERT")]
+    pub s3_tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS on the S3 port.
+    #[arg(long, env = "HUGBUCKET_S3_TLS_KEY")]
+    pub s3_tls_key: Option<PathBuf>,
     /// Virtual-hosted-style base domain (e.g. `s3.example.com`); path style always works.
     #[arg(long, env = "HUGBUCKET_S3_DOMAIN")]
     pub s3_domain: Option<String>,
@@ -246,6 +253,9 @@ impl ServeArgs {
         if self.ftp_username.is_some() != self.ftp_password.is_some() {
             return Err("--ftp-username (FTP_USERNAME) and --ftp-password (FTP_PASSWORD) must be set together".into());
         }
+        if self.s3_tls_cert.is_some() != self.s3_tls_key.is_some() {
+            return Err("--s3-tls-cert and --s3-tls-key must be set together".into());
+        }
         if self.ftp_tls_cert.is_some() != self.ftp_tls_key.is_some() {
             return Err("--ftp-tls-cert and --ftp-tls-key must be set together".into());
         }
@@ -311,6 +321,8 @@ impl ServeArgs {
                 },
             ),
             ("s3-listen", self.s3_listen.to_string()),
+            ("s3-tls-cert", path(&self.s3_tls_cert)),
+            ("s3-tls-key", path(&self.s3_tls_key)),
             ("s3-domain", opt(&self.s3_domain)),
             ("access-key-id", opt(&self.access_key_id)),
             ("secret-access-key", mask(&self.secret_access_key)),

@@ -1,6 +1,7 @@
 //! Starts the front-ends chosen by `--mode` on the core's runtime and waits for them on
 //! shutdown.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,12 +11,15 @@ use tokio::task::JoinSet;
 use crate::config::{Anonymous, Mode, RuntimeKind, ServeArgs};
 use crate::credentials::Credential;
 use hugbucket_core::Gateway;
+use hugbucket_tls::CertStore;
 
 /// The running front-ends.
 pub struct Frontends {
     tasks: JoinSet<()>,
     /// The S3 front-end's counters, when it runs.
     pub s3_stats: Option<hugbucket_s3::service::S3Stats>,
+    /// The TLS certificates served (HTTPS on the S3 port, FTPS), to reload.
+    pub certificates: Vec<Arc<CertStore>>,
 }
 
 impl Frontends {
@@ -35,6 +39,7 @@ pub async fn start(
 ) -> anyhow::Result<Frontends> {
     let mut tasks = JoinSet::new();
     let mut s3_stats = None;
+    let mut certificates = Vec::new();
     if matches!(args.mode, Mode::S3 | Mode::Both) {
         s3_stats = Some(start_s3(
             args,
@@ -42,12 +47,25 @@ pub async fn start(
             gateway.clone(),
             stop.clone(),
             &mut tasks,
+            &mut certificates,
         )?);
     }
     if matches!(args.mode, Mode::Ftp | Mode::Both) {
-        start_ftp(args, credentials, gateway, stop, &mut tasks).await?;
+        start_ftp(
+            args,
+            credentials,
+            gateway,
+            stop,
+            &mut tasks,
+            &mut certificates,
+        )
+        .await?;
     }
-    Ok(Frontends { tasks, s3_stats })
+    Ok(Frontends {
+        tasks,
+        s3_stats,
+        certificates,
+    })
 }
 
 /// FTP: libunftp accepting on this tokio runtime, its sessions on the gateway's key-shard
@@ -60,6 +78,7 @@ async fn start_ftp(
     gateway: Gateway,
     mut stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
+    certificates: &mut Vec<Arc<CertStore>>,
 ) -> anyhow::Result<()> {
     let mut config = hugbucket_ftp::FtpConfig::new(args.ftp_listen);
     if let (Some(u), Some(p)) = (&args.ftp_username, &args.ftp_password) {
@@ -98,6 +117,7 @@ async fn start_ftp(
         .await
         .with_context(|| format!("--ftp-listen {}", args.ftp_listen))?;
     tracing::info!(addr = %server.local_addr(), "FTP listening");
+    certificates.extend(server.certificates());
     tasks.spawn(async move {
         let _ = stop.wait_for(|s| *s).await;
         server.shutdown().await;
@@ -105,18 +125,26 @@ async fn start_ftp(
     Ok(())
 }
 
-/// S3: thread-per-core on `--runtime`, bridged to this (the core's) tokio runtime; on the
-/// stop signal it refuses new requests and lets the ones in flight finish.
+/// S3: thread-per-core on `--runtime`, bridged to this (the core's) tokio runtime, HTTPS
+/// with `--s3-tls-cert`; on the stop signal it refuses new requests and lets the ones in
+/// flight finish.
 fn start_s3(
     args: &ServeArgs,
     credentials: &[Credential],
     gateway: Gateway,
     mut stop: watch::Receiver<bool>,
     tasks: &mut JoinSet<()>,
+    certificates: &mut Vec<Arc<CertStore>>,
 ) -> anyhow::Result<hugbucket_s3::service::S3Stats> {
     let mut creds = hugbucket_s3::auth::Credentials::new();
     for c in credentials {
         creds.insert(&c.access_key_id, &c.secret_access_key);
+    }
+    let mut tls = None;
+    if let (Some(cert), Some(key)) = (&args.s3_tls_cert, &args.s3_tls_key) {
+        let store = CertStore::load(cert, key).context("--s3-tls-cert/--s3-tls-key")?;
+        tls = Some(hugbucket_s3::runtime::tls::server_config(store.clone())?);
+        certificates.push(store);
     }
     let config = hugbucket_s3::service::S3Config {
         runtime: match args.runtime {
@@ -126,6 +154,7 @@ fn start_s3(
         serve: hugbucket_s3::runtime::ServeConfig {
             addr: args.s3_listen,
             cpus: args.core_cpus(),
+            tls,
             ..Default::default()
         },
         router: hugbucket_s3::router::RouterConfig {
@@ -137,7 +166,12 @@ fn start_s3(
     let bridge = hugbucket_s3::runtime::bridge::Bridge::new(tokio::runtime::Handle::current());
     let server = hugbucket_s3::service::start(gateway, bridge, config)
         .with_context(|| format!("--s3-listen {}", args.s3_listen))?;
-    tracing::info!(addr = %server.local_addr(), runtime = ?args.runtime, "S3 listening");
+    tracing::info!(
+        addr = %server.local_addr(),
+        runtime = ?args.runtime,
+        https = args.s3_tls_cert.is_some(),
+        "S3 listening"
+    );
     let stats = server.stats();
     let grace = Duration::from_secs(args.shutdown_timeout);
     tasks.spawn(async move {

@@ -1,7 +1,7 @@
 //! `hugbucket serve`: the gateway. Starts the upstream (the embedded hub unless HF_TOKEN /
 //! HF_ENDPOINT say otherwise), the core, the front-ends chosen by MODE and the admin
 //! listener (`/health`, `/ready`, `/metrics`), then waits for SIGTERM/SIGINT and shuts down
-//! gracefully.
+//! gracefully. TLS certificates are reloaded on SIGHUP and when their files change.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use hugbucket_core::{CoreConfig, Gateway};
+use hugbucket_tls::CertStore;
 use hugbucket_upstream::{HubClient, UpstreamConfig};
 use tokio::sync::watch;
 
@@ -159,13 +160,71 @@ async fn serve_admin(
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+/// How often the TLS certificate files are checked for changes.
+const CERT_POLL: Duration = Duration::from_secs(2);
+
+/// The process signals `serve` handles, registered before it reports ready.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT. SIGHUP (systemd's `ExecReload`) reloads the TLS
+    /// certificates and keeps waiting.
+    async fn wait_for_stop(&mut self, certificates: &[Arc<CertStore>]) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => {
+                    tracing::info!("SIGTERM: shutting down");
+                    return;
+                }
+                _ = self.int.recv() => {
+                    tracing::info!("SIGINT: shutting down");
+                    return;
+                }
+                _ = self.hup.recv() => {
+                    tracing::info!(certificates = certificates.len(), "SIGHUP: reloading");
+                    for store in certificates {
+                        if let Err(e) = store.reload() {
+                            tracing::warn!(error = %e, "TLS certificate reload failed; serving the previous one");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reloads each certificate whose files changed, every [`CERT_POLL`], until `stop`.
+async fn watch_certificates(certificates: Vec<Arc<CertStore>>, mut stop: watch::Receiver<bool>) {
+    if certificates.is_empty() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CERT_POLL) => {}
+            _ = stop.changed() => return,
+        }
+        let stores = certificates.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for store in &stores {
+                if let Err(e) = store.reload_if_changed() {
+                    tracing::warn!(error = %e, "TLS certificate changed but does not load; serving the previous one");
+                }
+            }
+        })
+        .await;
     }
 }
 
@@ -235,9 +294,14 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(stats) = fronts.s3_stats.clone() {
         let _ = admin.s3.set(stats);
     }
+    let cert_task = tokio::spawn(watch_certificates(
+        fronts.certificates.clone(),
+        stop_rx.clone(),
+    ));
+    let mut signals = Signals::register().context("installing signal handlers")?;
     println!("hugbucket is ready");
 
-    wait_for_signal().await;
+    signals.wait_for_stop(&fronts.certificates).await;
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(args.shutdown_timeout);
     if tokio::time::timeout(grace, fronts.wait()).await.is_err() {
@@ -248,6 +312,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     }
     let _ = admin_task.await;
     let _ = expiry_task.await;
+    let _ = cert_task.await;
     if let Some(cache) = gateway.cache() {
         if let Err(e) = cache.flush() {
             tracing::warn!(error = %e, "flushing the chunk cache");

@@ -11,6 +11,7 @@ const TEST_FIXTURES: &[&str] = &["hugbucket-hub"];
 /// Every workspace library (what the binary and the benches may use).
 const LIBRARIES: &[&str] = &[
     "hugbucket-storage",
+    "hugbucket-tls",
     "hugbucket-engine",
     "hugbucket-cache",
     "hugbucket-upstream",
@@ -32,6 +33,12 @@ const RULES: &[Rule] = &[
     // Below everything: opening the local sled databases.
     Rule {
         krate: "hugbucket-storage",
+        deps: &[],
+        dev_deps: &[],
+    },
+    // TLS certificates for HTTPS and FTPS: rustls only.
+    Rule {
+        krate: "hugbucket-tls",
         deps: &[],
         dev_deps: &[],
     },
@@ -70,12 +77,12 @@ const RULES: &[Rule] = &[
     // Front-ends speak only to the core, never to upstream.
     Rule {
         krate: "hugbucket-s3",
-        deps: &["hugbucket-core", "hugbucket-engine"],
+        deps: &["hugbucket-core", "hugbucket-engine", "hugbucket-tls"],
         dev_deps: TEST_FIXTURES,
     },
     Rule {
         krate: "hugbucket-ftp",
-        deps: &["hugbucket-core"],
+        deps: &["hugbucket-core", "hugbucket-tls"],
         dev_deps: TEST_FIXTURES,
     },
     // The binary wires the layers together; the benches may measure any library.
@@ -91,6 +98,7 @@ const RULES: &[Rule] = &[
         deps: &[
             "hugbucket",
             "hugbucket-storage",
+            "hugbucket-tls",
             "hugbucket-engine",
             "hugbucket-cache",
             "hugbucket-upstream",

@@ -3,7 +3,9 @@ S3 clients (boto3, aws cli, s3cmd, rclone) and huggingface_hub.
 
 * ``ServeS3``: one `hugbucket serve` process on free loopback ports and a fresh data dir.
   ``start()`` reads the generated S3 credentials it prints on stdout, the embedded hub's
-  URL from its log (``url=...``) and the hub token from ``DATA_DIR/hub/hub_token``.
+  URL from its log (``url=...``) and the hub token from ``DATA_DIR/hub/hub_token``; with
+  ``env={"HF_ENDPOINT": ..., "HF_TOKEN": ...}`` it serves an external `hugbucket hub`
+  instead (several gateways on one hub).
 * ``ServeS3.client()``: a boto3 S3 client (latest boto3, default checksum settings).
 * ``ServeS3.cli_env()``: environment for the aws cli / rclone / s3cmd subprocesses.
 * ``run_hf(server, hf_home, code)``: runs ``code`` with huggingface_hub pointed at the
@@ -103,10 +105,15 @@ class ServeS3:
             creds = json.loads((self.data_dir / "credentials.json").read_text())
             self.access_key = creds["access_key_id"]
             self.secret_key = creds["secret_access_key"]
-        m = re.search(r"url=(http://\S+)", self.log_path.read_text(errors="replace"))
-        assert m, f"no hub url in the log: {self.log_tail()}"
-        self.hub_url = m.group(1)
-        self.hub_token = (self.data_dir / "hub" / "hub_token").read_text().strip()
+        if "HF_ENDPOINT" in self.extra_env:
+            # An external `hugbucket hub` (several gateways on one hub).
+            self.hub_url = self.extra_env["HF_ENDPOINT"]
+            self.hub_token = self.extra_env["HF_TOKEN"]
+        else:
+            m = re.search(r"url=(http://\S+)", self.log_path.read_text(errors="replace"))
+            assert m, f"no hub url in the log: {self.log_tail()}"
+            self.hub_url = m.group(1)
+            self.hub_token = (self.data_dir / "hub" / "hub_token").read_text().strip()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         return self
 

@@ -50,6 +50,17 @@ pub enum CoreError {
     /// A part other than the last is smaller than the 5 MiB minimum.
     #[error("a part other than the last is smaller than 5 MiB")]
     EntityTooSmall,
+    /// A conditional write's condition (`If-None-Match: *`, `If-Match`) did not hold.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    /// `partNumber` names a part the object does not have.
+    #[error("no part {part}: the object has {parts}")]
+    InvalidPartNumber {
+        /// Requested part.
+        part: u32,
+        /// Parts the object has.
+        parts: u32,
+    },
     /// A request argument is invalid.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

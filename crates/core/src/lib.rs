@@ -26,6 +26,7 @@ mod multipart;
 pub mod names;
 mod put;
 mod shards;
+mod sidecar;
 pub mod state;
 mod ttl;
 mod types;
@@ -33,10 +34,9 @@ mod types;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache};
-use hugbucket_engine::XetHash;
 use hugbucket_engine::buffers::BufferPool;
 use hugbucket_upstream::{
     BatchOp, BucketId, CasClient, CreateBucketOptions, RemoteFile, TokenScope, UpstreamError,
@@ -50,13 +50,15 @@ pub use error::{CoreError, Result, UpstreamFailure, UpstreamKind};
 pub use hugbucket_upstream::{HubClient, RetryConfig, UpstreamConfig};
 pub use put::INGEST_BLOCK;
 pub use shards::spawn_abortable;
+pub use sidecar::sidecar_path;
 pub use state::{MemoryState, SledState, StateStore};
 pub use types::{
-    BucketInfo, ByteRange, ByteStream, GetResult, ListPage, ListRequest, MultipartUpload,
-    ObjectMeta, PartMeta, PutOptions,
+    BucketInfo, ByteRange, ByteStream, CopyMetadata, GetResult, ListPage, ListRequest,
+    MultipartUpload, ObjectExtra, ObjectMeta, PartMeta, PutOptions, WriteCondition,
 };
 
 use crate::names::{etag, key_to_path, now_millis, parse_iso8601, validate_bucket};
+use crate::shards::Stat;
 
 /// Configuration of the core.
 #[derive(Debug, Clone)]
@@ -128,6 +130,8 @@ struct Inner {
     /// Xorb serialization buffers kept between PUTs (a fresh 64 MiB buffer is
     /// page-faulted in again by every PUT).
     xorb_buffers: Arc<BufferPool>,
+    /// Metadata sidecar contents by their Xet hash.
+    sidecars: sidecar::SidecarCache,
 }
 
 /// Counts an upload as in flight while alive.
@@ -210,6 +214,7 @@ impl Gateway {
                 work: Handle::try_current().ok(),
                 uploads_in_flight: Arc::default(),
                 xorb_buffers: Arc::new(BufferPool::new(config.max_concurrent_xorb_uploads + 1)),
+                sidecars: sidecar::new_cache(),
                 config,
             }),
         })
@@ -392,13 +397,19 @@ impl Gateway {
         })
     }
 
-    /// Deletes an empty bucket (BucketNotEmpty otherwise; folder markers count as objects).
+    /// Deletes an empty bucket (BucketNotEmpty otherwise; folder markers count as objects,
+    /// hidden gateway records such as stale sidecars do not).
     pub async fn delete_bucket(&self, bucket: &str) -> Result<()> {
         let id = self.bucket_id(bucket).await?;
         let mut pager = self.inner.hub.list_tree(&id, None, Some(true))?;
-        let first = pager.next_page().await.map_err(Self::bucket_err(bucket))?;
-        if first.is_some_and(|p| !p.is_empty()) {
-            return Err(CoreError::BucketNotEmpty(bucket.to_string()));
+        while let Some(page) = pager.next_page().await.map_err(Self::bucket_err(bucket))? {
+            let visible = page.iter().any(|e| match e {
+                hugbucket_upstream::TreeEntry::File(f) => !names::is_hidden(&f.path),
+                hugbucket_upstream::TreeEntry::Directory(d) => !names::is_hidden(&d.path),
+            });
+            if visible {
+                return Err(CoreError::BucketNotEmpty(bucket.to_string()));
+            }
         }
         self.inner
             .hub
@@ -409,31 +420,44 @@ impl Gateway {
 
     // ---------------------------------------------------------------- objects
 
-    async fn stat_path(
-        &self,
-        bucket: &str,
-        id: &BucketId,
-        path: &str,
-    ) -> Result<Option<RemoteFile>> {
+    /// The Hub entries of the object at `path` and of its sidecar (cached per shard).
+    async fn stat_path(&self, bucket: &str, id: &BucketId, path: &str) -> Result<Option<Stat>> {
         let cache_key = (bucket.to_string(), path.to_string());
         let shard = self.shard(bucket, path);
         if let Some(f) = shard.metadata.get(&cache_key) {
             return Ok(Some(f));
         }
         let epoch = shard.epoch();
-        let files = self
-            .inner
-            .hub
-            .paths_info(id, &[path.to_string()])
-            .await
-            .map_err(Self::bucket_err(bucket))?;
-        let found = files.into_iter().find(|f| f.path == path);
+        let found = self.fetch_stat(bucket, id, path).await?;
         if let Some(f) = &found {
             shard.cache_if_unchanged(epoch, cache_key, f.clone());
         }
         Ok(found)
     }
 
+    /// Like [`Gateway::stat_path`], bypassing the cache: one paths-info call for the
+    /// object and its sidecar.
+    async fn fetch_stat(&self, bucket: &str, id: &BucketId, path: &str) -> Result<Option<Stat>> {
+        let side = sidecar::sidecar_path(&names::path_to_key(path));
+        let files = self
+            .inner
+            .hub
+            .paths_info(id, &[path.to_string(), side.clone()])
+            .await
+            .map_err(Self::bucket_err(bucket))?;
+        let mut object = None;
+        let mut sidecar = None;
+        for f in files {
+            if f.path == path {
+                object = Some(f);
+            } else if f.path == side {
+                sidecar = Some(f);
+            }
+        }
+        Ok(object.map(|o| (o, sidecar)))
+    }
+
+    /// Listing metadata of an object (no sidecar: ETag parts from local records).
     fn meta_of(&self, bucket: &str, key: &str, f: &RemoteFile) -> ObjectMeta {
         let parts = self.multipart_parts_of(bucket, key, &f.xet_hash);
         ObjectMeta {
@@ -448,7 +472,32 @@ impl Gateway {
                 .unwrap_or(UNIX_EPOCH),
             content_type: f.content_type.clone(),
             xet_hash: f.xet_hash,
+            extra: ObjectExtra::default(),
+            parts: Vec::new(),
         }
+    }
+
+    /// Full metadata of an object: its Hub entry and its sidecar, if that still matches.
+    async fn full_meta(
+        &self,
+        bucket: &str,
+        id: &BucketId,
+        key: &str,
+        (f, side): &Stat,
+    ) -> Result<ObjectMeta> {
+        let mut meta = self.meta_of(bucket, key, f);
+        if let Some(s) = self.load_sidecar(id, key, f, side.as_ref()).await? {
+            meta.extra = s.extra.clone();
+            // A copy across buckets cannot set the Hub's contentType: the sidecar has it.
+            if let Some(ct) = meta.extra.headers.remove("content-type") {
+                meta.content_type.get_or_insert(ct);
+            }
+            if !s.parts.is_empty() {
+                meta.etag = etag(&f.xet_hash, Some(s.parts.len() as u32));
+                meta.parts = s.parts.clone();
+            }
+        }
+        Ok(meta)
     }
 
     /// Metadata of an object.
@@ -456,7 +505,7 @@ impl Gateway {
         let id = self.bucket_id(bucket).await?;
         let path = key_to_path(key)?;
         match self.stat_path(bucket, &id, &path).await? {
-            Some(f) => Ok(self.meta_of(bucket, key, &f)),
+            Some(stat) => self.full_meta(bucket, &id, key, &stat).await,
             None => {
                 // Distinguish a missing bucket from a missing key.
                 self.head_bucket(bucket).await?;
@@ -488,25 +537,33 @@ impl Gateway {
             &self.inner.xorb_buffers,
         )
         .await?;
-        if path.ends_with(names::FOLDER_MARKER) && ingested.summary.size != 0 {
-            return Err(CoreError::InvalidKey(format!(
-                "{key:?}: keys ending in '/' are folders and must be empty"
-            )));
-        }
         cas.upload_shard(bytes::Bytes::from(ingested.output.shard.to_upload_bytes()))
             .await?;
         let hash = ingested.summary.file_hash;
+        let mtime = opts.mtime_ms.unwrap_or_else(now_millis);
+        let mut ops = vec![BatchOp::AddFile {
+            path: path.clone(),
+            xet_hash: hash,
+            mtime,
+            content_type: opts.content_type.clone(),
+        }];
+        ops.extend(
+            self.stage_sidecar(&id, key, hash, mtime, &opts.extra, &[])
+                .await?,
+        );
         let _commit = self
-            .register(&id, bucket, &path, hash, opts.content_type.clone())
+            .register(&id, bucket, &path, ops, opts.condition.as_ref())
             .await?;
         self.forget_multipart_etag(bucket, key)?;
         Ok(ObjectMeta {
             key: key.to_string(),
             size: ingested.summary.size,
             etag: etag(&hash, None),
-            last_modified: SystemTime::now(),
+            last_modified: UNIX_EPOCH + Duration::from_millis(mtime),
             content_type: opts.content_type,
             xet_hash: hash,
+            extra: opts.extra,
+            parts: Vec::new(),
         })
     }
 
@@ -517,29 +574,27 @@ impl Gateway {
         self.shard(bucket, path).commit_lock(&key).await
     }
 
-    /// Registers `hash` at `bucket/path` under the key's commit lock, which the caller
-    /// holds (returned guard) while it updates the key's local records.
+    /// Applies `ops` (the object's `addFile`/`copyFile` and its sidecar's) in one batch
+    /// under the key's commit lock, which the caller holds (returned guard) while it
+    /// updates the key's local records. `condition` is checked under the lock first, on a
+    /// fresh paths-info answer: atomic against this node's writers only (the Hub's batch
+    /// API has no compare-and-swap).
     async fn register(
         &self,
         id: &BucketId,
         bucket: &str,
         path: &str,
-        hash: XetHash,
-        content_type: Option<String>,
+        ops: Vec<BatchOp>,
+        condition: Option<&WriteCondition>,
     ) -> Result<shards::CommitGuard<'_>> {
         let commit = self.commit_lock(bucket, path).await;
+        if let Some(c) = condition {
+            self.check_condition(id, bucket, path, c).await?;
+        }
         let outcome = self
             .inner
             .hub
-            .batch(
-                id,
-                &[BatchOp::AddFile {
-                    path: path.to_string(),
-                    xet_hash: hash,
-                    mtime: now_millis(),
-                    content_type,
-                }],
-            )
+            .batch(id, &ops)
             .await
             .map_err(Self::bucket_err(bucket))?;
         match outcome.failed.first() {
@@ -549,6 +604,69 @@ impl Gateway {
                 f.path, f.error
             ))),
         }
+    }
+
+    /// Checks a conditional write against the object now at `path`.
+    async fn check_condition(
+        &self,
+        id: &BucketId,
+        bucket: &str,
+        path: &str,
+        condition: &WriteCondition,
+    ) -> Result<()> {
+        let key = names::path_to_key(path);
+        let current = self.fetch_stat(bucket, id, path).await?;
+        match (condition, current) {
+            (WriteCondition::IfNoneMatch, None) => Ok(()),
+            (WriteCondition::IfNoneMatch, Some(_)) => Err(CoreError::PreconditionFailed(format!(
+                "{key:?} exists (If-None-Match: *)"
+            ))),
+            (WriteCondition::IfMatch(_), None) => Err(CoreError::NoSuchKey(key)),
+            (WriteCondition::IfMatch(want), Some(stat)) => {
+                let meta = self.full_meta(bucket, id, &key, &stat).await?;
+                let unquote = |s: &str| s.trim().trim_matches('"').to_string();
+                if want.trim() == "*" || unquote(want) == unquote(&meta.etag) {
+                    Ok(())
+                } else {
+                    Err(CoreError::PreconditionFailed(format!(
+                        "{key:?} has ETag {} (If-Match: {want})",
+                        meta.etag
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Reads part `part_number` of an object (S3 `partNumber`): a part of a multipart
+    /// object from its stored parts layout; part 1 of any other object is all of it.
+    pub async fn get_object_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        part_number: u32,
+    ) -> Result<GetResult> {
+        // The object may change between the lookup and the read: read again then.
+        for _ in 0..3 {
+            let meta = self.head_object(bucket, key).await?;
+            let range = meta
+                .part_range(part_number)
+                .ok_or(CoreError::InvalidPartNumber {
+                    part: part_number,
+                    parts: meta.parts.len().max(1) as u32,
+                })?;
+            // Part 1 of a single-part object is a plain whole read.
+            let range = match meta.parts.is_empty() {
+                true => None,
+                false => range.map(|(a, b)| ByteRange::FromTo(a, b)),
+            };
+            let got = self.get_object(bucket, key, range).await?;
+            if got.meta.xet_hash == meta.xet_hash {
+                return Ok(GetResult { meta, ..got });
+            }
+        }
+        Err(CoreError::Internal(format!(
+            "{key:?} kept changing during a part read"
+        )))
     }
 
     /// Reads an object, or a byte range of it, as a stream.
@@ -617,62 +735,84 @@ impl Gateway {
     }
 
     /// Copies an object by registering its content hash at the destination: no bytes move.
+    /// The destination gets the source's metadata or, with [`CopyMetadata::Replace`], the
+    /// given one (then its condition applies to the destination too).
     pub async fn copy_object(
         &self,
         src_bucket: &str,
         src_key: &str,
         dst_bucket: &str,
         dst_key: &str,
-        content_type: Option<String>,
+        metadata: CopyMetadata,
     ) -> Result<ObjectMeta> {
         let src = self.head_object(src_bucket, src_key).await?;
         let dst_id = self.bucket_id(dst_bucket).await?;
         let dst_path = key_to_path(dst_key)?;
-        let content_type = content_type.or(src.content_type.clone());
-        let _commit = if src_bucket == dst_bucket {
-            self.register(
-                &dst_id,
-                dst_bucket,
-                &dst_path,
-                src.xet_hash,
-                content_type.clone(),
-            )
-            .await?
+        let (content_type, mut extra, mtime, condition) = match metadata {
+            CopyMetadata::Copy => (
+                src.content_type.clone(),
+                src.extra.clone(),
+                now_millis(),
+                None,
+            ),
+            CopyMetadata::Replace(o) => (
+                o.content_type.or(src.content_type.clone()),
+                o.extra,
+                o.mtime_ms.unwrap_or_else(now_millis),
+                o.condition,
+            ),
+        };
+        let cross_bucket = src_bucket != dst_bucket;
+        if let (true, Some(ct)) = (cross_bucket, &content_type) {
+            // `copyFile` carries no content type: keep it in the sidecar.
+            extra.headers.insert("content-type".into(), ct.clone());
+        }
+        let object_op = if !cross_bucket {
+            BatchOp::AddFile {
+                path: dst_path.clone(),
+                xet_hash: src.xet_hash,
+                mtime,
+                content_type: content_type.clone(),
+            }
         } else {
             let src_id = self.bucket_id(src_bucket).await?;
-            let commit = self.commit_lock(dst_bucket, &dst_path).await;
-            let outcome = self
-                .inner
-                .hub
-                .batch(
-                    &dst_id,
-                    &[BatchOp::CopyFile {
-                        path: dst_path.clone(),
-                        xet_hash: src.xet_hash,
-                        mtime: now_millis(),
-                        source_repo_type: "bucket".into(),
-                        source_repo_id: src_id.to_string(),
-                    }],
-                )
-                .await
-                .map_err(Self::bucket_err(dst_bucket))?;
-            if let Some(f) = outcome.failed.first() {
-                return Err(CoreError::Internal(format!(
-                    "hub refused to copy to {}: {}",
-                    f.path, f.error
-                )));
+            BatchOp::CopyFile {
+                path: dst_path.clone(),
+                xet_hash: src.xet_hash,
+                mtime,
+                source_repo_type: "bucket".into(),
+                source_repo_id: src_id.to_string(),
             }
-            commit
         };
-        let parts = self.multipart_parts_of(src_bucket, src_key, &src.xet_hash);
+        let mut ops = vec![object_op];
+        ops.extend(
+            self.stage_sidecar(&dst_id, dst_key, src.xet_hash, mtime, &extra, &src.parts)
+                .await?,
+        );
+        let _commit = self
+            .register(&dst_id, dst_bucket, &dst_path, ops, condition.as_ref())
+            .await?;
+        let parts = match src.parts.len() {
+            0 => self.multipart_parts_of(src_bucket, src_key, &src.xet_hash),
+            n => Some(n as u32),
+        };
         self.set_multipart_etag(dst_bucket, dst_key, &src.xet_hash, parts)?;
         Ok(ObjectMeta {
             key: dst_key.to_string(),
             size: src.size,
             etag: etag(&src.xet_hash, parts),
-            last_modified: SystemTime::now(),
+            last_modified: UNIX_EPOCH + Duration::from_millis(mtime),
             content_type,
             xet_hash: src.xet_hash,
+            extra: ObjectExtra {
+                headers: extra
+                    .headers
+                    .into_iter()
+                    .filter(|(k, _)| k != "content-type")
+                    .collect(),
+                ..extra
+            },
+            parts: src.parts,
         })
     }
 
@@ -696,6 +836,10 @@ impl Gateway {
             match key_to_path(key) {
                 Ok(p) => {
                     ops.push(BatchOp::DeleteFile { path: p.clone() });
+                    // The sidecar goes with its object; a missing one is no error.
+                    ops.push(BatchOp::DeleteFile {
+                        path: sidecar::sidecar_path(key),
+                    });
                     paths.push((key.clone(), p));
                 }
                 Err(e) => results.push((key.clone(), Err(e))),

@@ -5,13 +5,13 @@
 //! consumed in order and the listing stops as soon as one entry past `max_keys` is seen, so
 //! a page of a huge bucket costs about one page of Hub listing plus the entries skipped
 //! before the continuation point. Folder markers are hidden but still produce their
-//! directory's common prefix.
+//! directory's common prefix; the reserved `.hugbucket/` tree (sidecars) is never listed.
 
 use hugbucket_upstream::TreeEntry;
 
 use crate::Gateway;
 use crate::error::{CoreError, Result};
-use crate::names::{is_folder_marker, path_to_key};
+use crate::names::{is_folder_marker, is_hidden, path_to_key};
 use crate::types::{ListPage, ListRequest, ObjectMeta};
 
 /// Continuation tokens are the hex of the last key or common prefix returned.
@@ -46,7 +46,8 @@ impl Gateway {
         let delim = req.delimiter.clone().filter(|d| !d.is_empty());
         let prefix = req.prefix.as_str();
         let mut page = ListPage::default();
-        if req.max_keys == 0 {
+        // Nothing below the reserved tree is an object.
+        if req.max_keys == 0 || (is_hidden(prefix) && prefix.contains('/')) {
             return Ok(page);
         }
         let slash_mode = delim.as_deref() == Some("/");
@@ -68,8 +69,11 @@ impl Gateway {
             let mut named: Vec<(String, Option<ObjectMeta>)> = Vec::with_capacity(entries.len());
             for e in entries {
                 match e {
+                    TreeEntry::File(f) if is_hidden(&f.path) => {}
                     TreeEntry::File(f) => {
-                        if is_folder_marker(&f.path) {
+                        // An empty `dir/.hugbucket_keep` is a folder marker; a non-empty
+                        // one is the object `dir/` (listed below like any other).
+                        if is_folder_marker(&f.path) && f.size == 0 {
                             // Hidden, but its folder is a common prefix when grouping.
                             // (In `/` mode the folder shows up as a directory entry.)
                             if delim.is_some() && !slash_mode {
@@ -81,6 +85,7 @@ impl Gateway {
                         let meta = self.meta_of(bucket, &key, &f);
                         named.push((key, Some(meta)));
                     }
+                    TreeEntry::Directory(d) if is_hidden(&d.path) => {}
                     TreeEntry::Directory(d) => {
                         named.push((format!("{}/", d.path.trim_end_matches('/')), None));
                     }

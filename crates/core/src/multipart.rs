@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{CoreError, Result};
 use crate::names::{etag, key_to_path, now_millis};
-use crate::types::{ByteRange, ByteStream, MultipartUpload, ObjectMeta, PartMeta, PutOptions};
+use crate::types::{
+    ByteRange, ByteStream, MultipartUpload, ObjectExtra, ObjectMeta, PartMeta, PutOptions,
+    WriteCondition,
+};
 use crate::{Gateway, put};
 
 const UPLOADS: &str = "multipart_uploads";
@@ -37,6 +40,12 @@ struct UploadRecord {
     key: String,
     created_ms: u64,
     content_type: Option<String>,
+    /// Metadata for the object's sidecar (CreateMultipartUpload's headers).
+    #[serde(default)]
+    extra: ObjectExtra,
+    /// The object's mtime, when the client gave one.
+    #[serde(default)]
+    mtime_ms: Option<u64>,
     /// Set once completed (kept so a retried Complete answers the same).
     completed: Option<Completed>,
 }
@@ -138,6 +147,8 @@ impl Gateway {
             key: key.to_string(),
             created_ms: now_millis(),
             content_type: opts.content_type,
+            extra: opts.extra,
+            mtime_ms: opts.mtime_ms,
             completed: None,
         };
         self.inner
@@ -268,6 +279,20 @@ impl Gateway {
         upload_id: &str,
         parts: &[(u32, String)],
     ) -> Result<ObjectMeta> {
+        self.complete_multipart_if(bucket, key, upload_id, parts, None)
+            .await
+    }
+
+    /// [`Gateway::complete_multipart`] as a conditional write: the object is only
+    /// registered if `condition` holds (checked under the key's commit lock).
+    pub async fn complete_multipart_if(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        condition: Option<WriteCondition>,
+    ) -> Result<ObjectMeta> {
         let mut rec = self.load_upload(bucket, key, upload_id)?;
         let wanted: Vec<(u32, String)> = parts
             .iter()
@@ -282,6 +307,8 @@ impl Gateway {
                     last_modified: SystemTime::now(),
                     content_type: rec.content_type.clone(),
                     xet_hash: done.xet_hash,
+                    extra: rec.extra.clone(),
+                    parts: Vec::new(),
                 });
             }
             return Err(CoreError::NoSuchUpload(upload_id.to_string()));
@@ -320,6 +347,7 @@ impl Gateway {
         let mut verification = Vec::new();
         let mut chunks = Vec::new();
         let mut size = 0u64;
+        let mut sizes = Vec::with_capacity(chosen.len());
         for (n, part) in &chosen {
             let raw = self
                 .inner
@@ -337,6 +365,7 @@ impl Gateway {
             ));
             verification.extend(part.verification.iter().copied());
             size += part.size;
+            sizes.push(part.size);
         }
         let hash = file_hash(&chunks);
         let shard = Shard {
@@ -354,8 +383,20 @@ impl Gateway {
         cas.upload_shard(Bytes::from(shard.to_upload_bytes()))
             .await?;
         let path = key_to_path(key)?;
+        let mtime = rec.mtime_ms.unwrap_or_else(now_millis);
+        let mut ops = vec![hugbucket_upstream::BatchOp::AddFile {
+            path: path.clone(),
+            xet_hash: hash,
+            mtime,
+            content_type: rec.content_type.clone(),
+        }];
+        // The sidecar keeps the parts layout (for `partNumber` reads) and the metadata.
+        ops.extend(
+            self.stage_sidecar(&id, key, hash, mtime, &rec.extra, &sizes)
+                .await?,
+        );
         let _commit = self
-            .register(&id, bucket, &path, hash, rec.content_type.clone())
+            .register(&id, bucket, &path, ops, condition.as_ref())
             .await?;
         let n_parts = wanted.len() as u32;
         self.set_multipart_etag(bucket, key, &hash, Some(n_parts))?;
@@ -372,9 +413,11 @@ impl Gateway {
             key: key.to_string(),
             size,
             etag: etag(&hash, Some(n_parts)),
-            last_modified: SystemTime::now(),
+            last_modified: to_time(mtime),
             content_type: rec.content_type,
             xet_hash: hash,
+            extra: rec.extra,
+            parts: sizes,
         })
     }
 

@@ -10,6 +10,10 @@ use crate::error::{CoreError, Result};
 /// convention, so buckets stay interoperable) and hidden from listings.
 pub const FOLDER_MARKER: &str = ".hugbucket_keep";
 
+/// The one reserved top-level tree of gateway records (metadata sidecars, multipart
+/// records): hidden from listings, refused as a key's first segment.
+pub const HIDDEN_ROOT: &str = ".hugbucket";
+
 /// Maximum key length in bytes (S3's limit).
 pub const MAX_KEY_LEN: usize = 1024;
 
@@ -50,7 +54,9 @@ pub fn validate_bucket(name: &str) -> Result<()> {
     }
 }
 
-/// Maps an S3 key to the Hub path that stores it: "folder/" keys become folder markers.
+/// Maps an S3 key to the Hub path that stores it: "folder/" keys are stored at
+/// `folder/.hugbucket_keep` (a Hub path cannot end in `/`): empty, that file is a folder
+/// marker; non-empty, it is the ordinary object `folder/`.
 /// Keys must be non-empty, at most 1024 bytes, free of NUL and not contain empty,
 /// `.` or `..` path segments that a Hub path cannot hold, except a trailing `/`.
 pub fn key_to_path(key: &str) -> Result<String> {
@@ -73,7 +79,9 @@ pub fn key_to_path(key: &str) -> Result<String> {
             return bad("key has an empty, '.' or '..' segment");
         }
     }
-    if trimmed.rsplit('/').next() == Some(FOLDER_MARKER) {
+    if trimmed.rsplit('/').next() == Some(FOLDER_MARKER)
+        || trimmed.split('/').next() == Some(HIDDEN_ROOT)
+    {
         return bad("reserved name");
     }
     if key.ends_with('/') {
@@ -91,9 +99,14 @@ pub fn path_to_key(path: &str) -> String {
     }
 }
 
-/// Whether a Hub path is a folder marker.
+/// Whether a Hub path is where a `folder/` key is stored (a folder marker when empty).
 pub fn is_folder_marker(path: &str) -> bool {
     path == FOLDER_MARKER || path.ends_with(&format!("/{FOLDER_MARKER}"))
+}
+
+/// Whether a Hub path is in the gateway's reserved tree (never an object).
+pub fn is_hidden(path: &str) -> bool {
+    path.split('/').next() == Some(HIDDEN_ROOT)
 }
 
 /// The quoted ETag of content with this file hash: `"<xet hash>-N"`, N = the number of
@@ -147,10 +160,16 @@ mod tests {
             "a/..",
             "k\0",
             "a/.hugbucket_keep",
+            ".hugbucket",
+            ".hugbucket/meta/x",
+            ".hugbucket/",
         ] {
             assert!(key_to_path(bad).is_err(), "{bad:?}");
         }
         assert!(key_to_path(&"k".repeat(1024)).is_ok());
+        assert_eq!(key_to_path("a/.hugbucket").unwrap(), "a/.hugbucket");
+        assert_eq!(key_to_path(".hugbucketx").unwrap(), ".hugbucketx");
+        assert!(is_hidden(".hugbucket/meta/ab") && !is_hidden("a/.hugbucket/x"));
         assert!(key_to_path(&"k".repeat(1025)).is_err());
         assert_eq!(
             key_to_path("sp ace+plus%pct/ünï").unwrap(),

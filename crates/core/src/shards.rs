@@ -42,10 +42,13 @@ use crate::ttl::TtlCache;
 /// `(bucket, path)` of an object.
 pub(crate) type PathKey = (String, String);
 
+/// A paths-info answer about an object: its entry and its sidecar's, if any.
+pub(crate) type Stat = (RemoteFile, Option<RemoteFile>);
+
 /// The state one shard owns.
 pub(crate) struct ShardState {
     /// paths-info answers by (bucket, path).
-    pub metadata: TtlCache<PathKey, RemoteFile>,
+    pub metadata: TtlCache<PathKey, Stat>,
     /// Reconstructions by (file hash, first byte, last byte).
     pub reconstructions: TtlCache<(XetHash, u64, u64), Reconstruction>,
     /// One upstream fetch per reconstruction term at a time.
@@ -79,7 +82,7 @@ impl ShardState {
     /// Caches `file` unless a write invalidated anything in this shard since `epoch`. The
     /// check runs under the cache's lock, so it is ordered against every invalidation: one
     /// that bumped the epoch first makes it skip, one that comes later removes the entry.
-    pub fn cache_if_unchanged(&self, epoch: u64, key: PathKey, file: RemoteFile) {
+    pub fn cache_if_unchanged(&self, epoch: u64, key: PathKey, file: Stat) {
         self.metadata
             .insert_if(key, file, || self.writes.load(Ordering::SeqCst) == epoch);
     }
@@ -181,8 +184,11 @@ impl KeyShards {
                 .name(format!("hugbucket-key-{i}"))
                 .spawn(move || {
                     crate::affinity::pin_to(cpu);
+                    // Blocking-pool threads (a PUT's hashing and compression) get every
+                    // core back instead of inheriting this thread's pin.
                     let rt = match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
+                        .on_thread_start(crate::affinity::unpin)
                         .build()
                     {
                         Ok(rt) => rt,
@@ -270,15 +276,16 @@ fn owner_shard(bucket: &str, key: &str, shards: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn file(path: &str) -> RemoteFile {
-        RemoteFile {
+    fn file(path: &str) -> Stat {
+        let f = RemoteFile {
             path: path.to_string(),
             size: 1,
             xet_hash: XetHash::default(),
             mtime: None,
             uploaded_at: None,
             content_type: None,
-        }
+        };
+        (f, None)
     }
 
     #[test]

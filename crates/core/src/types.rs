@@ -1,5 +1,6 @@
 //! Public data types of the core API (see `docs/core-api.md`).
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::time::SystemTime;
 
@@ -26,6 +27,73 @@ pub struct ObjectMeta {
     pub content_type: Option<String>,
     /// The Xet file hash of the content.
     pub xet_hash: XetHash,
+    /// User metadata and standard headers stored with the object (from its sidecar).
+    pub extra: ObjectExtra,
+    /// Sizes of the parts of an object completed from multipart parts, in order (empty:
+    /// a single part, or a layout this node does not know).
+    pub parts: Vec<u64>,
+}
+
+impl ObjectMeta {
+    /// The inclusive byte range of part `n` (S3 `partNumber`): for a multipart object from
+    /// its parts layout, otherwise part 1 is the whole object. `None` when there is no
+    /// such part; `Some(None)` for the (empty) whole of an empty object.
+    pub fn part_range(&self, n: u32) -> Option<Option<(u64, u64)>> {
+        if self.parts.is_empty() {
+            return (n == 1).then(|| (self.size > 0).then(|| (0, self.size - 1)));
+        }
+        let i = usize::try_from(n).ok()?.checked_sub(1)?;
+        let len = *self.parts.get(i)?;
+        let start: u64 = self.parts[..i].iter().sum();
+        Some((len > 0).then(|| (start, start + len - 1)))
+    }
+}
+
+/// What S3 stores with an object besides its bytes, content type and mtime: user metadata
+/// (`x-amz-meta-*`, names without the prefix, lowercase) and the standard headers
+/// `cache-control`, `expires`, `content-disposition`, `content-encoding`,
+/// `content-language` (lowercase names). Kept in the object's sidecar when not empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ObjectExtra {
+    /// User metadata.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    /// Standard headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl ObjectExtra {
+    /// The standard headers an object can carry (lowercase).
+    pub const HEADERS: [&'static str; 5] = [
+        "cache-control",
+        "expires",
+        "content-disposition",
+        "content-encoding",
+        "content-language",
+    ];
+    /// S3's limit on user metadata: names and values, in bytes.
+    pub const MAX_USER_BYTES: usize = 2048;
+
+    /// Nothing stored.
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty() && self.headers.is_empty()
+    }
+
+    /// Bytes of user metadata as S3 counts them (names and values).
+    pub fn user_bytes(&self) -> usize {
+        self.meta.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+/// A condition on the current object for a write to proceed (S3 conditional writes),
+/// checked under the key's commit lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteCondition {
+    /// `If-None-Match: *`: only if no object exists.
+    IfNoneMatch,
+    /// `If-Match: <etag>`: only if the object exists with this ETag.
+    IfMatch(String),
 }
 
 /// A bucket.
@@ -109,13 +177,30 @@ pub struct ListPage {
     pub is_truncated: bool,
 }
 
-/// Options of a PUT.
+/// Options of a PUT (and of CreateMultipartUpload, Copy with replaced metadata).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutOptions {
     /// Content type to record.
     pub content_type: Option<String>,
     /// Declared length (Content-Length); the body must match it exactly.
     pub size_hint: Option<u64>,
+    /// Metadata to store with the object (a sidecar when not empty).
+    pub extra: ObjectExtra,
+    /// The object's modification time in ms since the epoch (default: now), e.g. from
+    /// rclone's `x-amz-meta-mtime`.
+    pub mtime_ms: Option<u64>,
+    /// Only write if this holds (412 otherwise).
+    pub condition: Option<WriteCondition>,
+}
+
+/// The metadata of a copy's destination (S3 `x-amz-metadata-directive`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CopyMetadata {
+    /// The source's content type and metadata (`COPY`).
+    #[default]
+    Copy,
+    /// These instead (`REPLACE`); no content type given keeps the source's.
+    Replace(PutOptions),
 }
 
 /// A multipart part.
@@ -144,7 +229,31 @@ pub struct MultipartUpload {
 
 #[cfg(test)]
 mod tests {
-    use super::ByteRange;
+    use super::*;
+
+    #[test]
+    fn part_ranges() {
+        let mut m = ObjectMeta {
+            key: "k".into(),
+            size: 10,
+            etag: String::new(),
+            last_modified: std::time::UNIX_EPOCH,
+            content_type: None,
+            xet_hash: XetHash::default(),
+            extra: ObjectExtra::default(),
+            parts: Vec::new(),
+        };
+        assert_eq!(m.part_range(1), Some(Some((0, 9))));
+        assert_eq!(m.part_range(2), None);
+        m.parts = vec![6, 4];
+        assert_eq!(m.part_range(1), Some(Some((0, 5))));
+        assert_eq!(m.part_range(2), Some(Some((6, 9))));
+        assert_eq!(m.part_range(3), None);
+        assert_eq!(m.part_range(0), None);
+        m.parts.clear();
+        m.size = 0;
+        assert_eq!(m.part_range(1), Some(None));
+    }
 
     #[test]
     fn ranges_resolve_like_s3() {

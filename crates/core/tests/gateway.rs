@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use hugbucket_core::{
-    ByteRange, ByteStream, CoreConfig, CoreError, Gateway, ListRequest, PutOptions,
+    ByteRange, ByteStream, CopyMetadata, CoreConfig, CoreError, Gateway, ListRequest, PutOptions,
     UpstreamFailure, UpstreamKind,
 };
 use hugbucket_hub::{FaultRule, HubConfig, RunningHub};
@@ -28,6 +28,14 @@ fn upstream_config() -> UpstreamConfig {
         },
         ..UpstreamConfig::default()
     }
+}
+
+/// CopyObject with `x-amz-metadata-directive: REPLACE` and a new content type.
+fn replace_type(content_type: &str) -> CopyMetadata {
+    CopyMetadata::Replace(PutOptions {
+        content_type: Some(content_type.into()),
+        ..Default::default()
+    })
 }
 
 async fn gateway_for(hub: &RunningHub, state_dir: &std::path::Path) -> Gateway {
@@ -159,6 +167,7 @@ async fn put_get_roundtrip_and_ranges() {
                 PutOptions {
                     content_type: Some("application/x-test".into()),
                     size_hint: Some(data.len() as u64),
+                    ..Default::default()
                 },
             )
             .await
@@ -441,11 +450,11 @@ async fn copy_moves_no_bytes_and_delete_objects() {
     let bytes_before = e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed);
     let fetch_before = e.hub.stats().xorb_range_bytes.load(Ordering::Relaxed);
     let m1 = gw
-        .copy_object("src", "orig", "dst", "copied", None)
+        .copy_object("src", "orig", "dst", "copied", CopyMetadata::Copy)
         .await
         .unwrap();
     let m2 = gw
-        .copy_object("src", "orig", "src", "again", Some("text/plain".into()))
+        .copy_object("src", "orig", "src", "again", replace_type("text/plain"))
         .await
         .unwrap();
     assert_eq!(
@@ -471,7 +480,8 @@ async fn copy_moves_no_bytes_and_delete_objects() {
         Some("text/plain")
     );
     assert!(matches!(
-        gw.copy_object("src", "missing", "dst", "x", None).await,
+        gw.copy_object("src", "missing", "dst", "x", CopyMetadata::Copy)
+            .await,
         Err(CoreError::NoSuchKey(_))
     ));
 
@@ -578,6 +588,7 @@ async fn multipart_out_of_order_across_restart() {
         Err(CoreError::InvalidPart(_))
     ));
     let uploads_before = e.hub.stats().xorb_uploads.load(Ordering::Relaxed);
+    let bytes_before = e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed);
     let parts = [
         (1, m1.etag.clone()),
         (2, m2.etag.clone()),
@@ -587,10 +598,12 @@ async fn multipart_out_of_order_across_restart() {
         .complete_multipart("mpu", "obj", &id, &parts)
         .await
         .unwrap();
+    // The one new xorb is the small sidecar holding the parts layout.
+    assert!(e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed) - bytes_before < 4096);
     assert_eq!(
         e.hub.stats().xorb_uploads.load(Ordering::Relaxed),
-        uploads_before,
-        "complete re-uploads nothing"
+        uploads_before + 1,
+        "complete re-uploads nothing but the sidecar"
     );
     assert!(done.etag.ends_with("-3\""), "{}", done.etag);
     let again = gw
@@ -873,7 +886,7 @@ async fn metadata_is_cached_but_our_writes_are_visible_at_once() {
         .unwrap();
     assert_eq!(gw.head_object("meta", "k").await.unwrap().size, 5);
     assert_eq!(get(gw, "meta", "k", None).await, b"three");
-    gw.copy_object("meta", "k", "meta", "k", Some("text/x".into()))
+    gw.copy_object("meta", "k", "meta", "k", replace_type("text/x"))
         .await
         .unwrap();
     assert_eq!(
@@ -1342,4 +1355,124 @@ async fn persistent_get_faults_never_yield_a_complete_looking_body() {
             assert!(get(&gw, "getp", "k", None).await == data);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sidecars_carry_metadata_until_the_object_changes_under_them() {
+    let e = env().await;
+    let gw = &e.gw;
+    gw.create_bucket("side").await.unwrap();
+    let mut extra = hugbucket_core::ObjectExtra::default();
+    extra.meta.insert("color".into(), "blue".into());
+    extra
+        .headers
+        .insert("cache-control".into(), "max-age=5".into());
+    let opts = PutOptions {
+        extra: extra.clone(),
+        mtime_ms: Some(1_700_000_000_123),
+        ..Default::default()
+    };
+    gw.put_object("side", "k", body(b"with metadata", 4), opts)
+        .await
+        .unwrap();
+    let m = gw.head_object("side", "k").await.unwrap();
+    assert_eq!(m.extra, extra);
+    assert_eq!(
+        m.last_modified,
+        std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)
+    );
+    // A second node (fresh state, no cache) sees it from the bucket.
+    let other = gateway_for(&e.hub, &e.dir.path().join("gw2")).await;
+    assert_eq!(other.head_object("side", "k").await.unwrap().extra, extra);
+    // A PUT without metadata writes no sidecar: the old one is stale and ignored.
+    gw.put_object("side", "k", body(b"plain", 2), PutOptions::default())
+        .await
+        .unwrap();
+    assert!(gw.head_object("side", "k").await.unwrap().extra.is_empty());
+    let sidecar = hugbucket_core::sidecar_path("k");
+    assert!(sidecar.starts_with(".hugbucket/meta/"));
+    let listed = gw
+        .list_objects(
+            "side",
+            ListRequest {
+                max_keys: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        listed
+            .objects
+            .iter()
+            .map(|o| o.key.as_str())
+            .collect::<Vec<_>>(),
+        vec!["k"],
+        "the sidecar is not listed"
+    );
+    assert!(matches!(
+        gw.put_object("side", &sidecar, body(b"x", 1), PutOptions::default())
+            .await,
+        Err(CoreError::InvalidKey(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_writes_check_the_current_object() {
+    use hugbucket_core::WriteCondition;
+    let e = env().await;
+    let gw = &e.gw;
+    gw.create_bucket("cond").await.unwrap();
+    let when = |c: WriteCondition| PutOptions {
+        condition: Some(c),
+        ..Default::default()
+    };
+    let first = gw
+        .put_object(
+            "cond",
+            "k",
+            body(b"1", 1),
+            when(WriteCondition::IfNoneMatch),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        gw.put_object(
+            "cond",
+            "k",
+            body(b"2", 1),
+            when(WriteCondition::IfNoneMatch)
+        )
+        .await,
+        Err(CoreError::PreconditionFailed(_))
+    ));
+    assert!(matches!(
+        gw.put_object(
+            "cond",
+            "k",
+            body(b"2", 1),
+            when(WriteCondition::IfMatch("\"abc-1\"".into()))
+        )
+        .await,
+        Err(CoreError::PreconditionFailed(_))
+    ));
+    gw.put_object(
+        "cond",
+        "k",
+        body(b"2", 1),
+        when(WriteCondition::IfMatch(first.etag.clone())),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        gw.put_object(
+            "cond",
+            "missing",
+            body(b"2", 1),
+            when(WriteCondition::IfMatch(first.etag))
+        )
+        .await,
+        Err(CoreError::NoSuchKey(_))
+    ));
+    assert_eq!(get(gw, "cond", "k", None).await, b"2");
 }

@@ -15,7 +15,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use hugbucket_core::{ByteRange, ByteStream, CoreError, Gateway, ListRequest, PutOptions};
+use hugbucket_core::{
+    ByteRange, ByteStream, CopyMetadata, CoreError, Gateway, ListRequest, PutOptions,
+};
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::StreamReader;
 use unftp_core::storage::{self, FEATURE_RESTART, Fileinfo, Metadata, StorageBackend};
@@ -323,7 +325,8 @@ impl GatewayStorage {
                     },
                 )
                 .await?;
-            for o in page.objects {
+            // A non-empty `dir/` object has no name inside `dir` (FTP shows the folder).
+            for o in page.objects.into_iter().filter(|o| !o.key.ends_with('/')) {
                 let meta = Meta {
                     len: o.size,
                     dir: false,
@@ -377,7 +380,9 @@ impl GatewayStorage {
         }
         for k in &keys {
             let new = format!("{dst}{}", &k[src.len()..]);
-            self.gateway.copy_object(sb, k, db, &new, None).await?;
+            self.gateway
+                .copy_object(sb, k, db, &new, CopyMetadata::Copy)
+                .await?;
         }
         let mut old: Vec<String> = keys;
         old.extend(folders);
@@ -739,7 +744,11 @@ impl StorageBackend<FtpUser> for GatewayStorage {
             self.meta_of(&src).await?;
             return Ok(());
         }
-        match self.gateway.copy_object(sb, sk, db, dk, None).await {
+        match self
+            .gateway
+            .copy_object(sb, sk, db, dk, CopyMetadata::Copy)
+            .await
+        {
             Ok(_) => {
                 self.gateway
                     .delete_object(sb, sk)

@@ -80,7 +80,9 @@ impl std::str::FromStr for Anonymous {
     }
 }
 
-/// Explicit FTPS (`AUTH TLS`) settings.
+/// Explicit FTPS (`AUTH TLS`) settings. The pair is loaded once by [`start`] into a
+/// [`hugbucket_tls::CertStore`] ([`FtpServer::certificates`]); reloading that store
+/// reaches new sessions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsConfig {
     /// PEM certificate chain.
@@ -178,12 +180,18 @@ pub struct FtpServer {
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    certificates: Option<Arc<hugbucket_tls::CertStore>>,
 }
 
 impl FtpServer {
     /// The bound control address (the real port when the configured one was 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The FTPS certificate (reload it to serve new files to new sessions), when FTPS is on.
+    pub fn certificates(&self) -> Option<Arc<hugbucket_tls::CertStore>> {
+        self.certificates.clone()
     }
 
     /// Stops accepting, closes every session and waits for the accept loop to end.
@@ -198,6 +206,31 @@ struct Shared {
     gateway: Gateway,
     users: auth::Users,
     passive: passive::PassivePorts,
+    /// The FTPS server configuration (over the reloading certificate), when FTPS is on.
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+fn invalid_input(e: impl std::fmt::Display) -> FtpError {
+    FtpError::Io(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        e.to_string(),
+    ))
+}
+
+/// The FTPS server configuration: what libunftp uses by default (TLS 1.2 only, since lftp
+/// mishandles TLS 1.3 with session resumption; session ids and tickets for the data
+/// connections' resumption), with the certificate from `certs` at each handshake.
+fn ftps_config(
+    certs: Arc<hugbucket_tls::CertStore>,
+) -> Result<Arc<rustls::ServerConfig>, FtpError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(hugbucket_tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .map_err(invalid_input)?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.session_storage = rustls::server::ServerSessionMemoryCache::new(1024);
+    config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(invalid_input)?;
+    Ok(Arc::new(config))
 }
 
 impl Shared {
@@ -225,18 +258,14 @@ impl Shared {
         if let Some(IpAddr::V4(ip)) = c.passive_host {
             b = b.passive_host(PassiveHost::Ip(ip));
         }
-        if let Some(tls) = &c.tls {
-            b = b.ftps(tls.cert.clone(), tls.key.clone());
+        if let (Some(tls), Some(server_config)) = (&c.tls, &self.tls) {
+            // (libunftp's `ftps_manual` has a type parameter it does not use.)
+            b = b.ftps_manual::<PathBuf>(server_config.clone());
             if tls.required {
                 b = b.ftps_required(FtpsRequired::All, FtpsRequired::All);
             }
         }
-        b.build().map_err(|e| {
-            FtpError::Io(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                e.to_string(),
-            ))
-        })
+        b.build().map_err(invalid_input)
     }
 }
 
@@ -249,13 +278,20 @@ pub async fn start(config: FtpConfig, gateway: Gateway) -> Result<FtpServer, Ftp
         tracing::warn!("ftp: no users configured and anonymous access is off: nobody can log in");
     }
     let users = auth::Users::new(&config);
+    let certificates = match &config.tls {
+        Some(t) => Some(hugbucket_tls::CertStore::load(&t.cert, &t.key).map_err(invalid_input)?),
+        None => None,
+    };
+    let tls = certificates.clone().map(ftps_config).transpose()?;
     let shared = Arc::new(Shared {
         config,
         gateway,
         users,
         passive: passive::PassivePorts::default(),
+        tls,
     });
-    // Build one server up front so that bad TLS files fail here, not on the first client.
+    // Build one server up front so that a bad configuration fails here, not on the first
+    // client.
     drop(shared.server(std::sync::Weak::new())?);
     let listener = TcpListener::bind(shared.config.listen).await?;
     let local_addr = listener.local_addr()?;
@@ -266,6 +302,7 @@ pub async fn start(config: FtpConfig, gateway: Gateway) -> Result<FtpServer, Ftp
         local_addr,
         stop,
         task,
+        certificates,
     })
 }
 

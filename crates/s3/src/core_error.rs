@@ -28,6 +28,8 @@ pub fn to_s3(err: &CoreError) -> S3Error {
             format!("{}: {m}", C::InvalidPart.default_message()),
         ),
         CoreError::InvalidPartOrder => S3Error::new(C::InvalidPartOrder),
+        CoreError::PreconditionFailed(_) => S3Error::new(C::PreconditionFailed),
+        CoreError::InvalidPartNumber { .. } => S3Error::new(C::InvalidPartNumber),
         CoreError::EntityTooSmall => S3Error::new(C::EntityTooSmall),
         CoreError::InvalidArgument(m) => S3Error::with_message(C::InvalidArgument, m.clone()),
         CoreError::IncompleteBody(_) => S3Error::new(C::IncompleteBody),
@@ -122,6 +124,16 @@ mod tests {
             (CoreError::InvalidPart("1".into()), C::InvalidPart, 400),
             (CoreError::InvalidPartOrder, C::InvalidPartOrder, 400),
             (CoreError::EntityTooSmall, C::EntityTooSmall, 400),
+            (
+                CoreError::PreconditionFailed("x".into()),
+                C::PreconditionFailed,
+                412,
+            ),
+            (
+                CoreError::InvalidPartNumber { part: 3, parts: 2 },
+                C::InvalidPartNumber,
+                416,
+            ),
             (
                 CoreError::InvalidArgument("x".into()),
                 C::InvalidArgument,

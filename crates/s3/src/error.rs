@@ -54,6 +54,7 @@ codes! {
     InvalidBucketName => StatusCode::BAD_REQUEST, "The specified bucket is not valid.";
     InvalidDigest => StatusCode::BAD_REQUEST, "The Content-MD5 you specified is not valid.";
     InvalidPart => StatusCode::BAD_REQUEST, "One or more of the specified parts could not be found. The part might not have been uploaded, or the specified entity tag might not have matched the part's entity tag.";
+    InvalidPartNumber => StatusCode::RANGE_NOT_SATISFIABLE, "The requested partnumber is not satisfiable";
     InvalidPartOrder => StatusCode::BAD_REQUEST, "The list of parts was not in ascending order. Parts must be ordered by part number.";
     InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE, "The requested range is not satisfiable";
     InvalidRequest => StatusCode::BAD_REQUEST, "Invalid Request";

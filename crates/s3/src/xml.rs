@@ -42,6 +42,17 @@ fn owner(w: &mut XmlWriter, tag: &'static str, o: &Owner) {
 
 /// `ListAllMyBucketsResult`.
 pub fn list_buckets(owner_: &Owner, buckets: &[(String, SystemTime)]) -> String {
+    list_buckets_page(owner_, buckets, None, None)
+}
+
+/// `ListAllMyBucketsResult` of one page: `next` is the continuation token of the next
+/// page, `prefix` the echoed `prefix` parameter.
+pub fn list_buckets_page(
+    owner_: &Owner,
+    buckets: &[(String, SystemTime)],
+    next: Option<&str>,
+    prefix: Option<&str>,
+) -> String {
     let mut w = XmlWriter::new("ListAllMyBucketsResult");
     owner(&mut w, "Owner", owner_);
     w.open("Buckets");
@@ -52,6 +63,12 @@ pub fn list_buckets(owner_: &Owner, buckets: &[(String, SystemTime)]) -> String 
             .close();
     }
     w.close();
+    if let Some(t) = next {
+        w.elem("ContinuationToken", t);
+    }
+    if let Some(p) = prefix {
+        w.elem("Prefix", p);
+    }
     w.finish()
 }
 

@@ -337,7 +337,10 @@ fn routing_and_xml_documents() {
     let r = env.signed(Method::PUT, "/photos/2024/a&b.txt", &data);
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let etag = r.header("etag").to_string();
-    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 66, "{etag}");
+    assert!(
+        etag.starts_with('"') && etag.ends_with('"') && etag.len() > 66,
+        "{etag}"
+    );
     let r = env.signed(Method::PUT, "/photos/2024/b.txt", b"b");
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let r = env.signed(Method::PUT, "/photos/top.txt", b"top");

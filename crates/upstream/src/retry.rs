@@ -68,6 +68,11 @@ where
         match op(attempt).await {
             Ok(v) => return Ok(v),
             Err(err) => {
+                if matches!(err, crate::UpstreamError::RateLimited(_)) {
+                    crate::metrics::METRICS
+                        .rate_limited
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let unit: f64 = rand::random();
                 match retry_decision(cfg, attempt, start.elapsed(), &err, unit) {
                     Some(delay) => {

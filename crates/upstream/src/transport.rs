@@ -232,9 +232,7 @@ impl Transport {
     }
 
     fn build(&self, req: &Req, whole_timeout: bool) -> reqwest::RequestBuilder {
-        crate::metrics::METRICS
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::METRICS.count_request(req.url.path());
         let client = if req.presigned {
             &self.presigned
         } else {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 
-use super::conn::serve_connection;
+use super::tls::serve_accepted;
 use super::{GlommioIo, GlommioTimer, HandlerFactory, LocalBoxFuture, ServeConfig, Server};
 
 fn glommio_sleep(d: Duration) -> LocalBoxFuture<()> {
@@ -51,7 +51,7 @@ pub(super) fn serve(config: ServeConfig, factory: HandlerFactory) -> std::io::Re
                         Some(Ok(stream)) => {
                             let _ = stream.set_nodelay(true);
                             let peer = stream.peer_addr().ok();
-                            let fut = serve_connection(
+                            let fut = serve_accepted(
                                 GlommioIo::new(stream),
                                 GlommioTimer,
                                 handler.clone(),

@@ -1,7 +1,8 @@
 //! Runtime layer: the hyper service written once, served thread-per-core either on pinned
 //! glommio executors (default) or on pinned tokio current-thread runtimes, each core with
-//! its own `SO_REUSEPORT` listener; the per-request progress watchdog; and the one bridge
-//! to the gateway core's tokio runtime ([`bridge`]).
+//! its own `SO_REUSEPORT` listener; HTTPS when [`ServeConfig::tls`] is set ([`tls`]); the
+//! per-request progress watchdog; and the one bridge to the gateway core's tokio runtime
+//! ([`bridge`]).
 //!
 //! A [`Handler`] is a `!Send` async function from request to response; a
 //! [`HandlerFactory`] builds one per core, on that core's thread.
@@ -10,6 +11,7 @@ pub mod bridge;
 mod conn;
 mod glommio_io;
 mod glommio_rt;
+pub mod tls;
 mod tokio_rt;
 
 use std::convert::Infallible;
@@ -90,6 +92,8 @@ pub struct ServeConfig {
     pub watchdog_tick: Duration,
     /// hyper's read buffer bound (limits the request head size).
     pub max_buf_size: usize,
+    /// Serve HTTPS with this configuration ([`tls::server_config`]); plain HTTP when unset.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServeConfig {
@@ -101,6 +105,7 @@ impl Default for ServeConfig {
             stall_timeout: Duration::from_secs(120),
             watchdog_tick: Duration::from_secs(1),
             max_buf_size: 256 << 10,
+            tls: None,
         }
     }
 }

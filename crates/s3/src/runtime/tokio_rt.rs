@@ -9,7 +9,7 @@ use std::time::Duration;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::conn::serve_connection;
+use super::tls::serve_accepted;
 use super::{HandlerFactory, LocalBoxFuture, ServeConfig, Server};
 
 fn tokio_sleep(d: Duration) -> LocalBoxFuture<()> {
@@ -31,7 +31,7 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
     Ok(s.into())
 }
 
-use hugbucket_core::affinity::pin_to;
+use hugbucket_core::affinity::{pin_to, unpin};
 
 pub(super) fn serve(config: ServeConfig, factory: HandlerFactory) -> std::io::Result<Server> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -55,7 +55,11 @@ pub(super) fn serve(config: ServeConfig, factory: HandlerFactory) -> std::io::Re
         let mut stop = stop_rx.clone();
         let thread = std::thread::Builder::new().name(format!("s3-tokio-{idx}")).spawn(move || {
             pin_to(cpu);
-            let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .on_thread_start(unpin)
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     let _ = ready_tx.send(Err(e));
@@ -79,7 +83,7 @@ pub(super) fn serve(config: ServeConfig, factory: HandlerFactory) -> std::io::Re
                         r = listener.accept() => match r {
                             Ok((stream, peer)) => {
                                 let _ = stream.set_nodelay(true);
-                                let fut = serve_connection(TokioIo::new(stream), TokioTimer::new(), handler.clone(), cfg.clone(), tokio_sleep, Some(peer));
+                                let fut = serve_accepted(TokioIo::new(stream), TokioTimer::new(), handler.clone(), cfg.clone(), tokio_sleep, Some(peer));
                                 tokio::task::spawn_local(fut);
                             }
                             Err(e) => {

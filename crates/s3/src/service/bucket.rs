@@ -8,13 +8,69 @@ use super::{Req, S3Result, Service, status_response, xml_ok};
 use crate::error::{S3Error, S3ErrorCode};
 use crate::xml;
 
+/// ListBuckets continuation tokens: the hex of the last bucket name returned.
+fn bucket_token_encode(name: &str) -> String {
+    name.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn bucket_token_decode(token: &str) -> Option<String> {
+    if token.len() % 2 != 0 || token.len() > 256 {
+        return None;
+    }
+    let bytes = (0..token.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    String::from_utf8(bytes).ok()
+}
+
 impl Service {
-    pub(super) async fn list_buckets(&self) -> S3Result {
+    /// ListBuckets, with S3's optional paging: `prefix`, `max-buckets` (1..=10000) and
+    /// `continuation-token` (the hex of the last name of the previous page).
+    pub(super) async fn list_buckets(&self, req: Req) -> S3Result {
+        let q = &req.route.query;
+        let prefix = q
+            .get("prefix")
+            .filter(|p| !p.is_empty())
+            .map(str::to_string);
+        let max = match q.int("max-buckets")? {
+            None => usize::MAX,
+            Some(n @ 1..=10_000) => n as usize,
+            Some(_) => {
+                return Err(S3Error::with_message(
+                    S3ErrorCode::InvalidArgument,
+                    "max-buckets must be an integer between 1 and 10000",
+                ));
+            }
+        };
+        let after = match q.get("continuation-token").filter(|t| !t.is_empty()) {
+            None => None,
+            Some(t) => Some(bucket_token_decode(t).ok_or_else(|| {
+                S3Error::with_message(
+                    S3ErrorCode::InvalidArgument,
+                    "The continuation token provided is incorrect",
+                )
+            })?),
+        };
         let buckets = self
             .core(None, |g| async move { g.list_buckets().await })
             .await?;
-        let rows: Vec<_> = buckets.into_iter().map(|b| (b.name, b.created)).collect();
-        Ok(xml_ok(xml::list_buckets(&self.owner, &rows)))
+        let mut rows: Vec<_> = buckets
+            .into_iter()
+            .filter(|b| prefix.as_deref().is_none_or(|p| b.name.starts_with(p)))
+            .filter(|b| after.as_deref().is_none_or(|a| b.name.as_str() > a))
+            .map(|b| (b.name, b.created))
+            .collect();
+        let next = (rows.len() > max).then(|| {
+            rows.truncate(max);
+            bucket_token_encode(&rows[max - 1].0)
+        });
+        Ok(xml_ok(xml::list_buckets_page(
+            &self.owner,
+            &rows,
+            next.as_deref(),
+            prefix.as_deref(),
+        )))
     }
 
     pub(super) async fn create_bucket(&self, req: Req) -> S3Result {
@@ -23,8 +79,16 @@ impl Service {
         // The location constraint is accepted and ignored: there is one region.
         xml::parse_create_bucket(&body)?;
         let b = bucket.clone();
-        self.core(None, |g| async move { g.create_bucket(&b).await })
-            .await?;
+        match self
+            .core(None, |g| async move { g.create_bucket(&b).await })
+            .await
+        {
+            // us-east-1 S3 answers 200 to creating a bucket you already own.
+            Err(e)
+                if e.code() == S3ErrorCode::BucketAlreadyOwnedByYou
+                    && self.region == "us-east-1" => {}
+            r => r?,
+        }
         let mut r = status_response(StatusCode::OK);
         if let Ok(v) = HeaderValue::from_str(&format!("/{bucket}")) {
             r.headers_mut().insert(http::header::LOCATION, v);
@@ -80,12 +144,8 @@ impl Service {
         } else {
             (q.get("marker").map(str::to_string), None)
         };
-        if token.as_deref() == Some("") {
-            return Err(S3Error::with_message(
-                S3ErrorCode::InvalidArgument,
-                "The continuation token provided is incorrect",
-            ));
-        }
+        // An empty token is no token, as S3 treats it.
+        let token = token.filter(|t| !t.is_empty());
         let echo = xml::ListEcho {
             bucket: req.bucket().to_string(),
             prefix: prefix.clone(),

@@ -1,11 +1,12 @@
 //! HTTP details shared by the object handlers: `Range` parsing, conditional requests
 //! (`If-Match`, `If-None-Match`, `If-Modified-Since`, `If-Unmodified-Since` and their
-//! `x-amz-copy-source-*` forms), object response headers and `response-*` overrides.
+//! `x-amz-copy-source-*` forms), conditional writes, stored metadata (`x-amz-meta-*` and
+//! the standard headers), object response headers and `response-*` overrides.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
-use hugbucket_core::{ByteRange, ObjectMeta};
+use hugbucket_core::{ByteRange, ObjectExtra, ObjectMeta, PutOptions, WriteCondition};
 
 use crate::error::{S3Error, S3ErrorCode};
 use crate::router::Query;
@@ -44,6 +45,93 @@ pub(crate) fn parse_copy_range(value: &str) -> Result<ByteRange, S3Error> {
     match parse_range(value) {
         Some(r @ ByteRange::FromTo(..)) => Ok(r),
         _ => Err(bad()),
+    }
+}
+
+/// The metadata a write stores with its object: `x-amz-meta-*` (at most 2 KiB, as S3:
+/// MetadataTooLarge) and the standard headers. The `aws-chunked` content coding of a
+/// streaming upload is transport, not the object's: it is dropped.
+pub(crate) fn object_extra(h: &HeaderMap) -> Result<ObjectExtra, S3Error> {
+    let mut extra = ObjectExtra::default();
+    for (name, value) in h {
+        let Some(user) = name.as_str().strip_prefix("x-amz-meta-") else {
+            continue;
+        };
+        let value = String::from_utf8_lossy(value.as_bytes()).trim().to_string();
+        extra
+            .meta
+            .entry(user.to_string())
+            .and_modify(|v| {
+                v.push(',');
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    if extra.user_bytes() > ObjectExtra::MAX_USER_BYTES {
+        return Err(S3Error::new(S3ErrorCode::MetadataTooLarge));
+    }
+    for name in ObjectExtra::HEADERS {
+        let Some(v) = h.get(name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let v = if name == "content-encoding" {
+            v.split(',')
+                .map(str::trim)
+                .filter(|c| !c.eq_ignore_ascii_case("aws-chunked") && !c.is_empty())
+                .collect::<Vec<_>>()
+                .join(",")
+        } else {
+            v.trim().to_string()
+        };
+        if !v.is_empty() {
+            extra.headers.insert(name.to_string(), v);
+        }
+    }
+    Ok(extra)
+}
+
+/// The modification time a client asks for in `x-amz-meta-mtime` (rclone, s3fs: unix
+/// seconds, possibly fractional), in ms since the epoch; the exact text stays in the
+/// metadata.
+pub(crate) fn client_mtime(extra: &ObjectExtra) -> Option<u64> {
+    let secs: f64 = extra.meta.get("mtime")?.trim().parse().ok()?;
+    (secs.is_finite() && (0.0..1e11).contains(&secs)).then(|| (secs * 1000.0).round() as u64)
+}
+
+/// The options of a write from its headers: content type, metadata, mtime, condition.
+pub(crate) fn write_options(h: &HeaderMap, size_hint: Option<u64>) -> Result<PutOptions, S3Error> {
+    let extra = object_extra(h)?;
+    Ok(PutOptions {
+        content_type: h
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        size_hint,
+        mtime_ms: client_mtime(&extra),
+        extra,
+        condition: write_condition(h)?,
+    })
+}
+
+/// The condition of a conditional write (PutObject, CompleteMultipartUpload, and
+/// CopyObject's destination): `If-None-Match: *` or `If-Match: <etag>`. S3 accepts no
+/// other `If-None-Match` value on writes, and not both headers at once.
+pub(crate) fn write_condition(h: &HeaderMap) -> Result<Option<WriteCondition>, S3Error> {
+    let get = |n: &str| h.get(n).and_then(|v| v.to_str().ok()).map(str::trim);
+    match (get("if-none-match"), get("if-match")) {
+        (None, None) => Ok(None),
+        (Some("*"), None) => Ok(Some(WriteCondition::IfNoneMatch)),
+        (None, Some(etag)) if !etag.is_empty() => {
+            Ok(Some(WriteCondition::IfMatch(etag.to_string())))
+        }
+        (Some(_), None) => Err(S3Error::with_message(
+            S3ErrorCode::NotImplemented,
+            "A header you provided implies functionality that is not implemented: If-None-Match accepts only *",
+        )),
+        _ => Err(S3Error::with_message(
+            S3ErrorCode::InvalidArgument,
+            "If-Match and If-None-Match cannot both be given on a write",
+        )),
     }
 }
 
@@ -171,6 +259,30 @@ pub(crate) fn object_headers(resp: &mut Response<ResponseBody>, meta: &ObjectMet
         meta.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE),
     );
     set(resp, http::header::ACCEPT_RANGES, "bytes");
+    for (name, value) in &meta.extra.headers {
+        if let Ok(n) = HeaderName::from_bytes(name.as_bytes()) {
+            set(resp, n, value);
+        }
+    }
+    for (name, value) in &meta.extra.meta {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(format!("x-amz-meta-{name}").as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            resp.headers_mut().insert(n, v);
+        }
+    }
+}
+
+/// Sets `x-amz-mp-parts-count` for a multipart object.
+pub(crate) fn parts_count(resp: &mut Response<ResponseBody>, meta: &ObjectMeta) {
+    if !meta.parts.is_empty() {
+        set(
+            resp,
+            HeaderName::from_static("x-amz-mp-parts-count"),
+            &meta.parts.len().to_string(),
+        );
+    }
 }
 
 /// Sets `Content-Range` for a 206 answer.
@@ -232,6 +344,66 @@ mod tests {
             parse_copy_range("bytes=2-4").unwrap(),
             ByteRange::FromTo(2, 4)
         );
+    }
+
+    #[test]
+    fn stored_metadata_from_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amz-meta-mtime",
+            HeaderValue::from_static("1700000000.123456789"),
+        );
+        h.insert("x-amz-meta-Color", HeaderValue::from_static("blue"));
+        h.insert("cache-control", HeaderValue::from_static("max-age=60"));
+        h.insert(
+            "content-encoding",
+            HeaderValue::from_static("aws-chunked,gzip"),
+        );
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        let o = write_options(&h, None).unwrap();
+        assert_eq!(o.extra.meta["color"], "blue");
+        assert_eq!(o.extra.meta["mtime"], "1700000000.123456789");
+        assert_eq!(o.mtime_ms, Some(1_700_000_000_123));
+        assert_eq!(o.extra.headers["cache-control"], "max-age=60");
+        assert_eq!(o.extra.headers["content-encoding"], "gzip");
+        assert!(!o.extra.headers.contains_key("content-type"));
+        assert_eq!(o.condition, None);
+        h.insert("content-encoding", HeaderValue::from_static("aws-chunked"));
+        assert!(
+            !write_options(&h, None)
+                .unwrap()
+                .extra
+                .headers
+                .contains_key("content-encoding")
+        );
+        h.insert(
+            "x-amz-meta-big",
+            HeaderValue::from_str(&"x".repeat(2040)).unwrap(),
+        );
+        assert_eq!(
+            write_options(&h, None).unwrap_err().code(),
+            S3ErrorCode::MetadataTooLarge
+        );
+        let mut c = HeaderMap::new();
+        c.insert("if-none-match", HeaderValue::from_static("*"));
+        assert_eq!(
+            write_condition(&c).unwrap(),
+            Some(WriteCondition::IfNoneMatch)
+        );
+        c.insert("if-none-match", HeaderValue::from_static("\"abc\""));
+        assert_eq!(
+            write_condition(&c).unwrap_err().code(),
+            S3ErrorCode::NotImplemented
+        );
+        c.clear();
+        c.insert("if-match", HeaderValue::from_static("\"abc\""));
+        assert_eq!(
+            write_condition(&c).unwrap(),
+            Some(WriteCondition::IfMatch("\"abc\"".into()))
+        );
+        let mut bad = ObjectExtra::default();
+        bad.meta.insert("mtime".into(), "yesterday".into());
+        assert_eq!(client_mtime(&bad), None);
     }
 
     #[test]

@@ -363,7 +363,9 @@ impl Service {
         }
         let status = resp.status().as_u16();
         let op_name = op.map_or_else(|| "Unrouted".to_string(), |o| format!("{o:?}"));
-        self.shared.metrics.record(&op_name, status);
+        self.shared
+            .metrics
+            .record(&op_name, status, started.elapsed());
         let bytes_in = declared.filter(|_| resp.status().is_success()).unwrap_or(0);
         self.shared
             .metrics
@@ -388,7 +390,7 @@ impl Service {
         use Operation as O;
         match req.route.op {
             O::Health => Ok(Response::new(crate::runtime::full("OK"))),
-            O::ListBuckets => self.list_buckets().await,
+            O::ListBuckets => self.list_buckets(req).await,
             O::CreateBucket => self.create_bucket(req).await,
             O::DeleteBucket => self.delete_bucket(req).await,
             O::HeadBucket => self.head_bucket(req).await,

@@ -1,14 +1,12 @@
 //! Multipart uploads: CreateMultipartUpload, UploadPart, UploadPartCopy,
 //! CompleteMultipartUpload, AbortMultipartUpload, ListMultipartUploads and ListParts.
 
-use http::{HeaderValue, StatusCode};
-use hugbucket_core::PutOptions;
-
-use super::headers::parse_copy_range;
+use super::headers::{client_mtime, object_extra, parse_copy_range, write_condition};
 use super::{Req, S3Result, Service, status_response, xml_ok};
 use crate::error::{S3Error, S3ErrorCode};
 use crate::router::parse_copy_source;
 use crate::xml;
+use http::{HeaderValue, StatusCode};
 
 /// `uploadId` of a request (the router only routes here with one).
 fn upload_id(req: &Req) -> Result<String, S3Error> {
@@ -28,9 +26,13 @@ fn part_number(req: &Req) -> Result<u32, S3Error> {
 impl Service {
     pub(super) async fn create_multipart_upload(&self, req: Req) -> S3Result {
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
-        let opts = PutOptions {
+        // Conditions belong to the Complete; the metadata is stored then.
+        let extra = object_extra(&req.parts.headers)?;
+        let opts = hugbucket_core::PutOptions {
             content_type: req.header("content-type").map(str::to_string),
-            size_hint: None,
+            mtime_ms: client_mtime(&extra),
+            extra,
+            ..Default::default()
         };
         let id = self
             .core(self.owner(req.bucket(), req.key()), |g| async move {
@@ -87,6 +89,7 @@ impl Service {
     pub(super) async fn complete_multipart_upload(&self, req: Req) -> S3Result {
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
         let id = upload_id(&req)?;
+        let condition = write_condition(&req.parts.headers)?;
         let host = req.header("host").unwrap_or("localhost").to_string();
         let body = req.collect(xml::MAX_COMPLETE_BODY).await?;
         let parts: Vec<(u32, String)> = xml::parse_complete_multipart(&body)?
@@ -96,7 +99,8 @@ impl Service {
         let (bb, kk) = (b.clone(), k.clone());
         let meta = self
             .core(self.owner(&b, &k), |g| async move {
-                g.complete_multipart(&bb, &kk, &id, &parts).await
+                g.complete_multipart_if(&bb, &kk, &id, &parts, condition)
+                    .await
             })
             .await?;
         let location = format!("http://{host}/{b}/{}", crate::xml::url_encode_key(&k));

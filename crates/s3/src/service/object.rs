@@ -3,10 +3,11 @@
 
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::BodyExt;
-use hugbucket_core::{ObjectMeta, PutOptions};
+use hugbucket_core::{ByteRange, CopyMetadata, GetResult, ObjectMeta};
 
 use super::headers::{
-    Conditions, Verdict, apply_overrides, content_range, object_headers, parse_range, validators,
+    Conditions, Verdict, apply_overrides, content_range, object_headers, parse_range, parts_count,
+    validators, write_options,
 };
 use super::{Req, S3Result, Service, status_response, xml_ok};
 use crate::core_error::to_s3;
@@ -33,6 +34,18 @@ fn replace_metadata(req: &Req) -> Result<bool, S3Error> {
             "Unknown metadata directive.",
         )),
     }
+}
+
+/// `partNumber` of a GET/HEAD (S3 refuses it together with `Range`).
+fn part_read(req: &Req) -> Result<Option<u32>, S3Error> {
+    let part = req.route.query.part_number()?;
+    if part.is_some() && req.header("range").is_some() {
+        return Err(S3Error::with_message(
+            S3ErrorCode::InvalidRequest,
+            "Cannot specify both Range header and partNumber query parameter",
+        ));
+    }
+    Ok(part)
 }
 
 impl Service {
@@ -68,10 +81,7 @@ impl Service {
 
     pub(super) async fn put_object(&self, req: Req) -> S3Result {
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
-        let opts = PutOptions {
-            content_type: req.header("content-type").map(str::to_string),
-            size_hint: req.declared_length,
-        };
+        let opts = write_options(&req.parts.headers, req.declared_length)?;
         let at = self.owner(&b, &k);
         let meta = self
             .core_with_body(at, req.body, |g, body| async move {
@@ -100,14 +110,18 @@ impl Service {
     }
 
     pub(super) async fn get_object(&self, req: Req) -> S3Result {
+        let part = part_read(&req)?;
         if let Some(r) = self.conditional(&req).await? {
             return Ok(r);
         }
         let range = req.header("range").and_then(parse_range);
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
-        let got = self
+        let got: GetResult = self
             .core(self.owner(req.bucket(), req.key()), |g| async move {
-                g.get_object(&b, &k, range).await
+                match part {
+                    Some(n) => g.get_object_part(&b, &k, n).await,
+                    None => g.get_object(&b, &k, range).await,
+                }
             })
             .await?;
         let length = match got.range {
@@ -121,6 +135,9 @@ impl Service {
             .boxed_unsync();
         let mut r = Response::new(body);
         object_headers(&mut r, &got.meta, length);
+        if part.is_some() {
+            parts_count(&mut r, &got.meta);
+        }
         if let Some(range) = got.range {
             *r.status_mut() = StatusCode::PARTIAL_CONTENT;
             content_range(&mut r, range, got.meta.size);
@@ -130,12 +147,25 @@ impl Service {
     }
 
     pub(super) async fn head_object(&self, req: Req) -> S3Result {
+        let part = part_read(&req)?;
         if let Some(r) = self.conditional(&req).await? {
             return Ok(r);
         }
         let meta = self.stat(req.bucket(), req.key()).await?;
         let mut r = status_response(StatusCode::OK);
-        match req.header("range").and_then(parse_range) {
+        let range = match part {
+            None => req.header("range").and_then(parse_range),
+            Some(n) => {
+                parts_count(&mut r, &meta);
+                match meta.part_range(n) {
+                    None => return Err(S3Error::new(S3ErrorCode::InvalidPartNumber)),
+                    // Part 1 of a single-part object: all of it.
+                    Some(_) if meta.parts.is_empty() => None,
+                    Some(p) => p.map(|(a, z)| ByteRange::FromTo(a, z)),
+                }
+            }
+        };
+        match range {
             None => object_headers(&mut r, &meta, meta.size),
             Some(range) => {
                 let (a, z) = range
@@ -189,16 +219,15 @@ impl Service {
             ));
         }
         self.check_copy_source(&req, &src_bucket, &src_key).await?;
-        let content_type = if replace {
-            req.header("content-type").map(str::to_string)
+        let metadata = if replace {
+            CopyMetadata::Replace(write_options(&req.parts.headers, None)?)
         } else {
-            None
+            CopyMetadata::Copy
         };
         let (b, k) = (req.bucket().to_string(), req.key().to_string());
         let meta = self
             .core(self.owner(req.bucket(), req.key()), |g| async move {
-                g.copy_object(&src_bucket, &src_key, &b, &k, content_type)
-                    .await
+                g.copy_object(&src_bucket, &src_key, &b, &k, metadata).await
             })
             .await?;
         Ok(xml_ok(xml::copy_result(

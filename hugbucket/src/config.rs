@@ -75,7 +75,7 @@ pub struct ServeArgs {
     /// Hugging Face token. With neither this nor --hf-endpoint, the embedded hub is used.
     #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
     pub hf_token: Option<String>,
-    /// Hub base URL (default https://huggingface.co when a token is given).
+    /// Hub base URL (default `https://huggingface.co` when a token is given).
     #[arg(long, env = "HF_ENDPOINT")]
     pub hf_endpoint: Option<String>,
     /// Address of the embedded hub (only used without HF_TOKEN/HF_ENDPOINT).

@@ -39,6 +39,7 @@ APT_PACKAGES=(
     "nginx"
     "systemd:systemd-analyze"
     "dpkg-dev:dpkg-shlibdeps"
+    "tinyproxy"
 )
 APT_OPTIONAL_PACKAGES=(
     "b3sum"
@@ -66,6 +67,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export DEBIAN_FRONTEND=noninteractive
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 export PIP_NO_INPUT=1
+# Every server the suites start is on loopback: a proxy set in the CI environment (the
+# gateway honours HTTP(S)_PROXY) must not be asked to reach them.
+export NO_PROXY="127.0.0.1,localhost,::1${NO_PROXY:+,$NO_PROXY}"
+export no_proxy="$NO_PROXY"
 
 STAGE_NAMES=()
 STAGE_RESULTS=()

@@ -51,6 +51,25 @@ pub enum Anonymous {
     Write,
 }
 
+/// Visibility of buckets the gateway creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BucketVisibility {
+    /// Readable by the owner's namespace only.
+    Private,
+    /// Readable by anyone.
+    Public,
+}
+
+impl BucketVisibility {
+    /// The upstream client's value.
+    pub fn upstream(self) -> hugbucket_upstream::Visibility {
+        match self {
+            Self::Private => hugbucket_upstream::Visibility::Private,
+            Self::Public => hugbucket_upstream::Visibility::Public,
+        }
+    }
+}
+
 /// Options of `hugbucket serve` (each also settable by environment and config file).
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -73,6 +92,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HUGBUCKET_DATA_DIR", default_value = "./hugbucket-data")]
     pub data_dir: PathBuf,
     /// Hugging Face token. With neither this nor --hf-endpoint, the embedded hub is used.
+    /// With --hf-endpoint and no token, the token file of huggingface_hub is read
+    /// (HF_TOKEN_PATH, else $HF_HOME/token, else ~/.cache/huggingface/token).
     #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
     pub hf_token: Option<String>,
     /// Hub base URL (default `https://huggingface.co` when a token is given).
@@ -85,6 +106,19 @@ pub struct ServeArgs {
     /// tests; off by default). Grammar: `hugbucket hub --help` / `hugbucket_hub::faults`.
     #[arg(long = "hub-fault", value_name = "RULE")]
     pub hub_fault: Vec<String>,
+    /// Lifetime of the embedded hub's fetch URLs (e.g. `2s`; default: one hour). For tests
+    /// of URL expiry during downloads.
+    #[arg(long, value_name = "DURATION", value_parser = hugbucket_hub::faults::parse_duration_arg)]
+    pub hub_fetch_url_ttl: Option<std::time::Duration>,
+    /// Visibility of buckets created through S3 CreateBucket and FTP MKD.
+    #[arg(
+        long,
+        env = "HUGBUCKET_BUCKET_VISIBILITY",
+        value_enum,
+        default_value = "private",
+        ignore_case = true
+    )]
+    pub bucket_visibility: BucketVisibility,
     /// S3 listen address.
     #[arg(long, env = "HUGBUCKET_S3_LISTEN", default_value = "0.0.0.0:9000")]
     pub s3_listen: SocketAddr,
@@ -268,6 +302,12 @@ impl ServeArgs {
                 "--hub-fault applies to the embedded hub only (no HF_TOKEN/HF_ENDPOINT)".into(),
             );
         }
+        if self.hub_fetch_url_ttl.is_some() && !self.uses_embedded_hub() {
+            return Err(
+                "--hub-fetch-url-ttl applies to the embedded hub only (no HF_TOKEN/HF_ENDPOINT)"
+                    .into(),
+            );
+        }
         if self.cores == Some(0) {
             return Err("--cores (HUGBUCKET_CORES) must be at least 1".into());
         }
@@ -319,6 +359,15 @@ impl ServeArgs {
                 } else {
                     self.hub_fault.join(" ")
                 },
+            ),
+            (
+                "hub-fetch-url-ttl",
+                self.hub_fetch_url_ttl
+                    .map_or("(default)".into(), |d| format!("{d:?}")),
+            ),
+            (
+                "bucket-visibility",
+                format!("{:?}", self.bucket_visibility).to_lowercase(),
             ),
             ("s3-listen", self.s3_listen.to_string()),
             ("s3-tls-cert", path(&self.s3_tls_cert)),

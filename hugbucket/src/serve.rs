@@ -49,9 +49,17 @@ async fn start_upstream(args: &ServeArgs) -> anyhow::Result<Upstream> {
             .clone()
             .unwrap_or_else(|| "https://huggingface.co".into());
         tracing::info!(%endpoint, "using the Hugging Face Hub");
+        // HF_TOKEN (the flag's env) first, then huggingface_hub's token file.
+        let token = args
+            .hf_token
+            .clone()
+            .or_else(hugbucket_upstream::discover_hf_token);
+        if token.is_none() {
+            tracing::warn!("no Hub token (HF_TOKEN or a token file): anonymous access only");
+        }
         return Ok(Upstream {
             endpoint,
-            token: args.hf_token.clone(),
+            token,
             embedded: None,
         });
     }
@@ -66,6 +74,7 @@ async fn start_upstream(args: &ServeArgs) -> anyhow::Result<Upstream> {
     if !config.faults.is_empty() {
         tracing::warn!(rules = ?args.hub_fault, "fault injection enabled in the embedded hub");
     }
+    config.fetch_url_ttl = args.hub_fetch_url_ttl;
     let hub = hugbucket_hub::start(config)
         .await
         .with_context(|| format!("starting the embedded hub in {}", dir.display()))?;
@@ -244,6 +253,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     );
     core.cache_capacity = args.cache_size;
     core.key_shard_cpus = args.core_cpus();
+    core.bucket_visibility = args.bucket_visibility.upstream();
     let gateway = Gateway::new(core, hub)
         .await
         .context("opening the gateway state and chunk cache")?;

@@ -35,6 +35,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: Hosts that never go through a proxy in the tests (`NO_PROXY` syntax).
+LOOPBACK_NO_PROXY = "127.0.0.1,localhost,::1"
+
 #: Variables that would point a client at a real Hub or a user's cache/token.
 _HF_ENV_TO_CLEAR = (
     "HF_ENDPOINT",
@@ -269,6 +272,10 @@ def _isolated_hf_env(tmp_path_factory):
     mp.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf_home_session")))
     mp.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     mp.setenv("DO_NOT_TRACK", "1")
+    # Every server of the suites is on loopback: a proxy set in the environment (which the
+    # gateway, huggingface_hub and requests all honour) must not be asked to reach it.
+    for name in ("NO_PROXY", "no_proxy"):
+        mp.setenv(name, ",".join(filter(None, [LOOPBACK_NO_PROXY, os.environ.get(name)])))
     yield
     mp.undo()
 

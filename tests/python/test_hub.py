@@ -396,7 +396,13 @@ def one_chunk_xorb(payload: bytes) -> bytes:
 
 def test_11_hub_token_required(env):
     s = env.server
+    # As on the Hub: a public bucket (MAIN) reads without a token, a private one (OTHER)
+    # does not exist for an anonymous caller (401 RepoNotFound); writes need a token.
     r = s.http("GET", f"/api/buckets/{MAIN}", token=None)
+    assert r.status_code == 200 and r.json()["private"] is False
+    r = s.http("GET", f"/api/buckets/{OTHER}", token=None)
+    assert r.status_code == 401 and r.headers["X-Error-Code"] == "RepoNotFound"
+    r = s.http("GET", "/api/whoami-v2", token=None)
     assert r.status_code == 401 and r.headers["X-Error-Code"] == "Unauthorized"
     r = s.http("GET", f"/api/buckets/{MAIN}", token="hf_not_a_token")
     assert r.status_code == 401 and r.headers["X-Error-Code"] == "Unauthorized"

@@ -6,6 +6,13 @@
 //! terms are already being fetched, so first bytes flow before the whole object is fetched
 //! and memory stays bounded (window × channel capacity × one chunk).
 //!
+//! Presigned fetch URLs expire, and v2 URLs are signed for their exact byte range. When a
+//! term's fetch is refused (401/403: expired) or breaks mid-body, the term's remaining
+//! chunks are re-queried (a reconstruction of just the file bytes not yet decoded, which
+//! comes with fresh URLs) and the fetch continues from there: the client of the GET sees one
+//! uninterrupted body. Each term may do this [`MAX_URL_REFRESHES`] times in a row without
+//! progress and [`MAX_TERM_REFRESHES`] times in all.
+//!
 //! Every decoded chunk's size is checked against its header and every term's size against
 //! the reconstruction. When the whole object is read, the chunk hashes are recomputed and
 //! the file hash compared with the object's. The last piece is held back until that check
@@ -26,7 +33,9 @@ use hugbucket_engine::XetHash;
 use hugbucket_engine::compression::decompress_chunk;
 use hugbucket_engine::hash::{chunk_hash, file_hash};
 use hugbucket_engine::xorb::ChunkHeader;
-use hugbucket_upstream::{CasClient, FetchEntry, Reconstruction, ReconstructionTerm};
+use hugbucket_upstream::{
+    CasClient, FetchEntry, Reconstruction, ReconstructionTerm, UpstreamError, XorbRangeStream,
+};
 use tokio::sync::mpsc;
 
 use crate::error::{CoreError, Result};
@@ -34,6 +43,13 @@ use crate::flight::SingleFlight;
 
 /// Decoded chunks per term channel.
 const TERM_CHANNEL: usize = 8;
+
+/// Re-queries of one term's URLs in a row without a decoded chunk in between.
+const MAX_URL_REFRESHES: u32 = 5;
+
+/// Re-queries of one term's URLs in all (a server that keeps cutting bodies short ends the
+/// GET with an error instead of being asked forever).
+const MAX_TERM_REFRESHES: u32 = 10;
 
 /// Chunks per cache entry: terms are cached in groups aligned to multiples of this chunk
 /// index, so that differently trimmed terms of the same xorb share entries.
@@ -46,6 +62,8 @@ pub(crate) type Flights = SingleFlight<ChunkRangeKey, Result<Arc<[(XetHash, u64)
 #[derive(Clone)]
 pub(crate) struct ReadCtx {
     pub cas: CasClient,
+    /// The file being read (to re-query its reconstruction for fresh fetch URLs).
+    pub file: XetHash,
     pub cache: Option<Arc<dyn ChunkCache>>,
     pub flights: Arc<Flights>,
     /// Where term fetch tasks run.
@@ -75,12 +93,14 @@ fn cached_term(cache: &dyn ChunkCache, term: &ReconstructionTerm) -> Option<Vec<
 /// A decoded chunk and its hash (when verification is on).
 type Piece = Result<(Bytes, Arc<[(XetHash, u64)]>)>;
 
-/// Builds the body stream of `len` bytes starting `offset_into_first_range` bytes into the
-/// first term. Must be called on the core's tokio runtime.
+/// Builds the body stream of `len` bytes of the file from byte `start` on, out of `recon`
+/// (the reconstruction of that range: its first term begins `offset_into_first_range`
+/// bytes before `start`). Must be called on the core's tokio runtime.
 /// `verify_hash`: when the whole file is read, the file hash it must have.
 pub(crate) fn reconstruct_stream(
     ctx: ReadCtx,
     recon: Reconstruction,
+    start: u64,
     len: u64,
     window: usize,
     verify_hash: Option<XetHash>,
@@ -89,6 +109,7 @@ pub(crate) fn reconstruct_stream(
         runtime: ctx.runtime.clone(),
         ctx,
         skip: recon.offset_into_first_range,
+        next_term_pos: start.saturating_sub(recon.offset_into_first_range),
         remaining: len,
         terms: recon.terms.clone().into_iter().collect(),
         recon,
@@ -111,6 +132,8 @@ pub(crate) struct ReconstructStream {
     running: VecDeque<mpsc::Receiver<Piece>>,
     window: usize,
     skip: u64,
+    /// File offset of the first byte of the next term to launch.
+    next_term_pos: u64,
     remaining: u64,
     verify: Option<(XetHash, Vec<(XetHash, u64)>)>,
     /// Bytes covered by chunk hashes already received but not yet by data (cached pieces
@@ -131,6 +154,11 @@ impl ReconstructStream {
             let entry = self.recon.fetch_for(&term).cloned();
             let ctx = self.ctx.clone();
             let hash_chunks = self.verify.is_some();
+            let term = PlacedTerm {
+                term,
+                pos: self.next_term_pos,
+            };
+            self.next_term_pos = self.next_term_pos.saturating_add(term.term.unpacked_length);
             self.runtime.spawn(async move {
                 if let Err(e) = serve_term(&ctx, term, entry, hash_chunks, &tx).await {
                     let _ = tx.send(Err(e)).await;
@@ -147,16 +175,17 @@ impl ReconstructStream {
 /// range cannot deadlock on each other's channels); every reader then serves the cache.
 async fn serve_term(
     ctx: &ReadCtx,
-    term: ReconstructionTerm,
+    placed: PlacedTerm,
     entry: Option<FetchEntry>,
     hash_chunks: bool,
     tx: &mpsc::Sender<Piece>,
 ) -> Result<()> {
+    let term = placed.term;
     let entry = entry.ok_or_else(|| {
         CoreError::Integrity(format!("no fetch entry for xorb {}", term.xorb_hash))
     })?;
     let Some(cache) = &ctx.cache else {
-        return fetch_term(&ctx.cas, None, &term, &entry, hash_chunks, Some(tx))
+        return fetch_term(ctx, None, &placed, &entry, hash_chunks, Some(tx))
             .await
             .map(|_| ());
     };
@@ -168,9 +197,9 @@ async fn serve_term(
     let filled = ctx
         .flights
         .run(key, || {
-            let (cas, cache, entry) = (ctx.cas.clone(), cache.clone(), entry.clone());
+            let (ctx, cache, entry) = (ctx.clone(), cache.clone(), entry.clone());
             async move {
-                fetch_term(&cas, Some(cache.as_ref()), &term, &entry, true, None)
+                fetch_term(&ctx, Some(cache.as_ref()), &placed, &entry, true, None)
                     .await
                     .map(Arc::from)
                     .map_err(|e| Arc::<str>::from(e.to_string()))
@@ -182,7 +211,7 @@ async fn serve_term(
         // The fetch's chunk hashes cover exactly these bytes (the cache returns what was put).
         Some(pieces) => send_cached(pieces, if hash_chunks { filled } else { no_hashes }, tx).await,
         // Not cached (too big for the cache, or already evicted): stream it ourselves.
-        None => fetch_term(&ctx.cas, None, &term, &entry, hash_chunks, Some(tx))
+        None => fetch_term(ctx, None, &placed, &entry, hash_chunks, Some(tx))
             .await
             .map(|_| ()),
     }
@@ -205,69 +234,121 @@ async fn send_cached(
     Ok(())
 }
 
+/// A term and the file offset of its first byte.
+#[derive(Clone, Copy)]
+struct PlacedTerm {
+    term: ReconstructionTerm,
+    pos: u64,
+}
+
+/// True for a fetch failure that fresh URLs may cure: a refused (expired) URL, or a transfer
+/// that broke (the client does not resume a range-signed URL with a narrower range).
+fn needs_fresh_url(e: &UpstreamError) -> bool {
+    matches!(e, UpstreamError::FetchUrlExpired(_)) || e.is_retryable()
+}
+
+/// Whether a term may re-query its URLs once more.
+fn may_refresh(in_a_row: u32, total: u32) -> bool {
+    in_a_row < MAX_URL_REFRESHES && total < MAX_TERM_REFRESHES
+}
+
+/// A fetch entry with fresh URLs for chunks `[next_chunk, term.chunk_end)` of `placed`'s
+/// xorb, from a reconstruction of the term's file bytes from `done_bytes` on.
+async fn refresh_entry(
+    ctx: &ReadCtx,
+    placed: &PlacedTerm,
+    next_chunk: u32,
+    done_bytes: u64,
+) -> Result<FetchEntry> {
+    let term = &placed.term;
+    let start = placed.pos + done_bytes;
+    let end = placed.pos + term.unpacked_length - 1;
+    let recon = ctx
+        .cas
+        .reconstruction(
+            &ctx.file,
+            Some(hugbucket_upstream::ByteRange { start, end }),
+        )
+        .await?;
+    let rest = ReconstructionTerm {
+        chunk_start: next_chunk,
+        ..*term
+    };
+    recon.fetch_for(&rest).cloned().ok_or_else(|| {
+        CoreError::Integrity(format!(
+            "re-queried reconstruction has no fetch entry for xorb {} chunks {}..{}",
+            term.xorb_hash, next_chunk, term.chunk_end
+        ))
+    })
+}
+
 /// Fetches a term's xorb range and decodes it chunk by chunk, into `tx` when given (each
 /// chunk with its hash when `hash_chunks`) and into the cache in aligned groups when given.
-/// Returns the chunk hashes (when `hash_chunks`).
+/// An expired URL or a broken transfer is continued from the next undecoded chunk with a
+/// freshly queried URL (see the module doc). Returns the chunk hashes (when `hash_chunks`).
 async fn fetch_term(
-    cas: &CasClient,
+    ctx: &ReadCtx,
     cache: Option<&dyn ChunkCache>,
-    term: &ReconstructionTerm,
+    placed: &PlacedTerm,
     entry: &FetchEntry,
     hash_chunks: bool,
     tx: Option<&mpsc::Sender<Piece>>,
 ) -> Result<Vec<(XetHash, u64)>> {
+    let term = &placed.term;
     let mut hashes = Vec::new();
-    let mut stream = cas.fetch_xorb_range(&entry.url, entry.bytes).await?;
-    if let Some(c) = cache {
-        c.record_upstream_fetch(entry.bytes.len());
-    }
+    let mut entry = entry.clone();
     // The cache group being assembled: (first chunk index, chunk lengths, bytes).
     let mut group: (u32, Vec<u32>, Vec<u8>) = (term.chunk_start, Vec::new(), Vec::new());
-    let skip_chunks = term.chunk_start - entry.chunk_start;
-    let want_chunks = term.chunk_end - term.chunk_start;
-    let mut buf = BytesMut::new();
-    let mut index = 0u32;
+    // Next chunk to decode and send, and the chunk the next record of the stream holds.
+    let mut next_chunk = term.chunk_start;
     let mut produced = 0u64;
+    // Refreshes in a row without progress, and in all.
+    let (mut refreshes, mut total_refreshes) = (0u32, 0u32);
     let mut decoded = Vec::new();
-    while index < skip_chunks + want_chunks {
-        // Parse as many whole records as the buffer holds.
-        loop {
-            if index >= skip_chunks + want_chunks || buf.len() < ChunkHeader::SIZE {
-                break;
-            }
-            let header = ChunkHeader::parse(&buf[..ChunkHeader::SIZE])?;
-            let record = ChunkHeader::SIZE + header.compressed_len as usize;
-            if buf.len() < record {
-                break;
-            }
-            let mut rec = buf.split_to(record);
-            if index >= skip_chunks {
+    'fetch: while next_chunk < term.chunk_end {
+        let mut stream: XorbRangeStream =
+            match ctx.cas.fetch_xorb_range(&entry.url, entry.bytes).await {
+                Ok(s) => s,
+                Err(e) if needs_fresh_url(&e) && may_refresh(refreshes, total_refreshes) => {
+                    refreshes += 1;
+                    total_refreshes += 1;
+                    entry = refresh_entry(ctx, placed, next_chunk, produced).await?;
+                    continue 'fetch;
+                }
+                Err(e) => return Err(e.into()),
+            };
+        if let Some(c) = cache {
+            c.record_upstream_fetch(entry.bytes.len());
+        }
+        let mut record_chunk = entry.chunk_start;
+        let mut buf = BytesMut::new();
+        while next_chunk < term.chunk_end {
+            // Parse as many whole records as the buffer holds.
+            while next_chunk < term.chunk_end && buf.len() >= ChunkHeader::SIZE {
+                let header = ChunkHeader::parse(&buf[..ChunkHeader::SIZE])?;
+                let record = ChunkHeader::SIZE + header.compressed_len as usize;
+                if buf.len() < record {
+                    break;
+                }
+                let mut rec = buf.split_to(record);
+                let chunk_index = record_chunk;
+                record_chunk += 1;
+                if chunk_index < next_chunk {
+                    continue;
+                }
                 rec.advance(ChunkHeader::SIZE);
-                let ulen = header.uncompressed_len as usize;
-                let data =
-                    if header.scheme == hugbucket_engine::compression::CompressionScheme::None {
-                        if rec.len() != ulen {
-                            return Err(CoreError::Integrity(
-                                "stored chunk of the wrong size".into(),
-                            ));
-                        }
-                        rec.freeze()
-                    } else {
-                        decoded.clear();
-                        decompress_chunk(header.scheme, &rec, ulen, &mut decoded)?;
-                        Bytes::copy_from_slice(&decoded)
-                    };
+                let data = decode_record(header, rec, &mut decoded)?;
                 produced += data.len() as u64;
+                next_chunk = chunk_index + 1;
+                refreshes = 0;
                 if let Some(c) = cache {
-                    let chunk_index = entry.chunk_start + index;
                     group.1.push(data.len() as u32);
                     group.2.extend_from_slice(&data);
-                    let end = chunk_index + 1;
-                    if end % CACHE_GROUP == 0 || end == term.chunk_end {
-                        let key = ChunkRangeKey::new(term.xorb_hash, group.0, end);
+                    if next_chunk % CACHE_GROUP == 0 || next_chunk == term.chunk_end {
+                        let key = ChunkRangeKey::new(term.xorb_hash, group.0, next_chunk);
                         // Best effort: a failed put is a later miss.
                         let _ = c.put(&key, &group.1, &group.2);
-                        group = (end, Vec::new(), Vec::new());
+                        group = (next_chunk, Vec::new(), Vec::new());
                     }
                 }
                 let h: Arc<[(XetHash, u64)]> = if hash_chunks {
@@ -283,19 +364,24 @@ async fn fetch_term(
                     }
                 }
             }
-            index += 1;
-        }
-        if index >= skip_chunks + want_chunks {
-            break;
-        }
-        match stream.next().await {
-            Some(piece) => buf.extend_from_slice(&piece?),
-            None => {
-                return Err(CoreError::Integrity(format!(
-                    "xorb {} range ended after {index} of {} chunks",
-                    term.xorb_hash,
-                    skip_chunks + want_chunks
-                )));
+            if next_chunk >= term.chunk_end {
+                break;
+            }
+            match stream.next().await {
+                Some(Ok(piece)) => buf.extend_from_slice(&piece),
+                Some(Err(e)) if needs_fresh_url(&e) && may_refresh(refreshes, total_refreshes) => {
+                    refreshes += 1;
+                    total_refreshes += 1;
+                    entry = refresh_entry(ctx, placed, next_chunk, produced).await?;
+                    continue 'fetch;
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => {
+                    return Err(CoreError::Integrity(format!(
+                        "xorb {} range ended before chunk {next_chunk} of {}..{}",
+                        term.xorb_hash, term.chunk_start, term.chunk_end
+                    )));
+                }
             }
         }
     }
@@ -306,6 +392,22 @@ async fn fetch_term(
         )));
     }
     Ok(hashes)
+}
+
+/// The uncompressed bytes of one chunk record's payload.
+fn decode_record(header: ChunkHeader, rec: BytesMut, decoded: &mut Vec<u8>) -> Result<Bytes> {
+    let ulen = header.uncompressed_len as usize;
+    if header.scheme == hugbucket_engine::compression::CompressionScheme::None {
+        if rec.len() != ulen {
+            return Err(CoreError::Integrity(
+                "stored chunk of the wrong size".into(),
+            ));
+        }
+        return Ok(rec.freeze());
+    }
+    decoded.clear();
+    decompress_chunk(header.scheme, &rec, ulen, decoded)?;
+    Ok(Bytes::copy_from_slice(decoded))
 }
 
 impl Stream for ReconstructStream {

@@ -40,6 +40,7 @@ use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache};
 use hugbucket_engine::buffers::BufferPool;
 use hugbucket_upstream::{
     BatchOp, BucketId, CasClient, CreateBucketOptions, RemoteFile, TokenScope, UpstreamError,
+    Visibility,
 };
 use tokio::runtime::Handle;
 use tokio::sync::OnceCell;
@@ -86,6 +87,9 @@ pub struct CoreConfig {
     /// One key shard with its own runtime pinned to each of these CPUs (empty: one shard,
     /// calls run where they are made).
     pub key_shard_cpus: Vec<usize>,
+    /// Visibility of buckets created through the gateway (S3 CreateBucket, FTP MKD).
+    /// Private by default: the Hub makes a bucket created without one public.
+    pub bucket_visibility: Visibility,
 }
 
 impl CoreConfig {
@@ -102,6 +106,7 @@ impl CoreConfig {
             metadata_ttl: Duration::from_secs(2),
             reconstruction_ttl: Duration::from_secs(60),
             key_shard_cpus: Vec::new(),
+            bucket_visibility: Visibility::Private,
         }
     }
 }
@@ -361,13 +366,17 @@ impl Gateway {
         Ok(out)
     }
 
-    /// Creates a bucket.
+    /// Creates a bucket with the configured visibility (private unless configured public).
     pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
         let id = self.bucket_id(bucket).await?;
+        let options = CreateBucketOptions {
+            visibility: Some(self.inner.config.bucket_visibility),
+            ..CreateBucketOptions::default()
+        };
         match self
             .inner
             .hub
-            .create_bucket(id.namespace(), id.name(), &CreateBucketOptions::default())
+            .create_bucket(id.namespace(), id.name(), &options)
             .await
         {
             Ok(_) => Ok(()),
@@ -488,10 +497,6 @@ impl Gateway {
         let mut meta = self.meta_of(bucket, key, f);
         if let Some(s) = self.load_sidecar(id, key, f, side.as_ref()).await? {
             meta.extra = s.extra.clone();
-            // A copy across buckets cannot set the Hub's contentType: the sidecar has it.
-            if let Some(ct) = meta.extra.headers.remove("content-type") {
-                meta.content_type.get_or_insert(ct);
-            }
             if !s.parts.is_empty() {
                 meta.etag = etag(&f.xet_hash, Some(s.parts.len() as u32));
                 meta.parts = s.parts.clone();
@@ -716,6 +721,7 @@ impl Gateway {
         let verify = (whole && self.inner.config.verify_reads).then_some(meta.xet_hash);
         let ctx = get::ReadCtx {
             cas,
+            file: meta.xet_hash,
             cache: self.inner.cache.clone(),
             flights: shard.flights.clone(),
             runtime: self.inner.work.clone().unwrap_or_else(Handle::current),
@@ -723,6 +729,7 @@ impl Gateway {
         let body = get::reconstruct_stream(
             ctx,
             recon,
+            start,
             end - start + 1,
             self.inner.config.get_prefetch_window,
             verify,
@@ -734,9 +741,11 @@ impl Gateway {
         })
     }
 
-    /// Copies an object by registering its content hash at the destination: no bytes move.
-    /// The destination gets the source's metadata or, with [`CopyMetadata::Replace`], the
-    /// given one (then its condition applies to the destination too).
+    /// Copies an object with a batch `copyFile` (source bucket and content hash, as
+    /// huggingface_hub sends it): no bytes move. The destination gets the source's
+    /// metadata or, with [`CopyMetadata::Replace`], the given one (then its condition
+    /// applies to the destination too); the content type goes along only when it differs
+    /// from the source's.
     pub async fn copy_object(
         &self,
         src_bucket: &str,
@@ -746,9 +755,10 @@ impl Gateway {
         metadata: CopyMetadata,
     ) -> Result<ObjectMeta> {
         let src = self.head_object(src_bucket, src_key).await?;
+        let src_id = self.bucket_id(src_bucket).await?;
         let dst_id = self.bucket_id(dst_bucket).await?;
         let dst_path = key_to_path(dst_key)?;
-        let (content_type, mut extra, mtime, condition) = match metadata {
+        let (content_type, extra, mtime, condition) = match metadata {
             CopyMetadata::Copy => (
                 src.content_type.clone(),
                 src.extra.clone(),
@@ -762,29 +772,17 @@ impl Gateway {
                 o.condition,
             ),
         };
-        let cross_bucket = src_bucket != dst_bucket;
-        if let (true, Some(ct)) = (cross_bucket, &content_type) {
-            // `copyFile` carries no content type: keep it in the sidecar.
-            extra.headers.insert("content-type".into(), ct.clone());
-        }
-        let object_op = if !cross_bucket {
-            BatchOp::AddFile {
-                path: dst_path.clone(),
-                xet_hash: src.xet_hash,
-                mtime,
-                content_type: content_type.clone(),
-            }
-        } else {
-            let src_id = self.bucket_id(src_bucket).await?;
-            BatchOp::CopyFile {
-                path: dst_path.clone(),
-                xet_hash: src.xet_hash,
-                mtime,
-                source_repo_type: "bucket".into(),
-                source_repo_id: src_id.to_string(),
-            }
-        };
-        let mut ops = vec![object_op];
+        let changed_type = content_type
+            .clone()
+            .filter(|t| Some(t) != src.content_type.as_ref());
+        let mut ops = vec![BatchOp::CopyFile {
+            path: dst_path.clone(),
+            xet_hash: src.xet_hash,
+            mtime,
+            source_repo_type: "bucket".into(),
+            source_repo_id: src_id.to_string(),
+            content_type: changed_type,
+        }];
         ops.extend(
             self.stage_sidecar(&dst_id, dst_key, src.xet_hash, mtime, &extra, &src.parts)
                 .await?,
@@ -804,14 +802,7 @@ impl Gateway {
             last_modified: UNIX_EPOCH + Duration::from_millis(mtime),
             content_type,
             xet_hash: src.xet_hash,
-            extra: ObjectExtra {
-                headers: extra
-                    .headers
-                    .into_iter()
-                    .filter(|(k, _)| k != "content-type")
-                    .collect(),
-                ..extra
-            },
+            extra,
             parts: src.parts,
         })
     }
@@ -820,6 +811,22 @@ impl Gateway {
     pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
         let results = self.delete_objects(bucket, &[key.to_string()]).await?;
         results.into_iter().next().map(|(_, r)| r).unwrap_or(Ok(()))
+    }
+
+    /// Of the paths whose `deleteFile` the Hub reported failed, those that still exist (one
+    /// paths-info call when any failed). A delete refused because the path does not exist
+    /// ("not found", however the Hub words it) reached its goal: S3 and FTP count it done.
+    async fn failed_deletes_present(
+        &self,
+        id: &BucketId,
+        failed: &[hugbucket_upstream::BatchFailure],
+    ) -> Result<std::collections::HashSet<String>> {
+        if failed.is_empty() {
+            return Ok(Default::default());
+        }
+        let paths: Vec<String> = failed.iter().map(|f| f.path.clone()).collect();
+        let found = self.inner.hub.paths_info(id, &paths).await?;
+        Ok(found.into_iter().map(|f| f.path).collect())
     }
 
     /// Deletes many objects with one batch per 1000; per-key results.
@@ -862,8 +869,12 @@ impl Gateway {
                 .batch(&id, &ops)
                 .await
                 .map_err(Self::bucket_err(bucket))?;
+            let still_there = self.failed_deletes_present(&id, &outcome.failed).await?;
             for (key, path) in &paths {
-                let failed = outcome.failed.iter().find(|f| &f.path == path);
+                let failed = outcome
+                    .failed
+                    .iter()
+                    .find(|f| &f.path == path && still_there.contains(path));
                 let r = match failed {
                     Some(f) => Err(CoreError::Internal(format!(
                         "hub refused to delete: {}",

@@ -161,11 +161,12 @@ impl Gateway {
         let recon = cas.reconstruction(&file.xet_hash, None).await?;
         let ctx = get::ReadCtx {
             cas,
+            file: file.xet_hash,
             cache: self.inner.cache.clone(),
             flights: Arc::new(get::Flights::new()),
             runtime: tokio::runtime::Handle::current(),
         };
-        let mut body = get::reconstruct_stream(ctx, recon, file.size, 1, Some(file.xet_hash));
+        let mut body = get::reconstruct_stream(ctx, recon, 0, file.size, 1, Some(file.xet_hash));
         let mut out = Vec::with_capacity(file.size as usize);
         while let Some(piece) = body.next().await {
             out.extend_from_slice(&piece.map_err(|e| CoreError::Integrity(e.to_string()))?);

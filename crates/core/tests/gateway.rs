@@ -1476,3 +1476,215 @@ async fn conditional_writes_check_the_current_object() {
     ));
     assert_eq!(get(gw, "cond", "k", None).await, b"2");
 }
+
+// ---------------------------------------------------------------- the real Hub's behaviour
+
+/// A hub with a second user (`alice`), `--strict-deletes` and short fetch URLs, and a
+/// gateway over it (chunk cache off, so every read fetches).
+async fn strict_env(fetch_url_ttl: Option<Duration>) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = HubConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().join("hub"));
+    cfg.namespace = "tester".into();
+    cfg.tokens = vec!["hf_core_test".into()];
+    cfg.users = vec![("alice".into(), "hf_alice".into())];
+    cfg.strict_deletes = true;
+    cfg.fetch_url_ttl = fetch_url_ttl;
+    let hub = hugbucket_hub::start(cfg).await.unwrap();
+    let gw = gateway_for(&hub, &dir.path().join("gw")).await;
+    Env { hub, gw, dir }
+}
+
+fn hub_as(hub: &RunningHub, token: Option<&str>) -> HubClient {
+    HubClient::new(&hub.url(), token.map(str::to_string), upstream_config()).unwrap()
+}
+
+/// Buckets the gateway creates are private (the Hub would make them public): the hub says
+/// so, and refuses an anonymous (401) or another user's (404) read of them. Configured
+/// `Public`, they are public.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_buckets_are_private_by_default() {
+    let e = strict_env(None).await;
+    e.gw.create_bucket("secret").await.unwrap();
+    e.gw.put_object(
+        "secret",
+        "k",
+        body(b"private bytes", 64),
+        PutOptions::default(),
+    )
+    .await
+    .unwrap();
+    let id = hugbucket_upstream::BucketId::new("tester", "secret").unwrap();
+    assert!(
+        hub_as(&e.hub, Some("hf_core_test"))
+            .bucket_info(&id)
+            .await
+            .unwrap()
+            .private
+    );
+    let anonymous = hub_as(&e.hub, None).bucket_info(&id).await.unwrap_err();
+    assert_eq!(anonymous.status(), Some(401), "{anonymous:?}");
+    let alice = hub_as(&e.hub, Some("hf_alice"));
+    assert_eq!(
+        alice.bucket_info(&id).await.unwrap_err().status(),
+        Some(404)
+    );
+    let err = alice.paths_info(&id, &["k".to_string()]).await.unwrap_err();
+    assert_eq!(err.status(), Some(404));
+
+    let mut cfg = CoreConfig::new(e.dir.path().join("gw-public"));
+    cfg.bucket_visibility = hugbucket_upstream::Visibility::Public;
+    let public = Gateway::new(cfg, hub_as(&e.hub, Some("hf_core_test")))
+        .await
+        .unwrap();
+    public.create_bucket("open").await.unwrap();
+    let id = hugbucket_upstream::BucketId::new("tester", "open").unwrap();
+    assert!(!alice.bucket_info(&id).await.unwrap().private);
+}
+
+/// CopyObject sends `copyFile` naming its source bucket, as huggingface_hub does (the hub
+/// counts the copies it applied and checks the source holds the hash), within and across
+/// buckets; the content type follows the source unless replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_are_sent_as_copy_file() {
+    let e = strict_env(None).await;
+    e.gw.create_bucket("cpa").await.unwrap();
+    e.gw.create_bucket("cpb").await.unwrap();
+    let data = random(300_000, "copy-file");
+    let opts = PutOptions {
+        content_type: Some("text/plain".into()),
+        ..PutOptions::default()
+    };
+    e.gw.put_object("cpa", "src", body(&data, 65536), opts)
+        .await
+        .unwrap();
+    let copies = |hub: &RunningHub| hub.stats().copy_ops.load(Ordering::Relaxed);
+    let adds_before = e.hub.stats().batch_ops.load(Ordering::Relaxed);
+    e.gw.copy_object("cpa", "src", "cpa", "same", CopyMetadata::Copy)
+        .await
+        .unwrap();
+    e.gw.copy_object("cpa", "src", "cpb", "other", replace_type("image/png"))
+        .await
+        .unwrap();
+    assert_eq!(copies(&e.hub), 2);
+    assert_eq!(
+        e.hub.stats().batch_ops.load(Ordering::Relaxed) - adds_before,
+        2
+    );
+    assert_eq!(get(&e.gw, "cpa", "same", None).await, data);
+    assert_eq!(get(&e.gw, "cpb", "other", None).await, data);
+    let same = e.gw.head_object("cpa", "same").await.unwrap();
+    assert_eq!(same.content_type.as_deref(), Some("text/plain"));
+    let other = e.gw.head_object("cpb", "other").await.unwrap();
+    assert_eq!(other.content_type.as_deref(), Some("image/png"));
+    // The hub refuses a copyFile whose source does not hold the hash.
+    let hub = hub_as(&e.hub, Some("hf_core_test"));
+    let out = hub
+        .batch(
+            &hugbucket_upstream::BucketId::new("tester", "cpb").unwrap(),
+            &[hugbucket_upstream::BatchOp::CopyFile {
+                path: "forged".into(),
+                xet_hash: same.xet_hash,
+                mtime: 1,
+                source_repo_type: "bucket".into(),
+                source_repo_id: "tester/empty-src".into(),
+                content_type: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.failed.len(), 1, "{out:?}");
+}
+
+/// A hub that reports `deleteFile` of a missing path as failed ("not found") does not turn
+/// S3/FTP deletes of missing keys into errors: the key is gone, which is what was asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_missing_keys_succeeds_on_a_strict_hub() {
+    let e = strict_env(None).await;
+    e.gw.create_bucket("del").await.unwrap();
+    e.gw.put_object("del", "here", body(b"x", 1), PutOptions::default())
+        .await
+        .unwrap();
+    // The hub really reports the missing path as a failed operation.
+    let id = hugbucket_upstream::BucketId::new("tester", "del").unwrap();
+    let out = hub_as(&e.hub, Some("hf_core_test"))
+        .batch(
+            &id,
+            &[hugbucket_upstream::BatchOp::DeleteFile {
+                path: "never".into(),
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.failed.len(), 1);
+    assert!(out.failed[0].error.contains("not found"), "{out:?}");
+    e.gw.delete_object("del", "never").await.unwrap();
+    let results =
+        e.gw.delete_objects("del", &["here".into(), "gone".into()])
+            .await
+            .unwrap();
+    assert_eq!(results.len(), 2);
+    for (key, r) in results {
+        assert!(r.is_ok(), "{key}: {r:?}");
+    }
+    assert!(matches!(
+        e.gw.head_object("del", "here").await,
+        Err(CoreError::NoSuchKey(_))
+    ));
+}
+
+/// Fetch URLs that expire every 2 s under a 1 GiB GET read slowly (about 25 s), plus a
+/// connection reset in the middle of a body: the download completes byte-identical. The
+/// core re-queries the reconstruction of the bytes it still needs (the hub refused
+/// expired URLs, so the refresh was needed) and never asks a range-signed URL for a
+/// narrower range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expiring_fetch_urls_and_cut_connections_do_not_break_a_slow_get() {
+    const SIZE: u64 = 1 << 30;
+    const PERIOD: u64 = 256 << 20; // the content repeats: 256 MiB stored, 1 GiB read
+    const RATE: f64 = 40.0 * 1048576.0; // bytes per second the client reads
+    let e = strict_env(Some(Duration::from_secs(2))).await;
+    e.gw.create_bucket("slow").await.unwrap();
+    let piece = |pos: u64, len: usize| {
+        let mut out = vec![0u8; len];
+        let mut xof = blake3::Hasher::new().update(b"slow-get").finalize_xof();
+        let mut filled = 0;
+        while filled < len {
+            let at = (pos + filled as u64) % PERIOD;
+            let n = ((PERIOD - at) as usize).min(len - filled);
+            xof.set_position(at);
+            xof.fill(&mut out[filled..filled + n]);
+            filled += n;
+        }
+        Bytes::from(out)
+    };
+    let pieces = futures::stream::iter(
+        (0..SIZE / (4 << 20)).map(move |i| Ok::<_, std::io::Error>(piece(i * (4 << 20), 4 << 20))),
+    );
+    e.gw.put_object("slow", "big", Box::pin(pieces), PutOptions::default())
+        .await
+        .unwrap();
+    // One connection reset a few MiB into a body.
+    push(&e.hub, "fetch:reset=3000000:1");
+    let recons = e.hub.stats().reconstructions.load(Ordering::Relaxed);
+    let started = std::time::Instant::now();
+    let r = e.gw.get_object("slow", "big", None).await.unwrap();
+    let mut body = r.body;
+    let mut pos = 0u64;
+    while let Some(p) = body.next().await {
+        let p = p.unwrap();
+        assert!(p[..] == piece(pos, p.len())[..], "bytes differ at {pos}");
+        pos += p.len() as u64;
+        let due = Duration::from_secs_f64(pos as f64 / RATE);
+        if let Some(wait) = due.checked_sub(started.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    assert_eq!(pos, SIZE);
+    let stats = e.hub.stats();
+    assert!(
+        stats.fetch_expired.load(Ordering::Relaxed) >= 1,
+        "no URL expired"
+    );
+    assert!(stats.reconstructions.load(Ordering::Relaxed) - recons >= 3);
+    assert_eq!(stats.fetch_range_refused.load(Ordering::Relaxed), 0);
+}

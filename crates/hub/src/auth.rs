@@ -1,6 +1,6 @@
 //! Credentials: Hub tokens (configured or generated), stateless signed xet tokens (scope,
 //! bucket, expiry; HMAC-SHA256 with a secret generated once into the data dir) and signed
-//! expiring xorb fetch URLs.
+//! expiring xorb fetch URLs, each signed for exact byte ranges.
 
 use std::path::Path;
 
@@ -122,9 +122,15 @@ impl Keys {
         })
     }
 
-    /// Signature of a fetch URL for xorb `xorb_hex` valid until `exp`.
-    pub fn fetch_sig(&self, xorb_hex: &str, exp: u64) -> String {
-        let sig = self.mac(&[b"fetch", xorb_hex.as_bytes(), exp.to_string().as_bytes()]);
+    /// Signature of a fetch URL for byte ranges `ranges` (`S-E[,S-E...]`) of xorb
+    /// `xorb_hex`, valid until `exp`.
+    pub fn fetch_sig(&self, xorb_hex: &str, ranges: &str, exp: u64) -> String {
+        let sig = self.mac(&[
+            b"fetch",
+            xorb_hex.as_bytes(),
+            ranges.as_bytes(),
+            exp.to_string().as_bytes(),
+        ]);
         URL_SAFE_NO_PAD.encode(&sig[..20])
     }
 
@@ -132,11 +138,12 @@ impl Keys {
     pub fn verify_fetch(
         &self,
         xorb_hex: &str,
+        ranges: &str,
         exp: u64,
         sig: &str,
         now: u64,
     ) -> Result<(), HubError> {
-        let want = self.fetch_sig(xorb_hex, exp);
+        let want = self.fetch_sig(xorb_hex, ranges, exp);
         if !bool::from(want.as_bytes().ct_eq(sig.as_bytes())) {
             return Err(HubError::Forbidden("invalid fetch URL signature".into()));
         }
@@ -247,11 +254,13 @@ mod tests {
     #[test]
     fn fetch_sigs() {
         let k = Keys::from_secret([1; 32]);
-        let s = k.fetch_sig("ab", 50);
-        k.verify_fetch("ab", 50, &s, 10).unwrap();
-        assert!(k.verify_fetch("ab", 50, &s, 50).is_err());
-        assert!(k.verify_fetch("ac", 50, &s, 10).is_err());
-        assert!(k.verify_fetch("ab", 51, &s, 10).is_err());
+        let s = k.fetch_sig("ab", "0-9", 50);
+        k.verify_fetch("ab", "0-9", 50, &s, 10).unwrap();
+        assert!(k.verify_fetch("ab", "0-9", 50, &s, 50).is_err());
+        assert!(k.verify_fetch("ac", "0-9", 50, &s, 10).is_err());
+        assert!(k.verify_fetch("ab", "0-9", 51, &s, 10).is_err());
+        assert!(k.verify_fetch("ab", "0-8", 50, &s, 10).is_err());
+        assert!(k.verify_fetch("ab", "0-9,20-29", 50, &s, 10).is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::error::HubError;
 use crate::request::{ByteRange, parse_range, read_body, read_body_aligned};
 use crate::stats::Stats;
 use crate::store::{ChunkMeta, Reconstruction, Term, XorbMeta};
-use crate::util::{Query, now_secs};
+use crate::util::{Query, now_ms, now_secs};
 use crate::xorbfiles::{XorbFiles, read_exact_at};
 
 /// Largest accepted xorb upload (64 MiB of chunk data + headers and an optional footer).
@@ -531,10 +531,44 @@ fn fetch_ranges(plan: &Plan) -> BTreeMap<XetHash, Vec<(u32, u32, u64, u64)>> {
         .collect()
 }
 
-fn fetch_url(hub: &Hub, base: &str, xorb: &XetHash, exp: u64) -> String {
+/// A fetch URL for byte ranges `ranges` (inclusive) of a xorb, signed for exactly those
+/// ranges (`X-Xet-Signed-Range`) and valid until `exp` (unix seconds).
+fn fetch_url(hub: &Hub, base: &str, xorb: &XetHash, ranges: &[(u64, u64)], exp: u64) -> String {
     let hex = xorb.to_hex();
-    let sig = hub.keys.fetch_sig(&hex, exp);
-    format!("{base}/fetch/xorbs/{hex}?exp={exp}&sig={sig}")
+    let signed = ranges
+        .iter()
+        .map(|(s, e)| format!("{s}-{e}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sig = hub.keys.fetch_sig(&hex, &signed, exp);
+    format!("{base}/fetch/xorbs/{hex}?X-Xet-Signed-Range={signed}&Expires={exp}&Signature={sig}")
+}
+
+/// Expiry (unix seconds, rounded up) of fetch URLs issued now.
+fn fetch_url_expiry(hub: &Hub) -> u64 {
+    (now_ms() + hub.fetch_url_ttl_ms).div_ceil(1000)
+}
+
+/// Checks that the `Range` header asks for exactly what the URL was signed for: all of the
+/// signed ranges, or exactly one of them (hf_xet splits multi-range entries into
+/// single-range requests unless multi-range fetching is enabled). 403 otherwise: a
+/// narrower, wider or missing range is refused, as the real CAS does.
+fn check_signed_range(headers: &http::HeaderMap, signed: &str) -> Result<(), HubError> {
+    let refuse =
+        |why: &str| HubError::Forbidden(format!("{why}; this URL is signed for bytes={signed}"));
+    let asked = headers
+        .get(http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+        .ok_or_else(|| refuse("a Range header is required"))?;
+    let asked: Vec<&str> = asked.split(',').map(str::trim).collect();
+    let signed_list: Vec<&str> = signed.split(',').collect();
+    let one_of = asked.len() == 1 && signed_list.contains(&asked[0]);
+    if asked == signed_list || one_of {
+        Ok(())
+    } else {
+        Err(refuse("Range does not match the signed range"))
+    }
 }
 
 pub(crate) async fn reconstruction(
@@ -572,7 +606,7 @@ pub(crate) async fn reconstruction(
         None => plan(hub, &recon, 0, size - 1)?,
     };
     let base = base_url(hub, req.headers());
-    let exp = now_secs() + hub.token_ttl;
+    let exp = fetch_url_expiry(hub);
     let terms: Vec<Value> = plan
         .terms
         .iter()
@@ -586,10 +620,11 @@ pub(crate) async fn reconstruction(
         .collect();
     let mut fetch = Map::new();
     for (x, ranges) in fetch_ranges(&plan) {
-        let url = fetch_url(hub, &base, &x, exp);
         let v = if v2 {
+            // One URL for all ranges of the xorb, signed for that exact set.
+            let bytes: Vec<(u64, u64)> = ranges.iter().map(|r| (r.2, r.3)).collect();
             json!([{
-                "url": url,
+                "url": fetch_url(hub, &base, &x, &bytes, exp),
                 "ranges": ranges.iter().map(|(s, e, bs, be)| json!({
                     "chunks": {"start": s, "end": e},
                     "bytes": {"start": bs, "end": be},
@@ -602,7 +637,7 @@ pub(crate) async fn reconstruction(
                     .map(|(s, e, bs, be)| {
                         json!({
                             "range": {"start": s, "end": e},
-                            "url": url,
+                            "url": fetch_url(hub, &base, &x, &[(*bs, *be)], exp),
                             "url_range": {"start": bs, "end": be},
                         })
                     })
@@ -671,13 +706,25 @@ pub(crate) async fn fetch(
 ) -> Result<Response<RespBody>, HubError> {
     let q = Query::parse(req.uri().query())?;
     let exp: u64 = q
-        .get("exp")
+        .get("Expires")
         .and_then(|e| e.parse().ok())
         .ok_or_else(|| HubError::Forbidden("fetch URL without expiry".into()))?;
     let sig = q
-        .get("sig")
+        .get("Signature")
         .ok_or_else(|| HubError::Forbidden("fetch URL without signature".into()))?;
-    hub.keys.verify_fetch(hash, exp, sig, now_secs())?;
+    let signed = q
+        .get("X-Xet-Signed-Range")
+        .ok_or_else(|| HubError::Forbidden("fetch URL without signed range".into()))?;
+    if let Err(e) = hub.keys.verify_fetch(hash, signed, exp, sig, now_secs()) {
+        if matches!(&e, HubError::Forbidden(m) if m.contains("expired")) {
+            Stats::add(&hub.stats.fetch_expired, 1);
+        }
+        return Err(e);
+    }
+    if let Err(e) = check_signed_range(req.headers(), signed) {
+        Stats::add(&hub.stats.fetch_range_refused, 1);
+        return Err(e);
+    }
     let xorb = parse_hash(hash)?;
     let h = hub.clone();
     let file = blocking(move || {

@@ -19,6 +19,10 @@ pub enum HubError {
     /// The bucket does not exist (404, `RepoNotFound`).
     #[error("bucket not found: {0}")]
     BucketNotFound(String),
+    /// An anonymous caller asked for a bucket that is private or missing (401,
+    /// `RepoNotFound`, as the Hub answers: it does not tell which).
+    #[error("bucket not found: {0}")]
+    BucketNotFoundAnonymous(String),
     /// The file does not exist in the bucket (404, `EntryNotFound`).
     #[error("entry not found: {0}")]
     EntryNotFound(String),
@@ -75,6 +79,7 @@ impl HubError {
             Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "Unauthorized"),
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "Forbidden"),
             Self::BucketNotFound(_) => (StatusCode::NOT_FOUND, "RepoNotFound"),
+            Self::BucketNotFoundAnonymous(_) => (StatusCode::UNAUTHORIZED, "RepoNotFound"),
             Self::EntryNotFound(_) => (StatusCode::NOT_FOUND, "EntryNotFound"),
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
             Self::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),

@@ -93,6 +93,11 @@ impl FaultAction {
     }
 }
 
+/// [`parse_duration`] for clap (`--fetch-url-ttl`).
+pub fn parse_duration_arg(v: &str) -> Result<Duration, String> {
+    parse_duration(v)
+}
+
 /// Parses `250ms`, `2s` or a bare number of milliseconds.
 fn parse_duration(v: &str) -> Result<Duration, String> {
     let bad = || format!("bad duration {v:?} (e.g. 250ms, 2s)");

@@ -22,14 +22,18 @@ const BATCH_BODY: u64 = 64 * 1024 * 1024;
 const DEFAULT_PAGE: usize = 1000;
 const MAX_PAGE: usize = 10_000;
 
-pub(crate) fn whoami(hub: &Hub) -> Result<Response<RespBody>, HubError> {
+pub(crate) fn whoami(hub: &Hub, ctx: &Ctx) -> Result<Response<RespBody>, HubError> {
+    let name = ctx
+        .caller
+        .as_ref()
+        .map_or(hub.namespace.as_str(), |c| c.name(hub));
     Ok(json_response(
         StatusCode::OK,
         &json!({
             "type": "user",
-            "id": hub.namespace,
-            "name": hub.namespace,
-            "fullname": hub.namespace,
+            "id": name,
+            "name": name,
+            "fullname": name,
             "email": null,
             "emailVerified": false,
             "canPay": false,
@@ -67,10 +71,32 @@ fn bucket_id(hub: &Hub, ns: &str, name: &str) -> Result<String, HubError> {
     Ok(format!("{ns}/{name}"))
 }
 
-fn get_bucket(hub: &Hub, id: &str) -> Result<BucketRecord, HubError> {
-    hub.meta
-        .bucket(id)?
-        .ok_or_else(|| HubError::BucketNotFound(id.to_string()))
+/// What a request does to a bucket.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// True when the caller of `ctx` owns the namespace of bucket `id`.
+fn owns(hub: &Hub, ctx: &Ctx, id: &str) -> bool {
+    let ns = id.split_once('/').map_or(id, |(ns, _)| ns);
+    ctx.caller.as_ref().is_some_and(|c| c.owns(hub, ns))
+}
+
+/// Bucket `id` as the caller may see it, as the Hub answers: a private bucket of another
+/// namespace does not exist for the caller (anonymous: 401, another user: 404, both
+/// `RepoNotFound`); a public one of another namespace is readable, not writable (403).
+fn open_bucket(hub: &Hub, ctx: &Ctx, id: &str, access: Access) -> Result<BucketRecord, HubError> {
+    let owner = owns(hub, ctx, id);
+    match hub.meta.bucket(id)? {
+        Some(b) if owner || (!b.private && access == Access::Read) => Ok(b),
+        Some(b) if !b.private => Err(HubError::Forbidden(format!(
+            "you don't have write access to bucket {id}"
+        ))),
+        _ if ctx.caller.is_none() => Err(HubError::BucketNotFoundAnonymous(id.to_string())),
+        _ => Err(HubError::BucketNotFound(id.to_string())),
+    }
 }
 
 fn file_json(path: &str, f: &FileRecord) -> Value {
@@ -153,6 +179,11 @@ pub(crate) async fn create_bucket(
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
+    if !owns(hub, ctx, &id) {
+        return Err(HubError::Forbidden(format!(
+            "you cannot create buckets in the namespace of {id}"
+        )));
+    }
     let (parts, body) = req.into_parts();
     let body = parse_json_body(&read_body(&parts.headers, body, SMALL_BODY).await?)?;
     let url = format!("{}/buckets/{id}", ctx.base);
@@ -181,9 +212,14 @@ pub(crate) async fn create_bucket(
     ))
 }
 
-pub(crate) fn bucket_info(hub: &Hub, ns: &str, name: &str) -> Result<Response<RespBody>, HubError> {
+pub(crate) fn bucket_info(
+    hub: &Hub,
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
-    let b = get_bucket(hub, &id)?;
+    let b = open_bucket(hub, ctx, &id, Access::Read)?;
     Ok(json_response(StatusCode::OK, &bucket_json(hub, &id, &b)?))
 }
 
@@ -200,6 +236,11 @@ pub(crate) fn list_buckets(
     req: &Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let ns_dec = decode(ns)?;
+    if ns_dec == "me" && ctx.caller.is_none() {
+        return Err(HubError::Unauthorized(
+            "listing `me` needs a Hub token".into(),
+        ));
+    }
     let ns_dec = if ns_dec == "me" {
         hub.namespace.clone()
     } else {
@@ -231,7 +272,8 @@ pub(crate) fn list_buckets(
                 break 'outer;
             }
             let name = &id[prefix.len()..];
-            if search.is_empty() || name.to_ascii_lowercase().contains(&search) {
+            let visible = !b.private || owns(hub, ctx, id);
+            if visible && (search.is_empty() || name.to_ascii_lowercase().contains(&search)) {
                 out.push(bucket_json(hub, id, b)?);
             }
         }
@@ -258,11 +300,12 @@ pub(crate) fn list_buckets(
 
 pub(crate) async fn delete_bucket(
     hub: &Arc<Hub>,
+    ctx: &Ctx,
     ns: &str,
     name: &str,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
-    let b = get_bucket(hub, &id)?;
+    let b = open_bucket(hub, ctx, &id, Access::Write)?;
     hub.meta.remove_bucket(&id)?;
     flush(hub).await?;
     // Files are keyed by the bucket's uid; once the bucket record is gone they are
@@ -283,6 +326,7 @@ pub(crate) async fn delete_bucket(
 
 pub(crate) async fn bucket_settings(
     hub: &Arc<Hub>,
+    ctx: &Ctx,
     ns: &str,
     name: &str,
     req: Request<ReqBody>,
@@ -290,7 +334,7 @@ pub(crate) async fn bucket_settings(
     let id = bucket_id(hub, ns, name)?;
     let (parts, body) = req.into_parts();
     let body = parse_json_body(&read_body(&parts.headers, body, SMALL_BODY).await?)?;
-    let mut b = get_bucket(hub, &id)?;
+    let mut b = open_bucket(hub, ctx, &id, Access::Write)?;
     if let Some(p) = body.get("private").and_then(Value::as_bool).or_else(|| {
         body.get("visibility")
             .and_then(Value::as_str)
@@ -329,7 +373,12 @@ pub(crate) async fn move_bucket(
     };
     let from = split(field("fromRepo")?)?;
     let to = split(field("toRepo")?)?;
-    let b = get_bucket(hub, &from)?;
+    let b = open_bucket(hub, ctx, &from, Access::Write)?;
+    if !owns(hub, ctx, &to) {
+        return Err(HubError::Forbidden(format!(
+            "you cannot move a bucket into the namespace of {to}"
+        )));
+    }
     if from == to {
         return Ok(json_response(StatusCode::OK, &json!({})));
     }
@@ -365,7 +414,7 @@ pub(crate) fn tree(
     req: &Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, segs[2], segs[3])?;
-    let b = get_bucket(hub, &id)?;
+    let b = open_bucket(hub, ctx, &id, Access::Read)?;
     let raw_prefix = segs[5..].join("/");
     let prefix = decode(&raw_prefix)?;
     let q = Query::parse(req.uri().query())?;
@@ -467,12 +516,13 @@ pub(crate) fn tree(
 
 pub(crate) async fn paths_info(
     hub: &Arc<Hub>,
+    ctx: &Ctx,
     ns: &str,
     name: &str,
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
-    let b = get_bucket(hub, &id)?;
+    let b = open_bucket(hub, ctx, &id, Access::Read)?;
     let (parts, body) = req.into_parts();
     let body = parse_json_body(&read_body(&parts.headers, body, BATCH_BODY).await?)?;
     let paths = body
@@ -523,7 +573,13 @@ fn mtime_of(op: &Value) -> u64 {
 }
 
 /// Applies one batch operation; `Err(message)` is a per-operation failure.
-fn apply_op(hub: &Hub, uid: u64, op: &Value) -> Result<(), String> {
+///
+/// As on the Hub: a `copyFile` names its source (`sourceRepoType` `bucket`,
+/// `sourceRepoId`), which must be readable by the caller and hold a file with that
+/// `xetHash`. A `deleteFile` of a path that does not exist succeeds, or fails with
+/// "not found" under `--strict-deletes` (the Hub's answer there is not documented; clients
+/// must accept both).
+fn apply_op(hub: &Hub, ctx: &Ctx, uid: u64, op: &Value) -> Result<(), String> {
     let s = |k: &str| op.get(k).and_then(Value::as_str);
     let path = s("path").ok_or("missing path")?;
     check_path(path)?;
@@ -533,15 +589,15 @@ fn apply_op(hub: &Hub, uid: u64, op: &Value) -> Result<(), String> {
             let is_copy = s("type") == Some("copyFile");
             let hash = XetHash::from_hex(s("xetHash").ok_or("missing xetHash")?)
                 .map_err(|e| e.to_string())?;
+            let mut content_type = s("contentType").map(str::to_string);
             if is_copy {
                 let kind = s("sourceRepoType").unwrap_or("bucket");
                 if kind != "bucket" {
                     return Err(format!("copy from {kind} repositories is not supported"));
                 }
                 let src = s("sourceRepoId").ok_or("missing sourceRepoId")?;
-                if hub.meta.bucket(src).map_err(store_err)?.is_none() {
-                    return Err(format!("source bucket {src} not found"));
-                }
+                let source_type = copy_source_holds(hub, ctx, src, &hash)?;
+                content_type = content_type.or(source_type);
             }
             let size = known_size(hub, &hash).map_err(store_err)?.ok_or_else(|| {
                 format!("xetHash {hash} is not known to the CAS (upload its shard first)")
@@ -551,27 +607,70 @@ fn apply_op(hub: &Hub, uid: u64, op: &Value) -> Result<(), String> {
                 size,
                 mtime_ms: mtime_of(op),
                 uploaded_at_ms: now_ms(),
-                content_type: s("contentType").map(str::to_string),
+                content_type,
             };
-            hub.meta.put_file(uid, path, &rec).map_err(store_err)
+            hub.meta.put_file(uid, path, &rec).map_err(store_err)?;
+            if is_copy {
+                Stats::add(&hub.stats.copy_ops, 1);
+            }
+            Ok(())
         }
-        "deleteFile" => hub
-            .meta
-            .remove_file(uid, path)
-            .map(|_| ())
-            .map_err(store_err),
+        "deleteFile" => match hub.meta.remove_file(uid, path) {
+            Ok(true) => Ok(()),
+            Ok(false) if hub.strict_deletes => Err(format!("file {path} not found")),
+            Ok(false) => Ok(()),
+            Err(e) => Err(store_err(e)),
+        },
         other => Err(format!("unknown operation type {other:?}")),
+    }
+}
+
+/// Checks the source of a `copyFile`: bucket `src` exists for the caller and one of its
+/// files has content `hash`. Returns that file's content type.
+fn copy_source_holds(
+    hub: &Hub,
+    ctx: &Ctx,
+    src: &str,
+    hash: &XetHash,
+) -> Result<Option<String>, String> {
+    let (ns, name) = src
+        .split_once('/')
+        .ok_or_else(|| format!("invalid sourceRepoId {src:?}"))?;
+    let id = bucket_id(hub, ns, name).map_err(|e| e.to_string())?;
+    let b = open_bucket(hub, ctx, &id, Access::Read)
+        .map_err(|_| format!("source bucket {id} not found"))?;
+    let mut start = Vec::new();
+    loop {
+        let page = hub
+            .meta
+            .files(b.uid, b"", &start, 10_000)
+            .map_err(|e| e.to_string())?;
+        if let Some((_, f)) = page.iter().find(|(_, f)| f.xet_hash == *hash) {
+            return Ok(f.content_type.clone());
+        }
+        match page.last() {
+            Some((p, _)) if page.len() == 10_000 => {
+                start = p.as_bytes().to_vec();
+                start.push(0);
+            }
+            _ => {
+                return Err(format!(
+                    "source bucket {id} has no file with xetHash {hash}"
+                ));
+            }
+        }
     }
 }
 
 pub(crate) async fn batch(
     hub: &Arc<Hub>,
+    ctx: &Ctx,
     ns: &str,
     name: &str,
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
-    let b = get_bucket(hub, &id)?;
+    let b = open_bucket(hub, ctx, &id, Access::Write)?;
     let (parts, body) = req.into_parts();
     let body = read_body(&parts.headers, body, BATCH_BODY).await?;
     let text = std::str::from_utf8(&body)
@@ -588,7 +687,7 @@ pub(crate) async fn batch(
                 continue;
             }
         };
-        if let Err(e) = apply_op(hub, b.uid, &op) {
+        if let Err(e) = apply_op(hub, ctx, b.uid, &op) {
             let path = op.get("path").and_then(Value::as_str).unwrap_or("");
             failed.push(json!({"path": path, "error": e}));
         }
@@ -616,7 +715,11 @@ pub(crate) fn xet_token(
     scope: Scope,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
-    let b = get_bucket(hub, &id)?;
+    let access = match scope {
+        Scope::Read => Access::Read,
+        Scope::Write => Access::Write,
+    };
+    let b = open_bucket(hub, ctx, &id, access)?;
     let exp = now_secs() + hub.token_ttl;
     let token = hub.keys.issue_xet_token(scope, b.uid, exp);
     let mut resp = json_response(
@@ -644,7 +747,7 @@ pub(crate) async fn resolve(
     head: bool,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, segs[1], segs[2])?;
-    let b = get_bucket(hub, &id)?;
+    let b = open_bucket(hub, ctx, &id, Access::Read)?;
     let path = decode(&segs[4..].join("/"))?;
     let f = hub
         .meta

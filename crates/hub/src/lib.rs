@@ -15,7 +15,12 @@
 //!
 //! One port serves the Hub API (`/api/...`, `/buckets/.../resolve/...`), the CAS API
 //! (`/v1/...`, `/v2/...`; `casUrl` = the hub's own base URL) and signed xorb fetch URLs
-//! (`/fetch/xorbs/{hash}?exp=..&sig=..`). Counters: `GET /api/_hugbucket/stats`.
+//! (`/fetch/xorbs/{hash}?X-Xet-Signed-Range=..&Expires=..&Signature=..`, each valid for
+//! exactly the byte ranges it was issued for). Counters: `GET /api/_hugbucket/stats`.
+//!
+//! Access follows the Hub: a bucket created without `visibility` is public; a private
+//! bucket is visible only to tokens of its namespace (anonymous callers get 401, other
+//! users' tokens 404, both `X-Error-Code: RepoNotFound`).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 use std::net::SocketAddr;
@@ -74,6 +79,18 @@ pub struct HubArgs {
     /// `hugbucket_hub::faults`).
     #[arg(long = "fault", alias = "faults")]
     pub faults: Vec<String>,
+    /// Another user, `NAMESPACE:TOKEN` (repeatable): its token acts for that namespace only,
+    /// so private buckets of other namespaces are invisible to it (for access tests).
+    #[arg(long = "user", value_name = "NS:TOKEN")]
+    pub users: Vec<String>,
+    /// Lifetime of fetch URLs (e.g. `2s`, `500ms`; default: --token-ttl). Short values
+    /// emulate presigned URLs expiring during a download.
+    #[arg(long, value_parser = faults::parse_duration_arg)]
+    pub fetch_url_ttl: Option<Duration>,
+    /// Report a batch `deleteFile` of a missing path as a failed operation ("not found")
+    /// instead of a success.
+    #[arg(long)]
+    pub strict_deletes: bool,
 }
 
 /// Configuration of a hub instance.
@@ -93,6 +110,13 @@ pub struct HubConfig {
     pub public_url: Option<String>,
     /// Fault rules.
     pub faults: Vec<FaultRule>,
+    /// Other users: `(namespace, token)`. The main tokens act for `namespace` and every
+    /// namespace not listed here (as a member of every organisation).
+    pub users: Vec<(String, String)>,
+    /// Fetch URL lifetime (default: `token_ttl`).
+    pub fetch_url_ttl: Option<Duration>,
+    /// A `deleteFile` of a missing path fails ("not found").
+    pub strict_deletes: bool,
 }
 
 impl HubConfig {
@@ -106,6 +130,9 @@ impl HubConfig {
             token_ttl: Duration::from_secs(3600),
             public_url: None,
             faults: Vec::new(),
+            users: Vec::new(),
+            fetch_url_ttl: None,
+            strict_deletes: false,
         }
     }
 }
@@ -114,7 +141,12 @@ impl HubConfig {
 pub(crate) struct Hub {
     pub namespace: String,
     pub tokens: Vec<String>,
+    /// Other users' `(namespace, token)`.
+    pub users: Vec<(String, String)>,
     pub token_ttl: u64,
+    /// Fetch URL lifetime in milliseconds.
+    pub fetch_url_ttl_ms: u64,
+    pub strict_deletes: bool,
     pub public_url: Option<String>,
     pub keys: Keys,
     pub meta: Meta,
@@ -203,7 +235,14 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
     let hub = Arc::new(Hub {
         namespace: config.namespace.clone(),
         tokens,
+        users: config.users.clone(),
         token_ttl: config.token_ttl.as_secs().max(1),
+        fetch_url_ttl_ms: config
+            .fetch_url_ttl
+            .unwrap_or(config.token_ttl)
+            .as_millis()
+            .clamp(1, u128::from(u64::MAX)) as u64,
+        strict_deletes: config.strict_deletes,
         public_url: config
             .public_url
             .as_ref()
@@ -242,6 +281,18 @@ pub fn run(args: HubArgs) -> ExitCode {
             }
         }
     }
+    let mut users = Vec::new();
+    for u in &args.users {
+        match u.split_once(':') {
+            Some((ns, tok)) if !ns.is_empty() && !tok.is_empty() => {
+                users.push((ns.to_string(), tok.to_string()));
+            }
+            _ => {
+                eprintln!("hugbucket hub: --user: {u:?} is not NAMESPACE:TOKEN");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let tokens_generated = args.tokens.is_empty();
     let token_file = args.data_dir.join("hub_token");
     let config = HubConfig {
@@ -252,6 +303,9 @@ pub fn run(args: HubArgs) -> ExitCode {
         token_ttl: Duration::from_secs(args.token_ttl),
         public_url: args.public_url,
         faults,
+        users,
+        fetch_url_ttl: args.fetch_url_ttl,
+        strict_deletes: args.strict_deletes,
     };
     // Log to stderr unless the caller already installed a subscriber (RUST_LOG overrides).
     let _ = tracing_subscriber::fmt()

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::Hub;
 use crate::body::{ReqBody, RespBody};
-use crate::ctx::Ctx;
+use crate::ctx::{Caller, Ctx};
 use crate::error::HubError;
 use crate::faults::{self, FaultAction, FaultBody, ResetFlag};
 use crate::stats::Route;
@@ -78,6 +78,12 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, reset: ResetFlag) -> Resp
     let req = req.map(|b| ReqBody::new(b, declared_len));
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let user_agent = req
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-")
+        .to_string();
     let route = classify(&method, &path);
     let fault = hub.faults.check(route);
     let result = match fault {
@@ -112,6 +118,7 @@ async fn handle(hub: Arc<Hub>, req: Request<Incoming>, reset: ResetFlag) -> Resp
         status = resp.status().as_u16(),
         bytes,
         duration_ms = start.elapsed().as_secs_f64() * 1000.0,
+        user_agent = %user_agent,
         "request"
     );
     resp
@@ -238,10 +245,15 @@ async fn dispatch(
         }
         _ => {}
     }
-    require_hub_token(hub, req.headers())?;
-    let ctx = Ctx::new(hub, req.headers());
+    let caller = caller(hub, req.headers())?;
+    if caller.is_none() && !anonymous_allowed(route) {
+        return Err(HubError::Unauthorized(
+            "Authorization header with a Hub token is required".into(),
+        ));
+    }
+    let ctx = Ctx::new(hub, req.headers(), caller);
     match route {
-        Route::Whoami => hubapi::whoami(hub),
+        Route::Whoami => hubapi::whoami(hub, &ctx),
         Route::Stats => Ok(crate::body::json_response(
             http::StatusCode::OK,
             &hub.stats.to_json(),
@@ -253,12 +265,12 @@ async fn dispatch(
         Route::RepoMove => hubapi::move_bucket(hub, &ctx, req).await,
         Route::BucketList => hubapi::list_buckets(hub, &ctx, s[2], &req),
         Route::BucketCreate => hubapi::create_bucket(hub, &ctx, s[2], s[3], req).await,
-        Route::BucketInfo => hubapi::bucket_info(hub, s[2], s[3]),
-        Route::BucketDelete => hubapi::delete_bucket(hub, s[2], s[3]).await,
-        Route::BucketSettings => hubapi::bucket_settings(hub, s[2], s[3], req).await,
+        Route::BucketInfo => hubapi::bucket_info(hub, &ctx, s[2], s[3]),
+        Route::BucketDelete => hubapi::delete_bucket(hub, &ctx, s[2], s[3]).await,
+        Route::BucketSettings => hubapi::bucket_settings(hub, &ctx, s[2], s[3], req).await,
         Route::Tree => hubapi::tree(hub, &ctx, &s, &req),
-        Route::PathsInfo => hubapi::paths_info(hub, s[2], s[3], req).await,
-        Route::Batch => hubapi::batch(hub, s[2], s[3], req).await,
+        Route::PathsInfo => hubapi::paths_info(hub, &ctx, s[2], s[3], req).await,
+        Route::Batch => hubapi::batch(hub, &ctx, s[2], s[3], req).await,
         Route::XetReadToken => hubapi::xet_token(hub, &ctx, s[2], s[3], auth::Scope::Read),
         Route::XetWriteToken => hubapi::xet_token(hub, &ctx, s[2], s[3], auth::Scope::Write),
         Route::Events => Err(HubError::NotFound("bucket events are not supported".into())),
@@ -268,15 +280,35 @@ async fn dispatch(
     }
 }
 
-/// 401 unless the request carries a configured Hub token.
-pub(crate) fn require_hub_token(hub: &Hub, headers: &HeaderMap) -> Result<(), HubError> {
-    match auth::bearer(headers) {
-        None => Err(HubError::Unauthorized(
-            "Authorization header with a Hub token is required".into(),
-        )),
-        Some(t) if auth::token_matches(&hub.tokens, t) => Ok(()),
-        Some(_) => Err(HubError::Unauthorized(
-            "Invalid credentials in Authorization header".into(),
-        )),
+/// Routes an anonymous caller may use: reads, which then see public buckets only.
+fn anonymous_allowed(route: Route) -> bool {
+    matches!(
+        route,
+        Route::BucketInfo
+            | Route::BucketList
+            | Route::Tree
+            | Route::PathsInfo
+            | Route::XetReadToken
+            | Route::ResolveHead
+            | Route::ResolveGet
+    )
+}
+
+/// The caller of a request: `None` without a token, 401 for a token nobody has.
+pub(crate) fn caller(hub: &Hub, headers: &HeaderMap) -> Result<Option<Caller>, HubError> {
+    let Some(t) = auth::bearer(headers) else {
+        return Ok(None);
+    };
+    if auth::token_matches(&hub.tokens, t) {
+        return Ok(Some(Caller::Main));
     }
+    let mut found = None;
+    for (ns, tok) in &hub.users {
+        if auth::token_matches(std::slice::from_ref(tok), t) {
+            found = Some(Caller::User(ns.clone()));
+        }
+    }
+    found
+        .map(Some)
+        .ok_or_else(|| HubError::Unauthorized("Invalid credentials in Authorization header".into()))
 }

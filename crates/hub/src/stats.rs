@@ -172,6 +172,12 @@ pub struct Stats {
     pub batch_ops: AtomicU64,
     /// Bytes served by resolve GETs.
     pub resolve_bytes: AtomicU64,
+    /// Batch `copyFile` operations applied.
+    pub copy_ops: AtomicU64,
+    /// Fetch URLs refused as expired.
+    pub fetch_expired: AtomicU64,
+    /// Fetches refused because their Range differed from the signed one.
+    pub fetch_range_refused: AtomicU64,
     by_route: [AtomicU64; Route::ALL.len()],
 }
 
@@ -217,6 +223,9 @@ impl Stats {
             "batch_calls": g(&self.batch_calls),
             "batch_ops": g(&self.batch_ops),
             "resolve_bytes": g(&self.resolve_bytes),
+            "copy_ops": g(&self.copy_ops),
+            "fetch_expired": g(&self.fetch_expired),
+            "fetch_range_refused": g(&self.fetch_range_refused),
             "requests": Value::Object(routes),
         })
     }

@@ -32,12 +32,15 @@ async fn start_in(dir: tempfile::TempDir) -> T {
         token: hub.token().to_string(),
         hub: Some(hub),
         dir,
-        c: {
-            // Workspace builds unify reqwest's features with `rustls-no-provider`.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            reqwest::Client::new()
-        },
+        c: http_client(),
     }
+}
+
+/// A reqwest client (workspace builds unify reqwest's features with `rustls-no-provider`,
+/// so the provider is installed first).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 async fn start() -> T {
@@ -901,27 +904,68 @@ async fn fetch_urls_ranges_and_signatures() {
         .as_str()
         .unwrap()
         .to_string();
+    let entry = &v["fetch_info"][u.xorb.hash.to_hex()][0];
+    let (bs, be) = (
+        entry["url_range"]["start"].as_u64().unwrap(),
+        entry["url_range"]["end"].as_u64().unwrap(),
+    );
+    assert!(
+        url.contains(&format!("X-Xet-Signed-Range={bs}-{be}")),
+        "{url}"
+    );
     let xd = &u.xorb.data;
-    // Single range, exact bytes, no Authorization.
-    let r =
-        t.c.get(&url)
-            .header("range", "bytes=10-99")
-            .send()
-            .await
-            .unwrap();
+    let stored_len = xd.len() + u.xorb.footer().len();
+    let fetch = |url: String, range: Option<String>| {
+        let rb = t.c.get(url);
+        let rb = match range {
+            Some(r) => rb.header("range", r),
+            None => rb,
+        };
+        async move { rb.send().await.unwrap() }
+    };
+    // Exactly the signed range, no Authorization: 206 with those bytes.
+    let r = fetch(url.clone(), Some(format!("bytes={bs}-{be}"))).await;
     assert_eq!(r.status(), 206);
     assert_eq!(
         r.headers()["content-range"].to_str().unwrap(),
-        format!("bytes 10-99/{}", xd.len() + u.xorb.footer().len())
+        format!("bytes {bs}-{be}/{stored_len}")
     );
-    assert_eq!(r.bytes().await.unwrap().as_ref(), &xd[10..100]);
-    // Multi-range.
-    let r =
-        t.c.get(&url)
-            .header("range", "bytes=0-9,1000-1019")
-            .send()
-            .await
-            .unwrap();
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        &xd[bs as usize..=be as usize]
+    );
+    // A narrower, wider, shifted or missing range is refused (403), as by the CAS for a
+    // URL carrying X-Xet-Signed-Range.
+    let refused_before = t.stats().await["fetch_range_refused"].as_u64().unwrap();
+    for range in [
+        Some(format!("bytes={}-{be}", bs + 10)),
+        Some(format!("bytes={bs}-{}", be - 1)),
+        Some(format!("bytes={bs}-{}", be + 1)),
+        Some(format!("bytes={bs}-{be},{}-{}", be + 1, be + 2)),
+        Some(format!("bytes={bs}-")),
+        None,
+    ] {
+        let r = fetch(url.clone(), range.clone()).await;
+        assert_eq!(r.status(), 403, "{range:?}");
+        assert_eq!(r.headers()["x-error-code"], "Forbidden");
+    }
+    assert_eq!(
+        t.stats().await["fetch_range_refused"].as_u64().unwrap() - refused_before,
+        6
+    );
+    // A URL signed for several ranges serves all of them (multipart) or exactly one.
+    let keys = hugbucket_hub::auth::Keys::load_or_create(t.dir.path()).unwrap();
+    let hex = u.xorb.hash.to_hex();
+    let exp = 4_000_000_000u64;
+    let signed_url = |ranges: &str, exp: u64| {
+        format!(
+            "{}/fetch/xorbs/{hex}?X-Xet-Signed-Range={ranges}&Expires={exp}&Signature={}",
+            t.url,
+            keys.fetch_sig(&hex, ranges, exp)
+        )
+    };
+    let multi = signed_url("0-9,1000-1019", exp);
+    let r = fetch(multi.clone(), Some("bytes=0-9,1000-1019".into())).await;
     assert_eq!(r.status(), 206);
     let ct = r.headers()["content-type"].to_str().unwrap().to_string();
     let boundary = ct
@@ -931,47 +975,198 @@ async fn fetch_urls_ranges_and_signatures() {
     let body = r.bytes().await.unwrap();
     let parts = multipart_parts(&body, &boundary);
     assert_eq!(parts, vec![&xd[0..10], &xd[1000..1020]]);
-    // Whole file without Range: chunk records + footer.
-    let r = t.c.get(&url).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.bytes().await.unwrap().as_ref(), &u.xorb.with_footer()[..]);
-    // Unsatisfiable.
-    let r =
-        t.c.get(&url)
-            .header("range", "bytes=99999999-")
-            .send()
-            .await
-            .unwrap();
+    let r = fetch(multi.clone(), Some("bytes=1000-1019".into())).await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &xd[1000..1020]);
+    let r = fetch(multi, Some("bytes=1000-1018".into())).await;
+    assert_eq!(r.status(), 403);
+    // Signed but unsatisfiable: 416.
+    let far = signed_url("99999999-99999999", exp);
+    let r = fetch(far, Some("bytes=99999999-99999999".into())).await;
     assert_eq!(r.status(), 416);
-    // Tampered signature / expiry / hash: 403.
-    let bad_sig = format!("{}A", url);
-    let bad_exp = url.replace("exp=", "exp=1");
-    let other = url.replace(&u.xorb.hash.to_hex(), &"4".repeat(64));
-    for bad in [bad_sig, bad_exp, other] {
-        let r =
-            t.c.get(&bad)
-                .header("range", "bytes=0-9")
-                .send()
-                .await
-                .unwrap();
+    // Tampered signature / expiry / hash / signed range: 403.
+    let bad_sig = format!("{url}A");
+    let bad_exp = url.replace("Expires=", "Expires=1");
+    let other = url.replace(&hex, &"4".repeat(64));
+    let wider_signed = url.replace(
+        &format!("X-Xet-Signed-Range={bs}-{be}"),
+        &format!("X-Xet-Signed-Range={bs}-{}", be + 1),
+    );
+    for bad in [bad_sig, bad_exp, other, wider_signed] {
+        let r = fetch(bad.clone(), Some(format!("bytes={bs}-{be}"))).await;
         assert_eq!(r.status(), 403, "{bad}");
     }
     // Expired (validly signed, in the past).
-    let keys = hugbucket_hub::auth::Keys::load_or_create(t.dir.path()).unwrap();
-    let hex = u.xorb.hash.to_hex();
-    let past = 1_000_000u64;
-    let expired = format!(
-        "{}/fetch/xorbs/{hex}?exp={past}&sig={}",
-        t.url,
-        keys.fetch_sig(&hex, past)
+    let expired_before = t.stats().await["fetch_expired"].as_u64().unwrap();
+    let r = fetch(signed_url("0-9", 1_000_000), Some("bytes=0-9".into())).await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("expired"));
+    assert_eq!(
+        t.stats().await["fetch_expired"].as_u64().unwrap(),
+        expired_before + 1
     );
+}
+
+/// `fetch_url_ttl` makes the hub's fetch URLs expire that soon (the `--fetch-url-ttl` test
+/// mode): the URL works at once and is refused as expired after its lifetime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_url_ttl_expires_urls() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = HubConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    cfg.fetch_url_ttl = Some(Duration::from_secs(1));
+    let hub = hugbucket_hub::start(cfg).await.unwrap();
+    let t = T {
+        url: hub.url(),
+        token: hub.token().to_string(),
+        hub: Some(hub),
+        dir,
+        c: http_client(),
+    };
+    t.create("me/ttl").await;
+    let u = put_file(&t, "hugbucket/ttl", "x", random_bytes(50_000, 11)).await;
+    let (tok, _) = t.xet_token("hugbucket/ttl", false).await;
+    let v: Value =
+        t.c.get(format!(
+            "{}/v2/reconstructions/{}",
+            t.url,
+            u.file.file_hash.to_hex()
+        ))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &v["xorbs"][u.xorb.hash.to_hex()][0];
+    let url = entry["url"].as_str().unwrap().to_string();
+    let range = &entry["ranges"][0]["bytes"];
+    let header = format!("bytes={}-{}", range["start"], range["end"]);
+    let get = || t.c.get(&url).header("range", &header).send();
+    assert_eq!(get().await.unwrap().status(), 206);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let r = get().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("expired"));
+    assert_eq!(t.stats().await["fetch_expired"], 1);
+}
+
+/// Bucket visibility as on the Hub: created without `visibility` a bucket is public; a
+/// private one exists only for tokens of its namespace (anonymous: 401, another user's
+/// token: 404, both `RepoNotFound`), on every read route; a public one of another
+/// namespace can be read but not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_buckets_are_invisible_to_other_users() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = HubConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf());
+    cfg.users = vec![("alice".into(), "hf_alice".into())];
+    let hub = hugbucket_hub::start(cfg).await.unwrap();
+    let t = T {
+        url: hub.url(),
+        token: hub.token().to_string(),
+        hub: Some(hub),
+        dir,
+        c: http_client(),
+    };
+    t.create("me/open").await;
+    let (s, _) = t
+        .json(
+            t.post("/api/buckets/hugbucket/closed")
+                .json(&json!({"visibility": "private"})),
+        )
+        .await;
+    assert_eq!(s, 200);
+    put_file(&t, "hugbucket/closed", "f.bin", random_bytes(1000, 1)).await;
+    put_file(&t, "hugbucket/open", "f.bin", random_bytes(1000, 2)).await;
+    assert_eq!(
+        t.json(t.get("/api/buckets/hugbucket/open")).await.1["private"],
+        false
+    );
+    assert_eq!(
+        t.json(t.get("/api/buckets/hugbucket/closed")).await.1["private"],
+        true
+    );
+    let owner = Some(t.token.clone());
+    let alice = Some("hf_alice".to_string());
+    let read = |id: &str, route: &str, token: Option<String>| {
+        let url = format!("{}{}", t.url, route.replace("{id}", id));
+        let rb = if route.ends_with("paths-info") {
+            t.c.post(url).json(&json!({"paths": ["f.bin"]}))
+        } else if route.contains("/resolve/") {
+            t.c.head(url)
+        } else {
+            t.c.get(url)
+        };
+        let rb = match token {
+            Some(tok) => rb.bearer_auth(tok),
+            None => rb,
+        };
+        async move { rb.send().await.unwrap() }
+    };
+    let routes = [
+        "/api/buckets/{id}",
+        "/api/buckets/{id}/tree",
+        "/api/buckets/{id}/paths-info",
+        "/api/buckets/{id}/xet-read-token",
+        "/buckets/{id}/resolve/f.bin",
+    ];
+    for route in routes {
+        // The owner reads both; anyone reads the public one.
+        for id in ["hugbucket/open", "hugbucket/closed"] {
+            let r = read(id, route, owner.clone()).await;
+            assert!(
+                r.status().is_success(),
+                "{route} {id} owner: {}",
+                r.status()
+            );
+        }
+        for who in [None, alice.clone()] {
+            let r = read("hugbucket/open", route, who.clone()).await;
+            assert!(r.status().is_success(), "{route} {who:?}: {}", r.status());
+        }
+        let r = read("hugbucket/closed", route, None).await;
+        assert_eq!(r.status(), 401, "{route} anonymous");
+        assert_eq!(r.headers()["x-error-code"], "RepoNotFound", "{route}");
+        let r = read("hugbucket/closed", route, alice.clone()).await;
+        assert_eq!(r.status(), 404, "{route} alice");
+        assert_eq!(r.headers()["x-error-code"], "RepoNotFound", "{route}");
+    }
+    // Another user cannot write a public bucket of ours, nor see private ones in listings.
     let r =
-        t.c.get(&expired)
-            .header("range", "bytes=0-9")
+        t.c.post(format!("{}/api/buckets/hugbucket/open/batch", t.url))
+            .bearer_auth("hf_alice")
+            .body("{\"type\":\"deleteFile\",\"path\":\"f.bin\"}\n")
             .send()
             .await
             .unwrap();
     assert_eq!(r.status(), 403);
+    let listed: Value =
+        t.c.get(format!("{}/api/buckets/hugbucket", t.url))
+            .bearer_auth("hf_alice")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["hugbucket/open"]);
+    // whoami answers the token's user.
+    let me: Value =
+        t.c.get(format!("{}/api/whoami-v2", t.url))
+            .bearer_auth("hf_alice")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(me["name"], "alice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -491,11 +491,14 @@ impl CasClient {
     /// Starts a ranged fetch of stored xorb bytes from a presigned `url` (no Authorization;
     /// `Range: bytes=start-end`, inclusive). The answer must be 206 with a matching
     /// `Content-Range` (and `Content-Length`, when given); else
-    /// [`UpstreamError::RangeMismatch`] (retryable). 403 →
+    /// [`UpstreamError::RangeMismatch`] (retryable). 401/403 →
     /// [`UpstreamError::FetchUrlExpired`]: re-query the reconstruction for a fresh URL.
-    /// The returned stream yields the body as it arrives (bounded memory), resumes with a
-    /// narrower `Range` when the connection breaks mid-body (within the retry budget), and
-    /// fails if the total length differs from the range's.
+    /// The returned stream yields the body as it arrives (bounded memory) and fails if the
+    /// total length differs from the range's. When the connection breaks mid-body it resumes
+    /// with a narrower `Range` on the same URL (within the retry budget), unless the URL is
+    /// signed for its exact range (`X-Xet-Signed-Range`, see [`is_range_signed`]): such a
+    /// URL refuses any other range, so the error is returned for the caller to re-query the
+    /// reconstruction of the remaining bytes.
     pub async fn fetch_xorb_range(&self, url: &str, range: ByteRange) -> Result<XorbRangeStream> {
         let url = Url::parse(url)
             .map_err(|e| UpstreamError::InvalidArgument(format!("bad fetch url: {e}")))?;
@@ -503,6 +506,7 @@ impl CasClient {
         let first = open_range(&transport, &url, range).await?;
         let state = FetchState {
             transport,
+            resumable: !is_range_signed(&url),
             url,
             range,
             pos: range.start,
@@ -538,6 +542,14 @@ enum GrantSend {
     NewGrant,
 }
 
+/// True when a fetch URL is signed for an exact byte range (it carries the
+/// `X-Xet-Signed-Range` query parameter, as v2 reconstruction URLs do): the CAS refuses any
+/// other `Range` on it, a narrower one to resume included.
+pub fn is_range_signed(url: &Url) -> bool {
+    url.query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("X-Xet-Signed-Range"))
+}
+
 /// Parses `Content-Range: bytes S-E/T` (T may be `*`).
 pub fn parse_content_range(v: &str) -> Option<(u64, u64, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes")?.trim_start();
@@ -570,7 +582,7 @@ async fn open_range(
     let mismatch = |message: String| UpstreamError::RangeMismatch { op: OP, message };
     match status {
         206 => {}
-        403 => {
+        401 | 403 => {
             let headers = resp.headers().clone();
             let body = resp.bytes().await.unwrap_or_default();
             return Err(UpstreamError::FetchUrlExpired(failure_from(
@@ -619,6 +631,8 @@ async fn open_range(
 
 struct FetchState {
     transport: Arc<Transport>,
+    /// False for a range-signed URL: an interruption is returned, not resumed.
+    resumable: bool,
     url: Url,
     range: ByteRange,
     /// Next byte expected.
@@ -686,8 +700,12 @@ impl FetchState {
                 },
                 Err(e) => UpstreamError::from_reqwest(OP, e),
             };
-            // Interrupted: resume from `pos` if the budget allows.
+            // Interrupted: resume from `pos` if the URL allows it and the budget too.
             self.resp = None;
+            if !self.resumable {
+                self.done = true;
+                return Some(Err(err));
+            }
             let cfg = &self.transport.cfg.retry;
             match retry_decision(
                 cfg,
@@ -758,5 +776,15 @@ mod tests {
         assert_eq!(parse_content_range("items 0-1/2"), None);
         assert_eq!(parse_content_range("bytes */10"), None);
         assert_eq!(parse_content_range(""), None);
+    }
+
+    #[test]
+    fn range_signed_urls() {
+        let signed =
+            Url::parse("http://h/xorbs/default/ab?X-Xet-Signed-Range=1&Expires=9&Signature=s")
+                .unwrap();
+        assert!(is_range_signed(&signed));
+        let plain = Url::parse("http://h/xorbs/default/ab?Expires=9&Signature=s").unwrap();
+        assert!(!is_range_signed(&plain));
     }
 }

@@ -1,5 +1,6 @@
-//! Client configuration: timeouts, retry budget, limits.
+//! Client configuration: timeouts, retry budget, limits; and where the Hub token is found.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Retry policy for retryable failures (connect errors, timeouts, interrupted transfers,
@@ -73,10 +74,95 @@ impl Default for UpstreamConfig {
             read_timeout: Duration::from_secs(120),
             request_timeout: Some(Duration::from_secs(300)),
             retry: RetryConfig::default(),
-            user_agent: concat!("hugbucket/", env!("CARGO_PKG_VERSION"), "; hf_xet/1.8.0").into(),
+            user_agent: concat!("hugbucket/", env!("CARGO_PKG_VERSION")).into(),
             max_response_bytes: 512 * 1024 * 1024,
             token_refresh_margin: Duration::from_secs(30),
             session_id: None,
         }
+    }
+}
+
+/// The Hub token as huggingface_hub finds it: `HF_TOKEN` (or the legacy
+/// `HUGGING_FACE_HUB_TOKEN`), else the file `HF_TOKEN_PATH`, else `$HF_HOME/token`, where
+/// `HF_HOME` defaults to `$XDG_CACHE_HOME/huggingface`, else `~/.cache/huggingface` (the
+/// file `hf auth login` writes). Surrounding whitespace is dropped; empty means none.
+pub fn discover_hf_token() -> Option<String> {
+    discover_hf_token_with(|k| std::env::var(k).ok())
+}
+
+/// [`discover_hf_token`] reading variables through `var` (tests).
+pub fn discover_hf_token_with(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    let clean = |t: String| Some(t.trim().to_string()).filter(|t| !t.is_empty());
+    let set = |k: &str| var(k).filter(|v| !v.is_empty());
+    if let Some(t) = set("HF_TOKEN").or_else(|| set("HUGGING_FACE_HUB_TOKEN")) {
+        return clean(t);
+    }
+    let path = match set("HF_TOKEN_PATH") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let home = match set("HF_HOME") {
+                Some(h) => PathBuf::from(h),
+                None => {
+                    let cache = match set("XDG_CACHE_HOME") {
+                        Some(c) => PathBuf::from(c),
+                        None => PathBuf::from(set("HOME")?).join(".cache"),
+                    };
+                    cache.join("huggingface")
+                }
+            };
+            home.join("token")
+        }
+    };
+    std::fs::read_to_string(path).ok().and_then(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_discovery_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let hf_home = dir.path().join("hf");
+        std::fs::create_dir_all(home.join(".cache/huggingface")).unwrap();
+        std::fs::create_dir_all(&hf_home).unwrap();
+        std::fs::write(home.join(".cache/huggingface/token"), "hf_default\n").unwrap();
+        std::fs::write(hf_home.join("token"), " hf_home \n").unwrap();
+        let env = |pairs: Vec<(&'static str, String)>| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+        };
+        let h = home.display().to_string();
+        // HOME only: ~/.cache/huggingface/token.
+        assert_eq!(
+            discover_hf_token_with(env(vec![("HOME", h.clone())])).as_deref(),
+            Some("hf_default")
+        );
+        // HF_HOME wins over the default, HF_TOKEN over any file.
+        let with_home = vec![
+            ("HOME", h.clone()),
+            ("HF_HOME", hf_home.display().to_string()),
+        ];
+        assert_eq!(
+            discover_hf_token_with(env(with_home.clone())).as_deref(),
+            Some("hf_home")
+        );
+        let mut with_token = with_home.clone();
+        with_token.push(("HF_TOKEN", "hf_env".into()));
+        assert_eq!(
+            discover_hf_token_with(env(with_token)).as_deref(),
+            Some("hf_env")
+        );
+        // An empty HF_TOKEN counts as unset; a missing or blank file is no token.
+        let mut empty = with_home;
+        empty.push(("HF_TOKEN", String::new()));
+        assert_eq!(
+            discover_hf_token_with(env(empty)).as_deref(),
+            Some("hf_home")
+        );
+        std::fs::write(hf_home.join("token"), "  \n").unwrap();
+        let blank = vec![("HF_HOME", hf_home.display().to_string())];
+        assert_eq!(discover_hf_token_with(env(blank)), None);
+        assert_eq!(discover_hf_token_with(env(vec![])), None);
     }
 }

@@ -33,7 +33,7 @@ pub mod token;
 mod transport;
 
 pub use cas::{CasClient, ShardUpload, XorbRangeStream, XorbUpload};
-pub use config::{RetryConfig, UpstreamConfig};
+pub use config::{RetryConfig, UpstreamConfig, discover_hf_token};
 pub use encode::{BucketId, quote_segment};
 pub use error::{Fault, HttpFailure, Result, UpstreamError};
 pub use hub::{HubClient, Pager};

@@ -217,6 +217,10 @@ pub enum BatchOp {
         /// `namespace/name` of the source.
         #[serde(rename = "sourceRepoId")]
         source_repo_id: String,
+        /// A new content type for the copy; omitted (as huggingface_hub does) to keep the
+        /// source's.
+        #[serde(rename = "contentType", skip_serializing_if = "Option::is_none")]
+        content_type: Option<String>,
     },
     /// Delete `path`.
     #[serde(rename = "deleteFile")]
@@ -323,6 +327,7 @@ mod tests {
                 mtime: 2,
                 source_repo_type: "bucket".into(),
                 source_repo_id: "ns/other".into(),
+                content_type: None,
             },
             BatchOp::DeleteFile {
                 path: "old.bin".into(),

@@ -1,6 +1,7 @@
 //! The HTTP layer shared by the Hub and CAS clients: two reqwest clients (API calls without
 //! redirects; presigned URLs with redirects and never any Authorization), retries, body
-//! size limits and error mapping.
+//! size limits and error mapping. Both honour the proxy environment variables
+//! (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`, as curl and huggingface_hub do).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -211,7 +212,8 @@ impl Transport {
                 .connect_timeout(cfg.connect_timeout)
                 .read_timeout(cfg.read_timeout)
                 .user_agent(cfg.user_agent.clone())
-                .no_proxy()
+                // Proxies come from the environment (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY,
+                // NO_PROXY; reqwest's default), for API calls and fetch URLs alike.
                 .tcp_nodelay(true)
         };
         let api = base()

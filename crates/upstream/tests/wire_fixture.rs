@@ -356,6 +356,46 @@ async fn fetch_resumes_after_a_dropped_connection() {
     assert!(reqs.iter().all(|r| r.header("x-xet-session-id").is_some()));
 }
 
+/// A URL signed for its exact range (`X-Xet-Signed-Range`) refuses any other range, so a
+/// broken body is not resumed with a narrower `Range` on it: the error goes to the caller
+/// (the core re-queries the reconstruction). Every request names hugbucket as its agent.
+#[tokio::test]
+async fn range_signed_fetch_is_not_resumed_on_the_same_url() {
+    let data: Vec<u8> = (0..1000u32).map(|i| (i * 3 % 251) as u8).collect();
+    let fx = fixture(Arc::new(move |_req, _i| {
+        let mut out =
+            b"HTTP/1.1 206 Partial\r\ncontent-range: bytes 0-999/1000\r\ncontent-length: 1000\r\n\r\n"
+                .to_vec();
+        out.extend_from_slice(&data[..400]);
+        out
+    }))
+    .await;
+    let cas = static_cas(&fx, config(4));
+    let url = format!(
+        "{}/xorbs/default/x?X-Xet-Signed-Range=1&Expires=9999999999&Signature=s",
+        fx.url()
+    );
+    let mut stream = cas
+        .fetch_xorb_range(&url, ByteRange::new(0, 999).unwrap())
+        .await
+        .unwrap();
+    let mut got = 0;
+    let mut failed = None;
+    while let Some(piece) = stream.next().await {
+        match piece {
+            Ok(p) => got += p.len(),
+            Err(e) => failed = Some(e),
+        }
+    }
+    let err = failed.expect("a cut body must end with an error");
+    assert!(err.is_retryable(), "{err:?}");
+    assert_eq!(got, 400);
+    let reqs = fx.requests();
+    assert_eq!(reqs.len(), 1, "no second request on a range-signed URL");
+    let agent = reqs[0].header("user-agent").unwrap();
+    assert_eq!(agent, concat!("hugbucket/", env!("CARGO_PKG_VERSION")));
+}
+
 #[tokio::test]
 async fn fetch_rejects_wrong_ranges() {
     let fx = fixture(Arc::new(|req, _| match req.path.as_str() {

@@ -206,6 +206,19 @@ pub struct ServeArgs {
         default_value = "human"
     )]
     pub log_format: LogFormat,
+    /// Fleet mode: this node is one of several behind a load balancer, sharing buckets.
+    /// File metadata is never reused from a local cache, so a GET/HEAD through this node
+    /// sees a write made through any other node (one paths-info call per GET/HEAD).
+    #[arg(long, env = "HUGBUCKET_FLEET")]
+    pub fleet: bool,
+    /// Milliseconds between the shared `/batch` calls that register multipart part
+    /// entries of one bucket (a part is acknowledged once its entry is registered).
+    #[arg(
+        long,
+        env = "HUGBUCKET_PART_RECORD_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub part_record_interval_ms: u64,
     /// Seconds in-flight requests and uploads get to finish on SIGTERM/SIGINT.
     #[arg(long, env = "HUGBUCKET_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     pub shutdown_timeout: u64,
@@ -419,6 +432,11 @@ impl ServeArgs {
             (
                 "log-format",
                 format!("{:?}", self.log_format).to_lowercase(),
+            ),
+            ("fleet", self.fleet.to_string()),
+            (
+                "part-record-interval-ms",
+                self.part_record_interval_ms.to_string(),
             ),
             ("shutdown-timeout", self.shutdown_timeout.to_string()),
         ];

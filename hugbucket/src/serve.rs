@@ -254,6 +254,11 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     core.cache_capacity = args.cache_size;
     core.key_shard_cpus = args.core_cpus();
     core.bucket_visibility = args.bucket_visibility.upstream();
+    if args.fleet {
+        // Another node may have written any key a moment ago: no metadata reuse.
+        core.metadata_ttl = Duration::ZERO;
+    }
+    core.part_record_interval = Duration::from_millis(args.part_record_interval_ms);
     let gateway = Gateway::new(core, hub)
         .await
         .context("opening the gateway state and chunk cache")?;
@@ -281,7 +286,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
         let mut tick = 0u64;
         loop {
             if tick % 60 == 0 {
-                match house_gw.expire_multipart() {
+                match house_gw.expire_multipart().await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(removed = n, "expired multipart uploads"),
                     Err(e) => tracing::warn!(error = %e, "multipart expiry"),

@@ -157,13 +157,19 @@ impl From<&UpstreamError> for UpstreamKind {
     }
 }
 
-impl From<UpstreamError> for CoreError {
-    fn from(e: UpstreamError) -> Self {
-        CoreError::Upstream(UpstreamFailure {
-            kind: UpstreamKind::from(&e),
+impl From<&UpstreamError> for UpstreamFailure {
+    fn from(e: &UpstreamError) -> Self {
+        UpstreamFailure {
+            kind: UpstreamKind::from(e),
             retryable: e.is_retryable(),
             message: e.to_string(),
-        })
+        }
+    }
+}
+
+impl From<UpstreamError> for CoreError {
+    fn from(e: UpstreamError) -> Self {
+        CoreError::Upstream(UpstreamFailure::from(&e))
     }
 }
 

@@ -8,8 +8,9 @@
 //! - GET asks the CAS for the reconstruction of just the requested range and streams the
 //!   decoded chunks out with a bounded prefetch window.
 //! - Copy registers the existing content hash at the new path: no bytes move.
-//! - Multipart parts are ingested and uploaded when they arrive; their records are kept in
-//!   local durable state so a restart loses no acknowledged part.
+//! - Multipart parts are ingested and uploaded when they arrive; the upload and its parts
+//!   are recorded in the bucket itself (hidden entries under `.hugbucket/uploads/`), so any
+//!   node of a fleet can continue, list, complete or abort any upload.
 //!
 //! All of it runs on tokio (reqwest lives there). Each key belongs to one shard, which
 //! owns its metadata cache entry, reconstructions, single-flight fetches and write order;
@@ -27,6 +28,7 @@ pub mod names;
 mod put;
 mod shards;
 mod sidecar;
+mod small;
 pub mod state;
 mod ttl;
 mod types;
@@ -70,8 +72,11 @@ pub struct CoreConfig {
     pub max_concurrent_xorb_uploads: usize,
     /// Reconstruction terms fetched ahead of the one being sent, per GET.
     pub get_prefetch_window: usize,
-    /// Multipart uploads untouched for longer than this are removed.
+    /// Multipart uploads created longer than this ago are removed.
     pub multipart_expiry: Duration,
+    /// Part entries of one bucket are registered by at most one shared `/batch` call per
+    /// this interval (a part's acknowledgment waits for the call carrying its entry).
+    pub part_record_interval: Duration,
     /// Recompute chunk hashes and the file hash on whole-object GETs.
     pub verify_reads: bool,
     /// Directory of the persistent chunk cache (`None` = no cache).
@@ -79,7 +84,8 @@ pub struct CoreConfig {
     /// Capacity of the chunk cache in bytes.
     pub cache_capacity: u64,
     /// How long file metadata (paths-info) is reused; our own writes invalidate it at once,
-    /// other writers' changes show after at most this long.
+    /// other writers' changes (other nodes of a fleet included) show after at most this
+    /// long. Zero: every HEAD/GET asks the Hub (read-after-write across nodes).
     pub metadata_ttl: Duration,
     /// How long a reconstruction (with its presigned fetch URLs) is reused; keep it well
     /// below the URLs' lifetime.
@@ -100,6 +106,7 @@ impl CoreConfig {
             max_concurrent_xorb_uploads: 1,
             get_prefetch_window: 4,
             multipart_expiry: Duration::from_secs(7 * 24 * 3600),
+            part_record_interval: Duration::from_secs(1),
             verify_reads: true,
             cache_dir: None,
             cache_capacity: 10 << 30,
@@ -132,6 +139,12 @@ struct Inner {
     work: Option<Handle>,
     /// PUTs and parts being ingested right now.
     uploads_in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    /// Multipart upload records read from buckets (they never change).
+    upload_records: multipart::RecordCache,
+    /// Held while an upload record is looked up at the Hub for a part.
+    record_lookup: tokio::sync::Mutex<()>,
+    /// Group commit of multipart part entries.
+    part_records: Arc<multipart::Coalescer>,
     /// Xorb serialization buffers kept between PUTs (a fresh 64 MiB buffer is
     /// page-faulted in again by every PUT).
     xorb_buffers: Arc<BufferPool>,
@@ -218,6 +231,9 @@ impl Gateway {
                 shards,
                 work: Handle::try_current().ok(),
                 uploads_in_flight: Arc::default(),
+                upload_records: Default::default(),
+                record_lookup: tokio::sync::Mutex::new(()),
+                part_records: multipart::Coalescer::new(config.part_record_interval),
                 xorb_buffers: Arc::new(BufferPool::new(config.max_concurrent_xorb_uploads + 1)),
                 sidecars: sidecar::new_cache(),
                 config,
@@ -602,7 +618,12 @@ impl Gateway {
             .batch(id, &ops)
             .await
             .map_err(Self::bucket_err(bucket))?;
-        match outcome.failed.first() {
+        // Removing a finished upload's records is cleanup: their failures fail nothing.
+        let failed = outcome
+            .failed
+            .iter()
+            .find(|f| !multipart::is_upload_record(&f.path));
+        match failed {
             None => Ok(commit),
             Some(f) => Err(CoreError::Internal(format!(
                 "hub refused to register {}: {}",

@@ -14,17 +14,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
 use hugbucket_engine::XetHash;
 use hugbucket_upstream::{BatchOp, BucketId, RemoteFile, TokenScope};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{CoreError, Result};
+use crate::Gateway;
+use crate::error::Result;
 use crate::names::{HIDDEN_ROOT, parse_iso8601};
 use crate::ttl::TtlCache;
 use crate::types::ObjectExtra;
-use crate::{Gateway, get, put};
 
 /// Sidecars larger than this are not read (ours stay far below: 2 KiB of user metadata,
 /// five headers and at most 10,000 part sizes).
@@ -104,17 +102,13 @@ impl Gateway {
             extra: extra.clone(),
             parts: parts.to_vec(),
         };
-        let json = Bytes::from(serde_json::to_vec(&sidecar).expect("plain data serializes"));
-        let len = json.len() as u64;
-        let cas = self.cas(id, TokenScope::Write);
-        let body: crate::ByteStream = Box::pin(futures::stream::once(async move { Ok(json) }));
-        let ingested =
-            put::ingest_and_upload(&cas, body, Some(len), 1, &self.inner.xorb_buffers).await?;
-        cas.upload_shard(Bytes::from(ingested.output.shard.to_upload_bytes()))
+        let json = serde_json::to_vec(&sidecar).expect("plain data serializes");
+        let hash = self
+            .store_small_file(&self.cas(id, TokenScope::Write), json)
             .await?;
         Ok(Some(BatchOp::AddFile {
             path: sidecar_path(key),
-            xet_hash: ingested.summary.file_hash,
+            xet_hash: hash,
             mtime,
             content_type: Some("application/json".into()),
         }))
@@ -138,7 +132,9 @@ impl Gateway {
         let sidecar = match self.inner.sidecars.get(&entry.xet_hash) {
             Some(s) => s,
             None => {
-                let raw = self.read_small(id, entry).await?;
+                let raw = self
+                    .read_small_file(&self.cas(id, TokenScope::Read), entry.xet_hash, MAX_SIDECAR)
+                    .await?;
                 match serde_json::from_slice::<Sidecar>(&raw) {
                     Ok(s) => {
                         let s = Arc::new(s);
@@ -153,25 +149,6 @@ impl Gateway {
             }
         };
         Ok(sidecar.matches(key, object).then_some(sidecar))
-    }
-
-    /// The whole content of a small file, verified against its hash.
-    async fn read_small(&self, id: &BucketId, file: &RemoteFile) -> Result<Vec<u8>> {
-        let cas = self.cas(id, TokenScope::Read);
-        let recon = cas.reconstruction(&file.xet_hash, None).await?;
-        let ctx = get::ReadCtx {
-            cas,
-            file: file.xet_hash,
-            cache: self.inner.cache.clone(),
-            flights: Arc::new(get::Flights::new()),
-            runtime: tokio::runtime::Handle::current(),
-        };
-        let mut body = get::reconstruct_stream(ctx, recon, 0, file.size, 1, Some(file.xet_hash));
-        let mut out = Vec::with_capacity(file.size as usize);
-        while let Some(piece) = body.next().await {
-            out.extend_from_slice(&piece.map_err(|e| CoreError::Integrity(e.to_string()))?);
-        }
-        Ok(out)
     }
 }
 

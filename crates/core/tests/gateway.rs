@@ -1357,6 +1357,366 @@ async fn persistent_get_faults_never_yield_a_complete_looking_body() {
     }
 }
 
+/// A gateway with its own state over `hub`: one node of a fleet.
+async fn node(hub: &RunningHub, dir: &std::path::Path, interval: Duration) -> Gateway {
+    let client =
+        HubClient::new(&hub.url(), Some(hub.token().to_string()), upstream_config()).unwrap();
+    let mut cfg = CoreConfig::new(dir.to_path_buf());
+    cfg.metadata_ttl = Duration::ZERO;
+    cfg.part_record_interval = interval;
+    Gateway::new(cfg, client).await.unwrap()
+}
+
+/// Multipart state lives in the bucket: an upload created on one node takes parts through
+/// two others, is listed and completed anywhere, and Complete moves no data bytes; a
+/// retried Complete through yet another node answers the same object; an abort through
+/// another node than the creator's removes every record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_state_is_shared_by_every_node() {
+    let e = env().await;
+    let interval = Duration::from_millis(200);
+    let a = node(&e.hub, &e.dir.path().join("a"), interval).await;
+    let b = node(&e.hub, &e.dir.path().join("b"), interval).await;
+    let c = node(&e.hub, &e.dir.path().join("c"), interval).await;
+    a.create_bucket("fleet").await.unwrap();
+    let p1 = random(5 << 20, "fleet1");
+    let p2 = random((5 << 20) + 17, "fleet2");
+    let p3 = random(70_000, "fleet3");
+    let id = a
+        .create_multipart("fleet", "big/obj", PutOptions::default())
+        .await
+        .unwrap();
+    let m2 = c
+        .upload_part("fleet", "big/obj", &id, 2, body(&p2, 1 << 20), None)
+        .await
+        .unwrap();
+    let m1 = b
+        .upload_part("fleet", "big/obj", &id, 1, body(&p1, 1 << 20), None)
+        .await
+        .unwrap();
+    let m3 = c
+        .upload_part("fleet", "big/obj", &id, 3, body(&p3, 4096), None)
+        .await
+        .unwrap();
+    let listed = a.list_parts("fleet", "big/obj", &id).await.unwrap();
+    let seen: Vec<(u32, String, u64)> = listed
+        .iter()
+        .map(|p| (p.part_number, p.etag.clone(), p.size))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (1, m1.etag.clone(), p1.len() as u64),
+            (2, m2.etag.clone(), p2.len() as u64),
+            (3, m3.etag.clone(), p3.len() as u64),
+        ]
+    );
+    let uploads = c.list_multipart_uploads("fleet", "big/").await.unwrap();
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(
+        (uploads[0].upload_id.as_str(), uploads[0].key.as_str()),
+        (id.as_str(), "big/obj")
+    );
+    assert!(
+        c.list_multipart_uploads("fleet", "other")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another key's name does not open this upload anywhere.
+    assert!(matches!(
+        b.list_parts("fleet", "big/other", &id).await,
+        Err(CoreError::NoSuchUpload(_))
+    ));
+    assert!(matches!(
+        a.upload_part("fleet", "big/other", &id, 4, body(b"x", 1), None)
+            .await,
+        Err(CoreError::NoSuchUpload(_))
+    ));
+
+    let parts = [
+        (1, m1.etag.clone()),
+        (2, m2.etag.clone()),
+        (3, m3.etag.clone()),
+    ];
+    let bytes_before = e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed);
+    let done = b
+        .complete_multipart("fleet", "big/obj", &id, &parts)
+        .await
+        .unwrap();
+    // No part data moves: the only xorb is the object's small sidecar (its part sizes).
+    let sent = e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed) - bytes_before;
+    assert!(sent < 4096, "complete uploaded {sent} xorb bytes");
+    let whole = [&p1[..], &p2, &p3].concat();
+    assert_eq!(done.size, whole.len() as u64);
+    assert_eq!(get(&a, "fleet", "big/obj", None).await, whole);
+    assert_eq!(get(&c, "fleet", "big/obj", None).await, whole);
+    // The upload is gone everywhere, its records with it.
+    assert!(
+        a.list_multipart_uploads("fleet", "")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        c.list_parts("fleet", "big/obj", &id).await,
+        Err(CoreError::NoSuchUpload(_))
+    ));
+    let left = a
+        .hub()
+        .list_tree(
+            &hugbucket_upstream::BucketId::new("tester", "fleet").unwrap(),
+            Some(".hugbucket/uploads"),
+            Some(true),
+        )
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "records left behind: {left:?}");
+    // A retried Complete (the first answer was lost) through another node.
+    let again = c
+        .complete_multipart("fleet", "big/obj", &id, &parts)
+        .await
+        .unwrap();
+    assert_eq!((again.xet_hash, again.size), (done.xet_hash, done.size));
+    // ... but not with other parts.
+    assert!(matches!(
+        c.complete_multipart("fleet", "big/obj", &id, &parts[..1])
+            .await,
+        Err(CoreError::NoSuchUpload(_))
+    ));
+
+    // Abort through C of an upload created on A with a part taken by B.
+    let id2 = a
+        .create_multipart("fleet", "gone", PutOptions::default())
+        .await
+        .unwrap();
+    b.upload_part("fleet", "gone", &id2, 1, body(b"abc", 1), None)
+        .await
+        .unwrap();
+    c.abort_multipart("fleet", "gone", &id2).await.unwrap();
+    for n in [&a, &b, &c] {
+        assert!(matches!(
+            n.list_parts("fleet", "gone", &id2).await,
+            Err(CoreError::NoSuchUpload(_))
+        ));
+        assert!(matches!(
+            n.complete_multipart("fleet", "gone", &id2, &[(1, m1.etag.clone())])
+                .await,
+            Err(CoreError::NoSuchUpload(_))
+        ));
+    }
+    assert!(matches!(
+        a.head_object("fleet", "gone").await,
+        Err(CoreError::NoSuchKey(_))
+    ));
+}
+
+/// Parts taken concurrently by one node share their `/batch` calls: many parts cost a
+/// couple of calls, and parts the node already knows the upload of cost no lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn part_records_are_coalesced_into_few_hub_calls() {
+    let e = env().await;
+    let a = node(&e.hub, &e.dir.path().join("a"), Duration::from_millis(500)).await;
+    let b = node(&e.hub, &e.dir.path().join("b"), Duration::from_millis(500)).await;
+    a.create_bucket("budget").await.unwrap();
+    let id = a
+        .create_multipart("budget", "k", PutOptions::default())
+        .await
+        .unwrap();
+    let (batches, lookups) = (
+        route_count(&e.hub, "batch"),
+        route_count(&e.hub, "paths_info"),
+    );
+    let parts = 24u32;
+    let uploads = (1..=parts).map(|n| {
+        let b = b.clone();
+        let id = id.clone();
+        async move {
+            let data = random(200_000, &format!("budget{n}"));
+            b.upload_part("budget", "k", &id, n, body(&data, 65536), None)
+                .await
+                .unwrap()
+        }
+    });
+    let metas = futures::future::join_all(uploads).await;
+    let batch_calls = route_count(&e.hub, "batch") - batches;
+    assert!(
+        batch_calls <= 3,
+        "{parts} concurrent parts cost {batch_calls} /batch calls"
+    );
+    assert_eq!(
+        route_count(&e.hub, "paths_info") - lookups,
+        1,
+        "node B looks the upload up once"
+    );
+    let listed = a.list_parts("budget", "k", &id).await.unwrap();
+    assert_eq!(listed.len(), parts as usize);
+    for (m, l) in metas.iter().zip(&listed) {
+        assert_eq!((m.part_number, &m.etag), (l.part_number, &l.etag));
+    }
+}
+
+/// Uploads recorded in local state by a version before the upstream layout still take
+/// parts, list and complete after the upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_recorded_locally_by_an_older_version_still_complete() {
+    let e = env().await;
+    e.gw.create_bucket("old").await.unwrap();
+    let dir = e.dir.path().join("upgraded");
+    let id = "legacy-upload-0001";
+    {
+        // What the previous version wrote at CreateMultipartUpload.
+        let state = hugbucket_core::SledState::open(&dir).unwrap();
+        let rec = serde_json::json!({
+            "bucket": "old", "key": "obj", "created_ms": 1_700_000_000_000u64,
+            "content_type": "text/plain", "completed": null
+        });
+        hugbucket_core::StateStore::put(
+            &state,
+            "multipart_uploads",
+            id.as_bytes(),
+            &serde_json::to_vec(&rec).unwrap(),
+        )
+        .unwrap();
+    }
+    let client = HubClient::new(
+        &e.hub.url(),
+        Some(e.hub.token().to_string()),
+        upstream_config(),
+    )
+    .unwrap();
+    let state = std::sync::Arc::new(hugbucket_core::SledState::open(&dir).unwrap());
+    let gw = Gateway::with_parts(CoreConfig::new(dir.clone()), client, state, None).unwrap();
+    let p1 = random(5 << 20, "legacy1");
+    let p2 = random(1000, "legacy2");
+    let m1 = gw
+        .upload_part("old", "obj", id, 1, body(&p1, 1 << 20), None)
+        .await
+        .unwrap();
+    let m2 = gw
+        .upload_part("old", "obj", id, 2, body(&p2, 100), None)
+        .await
+        .unwrap();
+    let uploads = gw.list_multipart_uploads("old", "").await.unwrap();
+    assert_eq!(uploads.len(), 1);
+    assert_eq!(uploads[0].upload_id, id);
+    assert_eq!(gw.list_parts("old", "obj", id).await.unwrap().len(), 2);
+    let done = gw
+        .complete_multipart("old", "obj", id, &[(1, m1.etag), (2, m2.etag)])
+        .await
+        .unwrap();
+    assert!(done.etag.ends_with("-2\""), "{}", done.etag);
+    assert_eq!(get(&gw, "old", "obj", None).await, [&p1[..], &p2].concat());
+    let head = gw.head_object("old", "obj").await.unwrap();
+    assert_eq!(head.content_type.as_deref(), Some("text/plain"));
+    assert!(
+        gw.list_multipart_uploads("old", "")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// Without metadata reuse (fleet mode), a node sees a write made through another node at
+/// once, for one paths-info call per HEAD; with it, the other node may serve the old
+/// version until its entry expires (what fleet mode is for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_mode_reads_see_other_nodes_writes() {
+    let e = env().await;
+    let a = node(&e.hub, &e.dir.path().join("a"), Duration::from_secs(1)).await;
+    let b = node(&e.hub, &e.dir.path().join("b"), Duration::from_secs(1)).await;
+    let cached = gateway_for(&e.hub, &e.dir.path().join("cached")).await;
+    a.create_bucket("raw").await.unwrap();
+    for round in 0..20u32 {
+        let data = format!("version {round}");
+        let put = a
+            .put_object("raw", "k", body(data.as_bytes(), 4), PutOptions::default())
+            .await
+            .unwrap();
+        let calls = route_count(&e.hub, "paths_info");
+        assert_eq!(b.head_object("raw", "k").await.unwrap().etag, put.etag);
+        assert_eq!(route_count(&e.hub, "paths_info") - calls, 1);
+        assert_eq!(get(&b, "raw", "k", None).await, data.as_bytes());
+    }
+    // A node that reuses metadata (the default TTL) still answers the version it cached
+    // after another node replaced it: the staleness fleet mode removes.
+    let before = cached.head_object("raw", "k").await.unwrap();
+    let newer = a
+        .put_object("raw", "k", body(b"newest", 4), PutOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        cached.head_object("raw", "k").await.unwrap().etag,
+        before.etag
+    );
+    assert_eq!(b.head_object("raw", "k").await.unwrap().etag, newer.etag);
+    a.delete_object("raw", "k").await.unwrap();
+    assert!(matches!(
+        b.head_object("raw", "k").await,
+        Err(CoreError::NoSuchKey(_))
+    ));
+}
+
+/// The expiry sweep removes uploads older than the limit from the bucket (record and
+/// parts), through any node, and leaves younger ones alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_uploads_are_removed_from_the_bucket() {
+    let e = env().await;
+    let a = node(&e.hub, &e.dir.path().join("a"), Duration::from_millis(100)).await;
+    a.create_bucket("sweep").await.unwrap();
+    let old = a
+        .create_multipart("sweep", "old", PutOptions::default())
+        .await
+        .unwrap();
+    a.upload_part("sweep", "old", &old, 1, body(b"abandoned", 3), None)
+        .await
+        .unwrap();
+    // A node with the default limit (7 days) removes nothing.
+    assert_eq!(a.expire_multipart().await.unwrap(), 0);
+    assert_eq!(a.list_parts("sweep", "old", &old).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let young = a
+        .create_multipart("sweep", "young", PutOptions::default())
+        .await
+        .unwrap();
+    // Another node, with a one-second limit, sweeps the old upload only.
+    let client = HubClient::new(
+        &e.hub.url(),
+        Some(e.hub.token().to_string()),
+        upstream_config(),
+    )
+    .unwrap();
+    let mut cfg = CoreConfig::new(e.dir.path().join("sweeper"));
+    cfg.multipart_expiry = Duration::from_secs(1);
+    let sweeper = Gateway::new(cfg, client).await.unwrap();
+    assert_eq!(sweeper.expire_multipart().await.unwrap(), 1);
+    assert!(matches!(
+        a.list_parts("sweep", "old", &old).await,
+        Err(CoreError::NoSuchUpload(_))
+    ));
+    let left = a.list_multipart_uploads("sweep", "").await.unwrap();
+    assert_eq!(
+        left.iter()
+            .map(|u| u.upload_id.as_str())
+            .collect::<Vec<_>>(),
+        vec![young.as_str()]
+    );
+    let entries = a
+        .hub()
+        .list_tree(
+            &hugbucket_upstream::BucketId::new("tester", "sweep").unwrap(),
+            Some(&format!(".hugbucket/uploads/{old}")),
+            Some(true),
+        )
+        .unwrap()
+        .collect_all()
+        .await
+        .unwrap();
+    assert!(entries.is_empty(), "{entries:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sidecars_carry_metadata_until_the_object_changes_under_them() {
     let e = env().await;

@@ -225,12 +225,23 @@ fn unquote(s: &str) -> &str {
         .unwrap_or(s)
 }
 
+/// The content identity an ETag names: our ETags are `"<64 hex Xet hash>-N"`, and N (the
+/// part count of a multipart object) is remembered by the node that completed it only, so
+/// two nodes of a fleet may show one object as `-1` and `-N`. The hash decides.
+fn content_id(etag: &str) -> &str {
+    let s = unquote(etag);
+    match s.split_once('-') {
+        Some((hash, n)) if hash.len() == 64 && n.bytes().all(|b| b.is_ascii_digit()) => hash,
+        _ => s,
+    }
+}
+
 /// Whether an `If-Match` / `If-None-Match` list names `etag` (or is `*`).
 fn etag_list_matches(list: &str, etag: &str) -> bool {
-    let want = unquote(etag);
+    let want = content_id(etag);
     list.split(',')
         .map(str::trim)
-        .any(|e| e == "*" || unquote(e) == want)
+        .any(|e| e == "*" || content_id(e) == want)
 }
 
 fn set(resp: &mut Response<ResponseBody>, name: HeaderName, value: &str) {
@@ -433,6 +444,20 @@ mod tests {
             HeaderValue::from_static("Sat, 01 Jan 2000 00:00:00 GMT"),
         );
         assert_eq!(eval(&h), Verdict::Failed);
+        // One object, its multipart part count known on one node only: the hash decides.
+        let hash = "ab".repeat(32);
+        let on_a = format!("\"{hash}-3\"");
+        let mut h = HeaderMap::new();
+        h.insert(
+            "if-match",
+            HeaderValue::from_str(&format!("\"{hash}-1\"")).unwrap(),
+        );
+        let c = Conditions::from_headers(&h, "");
+        assert_eq!(c.evaluate(&on_a, t), Verdict::Proceed);
+        assert_eq!(
+            c.evaluate(&format!("\"{}-3\"", "cd".repeat(32)), t),
+            Verdict::Failed
+        );
         h.clear();
         // Same second as the (sub-second) modification time: not modified.
         let same = crate::dates::format_http_date(t);

@@ -1,13 +1,11 @@
-//! Multipart uploads: parts are ingested and their xorbs stored in the CAS when they
-//! arrive; each part's terms, verification hashes and chunk list are kept in local durable
-//! state ([`crate::StateStore`]), so a restart loses no acknowledged part. Completion
-//! composes the file from the listed parts (uploading nothing but one small shard) and
-//! registers it.
-//!
-//! Note: each part is chunked on its own, so the content hash of a multipart object can
-//! differ from the hash of the same bytes uploaded in one piece (both are valid Xet files).
+//! Multipart uploads recorded by versions before the upstream layout: the upload and its
+//! parts (terms, verification hashes, chunk list) in the node's local durable state
+//! ([`crate::StateStore`]). Kept so that uploads begun before an upgrade still take parts,
+//! list, complete and abort on the node that started them; new uploads never come here
+//! (`super` checks [`Gateway::is_legacy_upload`] first). Completion composes the file from
+//! the listed parts and registers it, uploading nothing but one small shard.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use hugbucket_engine::XetHash;
@@ -16,23 +14,17 @@ use hugbucket_engine::shard::{FileEntry, FileTerm, Shard};
 use hugbucket_upstream::TokenScope;
 use serde::{Deserialize, Serialize};
 
+use super::{MAX_PART_NUMBER, MIN_PART_SIZE, to_time, unquote};
 use crate::error::{CoreError, Result};
 use crate::names::{etag, key_to_path, now_millis};
 use crate::types::{
-    ByteRange, ByteStream, MultipartUpload, ObjectExtra, ObjectMeta, PartMeta, PutOptions,
-    WriteCondition,
+    ByteStream, MultipartUpload, ObjectExtra, ObjectMeta, PartMeta, WriteCondition,
 };
 use crate::{Gateway, put};
 
 const UPLOADS: &str = "multipart_uploads";
 const PARTS: &str = "multipart_parts";
 const CHUNKS: &str = "multipart_chunks";
-const ETAGS: &str = "multipart_etags";
-
-/// S3's minimum size of every part but the last.
-pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
-/// S3's highest part number.
-pub const MAX_PART_NUMBER: u32 = 10_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct UploadRecord {
@@ -66,25 +58,8 @@ struct PartRecord {
     verification: Vec<XetHash>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct EtagRecord {
-    xet_hash: XetHash,
-    parts: u32,
-}
-
 fn part_key(upload_id: &str, part: u32) -> Vec<u8> {
     format!("{upload_id}/{part:05}").into_bytes()
-}
-
-fn etag_key(bucket: &str, key: &str) -> Vec<u8> {
-    let mut k = bucket.as_bytes().to_vec();
-    k.push(0);
-    k.extend_from_slice(key.as_bytes());
-    k
-}
-
-fn to_time(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 fn json<T: Serialize>(v: &T) -> Vec<u8> {
@@ -93,10 +68,6 @@ fn json<T: Serialize>(v: &T) -> Vec<u8> {
 
 fn from_json<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T> {
     serde_json::from_slice(b).map_err(|e| CoreError::Internal(format!("corrupt local state: {e}")))
-}
-
-fn unquote(s: &str) -> &str {
-    s.trim().trim_matches('"')
 }
 
 fn encode_chunks(chunks: &[(XetHash, u64)]) -> Vec<u8> {
@@ -121,6 +92,15 @@ fn decode_chunks(b: &[u8]) -> Result<Vec<(XetHash, u64)>> {
 }
 
 impl Gateway {
+    /// Whether `upload_id` is an upload recorded locally by an older version.
+    pub(super) fn is_legacy_upload(&self, upload_id: &str) -> Result<bool> {
+        Ok(self
+            .inner
+            .state
+            .get(UPLOADS, upload_id.as_bytes())?
+            .is_some())
+    }
+
     fn load_upload(&self, bucket: &str, key: &str, upload_id: &str) -> Result<UploadRecord> {
         let rec: UploadRecord = match self.inner.state.get(UPLOADS, upload_id.as_bytes())? {
             Some(b) => from_json(&b)?,
@@ -132,34 +112,9 @@ impl Gateway {
         Ok(rec)
     }
 
-    /// Starts a multipart upload; returns its id.
-    pub async fn create_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        opts: PutOptions,
-    ) -> Result<String> {
-        key_to_path(key)?;
-        self.head_bucket(bucket).await?;
-        let upload_id = format!("{:032x}", rand::random::<u128>());
-        let rec = UploadRecord {
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            created_ms: now_millis(),
-            content_type: opts.content_type,
-            extra: opts.extra,
-            mtime_ms: opts.mtime_ms,
-            completed: None,
-        };
-        self.inner
-            .state
-            .put(UPLOADS, upload_id.as_bytes(), &json(&rec))?;
-        Ok(upload_id)
-    }
-
     /// Uploads one part: ingested and stored in the CAS before this returns. Uploading the
     /// same part number again replaces it.
-    pub async fn upload_part(
+    pub(super) async fn legacy_upload_part(
         &self,
         bucket: &str,
         key: &str,
@@ -231,29 +186,6 @@ impl Gateway {
         })
     }
 
-    /// UploadPartCopy: the part's bytes are read from an existing object (optionally a
-    /// range of it) and ingested like an uploaded part.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn upload_part_copy(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        part_number: u32,
-        src_bucket: &str,
-        src_key: &str,
-        range: Option<ByteRange>,
-    ) -> Result<PartMeta> {
-        self.load_upload(bucket, key, upload_id)?;
-        let src = self.get_object(src_bucket, src_key, range).await?;
-        let len = match src.range {
-            Some((a, b)) => b - a + 1,
-            None => src.meta.size,
-        };
-        self.upload_part(bucket, key, upload_id, part_number, src.body, Some(len))
-            .await
-    }
-
     fn parts_of(&self, upload_id: &str) -> Result<Vec<(u32, PartRecord)>> {
         let prefix = format!("{upload_id}/");
         self.inner
@@ -270,22 +202,9 @@ impl Gateway {
             .collect()
     }
 
-    /// Completes an upload from the listed `(part number, etag)` pairs. Safe to retry: a
-    /// repeated call with the same parts answers the same object.
-    pub async fn complete_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        parts: &[(u32, String)],
-    ) -> Result<ObjectMeta> {
-        self.complete_multipart_if(bucket, key, upload_id, parts, None)
-            .await
-    }
-
     /// [`Gateway::complete_multipart`] as a conditional write: the object is only
     /// registered if `condition` holds (checked under the key's commit lock).
-    pub async fn complete_multipart_if(
+    pub(super) async fn legacy_complete(
         &self,
         bucket: &str,
         key: &str,
@@ -431,19 +350,23 @@ impl Gateway {
     }
 
     /// Aborts an upload: its records are removed (its xorbs stay in the CAS, unreferenced).
-    pub async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+    pub(super) async fn legacy_abort(
+        &self,
+        bucket: &str,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<()> {
         self.load_upload(bucket, key, upload_id)?;
         self.inner.state.delete(UPLOADS, upload_id.as_bytes())?;
         self.remove_parts(upload_id)
     }
 
     /// Uploads in progress in `bucket` whose key starts with `prefix`, by key then time.
-    pub async fn list_multipart_uploads(
+    pub(super) async fn legacy_list_uploads(
         &self,
         bucket: &str,
         prefix: &str,
     ) -> Result<Vec<MultipartUpload>> {
-        self.head_bucket(bucket).await?;
         let mut out = Vec::new();
         for (k, v) in self.inner.state.scan_prefix(UPLOADS, b"")? {
             let rec: UploadRecord = from_json(&v)?;
@@ -460,7 +383,7 @@ impl Gateway {
     }
 
     /// Parts uploaded so far, by part number.
-    pub async fn list_parts(
+    pub(super) async fn legacy_list_parts(
         &self,
         bucket: &str,
         key: &str,
@@ -484,7 +407,7 @@ impl Gateway {
 
     /// Removes uploads older than the configured expiry (completed ones included).
     /// Returns how many were removed.
-    pub fn expire_multipart(&self) -> Result<usize> {
+    pub(super) fn legacy_expire(&self) -> Result<usize> {
         let cutoff =
             now_millis().saturating_sub(self.inner.config.multipart_expiry.as_millis() as u64);
         let mut removed = 0;
@@ -498,47 +421,5 @@ impl Gateway {
             }
         }
         Ok(removed)
-    }
-
-    // ---- multipart ETags ("<hash>-N"), remembered per key while the content matches
-
-    pub(crate) fn multipart_parts_of(
-        &self,
-        bucket: &str,
-        key: &str,
-        hash: &XetHash,
-    ) -> Option<u32> {
-        let raw = self.inner.state.get(ETAGS, &etag_key(bucket, key)).ok()??;
-        let rec: EtagRecord = serde_json::from_slice(&raw).ok()?;
-        (rec.xet_hash == *hash).then_some(rec.parts)
-    }
-
-    pub(crate) fn set_multipart_etag(
-        &self,
-        bucket: &str,
-        key: &str,
-        hash: &XetHash,
-        parts: Option<u32>,
-    ) -> Result<()> {
-        match parts {
-            Some(parts) => self.inner.state.put(
-                ETAGS,
-                &etag_key(bucket, key),
-                &json(&EtagRecord {
-                    xet_hash: *hash,
-                    parts,
-                }),
-            ),
-            None => self.forget_multipart_etag(bucket, key),
-        }
-    }
-
-    pub(crate) fn forget_multipart_etag(&self, bucket: &str, key: &str) -> Result<()> {
-        let k = etag_key(bucket, key);
-        // Most keys never had one: avoid a durable write on every PUT and DELETE.
-        if self.inner.state.get(ETAGS, &k)?.is_some() {
-            self.inner.state.delete(ETAGS, &k)?;
-        }
-        Ok(())
     }
 }

@@ -13,7 +13,7 @@
 #   PYTEST_ARGS="-k hash"         extra pytest arguments (same as trailing args)
 #   PYTEST_TIMEOUT=900            per-test timeout in seconds (pytest-timeout)
 #   FUZZ_SECONDS=10               run time of each cargo-fuzz target (stage fuzz)
-#   HUGBUCKET_SHARED=/path        reference material (default: ../shared beside the repo)
+#   HUGBUCKET_SHARED=/path        reference material override (vectors from $HUGBUCKET_SHARED/spec/vectors; default: tests/vectors)
 # Exit status: 0 only if every stage that ran passed.
 
 set -uo pipefail
@@ -344,6 +344,8 @@ VENV_OK=$?
 
 run_stage fmt cargo fmt --all --check
 run_stage clippy cargo clippy --workspace --all-targets -- -D warnings
+# Broken intra-doc links and other rustdoc warnings fail the run.
+run_stage doc env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # hugbucket-bench (the load generator) is driven by tests/python/test_bench_cli.py, which
 # looks for it next to $HUGBUCKET_BIN: build both in the same profile.
 run_stage build cargo build -p hugbucket -p hugbucket-bench --bins

@@ -1,6 +1,7 @@
 //! Helpers shared by the benchmarks: deterministic test data, best-of timing, and process
 //! CPU time (to show how many cores a pipeline keeps busy); and the `hugbucket-bench` load
 //! generator ([`load`]).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod load;
 

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 
-use clap::{Args, CommandFactory, ValueEnum};
+use clap::{Args, ValueEnum};
 
 /// Which front-ends `serve` runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -96,7 +96,7 @@ pub struct ServeArgs {
     /// (HF_TOKEN_PATH, else $HF_HOME/token, else ~/.cache/huggingface/token).
     #[arg(long, env = "HF_TOKEN", hide_env_values = true)]
     pub hf_token: Option<String>,
-    /// Hub base URL (default https://huggingface.co when a token is given).
+    /// Hub base URL (default `https://huggingface.co` when a token is given).
     #[arg(long, env = "HF_ENDPOINT")]
     pub hf_endpoint: Option<String>,
     /// Address of the embedded hub (only used without HF_TOKEN/HF_ENDPOINT).
@@ -260,75 +260,47 @@ pub fn parse_port_range(s: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(a..=b)
 }
 
-/// Parses a byte size (`10G`, `512MiB`, `1.5T`, plain bytes): the cache's own parser.
+/// Parses a byte size as given to `--cache-size`: a plain number of bytes, or a number
+/// followed by `K`, `M`, `G`, `T` (powers of 1024, optionally written `KiB`, `KB`, …;
+/// case-insensitive). Fractions such as `1.5G` are accepted.
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    hugbucket_cache::parse_byte_size(s).map_err(|e| e.to_string())
-}
-
-/// Finds the config file named by `--config FILE` / `--config=FILE` in `args`, else by
-/// `HUGBUCKET_CONFIG`.
-fn config_path(args: &[std::ffi::OsString]) -> Option<PathBuf> {
-    let mut path = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let a = a.to_string_lossy();
-        if a == "--config" {
-            path = it.next().map(PathBuf::from);
-        } else if let Some(v) = a.strip_prefix("--config=") {
-            path = Some(PathBuf::from(v));
-        }
-    }
-    path.or_else(|| std::env::var_os("HUGBUCKET_CONFIG").map(PathBuf::from))
-}
-
-/// Builds the clap command with the config-file layer applied: each key of the TOML file
-/// becomes the default of its `serve` option, so environment variables and flags still
-/// override it. Returns one error line naming the bad file or key.
-pub fn command_with_config_file(args: &[std::ffi::OsString]) -> Result<clap::Command, String> {
-    let cmd = crate::cli::Cli::command();
-    let Some(path) = config_path(args) else {
-        return Ok(cmd);
+    let bad = || format!("invalid byte size {s:?}");
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(bad()),
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("config file {}: {e}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("config file {}: {e}", path.display()))?;
-    let serve = cmd
-        .find_subcommand("serve")
-        .ok_or("internal: no serve subcommand")?;
-    let mut defaults: Vec<(clap::Id, Vec<String>)> = Vec::new();
-    for (key, value) in table {
-        let name = key.replace('_', "-");
-        let arg = serve
-            .get_arguments()
-            .find(|a| a.get_long() == Some(name.as_str()) && name != "config")
-            .ok_or_else(|| format!("config file {}: unknown option {key:?}", path.display()))?;
-        let scalar = |v: &toml::Value| match v {
-            toml::Value::String(s) => Ok(s.clone()),
-            toml::Value::Integer(i) => Ok(i.to_string()),
-            toml::Value::Boolean(b) => Ok(b.to_string()),
-            toml::Value::Float(f) => Ok(f.to_string()),
-            other => Err(format!(
-                "config file {}: option {key:?} has an unsupported value {other}",
-                path.display()
-            )),
-        };
-        let values = match &value {
-            toml::Value::Array(items) => items.iter().map(scalar).collect::<Result<Vec<_>, _>>()?,
-            v => vec![scalar(v)?],
-        };
-        defaults.push((arg.get_id().clone(), values));
+    if num.is_empty() {
+        return Err(bad());
     }
-    Ok(cmd.mut_subcommand("serve", |mut s| {
-        for (id, values) in defaults {
-            s = s.mut_arg(id, |a| a.default_values(values));
-        }
-        s
-    }))
+    if let Ok(n) = num.parse::<u64>() {
+        return n.checked_mul(1u64 << shift).ok_or_else(bad);
+    }
+    let f: f64 = num.parse().map_err(|_| bad())?;
+    let v = f * (1u64 << shift) as f64;
+    if !v.is_finite() || v < 0.0 || v >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(v as u64)
 }
 
 impl ServeArgs {
+    /// The CPUs the thread-per-core runtimes (S3 cores, key shards) run on: the first
+    /// `--cores` of the allowed ones.
+    pub fn core_cpus(&self) -> Vec<usize> {
+        let allowed = hugbucket_core::affinity::allowed_cpus();
+        let n = self.cores.unwrap_or(allowed.len()).max(1);
+        allowed.into_iter().take(n).collect()
+    }
+
     /// Cross-option validation; the error names the option.
     pub fn validate(&self) -> Result<(), String> {
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {
@@ -521,6 +493,18 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_size("123").unwrap(), 123);
+        assert_eq!(parse_size("4k").unwrap(), 4096);
+        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
+        assert_eq!(parse_size(" 2 MB ").unwrap(), 2 << 20);
+        assert_eq!(parse_size("1.5G").unwrap(), 3 << 29);
+        for bad in ["", "G", "12X", "-1", "1.2.3M", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sizes_and_port_ranges() {

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Anonymous, Mode, RuntimeKind, ServeArgs};
-use crate::serve::Credential;
+use crate::credentials::Credential;
 use hugbucket_core::Gateway;
 use hugbucket_tls::CertStore;
 
@@ -153,7 +153,7 @@ fn start_s3(
         },
         serve: hugbucket_s3::runtime::ServeConfig {
             addr: args.s3_listen,
-            cpus: crate::serve::core_cpus(args),
+            cpus: args.core_cpus(),
             tls,
             ..Default::default()
         },

@@ -1,4 +1,5 @@
 //! The `hugbucket` binary: see [`hugbucket::cli`].
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 /// jemalloc instead of the system allocator. Every PUT allocates and frees xorb-sized
 /// buffers (64 MiB) continuously; glibc returns such blocks to the kernel at once

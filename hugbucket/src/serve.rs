@@ -4,7 +4,6 @@
 //! gracefully. TLS certificates are reloaded on SIGHUP and when their files change.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,98 +12,10 @@ use anyhow::Context;
 use hugbucket_core::{CoreConfig, Gateway};
 use hugbucket_tls::CertStore;
 use hugbucket_upstream::{HubClient, UpstreamConfig};
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::config::{LogFormat, ServeArgs};
-
-/// S3 credentials (access key id → secret).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Credential {
-    /// Access key id.
-    pub access_key_id: String,
-    /// Secret access key.
-    pub secret_access_key: String,
-}
-
-/// Loads the generated key pair from `path`, or generates and stores one (mode 0600).
-/// Returns the pair and whether it was generated now.
-pub fn load_or_generate_credentials(path: &Path) -> anyhow::Result<(Credential, bool)> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let c: Credential = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a valid credentials file", path.display()))?;
-        return Ok((c, false));
-    }
-    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    const SECRET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let pick = |alphabet: &[u8], n: usize| -> String {
-        (0..n)
-            .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
-            .collect()
-    };
-    let c = Credential {
-        access_key_id: format!("HB{}", pick(ALNUM, 18)),
-        secret_access_key: pick(SECRET, 40),
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts
-            .open(&tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        f.write_all(serde_json::to_string_pretty(&c)?.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok((c, true))
-}
-
-/// All configured S3 credentials (generated ones when none are configured).
-fn credentials(args: &ServeArgs) -> anyhow::Result<Vec<Credential>> {
-    let mut out = Vec::new();
-    if let (Some(k), Some(s)) = (&args.access_key_id, &args.secret_access_key) {
-        out.push(Credential {
-            access_key_id: k.clone(),
-            secret_access_key: s.clone(),
-        });
-    }
-    for pair in &args.credentials {
-        if let Some((k, s)) = pair.split_once(':') {
-            out.push(Credential {
-                access_key_id: k.to_string(),
-                secret_access_key: s.to_string(),
-            });
-        }
-    }
-    if out.is_empty() {
-        let path = credentials_path(&args.data_dir);
-        let (c, generated) = load_or_generate_credentials(&path)?;
-        if generated {
-            // Printed once, on stdout (never into the log).
-            println!("Generated S3 credentials (stored in {}):", path.display());
-            println!("  AWS_ACCESS_KEY_ID={}", c.access_key_id);
-            println!("  AWS_SECRET_ACCESS_KEY={}", c.secret_access_key);
-        } else {
-            println!(
-                "S3 access key id {} (secret in {})",
-                c.access_key_id,
-                path.display()
-            );
-        }
-        out.push(c);
-    }
-    Ok(out)
-}
+use crate::credentials::credentials;
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
@@ -352,7 +263,7 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| args.data_dir.join("cache")),
     );
     core.cache_capacity = args.cache_size;
-    core.key_shard_cpus = core_cpus(&args);
+    core.key_shard_cpus = args.core_cpus();
     core.bucket_visibility = args.bucket_visibility.upstream();
     if args.fleet {
         // Another node may have written any key a moment ago: no metadata reuse.
@@ -441,14 +352,6 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The CPUs the thread-per-core runtimes (S3 cores, key shards) run on: the first
-/// `--cores` of the allowed ones.
-pub(crate) fn core_cpus(args: &ServeArgs) -> Vec<usize> {
-    let allowed = hugbucket_core::affinity::allowed_cpus();
-    let n = args.cores.unwrap_or(allowed.len()).max(1);
-    allowed.into_iter().take(n).collect()
-}
-
 /// Runs `hugbucket serve`.
 pub fn run(args: ServeArgs) -> ExitCode {
     if let Err(e) = args.validate() {
@@ -519,9 +422,4 @@ pub fn probe(url: &str) -> Result<(), String> {
             line.lines().next().unwrap_or("no answer")
         ))
     }
-}
-
-/// The data dir's credentials file.
-pub fn credentials_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("credentials.json")
 }

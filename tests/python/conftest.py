@@ -6,7 +6,7 @@ Generic building blocks only; suite-specific servers live next to their tests
 Helpers that are plain functions (importable as ``from conftest import ...``, the
 test directory is on ``sys.path`` under pytest's default import mode):
 
-* ``REPO_ROOT``, ``shared_dir()``: where the workspace and ``../shared`` are.
+* ``REPO_ROOT``, ``vectors_dir()``: where the workspace and the Xet reference vectors are.
 * ``free_port()``, ``wait_for_port()``: loopback TCP ports.
 * ``xof_bytes()``, ``write_xof_file()``: deterministic pseudo-random data, the same
   generator as the spec vectors (first N bytes of the BLAKE3 XOF of a label).
@@ -65,11 +65,13 @@ def hugbucket_bin_path() -> Path:
     return path
 
 
-def shared_dir() -> Path:
-    """The read-only reference material: env ``HUGBUCKET_SHARED``, default ``../shared``
-    beside the repository root."""
+def vectors_dir() -> Path:
+    """The Xet reference vectors: ``tests/vectors`` in the repository, or
+    ``$HUGBUCKET_SHARED/spec/vectors`` when that override is set."""
     raw = os.environ.get("HUGBUCKET_SHARED")
-    return Path(raw).resolve() if raw else (REPO_ROOT.parent / "shared").resolve()
+    if raw:
+        return (Path(raw) / "spec" / "vectors").resolve()
+    return REPO_ROOT / "tests" / "vectors"
 
 
 # --------------------------------------------------------------------------------------
@@ -204,7 +206,7 @@ def run_hugbucket(*args: str | os.PathLike, input: bytes | None = None,
 
 
 # --------------------------------------------------------------------------------------
-# Deterministic data (same generator as shared/spec/vectors)
+# Deterministic data (same generator as tests/vectors)
 # --------------------------------------------------------------------------------------
 
 _XOF_BLOCK = 8 << 20
@@ -273,7 +275,7 @@ def write_xof_file(path: str | os.PathLike, label: str, length: int) -> Path:
 
 
 def recipe_bytes(recipe: Iterable[dict]) -> bytes:
-    """Regenerates a spec-vector input from its ``recipe`` (see shared/spec/vectors/README.md)."""
+    """Regenerates a spec-vector input from its ``recipe`` (see tests/vectors/README.md)."""
     out = []
     for seg in recipe:
         kind = seg["kind"]
@@ -340,20 +342,12 @@ def hugbucket_bin() -> Path:
 
 
 @pytest.fixture(scope="session")
-def shared() -> Path:
-    """The shared/ reference directory; fails when it is missing (CI always has it)."""
-    path = shared_dir()
-    if not (path / "spec").is_dir():
-        pytest.fail(f"shared reference material not found at {path} "
-                    f"(expected ../shared beside the repo, or set HUGBUCKET_SHARED)",
-                    pytrace=False)
-    return path
-
-
-@pytest.fixture(scope="session")
-def xet_vectors(shared) -> dict:
-    """Parsed shared/spec/vectors/xet_vectors.json."""
-    with open(shared / "spec" / "vectors" / "xet_vectors.json") as f:
+def xet_vectors() -> dict:
+    """Parsed ``xet_vectors.json`` of :func:`vectors_dir`; fails when it is missing."""
+    path = vectors_dir() / "xet_vectors.json"
+    if not path.is_file():
+        pytest.fail(f"reference vectors not found at {path}", pytrace=False)
+    with open(path) as f:
         return json.load(f)
 
 

@@ -2,7 +2,7 @@
 
 Reference: ``hf_xet.hash_files(paths) -> list[PyXetUploadInfo]`` (``.hash`` = Xet hex
 file hash, ``.file_size``), and the ``file_hash`` of every input in
-shared/spec/vectors/xet_vectors.json.
+tests/vectors/xet_vectors.json.
 
 Output contract of `hugbucket hash FILE...`: one ``<hash>  <name>`` line per argument,
 in argument order, ``-`` = standard input; an unreadable argument prints an error on
@@ -25,7 +25,7 @@ from conftest import (
     parse_sum_lines,
     recipe_bytes,
     run_hugbucket,
-    shared_dir,
+    vectors_dir,
     write_xof_file,
 )
 
@@ -111,8 +111,8 @@ def test_empty_file_hash_is_zero(hugbucket_bin, tmp_path):
 
 def _vector_names():
     # Collected before fixtures exist: read the file directly, tolerate its absence
-    # (the `shared` fixture then fails the tests with a clear message).
-    path = shared_dir() / "spec" / "vectors" / "xet_vectors.json"
+    # (the `xet_vectors` fixture then fails the tests with a clear message).
+    path = vectors_dir() / "xet_vectors.json"
     if not path.is_file():
         return ["<missing xet_vectors.json>"]
     with open(path) as f:

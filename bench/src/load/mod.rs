@@ -1,6 +1,6 @@
 //! `hugbucket-bench`: a warp-style load generator for the S3 and FTP front-ends.
 //!
-//! * [`cli`]: the command line (clap) and the entry point [`cli::run`].
+//! * [`cli`]: the command line (clap) and the entry point [`cli::main`].
 //! * [`s3`] / [`ftp`]: the protocol drivers (modes, preparation, workers).
 //! * [`sigv4`]: the client-side SigV4 signer (also used by the `s3_gateway` bench).
 //! * [`data`]: deterministic object contents (BLAKE3 XOF of seed and key), generated and

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
-use hugbucket_s3::auth::sigv4::{KEY_ENCODE_SET, URI_ENCODE_SET};
+use hugbucket_s3::encoding::{KEY_ENCODE_SET, URI_ENCODE_SET};
 use hyper::body::{Frame, Incoming};
 use hyper::header::{CONTENT_LENGTH, ETAG, HOST, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response, Uri};

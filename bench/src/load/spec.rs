@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// Object size: fixed (`4KiB`) or uniform over an inclusive range (`1MiB-4MiB`).
 ///
-/// Units are those of [`hugbucket_cache::parse_byte_size`] (`B`, `K`/`KB`/`KiB`, `M`…,
+/// Units are those of the gateway's `--cache-size` ([`hugbucket::config::parse_size`]) (`B`, `K`/`KB`/`KiB`, `M`…,
 /// all binary).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SizeSpec {
@@ -48,7 +48,7 @@ impl FromStr for SizeSpec {
 
     fn from_str(s: &str) -> Result<Self, String> {
         let one = |t: &str| {
-            hugbucket_cache::parse_byte_size(t).map_err(|e| format!("{e} (e.g. 4KiB, 1MiB)"))
+            hugbucket::config::parse_size(t).map_err(|e| format!("{e} (e.g. 4KiB, 1MiB)"))
         };
         match s.split_once('-') {
             None => Ok(Self::fixed(one(s)?)),

@@ -47,53 +47,9 @@ impl CacheConfig {
     }
 }
 
-/// Parses a byte size as given to `--cache-size`: a plain number of bytes, or a number
-/// followed by `K`, `M`, `G`, `T` (powers of 1024, optionally written `KiB`, `KB`, …;
-/// case-insensitive). Fractions such as `1.5G` are accepted.
-pub fn parse_byte_size(s: &str) -> Result<u64> {
-    let bad = || CacheError::Config(format!("invalid byte size {s:?}"));
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let shift = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        "t" | "tb" | "tib" => 40,
-        _ => return Err(bad()),
-    };
-    if num.is_empty() {
-        return Err(bad());
-    }
-    if let Ok(n) = num.parse::<u64>() {
-        return n.checked_mul(1u64 << shift).ok_or_else(bad);
-    }
-    let f: f64 = num.parse().map_err(|_| bad())?;
-    let v = f * (1u64 << shift) as f64;
-    if !v.is_finite() || v < 0.0 || v >= u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(v as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_sizes() {
-        assert_eq!(parse_byte_size("123").unwrap(), 123);
-        assert_eq!(parse_byte_size("4k").unwrap(), 4096);
-        assert_eq!(parse_byte_size("10GiB").unwrap(), 10 << 30);
-        assert_eq!(parse_byte_size(" 2 MB ").unwrap(), 2 << 20);
-        assert_eq!(parse_byte_size("1.5G").unwrap(), 3 << 29);
-        for bad in ["", "G", "12X", "-1", "1.2.3M", "99999999999T"] {
-            assert!(parse_byte_size(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn auto_segment_size() {

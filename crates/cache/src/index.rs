@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use hugbucket_storage::open_sled;
+
 use crate::error::{CacheError, Result};
 
 /// One write in an [`IndexStore::apply_batch`].
@@ -122,28 +124,6 @@ const SLED_FLUSH_MS: u64 = 500;
 
 fn sled_err(e: sled::Error) -> CacheError {
     CacheError::Index(Box::new(e))
-}
-
-/// How long an open waits for the database lock held by a just-dropped instance (sled's
-/// background thread releases it shortly after the drop).
-const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// Opens a sled database, retrying while another instance still holds its file lock (a
-/// restart in the same process, or a previous process still exiting). A lock held for
-/// longer than 3 s is an error. Every sled database of HugBucket is opened through this.
-pub fn open_sled(config: &sled::Config) -> sled::Result<sled::Db> {
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
-    loop {
-        match config.open() {
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
 }
 
 impl SledIndex {

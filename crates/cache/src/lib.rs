@@ -1,10 +1,7 @@
-//! Persistent xorb chunk cache for the gateway's GET path, plus the small in-memory caches
-//! and the single-flight primitive that sit beside it.
+//! Persistent xorb chunk cache for the gateway's GET path.
 //!
 //! - [`ChunkCache`]: the contract; [`DiskCache`]: its persistent implementation (memory-mapped
 //!   append-only segment files + an [`IndexStore`], sled by default, [`MemoryIndex`] for tests).
-//! - [`SingleFlight`]: one upstream fetch per key at a time, on any async executor.
-//! - [`TtlCache`]: expiring metadata caches (paths-info, reconstructions).
 //! - [`CacheStats::render_prometheus`]: counters as Prometheus text.
 //!
 //! # What is cached
@@ -31,27 +28,24 @@
 //! All methods are synchronous. A hit reads from a memory map, which may fault pages in from
 //! disk; a put writes a file and an index entry. Async callers on a latency-sensitive
 //! executor should run puts (and gets that are likely cold) on a blocking pool.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod config;
 mod disk;
 mod error;
-mod flight;
 mod index;
 mod key;
 mod metrics;
 mod mmap;
 mod segment;
-mod ttl;
 
 pub use bytes::Bytes;
-pub use config::{CacheConfig, DEFAULT_SEGMENT_SIZE, MIN_AUTO_SEGMENT_SIZE, parse_byte_size};
+pub use config::{CacheConfig, DEFAULT_SEGMENT_SIZE, MIN_AUTO_SEGMENT_SIZE};
 pub use disk::DiskCache;
 pub use error::{CacheError, Result};
-pub use flight::SingleFlight;
-pub use index::{IndexOp, IndexStore, MemoryIndex, SledIndex, open_sled};
+pub use index::{IndexOp, IndexStore, MemoryIndex, SledIndex};
 pub use key::ChunkRangeKey;
 pub use metrics::CacheStats;
-pub use ttl::TtlCache;
 
 /// A cache of decoded xorb chunk ranges.
 ///

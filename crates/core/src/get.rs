@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use hugbucket_cache::{ChunkCache, ChunkRangeKey, SingleFlight};
+use hugbucket_cache::{ChunkCache, ChunkRangeKey};
 use hugbucket_engine::XetHash;
 use hugbucket_engine::compression::decompress_chunk;
 use hugbucket_engine::hash::{chunk_hash, file_hash};
@@ -46,6 +46,7 @@ use hugbucket_upstream::{
 use tokio::sync::mpsc;
 
 use crate::error::{CoreError, Result};
+use crate::flight::SingleFlight;
 
 /// Decoded chunks per term channel.
 const TERM_CHANNEL: usize = 8;

@@ -16,9 +16,11 @@
 //! owns its metadata cache entry, reconstructions, single-flight fetches and write order;
 //! with `key_shard_cpus` set, each shard has a pinned runtime that runs its keys' calls
 //! (see `shards`).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod affinity;
 mod error;
+mod flight;
 mod get;
 mod list;
 mod multipart;
@@ -28,6 +30,7 @@ mod shards;
 mod sidecar;
 mod small;
 pub mod state;
+mod ttl;
 mod types;
 
 use std::collections::HashMap;
@@ -35,16 +38,19 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
-use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache, TtlCache};
+use hugbucket_cache::{CacheConfig, ChunkCache, DiskCache};
 use hugbucket_engine::buffers::BufferPool;
 use hugbucket_upstream::{
-    BatchOp, BucketId, CasClient, CreateBucketOptions, HubClient, RemoteFile, TokenScope,
-    UpstreamError, Visibility,
+    BatchOp, BucketId, CasClient, CreateBucketOptions, RemoteFile, TokenScope, UpstreamError,
+    Visibility,
 };
 use tokio::runtime::Handle;
 use tokio::sync::OnceCell;
 
-pub use error::{CoreError, Result};
+pub use error::{CoreError, Result, UpstreamFailure, UpstreamKind};
+/// The upstream client a [`Gateway`] is built on, and its settings: whoever builds a
+/// gateway (the binary, a front-end's tests) needs no dependency on `hugbucket-upstream`.
+pub use hugbucket_upstream::{HubClient, RetryConfig, UpstreamConfig};
 pub use put::INGEST_BLOCK;
 pub use shards::spawn_abortable;
 pub use sidecar::sidecar_path;
@@ -56,6 +62,7 @@ pub use types::{
 
 use crate::names::{etag, key_to_path, now_millis, parse_iso8601, validate_bucket};
 use crate::shards::Stat;
+use crate::ttl::TtlCache;
 
 /// Configuration of the core.
 #[derive(Debug, Clone)]
@@ -358,7 +365,7 @@ impl Gateway {
     fn bucket_err(bucket: &str) -> impl Fn(UpstreamError) -> CoreError + '_ {
         move |e| match e.root() {
             UpstreamError::NotFound(_) => CoreError::NoSuchBucket(bucket.to_string()),
-            _ => CoreError::Upstream(e),
+            _ => e.into(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Names: S3 bucket/key rules, the folder-marker convention, ETags, and Hub timestamps.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hugbucket_engine::XetHash;
 
@@ -150,60 +150,22 @@ pub fn format_iso8601_ms(ms: u64) -> String {
 }
 
 /// Parses an ISO-8601 / RFC 3339 UTC timestamp as the Hub writes them
-/// (`2026-11-26T02:40:00.123Z`, also `+00:00` and without fraction). `None` if malformed.
+/// (`2026-11-26T02:40:00.123Z`, also `+00:00`, without fraction, and without a zone, read
+/// as UTC). `None` if malformed or before 1970.
 pub fn parse_iso8601(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let t = s.get(r)?;
-        t.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| t.parse().ok())?
+    let t = match chrono::DateTime::parse_from_rfc3339(s) {
+        Ok(t) => t.to_utc(),
+        Err(_) => chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+            .ok()?
+            .and_utc(),
     };
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
-        return None;
-    }
-    let mut rest = &s[19..];
-    let mut nanos = 0u32;
-    if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let f = &frac[..digits.min(9)];
-        nanos = f.parse::<u32>().ok()? * 10u32.pow(9 - f.len() as u32);
-        rest = &frac[digits..];
-    }
-    let offset_secs: i64 = match rest {
-        "Z" | "z" | "" => 0,
-        tz if tz.len() == 6 && (tz.starts_with('+') || tz.starts_with('-')) => {
-            let hh: i64 = tz.get(1..3)?.parse().ok()?;
-            let mm: i64 = tz.get(4..6)?.parse().ok()?;
-            let v = hh * 3600 + mm * 60;
-            if tz.starts_with('+') { v } else { -v }
-        }
-        _ => return None,
-    };
-    // Days from civil (proleptic Gregorian), 1970-01-01 = 0.
-    let y2 = if mo <= 2 { y - 1 } else { y };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let mp = (mo + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_secs;
-    let secs = u64::try_from(secs).ok()?;
-    Some(UNIX_EPOCH + Duration::new(secs, nanos))
+    (t.timestamp() >= 0).then(|| t.into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn iso8601_round_trips() {

@@ -8,9 +8,9 @@
 //! and its state is touched by that core (the mutexes inside are then uncontended). Bulk
 //! work does not stay there: a GET's term fetches, decoding and response pump run on the
 //! gateway's shared multi-thread runtime, and the hashing and compression of new data on
-//! the blocking pool, so one large transfer can use every core (with a 1 GiB GET pinned
-//! to its owner, runs were bimodal, 36–93% of the loopback baseline, as the connection's
-//! core was or was not the owner's).
+//! the blocking pool, so one large transfer can use every core: pinned entirely to its
+//! owner, a large GET ran fast or slow depending on whether the connection's core was the
+//! owner's (the recorded GET runs are in `bench/results/`).
 //! Without runtimes ([`KeyShards::inline`]), the state is partitioned the same way and
 //! calls run where they are made; every call is correct from any thread either way.
 //!
@@ -33,13 +33,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hugbucket_cache::TtlCache;
 use hugbucket_engine::XetHash;
 use hugbucket_upstream::{Reconstruction, RemoteFile};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use crate::get::Flights;
+use crate::ttl::TtlCache;
 
 /// `(bucket, path)` of an object.
 pub(crate) type PathKey = (String, String);

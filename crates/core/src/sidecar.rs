@@ -14,7 +14,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use hugbucket_cache::TtlCache;
 use hugbucket_engine::XetHash;
 use hugbucket_upstream::{BatchOp, BucketId, RemoteFile, TokenScope};
 use serde::{Deserialize, Serialize};
@@ -22,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::Gateway;
 use crate::error::Result;
 use crate::names::{HIDDEN_ROOT, parse_iso8601};
+use crate::ttl::TtlCache;
 use crate::types::ObjectExtra;
 
 /// Sidecars larger than this are not read (ours stay far below: 2 KiB of user metadata,

@@ -34,7 +34,7 @@ impl SledState {
         std::fs::create_dir_all(dir)
             .map_err(|e| CoreError::Internal(format!("{}: {e}", dir.display())))?;
         // A just-dropped instance's background thread may still hold the lock briefly.
-        let db = hugbucket_cache::open_sled(&sled::Config::new().path(dir))?;
+        let db = hugbucket_storage::open_sled(&sled::Config::new().path(dir))?;
         Ok(SledState { db })
     }
 }

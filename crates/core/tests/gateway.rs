@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use hugbucket_core::{
     ByteRange, ByteStream, CopyMetadata, CoreConfig, CoreError, Gateway, ListRequest, PutOptions,
+    UpstreamFailure, UpstreamKind,
 };
 use hugbucket_hub::{FaultRule, HubConfig, RunningHub};
 use hugbucket_upstream::{HubClient, RetryConfig, UpstreamConfig};
@@ -1161,7 +1162,10 @@ async fn persistent_put_faults_fail_retryably_and_change_nothing() {
                 // Refreshed once, refused again: the credentials are refused.
                 assert!(matches!(
                     err,
-                    CoreError::Upstream(hugbucket_upstream::UpstreamError::Unauthorized(_))
+                    CoreError::Upstream(UpstreamFailure {
+                        kind: UpstreamKind::Unauthorized,
+                        ..
+                    })
                 ));
             } else {
                 assert!(err.is_retryable(), "{rule}: {err:?}");

@@ -14,6 +14,7 @@
 //! - [`ingest`]: the streaming upload pipeline (bytes in, xorbs + file info out).
 //! - [`crc64`]: CRC-64/NVME, used by xorb upload grants.
 //! - [`buffers`]: a pool of large buffers reused across uploads.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod buffers;
 pub mod chunking;

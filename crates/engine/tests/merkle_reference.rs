@@ -7,9 +7,9 @@ use hugbucket_engine::hash::{aggregated_hash, file_hash_with_salt};
 fn merkle_reference_cases() {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/spec/vectors/merkle_reference.json"
+        "/../../tests/vectors/merkle_reference.json"
     );
-    let text = std::fs::read_to_string(path).expect("shared/spec/vectors beside the checkout");
+    let text = std::fs::read_to_string(path).expect("tests/vectors/merkle_reference.json");
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let cases = doc["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 18);

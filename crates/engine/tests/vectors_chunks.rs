@@ -1,4 +1,4 @@
-//! Chunking and hashing against the reference vectors (`shared/spec/vectors/xet_vectors.json`).
+//! Chunking and hashing against the reference vectors (`tests/vectors/xet_vectors.json`).
 //!
 //! Every input is regenerated from its recipe, checked against its SHA-256, then chunked
 //! with several feeding patterns; chunk offsets/lengths/hashes, the file hash, each

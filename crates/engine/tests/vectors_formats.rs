@@ -1,5 +1,5 @@
 //! Xorb and shard formats against the real-implementation vectors in
-//! `shared/spec/vectors/` (inputs regenerated from their recipes; chunk boundaries taken from
+//! `tests/vectors/` (inputs regenerated from their recipes; chunk boundaries taken from
 //! the JSON so that these tests do not depend on the chunker).
 
 mod common;

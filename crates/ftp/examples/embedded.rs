@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use hugbucket_core::{CoreConfig, Gateway};
+use hugbucket_core::{HubClient, UpstreamConfig};
 use hugbucket_ftp::{FtpConfig, TlsConfig};
 use hugbucket_hub::HubConfig;
-use hugbucket_upstream::{HubClient, UpstreamConfig};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

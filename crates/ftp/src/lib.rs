@@ -24,6 +24,7 @@
 //!
 //! Start it with [`start`] (returns a handle with the bound address) or [`serve`] (runs until
 //! a shutdown future resolves). It runs on the calling tokio runtime.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod auth;
 mod backend;

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use hugbucket_core::{CoreConfig, Gateway};
+use hugbucket_core::{HubClient, RetryConfig, UpstreamConfig};
 use hugbucket_ftp::{Anonymous, FtpConfig, FtpServer, TlsConfig};
 use hugbucket_hub::{HubConfig, RunningHub};
-use hugbucket_upstream::{HubClient, RetryConfig, UpstreamConfig};
 use tokio::process::Command;
 
 const USER: &str = "alice";

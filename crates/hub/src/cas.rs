@@ -16,12 +16,10 @@ use serde_json::{Map, Value, json};
 
 use crate::Hub;
 use crate::auth::{Scope, XetClaims, bearer};
-use crate::body::{
-    ByteRange, ChannelBody, ReqBody, RespBody, STREAM_PIECE, full, json_response, parse_range,
-    read_body, read_body_aligned,
-};
+use crate::body::{ChannelBody, ReqBody, RespBody, STREAM_PIECE, full, json_response};
+use crate::ctx::base_url;
 use crate::error::HubError;
-use crate::server::base_url;
+use crate::request::{ByteRange, parse_range, read_body, read_body_aligned};
 use crate::stats::Stats;
 use crate::store::{ChunkMeta, Reconstruction, Term, XorbMeta};
 use crate::util::{Query, now_ms, now_secs};

@@ -93,7 +93,7 @@ impl FaultAction {
     }
 }
 
-/// [`parse_duration`] for clap (`--fetch-url-ttl`).
+/// `parse_duration` for clap (`--fetch-url-ttl`).
 pub fn parse_duration_arg(v: &str) -> Result<Duration, String> {
     parse_duration(v)
 }

@@ -8,10 +8,11 @@ use serde_json::{Value, json};
 
 use crate::Hub;
 use crate::auth::Scope;
-use crate::body::{ReqBody, RespBody, empty, json_response, parse_range, read_body};
+use crate::body::{ReqBody, RespBody, empty, json_response};
 use crate::cas;
+use crate::ctx::Ctx;
 use crate::error::HubError;
-use crate::server::Ctx;
+use crate::request::{parse_range, read_body};
 use crate::stats::Stats;
 use crate::store::{BucketRecord, FileRecord};
 use crate::util::{Query, decode, encode_path, encode_query, iso8601, now_ms, now_secs};

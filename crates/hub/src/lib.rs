@@ -21,6 +21,7 @@
 //! Access follows the Hub: a bucket created without `visibility` is public; a private
 //! bucket is visible only to tokens of its namespace (anonymous callers get 401, other
 //! users' tokens 404, both `X-Error-Code: RepoNotFound`).
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -31,10 +32,12 @@ use std::time::Duration;
 pub mod auth;
 pub mod body;
 mod cas;
+mod ctx;
 pub mod error;
 pub mod faults;
 mod hubapi;
 pub mod ratelimit;
+pub mod request;
 mod server;
 pub mod stats;
 pub mod store;

@@ -87,7 +87,7 @@ impl SledKv {
     pub fn open(dir: &Path) -> KvResult<Self> {
         // A just-shut-down instance (a restart in the same process) may still hold the lock
         // briefly.
-        let db = hugbucket_cache::open_sled(
+        let db = hugbucket_storage::open_sled(
             &sled::Config::new()
                 .path(dir)
                 .mode(sled::Mode::HighThroughput),

@@ -78,7 +78,7 @@ impl XorbFiles {
     /// Starts writing a xorb of which `data` is a prefix (the bytes written at the finish
     /// may end earlier and are followed by the footer). The whole blocks of `data` go to
     /// disk now when `data` starts on a [`XorbFiles::ALIGN`] boundary (see
-    /// [`crate::body::read_body_aligned`]); any failure here only defers the write to
+    /// [`crate::request::read_body_aligned`]); any failure here only defers the write to
     /// [`XorbFiles::finish`].
     pub fn begin(&self, hash: &XetHash, data: &[u8]) -> XorbWriter {
         let tmp = self.dir.join(format!(

@@ -3,8 +3,7 @@
 //! Handlers never map core errors themselves; they call [`to_s3`] (or
 //! [`to_s3_with_body_error`] for operations that consumed a request body).
 
-use hugbucket_core::CoreError;
-use hugbucket_upstream::UpstreamError;
+use hugbucket_core::{CoreError, UpstreamFailure, UpstreamKind};
 
 use crate::error::{S3Error, S3ErrorCode};
 
@@ -64,14 +63,14 @@ pub fn to_s3_with_body_error(err: &CoreError, body_error: Option<&S3Error>) -> S
     }
 }
 
-fn upstream(u: &UpstreamError) -> S3Error {
+fn upstream(u: &UpstreamFailure) -> S3Error {
     use S3ErrorCode as C;
-    match u.root() {
+    match u.kind {
         // The Hub's rate limit did not reset within the wait budget: SlowDown, with the
         // time until the reset for clients that read it.
-        UpstreamError::RateLimited(f) => {
+        UpstreamKind::SlowDown { retry_after } => {
             let err = S3Error::new(C::SlowDown);
-            match f.retry_after {
+            match retry_after {
                 Some(d) => err.header(
                     http::header::RETRY_AFTER,
                     http::HeaderValue::from(d.as_secs_f64().ceil().max(1.0) as u64),
@@ -79,15 +78,15 @@ fn upstream(u: &UpstreamError) -> S3Error {
                 None => err,
             }
         }
-        UpstreamError::Connect { .. } | UpstreamError::Timeout { .. } => {
+        UpstreamKind::Unavailable => {
             tracing::warn!(error = %u, "upstream unreachable");
             S3Error::with_message(
                 C::ServiceUnavailable,
                 "The upstream storage is unreachable. Please retry.",
             )
         }
-        UpstreamError::RangeNotSatisfiable(_) => S3Error::new(C::InvalidRange),
-        _ if u.is_retryable() => {
+        UpstreamKind::RangeNotSatisfiable => S3Error::new(C::InvalidRange),
+        _ if u.retryable => {
             tracing::warn!(error = %u, "retryable upstream failure");
             S3Error::new(C::SlowDown)
         }
@@ -101,10 +100,13 @@ fn upstream(u: &UpstreamError) -> S3Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hugbucket_upstream::HttpFailure;
 
-    fn failure(status: u16) -> HttpFailure {
-        HttpFailure::bare("test", status)
+    fn upstream(kind: UpstreamKind, retryable: bool) -> CoreError {
+        CoreError::Upstream(UpstreamFailure {
+            kind,
+            retryable,
+            message: "test".into(),
+        })
     }
 
     #[test]
@@ -155,17 +157,24 @@ mod tests {
             ),
             (CoreError::Internal("x".into()), C::InternalError, 500),
             (
-                CoreError::Upstream(UpstreamError::RateLimited(failure(429))),
+                upstream(UpstreamKind::SlowDown { retry_after: None }, true),
                 C::SlowDown,
                 503,
             ),
+            (upstream(UpstreamKind::Server, true), C::SlowDown, 503),
+            (upstream(UpstreamKind::Server, false), C::InternalError, 500),
             (
-                CoreError::Upstream(UpstreamError::Server(failure(502))),
-                C::SlowDown,
+                upstream(UpstreamKind::Unavailable, true),
+                C::ServiceUnavailable,
                 503,
             ),
             (
-                CoreError::Upstream(UpstreamError::Forbidden(failure(403))),
+                upstream(UpstreamKind::RangeNotSatisfiable, false),
+                C::InvalidRange,
+                416,
+            ),
+            (
+                upstream(UpstreamKind::Forbidden, false),
                 C::InternalError,
                 500,
             ),
@@ -178,11 +187,11 @@ mod tests {
             to_s3(&CoreError::InvalidRange { size: 7 }).headers()[0].1,
             "bytes */7"
         );
-        // A rate limit that outlasted the wait budget, also when shared by a coalesced call.
-        let mut f = failure(429);
-        f.retry_after = Some(std::time::Duration::from_millis(41_200));
-        let shared = UpstreamError::Shared(std::sync::Arc::new(UpstreamError::RateLimited(f)));
-        let s = to_s3(&CoreError::Upstream(shared));
+        // A rate limit that outlasted the wait budget: SlowDown with the time to the reset.
+        let limited = UpstreamKind::SlowDown {
+            retry_after: Some(std::time::Duration::from_millis(41_200)),
+        };
+        let s = to_s3(&upstream(limited, true));
         assert_eq!((s.code(), s.status().as_u16()), (C::SlowDown, 503));
         assert_eq!(
             s.headers()[0],

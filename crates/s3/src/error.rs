@@ -8,15 +8,16 @@ use std::fmt;
 
 use http::{HeaderName, HeaderValue, StatusCode};
 
-use crate::xml;
+use crate::xml_writer::XmlWriter;
 
 macro_rules! codes {
     ($( $(#[$doc:meta])* $name:ident => $status:expr, $msg:expr; )*) => {
-        /// Standard S3 error codes used by this gateway.
+        /// Standard S3 error codes used by this gateway (each documented by its default
+        /// message).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
         pub enum S3ErrorCode {
-            $( $(#[$doc])* $name, )*
+            $( $(#[$doc])* #[doc = $msg] $name, )*
         }
 
         impl S3ErrorCode {
@@ -164,7 +165,7 @@ impl S3Error {
 
     /// The XML error document, as S3 sends it.
     pub fn to_xml(&self, request_id: &str, host_id: &str) -> String {
-        let mut w = xml::XmlWriter::new_plain("Error");
+        let mut w = XmlWriter::new_plain("Error");
         w.elem("Code", self.code.as_str());
         w.elem("Message", &self.message);
         if let Some(r) = &self.resource {

@@ -1,15 +1,13 @@
 //! S3 XML: response documents (with the S3 namespace) and bounded request-body parsers.
 
-use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use quick_xml::Reader;
 use quick_xml::events::Event;
 
+use crate::dates::iso8601;
 use crate::error::{S3Error, S3ErrorCode};
-
-/// The S3 XML namespace.
-pub const S3_NS: &str = "http://s3.amazonaws.com/doc/2006-03-01/";
+pub use crate::xml_writer::{S3_NS, XmlWriter, escape};
 
 /// Largest accepted `CompleteMultipartUpload` body.
 pub const MAX_COMPLETE_BODY: usize = 2 << 20;
@@ -21,107 +19,6 @@ pub const MAX_CREATE_BUCKET_BODY: usize = 64 << 10;
 pub const MAX_DELETE_KEYS: usize = 1000;
 /// Most parts in one multipart upload (as S3).
 pub const MAX_PARTS: usize = 10_000;
-
-/// Escapes text for element content (also replaces characters XML 1.0 cannot carry).
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "&#x{:X};", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// ISO 8601 timestamp with milliseconds, as S3 writes `LastModified`.
-pub fn iso8601(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (y, mo, da) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day) — Howard Hinnant's civil algorithm.
-pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-/// A tiny XML document builder.
-pub struct XmlWriter {
-    out: String,
-    stack: Vec<&'static str>,
-}
-
-impl XmlWriter {
-    /// A document whose root element carries the S3 namespace.
-    pub fn new(root: &'static str) -> Self {
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = write!(out, "<{root} xmlns=\"{S3_NS}\">");
-        Self {
-            out,
-            stack: vec![root],
-        }
-    }
-    /// A document whose root has no namespace (S3's `<Error>`).
-    pub fn new_plain(root: &'static str) -> Self {
-        let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-        let _ = write!(out, "<{root}>");
-        Self {
-            out,
-            stack: vec![root],
-        }
-    }
-    /// `<name>text</name>`
-    pub fn elem(&mut self, name: &str, text: &str) -> &mut Self {
-        let _ = write!(self.out, "<{name}>{}</{name}>", escape(text));
-        self
-    }
-    /// Opens `<name>`.
-    pub fn open(&mut self, name: &'static str) -> &mut Self {
-        let _ = write!(self.out, "<{name}>");
-        self.stack.push(name);
-        self
-    }
-    /// Closes the innermost open element.
-    pub fn close(&mut self) -> &mut Self {
-        if let Some(n) = self.stack.pop() {
-            let _ = write!(self.out, "</{n}>");
-        }
-        self
-    }
-    /// Closes everything and returns the document.
-    pub fn finish(mut self) -> String {
-        while !self.stack.is_empty() {
-            self.close();
-        }
-        self.out
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Response documents
@@ -224,7 +121,7 @@ pub struct ListPage {
 
 /// URL-encoding for `encoding-type=url` (S3 encodes like a query value; `/` kept).
 pub fn url_encode_key(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, crate::auth::sigv4::KEY_ENCODE_SET).to_string()
+    percent_encoding::utf8_percent_encode(s, crate::encoding::KEY_ENCODE_SET).to_string()
 }
 
 fn enc(echo: &ListEcho, s: &str) -> String {
@@ -445,7 +342,7 @@ pub fn delete_result(quiet: bool, deleted: &[String], errors: &[(String, S3Error
 pub fn location_constraint(region: &str) -> String {
     let mut w = XmlWriter::new("LocationConstraint");
     if region != "us-east-1" {
-        w.out.push_str(&escape(region));
+        w.text(region);
     }
     w.finish()
 }
@@ -674,16 +571,6 @@ pub fn parse_create_bucket(body: &[u8]) -> Result<Option<String>, S3Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn iso_dates() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_369_353_600_123);
-        assert_eq!(iso8601(t), "2013-05-24T00:00:00.123Z");
-        assert_eq!(iso8601(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
-        assert_eq!(iso8601(t), "2000-02-29T00:00:00.000Z");
-    }
 
     #[test]
     fn complete_parse() {

@@ -18,8 +18,9 @@ use crate::models::{
     RemoteFile, ResolvedFile, TreeEntry, WhoAmI, batch_ndjson, parse_bucket_page, parse_paths_info,
     parse_tree_page,
 };
+use crate::session::HubInner;
 use crate::token::{TokenCache, TokenScope, XetToken};
-use crate::transport::{Req, Transport, now_unix};
+use crate::transport::{Req, Transport};
 
 /// Most paths per `paths-info` request.
 pub const PATHS_INFO_MAX: usize = 1000;
@@ -45,49 +46,6 @@ pub struct HubClient {
     lookups: Arc<Coalescer<LookupJob>>,
     /// Calls made through this handle are background work (longer rate-limit budget).
     background: bool,
-}
-
-/// The state a token refresh needs (shared with the CAS clients).
-#[derive(Debug)]
-pub(crate) struct HubInner {
-    transport: Arc<Transport>,
-    endpoint: String,
-    token: Option<String>,
-    whoami: tokio::sync::OnceCell<WhoAmI>,
-    tokens: TokenCache<String>,
-}
-
-impl HubInner {
-    pub(crate) fn transport(&self) -> &Arc<Transport> {
-        &self.transport
-    }
-
-    pub(crate) async fn xet_token_from_url(&self, url: &str) -> Result<XetToken> {
-        let margin = self.transport.cfg.token_refresh_margin;
-        let key = url.to_string();
-        self.tokens
-            .get_or_refresh(&key, now_unix, margin, || self.fetch_token(url))
-            .await
-    }
-
-    /// Drops the cached token of a token URL.
-    pub(crate) fn forget_token_url(&self, url: &str) {
-        self.tokens.invalidate(&url.to_string());
-    }
-
-    async fn fetch_token(&self, url: &str) -> Result<XetToken> {
-        const OP: &str = "xet token";
-        let url = Url::parse(url)
-            .map_err(|e| UpstreamError::InvalidArgument(format!("bad token url {url:?}: {e}")))?;
-        let req = Req::new(OP, Method::GET, url)
-            .bearer(self.token.as_deref())
-            .session();
-        let resp = self.transport.execute(&req).await?;
-        if !resp.is_success() {
-            return Err(resp.error(OP));
-        }
-        XetToken::from_response(&resp.headers, &resp.body)
-    }
 }
 
 impl HubClient {

@@ -15,6 +15,7 @@
 //!
 //! The client needs a tokio runtime (reqwest). TLS is rustls with the `ring` provider,
 //! installed as the process default on first construction.
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod cas;
 mod coalesce;
@@ -28,6 +29,7 @@ pub mod models;
 pub mod ratelimit;
 pub mod reconstruction;
 pub mod retry;
+mod session;
 pub mod shard_stream;
 pub mod token;
 mod transport;

@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hugbucket_upstream::{BatchOp, BucketId, HttpFailure, HubClient, UpstreamError};
+use hugbucket_upstream::{BatchOp, BucketId, HubClient};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, Result, UpstreamFailure};
 
 type Waiter = (BatchOp, oneshot::Sender<Result<()>>);
 
@@ -102,7 +102,8 @@ impl Coalescer {
             let outcome = hub.batch(id, &ops).await;
             for (op, tx) in ops.iter().zip(waiters) {
                 let verdict = match &outcome {
-                    Err(e) => Err(CoreError::Upstream(shared_copy(e))),
+                    // One failure, classified once, answers every waiter.
+                    Err(e) => Err(CoreError::Upstream(UpstreamFailure::from(e))),
                     Ok(o) => match o
                         .failed
                         .iter()
@@ -125,21 +126,5 @@ fn added_path(op: &BatchOp) -> Option<&str> {
     match op {
         BatchOp::AddFile { path, .. } => Some(path),
         _ => None,
-    }
-}
-
-/// An error equivalent to `e` (same status class and retryability) for each part whose
-/// shared batch failed: transport errors cannot be cloned.
-fn shared_copy(e: &UpstreamError) -> UpstreamError {
-    let status = e.status().unwrap_or(503);
-    let mut failure = HttpFailure::bare("part record batch", status);
-    failure.message = e.to_string();
-    match status {
-        429 => UpstreamError::RateLimited(failure),
-        _ if e.is_retryable() => UpstreamError::Server(HttpFailure {
-            status: 503,
-            ..failure
-        }),
-        _ => UpstreamError::Status(failure),
     }
 }

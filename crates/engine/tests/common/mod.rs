@@ -1,4 +1,4 @@
-//! Shared helpers for the vector tests: locating `shared/spec/vectors` and regenerating inputs.
+//! Shared helpers for the vector tests: locating `tests/vectors` and regenerating inputs.
 
 #![allow(dead_code)]
 
@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use hugbucket_engine::XetHash;
 use serde_json::Value;
 
-/// `shared/spec/vectors`, beside the checkout.
+/// `tests/vectors` of the repository (see its README: what hf_xet produced, and how).
 pub fn vectors_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/spec/vectors")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/vectors")
 }
 
 /// `xet_vectors.json`, parsed.

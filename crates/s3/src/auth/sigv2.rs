@@ -213,14 +213,12 @@ pub fn verify_header(
         }
     };
     // s3cmd writes RFC 2822 dates with a numeric zone ("... 03:23:50 +0000").
-    let t = httpdate::parse_http_date(date)
-        .or_else(|_| httpdate::parse_http_date(&date.replace("+0000", "GMT")))
-        .map_err(|_| {
-            S3Error::with_message(
-                S3ErrorCode::AccessDenied,
-                "AWS authentication requires a valid Date or x-amz-date header",
-            )
-        })?;
+    let t = crate::dates::parse_http_date(date).ok_or_else(|| {
+        S3Error::with_message(
+            S3ErrorCode::AccessDenied,
+            "AWS authentication requires a valid Date or x-amz-date header",
+        )
+    })?;
     let skew_ok = match now.duration_since(t) {
         Ok(d) => d <= MAX_SKEW,
         Err(e) => e.duration() <= MAX_SKEW,
@@ -310,7 +308,7 @@ mod tests {
             "PUT\n\ntext/plain\nTue, 27 Mar 2007 19:36:42 GMT\nx-amz-meta-a:1\nx-amz-meta-b:2\n/b/k%20x?partNumber=3&uploadId=U"
         );
         let auth = format!("AWS AK:{}", sign("SK", &sts));
-        let now = httpdate::parse_http_date("Tue, 27 Mar 2007 19:40:00 GMT").unwrap();
+        let now = crate::dates::parse_http_date("Tue, 27 Mar 2007 19:40:00 GMT").unwrap();
         verify_header(&c, &req, &auth, None, now).unwrap();
         let later = now + Duration::from_secs(3600);
         assert_eq!(
@@ -338,7 +336,7 @@ mod tests {
             headers: &h,
         };
         let auth = format!("AWS AK:{}", sign("SK", &string_to_sign(&slashed, "", None)));
-        let now = httpdate::parse_http_date("Tue, 27 Mar 2007 19:40:00 GMT").unwrap();
+        let now = crate::dates::parse_http_date("Tue, 27 Mar 2007 19:40:00 GMT").unwrap();
         let sent = AuthRequest {
             raw_path: "/bucket",
             ..slashed

@@ -6,21 +6,15 @@ use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str};
+use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 
+use crate::dates::parse_http_date;
+pub use crate::dates::{format_amz_date, parse_amz_date};
+use crate::encoding::{KEY_ENCODE_SET, URI_ENCODE_SET};
 use crate::error::{S3Error, S3ErrorCode};
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// AWS "URI encode" set for query names/values: everything but `A-Za-z0-9-_.~`.
-pub const URI_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
-/// The same for object keys in paths: `/` stays literal.
-pub const KEY_ENCODE_SET: &AsciiSet = &URI_ENCODE_SET.remove(b'/');
 
 /// `x-amz-content-sha256` of an empty body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -332,56 +326,6 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
     )
 }
 
-/// Parses `YYYYMMDD'T'HHMMSS'Z'`.
-pub fn parse_amz_date(s: &str) -> Option<SystemTime> {
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<u64> {
-        let t = s.get(r)?;
-        if !t.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        t.parse().ok()
-    };
-    let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (h, mi, se) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 || y < 1970
-    {
-        return None;
-    }
-    let days = days_from_civil(y as i64, mo as u32, d as u32);
-    let secs = days as u64 * 86_400 + h * 3600 + mi * 60 + se;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Formats a time as `YYYYMMDD'T'HHMMSS'Z'`.
-pub fn format_amz_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let (y, m, d) = crate::xml::civil_from_days((secs / 86_400) as i64);
-    let r = secs % 86_400;
-    format!(
-        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
-        r / 3600,
-        (r / 60) % 60,
-        r % 60
-    )
-}
-
 fn skew_ok(t: SystemTime, now: SystemTime) -> bool {
     match now.duration_since(t) {
         Ok(d) => d <= MAX_SKEW,
@@ -497,7 +441,7 @@ impl<'c> SigV4Verifier<'c> {
                         "AWS authentication requires a valid Date or x-amz-date header",
                     )
                 })?;
-                format_amz_date(httpdate::parse_http_date(d).map_err(|_| {
+                format_amz_date(parse_http_date(d).ok_or_else(|| {
                     S3Error::with_message(S3ErrorCode::AccessDenied, "invalid Date header")
                 })?)
             }

@@ -1,6 +1,6 @@
 //! HTTPS on the S3 port: the rustls server configuration over the shared reloading
 //! certificate ([`hugbucket_tls::CertStore`]) and the handshake in front of
-//! [`super::conn::serve_connection`].
+//! `conn::serve_connection`.
 //!
 //! TLS sits between the runtime's socket adapter and hyper, for both runtimes alike: the
 //! accepted stream (a `hyper::rt` I/O) is seen through `TokioIo` as tokio I/O for

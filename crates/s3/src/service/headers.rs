@@ -164,7 +164,7 @@ impl Conditions {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        let date = |n: &str| get(n).and_then(|v| httpdate::parse_http_date(v.trim()).ok());
+        let date = |n: &str| get(n).and_then(|v| crate::dates::parse_http_date(&v));
         Self {
             if_match: get("if-match"),
             if_none_match: get("if-none-match"),
@@ -256,7 +256,7 @@ pub(crate) fn validators(resp: &mut Response<ResponseBody>, meta: &ObjectMeta) {
     set(
         resp,
         http::header::LAST_MODIFIED,
-        &httpdate::fmt_http_date(meta.last_modified),
+        &crate::dates::format_http_date(meta.last_modified),
     );
 }
 
@@ -460,7 +460,7 @@ mod tests {
         );
         h.clear();
         // Same second as the (sub-second) modification time: not modified.
-        let same = httpdate::fmt_http_date(t);
+        let same = crate::dates::format_http_date(t);
         h.insert("if-modified-since", HeaderValue::from_str(&same).unwrap());
         assert_eq!(eval(&h), Verdict::NotModified);
         h.insert(

@@ -2,9 +2,9 @@
 //! ([`hugbucket_core::Gateway`]), served thread-per-core by [`start`].
 //!
 //! A request goes through the [`Frontend`] (limits, routing, authentication, body plan),
-//! then [`Service::dispatch`] calls the handler of its [`Operation`]. Handlers live next to
-//! their resource: [`bucket`] (buckets and listings), [`object`] (object data, copy,
-//! delete) and [`multipart`]; [`headers`] holds the HTTP details they share (ranges,
+//! then `Service::dispatch` calls the handler of its `Operation`. Handlers live next to
+//! their resource: `bucket` (buckets and listings), `object` (object data, copy,
+//! delete) and `multipart`; `headers` holds the HTTP details they share (ranges,
 //! conditional requests, response headers). Core calls cross to the core's tokio runtimes
 //! (a call about one key: its owner key shard's) through the one [`Bridge`]; request
 //! bodies stream across it verified (a body that fails verification ends its stream with

@@ -28,7 +28,7 @@ pub enum Command {
     /// Print the Xet file hash of each FILE (`-` for stdin), like b3sum.
     Hash(crate::hashcmd::HashArgs),
     /// Run the embedded HF-compatible Hub + Xet CAS server on its own.
-    Hub(hugbucket_hub::HubArgs),
+    Hub(Box<hugbucket_hub::HubArgs>),
 }
 
 /// Parses the command line (with the config-file layer of `serve`) and runs the chosen
@@ -57,7 +57,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Hash(args) => crate::hashcmd::run(args),
-        Command::Hub(args) => hugbucket_hub::run(args),
+        Command::Hub(args) => hugbucket_hub::run(*args),
     }
 }
 

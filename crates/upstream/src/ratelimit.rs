@@ -10,7 +10,7 @@
 //! - `RateLimit-Policy: "fixed window";"api";q=500;w=300`: `q` calls per `w` seconds;
 //! - on 429, possibly `Retry-After: <seconds>`.
 //!
-//! [`Gate`] remembers, per class, until when the Hub said no call can succeed (a 429, or
+//! `Gate` remembers, per class, until when the Hub said no call can succeed (a 429, or
 //! any answer with `r=0`), so that concurrent callers wait for the reset instead of each
 //! spending a call on another 429, and whether less than half of a class's budget is
 //! left (then coalesced calls wait a little to fill up). How long a call may wait is the

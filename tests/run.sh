@@ -41,6 +41,7 @@ APT_PACKAGES=(
     "nginx"
     "systemd:systemd-analyze"
     "dpkg-dev:dpkg-shlibdeps"
+    "docker-compose"
     "tinyproxy"
 )
 APT_OPTIONAL_PACKAGES=(

@@ -15,12 +15,12 @@ use hugbucket_upstream::TokenScope;
 use serde::{Deserialize, Serialize};
 
 use super::{MAX_PART_NUMBER, MIN_PART_SIZE, to_time, unquote};
+use crate::Gateway;
 use crate::error::{CoreError, Result};
 use crate::names::{etag, key_to_path, now_millis};
 use crate::types::{
     ByteStream, MultipartUpload, ObjectExtra, ObjectMeta, PartMeta, WriteCondition,
 };
-use crate::{Gateway, put};
 
 const UPLOADS: &str = "multipart_uploads";
 const PARTS: &str = "multipart_parts";
@@ -132,24 +132,8 @@ impl Gateway {
         if rec.completed.is_some() {
             return Err(CoreError::NoSuchUpload(upload_id.to_string()));
         }
-        let _counted = crate::UploadGuard::enter(&self.inner.uploads_in_flight);
         let id = self.bucket_id(bucket).await?;
-        let cas = self.cas(&id, TokenScope::Write);
-        cas.token().await.map_err(Self::bucket_err(bucket))?;
-        let ingested = put::ingest_and_upload(
-            &cas,
-            body,
-            size_hint,
-            self.inner.config.max_concurrent_xorb_uploads,
-            &self.inner.xorb_buffers,
-        )
-        .await?;
-        let (entry, size) = ingested
-            .output
-            .files
-            .first()
-            .cloned()
-            .ok_or_else(|| CoreError::Internal("ingest produced no file".into()))?;
+        let (ingested, entry, size) = self.ingest_part(bucket, &id, body, size_hint).await?;
         let record = PartRecord {
             etag: etag(&ingested.summary.file_hash, None),
             size,

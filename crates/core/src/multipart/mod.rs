@@ -117,6 +117,35 @@ impl UploadDir {
 impl Gateway {
     // ---------------------------------------------------------------- small files
 
+    /// Ingests a part's body into the CAS (its xorbs uploaded, no shard yet), counted as an
+    /// upload in flight: the ingest, the part's file entry and its size in bytes.
+    pub(super) async fn ingest_part(
+        &self,
+        bucket: &str,
+        id: &BucketId,
+        body: crate::ByteStream,
+        size_hint: Option<u64>,
+    ) -> Result<(put::Ingested, FileEntry, u64)> {
+        let _counted = crate::UploadGuard::enter(&self.inner.uploads_in_flight);
+        let cas = self.cas(id, TokenScope::Write);
+        cas.token().await.map_err(Self::bucket_err(bucket))?;
+        let ingested = put::ingest_and_upload(
+            &cas,
+            body,
+            size_hint,
+            self.inner.config.max_concurrent_xorb_uploads,
+            &self.inner.xorb_buffers,
+        )
+        .await?;
+        let (entry, size) = ingested
+            .output
+            .files
+            .first()
+            .cloned()
+            .ok_or_else(|| CoreError::Internal("ingest produced no file".into()))?;
+        Ok((ingested, entry, size))
+    }
+
     async fn read_json<T: serde::de::DeserializeOwned>(
         &self,
         cas: &CasClient,
@@ -352,23 +381,8 @@ impl Gateway {
         }
         let id = self.bucket_id(bucket).await?;
         self.record_for_part(bucket, &id, key, upload_id).await?;
-        let _counted = crate::UploadGuard::enter(&self.inner.uploads_in_flight);
+        let (ingested, entry, size) = self.ingest_part(bucket, &id, body, size_hint).await?;
         let cas = self.cas(&id, TokenScope::Write);
-        cas.token().await.map_err(Self::bucket_err(bucket))?;
-        let ingested = put::ingest_and_upload(
-            &cas,
-            body,
-            size_hint,
-            self.inner.config.max_concurrent_xorb_uploads,
-            &self.inner.xorb_buffers,
-        )
-        .await?;
-        let (entry, size) = ingested
-            .output
-            .files
-            .first()
-            .cloned()
-            .ok_or_else(|| CoreError::Internal("ingest produced no file".into()))?;
         let manifest = Manifest {
             v: 1,
             size,

@@ -5,7 +5,8 @@ S3 clients (boto3, aws cli, s3cmd, rclone) and huggingface_hub.
   ``start()`` reads the generated S3 credentials it prints on stdout, the embedded hub's
   URL from its log (``url=...``) and the hub token from ``DATA_DIR/hub/hub_token``; with
   ``env={"HF_ENDPOINT": ..., "HF_TOKEN": ...}`` it serves an external `hugbucket hub`
-  instead (several gateways on one hub).
+  instead (several gateways on one hub; without ``HF_TOKEN`` the gateway reads the token
+  file as huggingface_hub does).
 * ``ServeS3.client()``: a boto3 S3 client (latest boto3, default checksum settings).
 * ``ServeS3.cli_env()``: environment for the aws cli / rclone / s3cmd subprocesses.
 * ``run_hf(server, hf_home, code)``: runs ``code`` with huggingface_hub pointed at the
@@ -106,9 +107,11 @@ class ServeS3:
             self.access_key = creds["access_key_id"]
             self.secret_key = creds["secret_access_key"]
         if "HF_ENDPOINT" in self.extra_env:
-            # An external `hugbucket hub` (several gateways on one hub).
+            # An external `hugbucket hub` (several gateways on one hub). Without HF_TOKEN
+            # the gateway found its token as huggingface_hub does (the token file), and the
+            # caller knows it.
             self.hub_url = self.extra_env["HF_ENDPOINT"]
-            self.hub_token = self.extra_env["HF_TOKEN"]
+            self.hub_token = self.extra_env.get("HF_TOKEN", "")
         else:
             m = re.search(r"url=(http://\S+)", self.log_path.read_text(errors="replace"))
             assert m, f"no hub url in the log: {self.log_tail()}"

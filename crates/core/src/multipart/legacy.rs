@@ -14,7 +14,7 @@ use hugbucket_engine::shard::{FileEntry, FileTerm, Shard};
 use hugbucket_upstream::TokenScope;
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_PART_NUMBER, MIN_PART_SIZE, to_time, unquote};
+use super::{MIN_PART_SIZE, to_time, unquote};
 use crate::Gateway;
 use crate::error::{CoreError, Result};
 use crate::names::{etag, key_to_path, now_millis};
@@ -123,11 +123,7 @@ impl Gateway {
         body: ByteStream,
         size_hint: Option<u64>,
     ) -> Result<PartMeta> {
-        if !(1..=MAX_PART_NUMBER).contains(&part_number) {
-            return Err(CoreError::InvalidArgument(format!(
-                "part number must be 1..={MAX_PART_NUMBER}"
-            )));
-        }
+        // `upload_part` has checked the part number before dispatching here.
         let rec = self.load_upload(bucket, key, upload_id)?;
         if rec.completed.is_some() {
             return Err(CoreError::NoSuchUpload(upload_id.to_string()));

@@ -1,0 +1,349 @@
+//! Object operations: metadata lookups (head), the entries of GET and PUT, copy and
+//! delete.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use hugbucket_upstream::{BatchOp, BucketId, RemoteFile, TokenScope};
+use tokio::runtime::Handle;
+
+use crate::error::{CoreError, Result};
+use crate::names::{self, etag, key_to_path, now_millis, parse_iso8601};
+use crate::shards::Stat;
+use crate::types::{
+    ByteRange, ByteStream, CopyMetadata, GetResult, ObjectExtra, ObjectMeta, PutOptions,
+};
+use crate::{Gateway, UploadGuard, get, put, sidecar};
+
+impl Gateway {
+    /// The Hub entries of the object at `path` and of its sidecar (cached per shard).
+    pub(crate) async fn stat_path(&self, bucket: &str, id: &BucketId, path: &str) -> Result<Option<Stat>> {
+        let cache_key = (bucket.to_string(), path.to_string());
+        let shard = self.shard(bucket, path);
+        if let Some(f) = shard.metadata.get(&cache_key) {
+            return Ok(Some(f));
+        }
+        let epoch = shard.epoch();
+        let found = self.fetch_stat(bucket, id, path).await?;
+        if let Some(f) = &found {
+            shard.cache_if_unchanged(epoch, cache_key, f.clone());
+        }
+        Ok(found)
+    }
+
+    /// Like [`Gateway::stat_path`], bypassing the cache: one paths-info call for the
+    /// object and its sidecar.
+    pub(crate) async fn fetch_stat(&self, bucket: &str, id: &BucketId, path: &str) -> Result<Option<Stat>> {
+        let side = sidecar::sidecar_path(&names::path_to_key(path));
+        let files = self
+            .inner
+            .hub
+            .lookup(id, vec![path.to_string(), side.clone()])
+            .await
+            .map_err(Self::bucket_err(bucket))?;
+        let mut object = None;
+        let mut sidecar = None;
+        for f in files {
+            if f.path == path {
+                object = Some(f);
+            } else if f.path == side {
+                sidecar = Some(f);
+            }
+        }
+        Ok(object.map(|o| (o, sidecar)))
+    }
+
+    /// Listing metadata of an object (no sidecar: ETag parts from local records).
+    pub(crate) fn meta_of(&self, bucket: &str, key: &str, f: &RemoteFile) -> ObjectMeta {
+        let parts = self.multipart_parts_of(bucket, key, &f.xet_hash);
+        ObjectMeta {
+            key: key.to_string(),
+            size: f.size,
+            etag: etag(&f.xet_hash, parts),
+            last_modified: f
+                .mtime
+                .as_deref()
+                .or(f.uploaded_at.as_deref())
+                .and_then(parse_iso8601)
+                .unwrap_or(UNIX_EPOCH),
+            content_type: f.content_type.clone(),
+            xet_hash: f.xet_hash,
+            extra: ObjectExtra::default(),
+            parts: Vec::new(),
+        }
+    }
+
+    /// Full metadata of an object: its Hub entry and its sidecar, if that still matches.
+    pub(crate) async fn full_meta(
+        &self,
+        bucket: &str,
+        id: &BucketId,
+        key: &str,
+        (f, side): &Stat,
+    ) -> Result<ObjectMeta> {
+        let mut meta = self.meta_of(bucket, key, f);
+        if let Some(s) = self.load_sidecar(id, key, f, side.as_ref()).await? {
+            meta.extra = s.extra.clone();
+            if !s.parts.is_empty() {
+                meta.etag = etag(&f.xet_hash, Some(s.parts.len() as u32));
+                meta.parts = s.parts.clone();
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Metadata of an object.
+    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
+        let id = self.bucket_id(bucket).await?;
+        let path = key_to_path(key)?;
+        match self.stat_path(bucket, &id, &path).await? {
+            Some(stat) => self.full_meta(bucket, &id, key, &stat).await,
+            None => {
+                // Distinguish a missing bucket from a missing key.
+                self.head_bucket(bucket).await?;
+                Err(CoreError::NoSuchKey(key.to_string()))
+            }
+        }
+    }
+
+    /// Stores an object from a stream. Nothing is visible until the whole body arrived,
+    /// every xorb and the shard were accepted and the path was registered.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: ByteStream,
+        opts: PutOptions,
+    ) -> Result<ObjectMeta> {
+        let _counted = UploadGuard::enter(&self.inner.uploads_in_flight);
+        let id = self.bucket_id(bucket).await?;
+        let path = key_to_path(key)?;
+        // Concurrent uploads to the bucket share their commit's `/batch` call.
+        let announced = self.inner.hub.expect_commit(&id);
+        let cas = self.cas(&id, TokenScope::Write);
+        // Fail fast (before reading the body) when the bucket does not exist.
+        cas.token().await.map_err(Self::bucket_err(bucket))?;
+        let ingested = put::ingest_and_upload(
+            &cas,
+            body,
+            opts.size_hint,
+            self.inner.config.max_concurrent_xorb_uploads,
+            &self.inner.xorb_buffers,
+        )
+        .await?;
+        cas.upload_shard(bytes::Bytes::from(ingested.output.shard.to_upload_bytes()))
+            .await?;
+        let hash = ingested.summary.file_hash;
+        let mtime = opts.mtime_ms.unwrap_or_else(now_millis);
+        let mut ops = vec![BatchOp::AddFile {
+            path: path.clone(),
+            xet_hash: hash,
+            mtime,
+            content_type: opts.content_type.clone(),
+        }];
+        ops.extend(
+            self.stage_sidecar(&id, key, hash, mtime, &opts.extra, &[])
+                .await?,
+        );
+        let with_sidecar = ops.len() > 1;
+        drop(announced);
+        let mut commit = self
+            .register(&id, bucket, &path, ops, opts.condition.as_ref())
+            .await?;
+        self.forget_multipart_etag(bucket, key)?;
+        if !with_sidecar {
+            // The node knows what the key holds now: a HEAD/GET right after costs no Hub
+            // call. (No sidecar written: any older one is stale, as for a lookup.)
+            let file = RemoteFile {
+                path,
+                size: ingested.summary.size,
+                xet_hash: hash,
+                mtime: Some(names::format_iso8601_ms(mtime)),
+                uploaded_at: None,
+                content_type: opts.content_type.clone(),
+            };
+            commit.publish((file, None));
+        }
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size: ingested.summary.size,
+            etag: etag(&hash, None),
+            last_modified: UNIX_EPOCH + Duration::from_millis(mtime),
+            content_type: opts.content_type,
+            xet_hash: hash,
+            extra: opts.extra,
+            parts: Vec::new(),
+        })
+    }
+
+    /// Reads part `part_number` of an object (S3 `partNumber`): a part of a multipart
+    /// object from its stored parts layout; part 1 of any other object is all of it.
+    pub async fn get_object_part(
+        &self,
+        bucket: &str,
+        key: &str,
+        part_number: u32,
+    ) -> Result<GetResult> {
+        // The object may change between the lookup and the read: read again then.
+        for _ in 0..3 {
+            let meta = self.head_object(bucket, key).await?;
+            let range = meta
+                .part_range(part_number)
+                .ok_or(CoreError::InvalidPartNumber {
+                    part: part_number,
+                    parts: meta.parts.len().max(1) as u32,
+                })?;
+            // Part 1 of a single-part object is a plain whole read.
+            let range = match meta.parts.is_empty() {
+                true => None,
+                false => range.map(|(a, b)| ByteRange::FromTo(a, b)),
+            };
+            let got = self.get_object(bucket, key, range).await?;
+            if got.meta.xet_hash == meta.xet_hash {
+                return Ok(GetResult { meta, ..got });
+            }
+        }
+        Err(CoreError::Internal(format!(
+            "{key:?} kept changing during a part read"
+        )))
+    }
+
+    /// Reads an object, or a byte range of it, as a stream.
+    pub async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<ByteRange>,
+    ) -> Result<GetResult> {
+        let meta = self.head_object(bucket, key).await?;
+        let resolved = match range {
+            None => None,
+            Some(r) => Some(
+                r.resolve(meta.size)
+                    .ok_or(CoreError::InvalidRange { size: meta.size })?,
+            ),
+        };
+        let (start, end) = match resolved {
+            Some(r) => r,
+            None if meta.size == 0 => {
+                return Ok(GetResult {
+                    meta,
+                    range: None,
+                    body: Box::pin(futures::stream::empty()),
+                });
+            }
+            None => (0, meta.size - 1),
+        };
+        let id = self.bucket_id(bucket).await?;
+        let cas = self.cas(&id, TokenScope::Read);
+        let recon_key = (meta.xet_hash, start, end);
+        let shard = self.inner.shards.state(self.owner(bucket, key));
+        let recon = match shard.reconstructions.get(&recon_key) {
+            Some(r) => r,
+            None => {
+                let r = cas
+                    .reconstruction(
+                        &meta.xet_hash,
+                        Some(hugbucket_upstream::ByteRange { start, end }),
+                    )
+                    .await?;
+                shard.reconstructions.insert(recon_key, r.clone());
+                r
+            }
+        };
+        let whole = start == 0 && end + 1 == meta.size;
+        let verify = (whole && self.inner.config.verify_reads).then_some(meta.xet_hash);
+        let ctx = get::ReadCtx {
+            cas,
+            file: meta.xet_hash,
+            cache: self.inner.cache.clone(),
+            flights: shard.flights.clone(),
+            runtime: self.inner.work.clone().unwrap_or_else(Handle::current),
+            hash_mismatches: self.inner.read_hash_mismatches.clone(),
+        };
+        let body = get::reconstruct_stream(
+            ctx,
+            recon,
+            start,
+            end - start + 1,
+            self.inner.config.get_prefetch_window,
+            verify,
+        );
+        Ok(GetResult {
+            meta,
+            range: resolved,
+            body: Box::pin(body),
+        })
+    }
+
+    /// Copies an object with a batch `copyFile` (source bucket and content hash, as
+    /// huggingface_hub sends it): no bytes move. The destination gets the source's
+    /// metadata or, with [`CopyMetadata::Replace`], the given one (then its condition
+    /// applies to the destination too); the content type goes along only when it differs
+    /// from the source's.
+    pub async fn copy_object(
+        &self,
+        src_bucket: &str,
+        src_key: &str,
+        dst_bucket: &str,
+        dst_key: &str,
+        metadata: CopyMetadata,
+    ) -> Result<ObjectMeta> {
+        let src = self.head_object(src_bucket, src_key).await?;
+        let src_id = self.bucket_id(src_bucket).await?;
+        let dst_id = self.bucket_id(dst_bucket).await?;
+        let dst_path = key_to_path(dst_key)?;
+        let (content_type, extra, mtime, condition) = match metadata {
+            CopyMetadata::Copy => (
+                src.content_type.clone(),
+                src.extra.clone(),
+                now_millis(),
+                None,
+            ),
+            CopyMetadata::Replace(o) => (
+                o.content_type.or(src.content_type.clone()),
+                o.extra,
+                o.mtime_ms.unwrap_or_else(now_millis),
+                o.condition,
+            ),
+        };
+        let changed_type = content_type
+            .clone()
+            .filter(|t| Some(t) != src.content_type.as_ref());
+        let mut ops = vec![BatchOp::CopyFile {
+            path: dst_path.clone(),
+            xet_hash: src.xet_hash,
+            mtime,
+            source_repo_type: "bucket".into(),
+            source_repo_id: src_id.to_string(),
+            content_type: changed_type,
+        }];
+        ops.extend(
+            self.stage_sidecar(&dst_id, dst_key, src.xet_hash, mtime, &extra, &src.parts)
+                .await?,
+        );
+        let _commit = self
+            .register(&dst_id, dst_bucket, &dst_path, ops, condition.as_ref())
+            .await?;
+        let parts = match src.parts.len() {
+            0 => self.multipart_parts_of(src_bucket, src_key, &src.xet_hash),
+            n => Some(n as u32),
+        };
+        self.set_multipart_etag(dst_bucket, dst_key, &src.xet_hash, parts)?;
+        Ok(ObjectMeta {
+            key: dst_key.to_string(),
+            size: src.size,
+            etag: etag(&src.xet_hash, parts),
+            last_modified: UNIX_EPOCH + Duration::from_millis(mtime),
+            content_type,
+            xet_hash: src.xet_hash,
+            extra,
+            parts: src.parts,
+        })
+    }
+
+    /// Deletes an object; deleting a missing key succeeds (S3 semantics).
+    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
+        let results = self.delete_objects(bucket, &[key.to_string()]).await?;
+        results.into_iter().next().map(|(_, r)| r).unwrap_or(Ok(()))
+    }
+}

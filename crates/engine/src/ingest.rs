@@ -415,6 +415,21 @@ impl FileIngest<'_> {
         std::mem::take(&mut self.dedup_queries)
     }
 
+    /// The hash of the file's first chunk, if `prefix` (the file's first bytes, nothing
+    /// written yet) completes it, or holds the whole file (`at_end`) and is not empty;
+    /// `None` otherwise, and once anything was written. Nothing is stored: a caller can
+    /// ask the CAS whether that chunk is known (global dedup) before writing `prefix`.
+    pub fn first_chunk_hash(&self, prefix: &[u8], at_end: bool) -> Option<XetHash> {
+        if self.size > 0 {
+            return None;
+        }
+        match self.chunker.clone().next_boundary(prefix) {
+            Some(n) => Some(hash::chunk_hash(&prefix[..n])),
+            None if at_end && !prefix.is_empty() => Some(hash::chunk_hash(prefix)),
+            None => None,
+        }
+    }
+
     /// See [`UploadSession::add_known_xorb`].
     pub fn add_known_xorb(&mut self, xorb: &XorbEntry, hmac_key: Option<XetHash>) {
         self.session.add_known_xorb(xorb, hmac_key);
@@ -630,6 +645,25 @@ mod tests {
             .finalize_xof()
             .fill(&mut out);
         out
+    }
+
+    #[test]
+    fn the_first_chunk_is_known_before_it_is_written() {
+        let data = pseudo_random("first chunk", 300_000);
+        let mut session = UploadSession::new();
+        let mut file = session.start_file();
+        // 1000 bytes complete no chunk, unless they are the whole file.
+        assert_eq!(file.first_chunk_hash(&data[..1000], false), None);
+        assert_eq!(
+            file.first_chunk_hash(&data[..1000], true),
+            Some(hash::chunk_hash(&data[..1000]))
+        );
+        assert_eq!(file.first_chunk_hash(&[], true), None);
+        let first = file.first_chunk_hash(&data, false).expect("a whole chunk");
+        file.write(&data);
+        assert_eq!(file.first_chunk_hash(&data, false), None, "already written");
+        assert_eq!(file.take_dedup_queries().first(), Some(&first));
+        assert_eq!(file.finish().chunks[0].0, first);
     }
 
     #[test]

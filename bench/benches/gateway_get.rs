@@ -29,7 +29,13 @@ fn piece(i: u64) -> Bytes {
 /// Reads the object, copying every piece into `sink` (as writing it to a socket would).
 async fn read_all(gw: &Gateway, sink: &mut [u8]) -> (u64, Duration) {
     let t = Instant::now();
-    let mut body = gw.get_object("bench", "obj", None).await.unwrap().body;
+    let mut body = gw
+        .object("bench", "obj")
+        .unwrap()
+        .get(None)
+        .await
+        .unwrap()
+        .body;
     let mut n = 0u64;
     while let Some(p) = body.next().await {
         let p = p.unwrap();
@@ -70,7 +76,7 @@ fn main() {
         let pieces = size / PIECE as u64;
         let body: ByteStream = Box::pin(futures::stream::iter(0..pieces).map(|i| Ok(piece(i))));
         let t = Instant::now();
-        gw.put_object("bench", "obj", body, PutOptions::default()).await.unwrap();
+        gw.object("bench", "obj").unwrap().put(body, PutOptions::default()).await.unwrap();
         let put = t.elapsed();
 
         // Baseline: the same number of bytes copied into the same sink from memory.

@@ -151,9 +151,9 @@ async fn two_gib_put_and_get_in_bounded_memory() {
         sent_hash.update(&piece(i));
     }
     let meta = gw
-        .put_object(
-            "large",
-            "two-gib.bin",
+        .object("large", "two-gib.bin")
+        .unwrap()
+        .put(
             body,
             PutOptions {
                 size_hint: Some(SIZE),
@@ -164,7 +164,12 @@ async fn two_gib_put_and_get_in_bounded_memory() {
         .unwrap();
     assert_eq!(meta.size, SIZE);
 
-    let got = gw.get_object("large", "two-gib.bin", None).await.unwrap();
+    let got = gw
+        .object("large", "two-gib.bin")
+        .unwrap()
+        .get(None)
+        .await
+        .unwrap();
     let mut body = got.body;
     let mut received = 0u64;
     let mut got_hash = blake3::Hasher::new();

@@ -10,10 +10,44 @@ use crate::types::BucketInfo;
 use crate::{Gateway, sidecar};
 
 impl Gateway {
-
     /// All buckets of the namespace.
     pub async fn list_buckets(&self) -> Result<Vec<BucketInfo>> {
-        let ns = self.namespace().await?;
+        let g = self.clone();
+        self.on_work(async move { g.all_buckets().await }).await
+    }
+
+    /// Creates a bucket with the configured visibility (private unless configured public).
+    pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
+        let (g, b) = (self.clone(), bucket.to_string());
+        self.on_work(async move { g.new_bucket(&b).await }).await
+    }
+
+    /// Bucket info; NoSuchBucket when absent.
+    pub async fn head_bucket(&self, bucket: &str) -> Result<BucketInfo> {
+        let (g, b) = (self.clone(), bucket.to_string());
+        self.on_work(async move { g.bucket_info(&b).await }).await
+    }
+
+    /// Deletes an empty bucket (BucketNotEmpty otherwise; folder markers count as objects,
+    /// hidden gateway records such as stale sidecars do not).
+    pub async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+        let (g, b) = (self.clone(), bucket.to_string());
+        self.on_work(async move { g.remove_bucket(&b).await }).await
+    }
+
+    /// Deletes many objects of `bucket` with one batch per 1000; per-key results.
+    pub async fn delete_objects(
+        &self,
+        bucket: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, Result<()>)>> {
+        let (g, b, keys) = (self.clone(), bucket.to_string(), keys.to_vec());
+        self.on_work(async move { g.delete_keys(&b, &keys).await })
+            .await
+    }
+
+    pub(crate) async fn all_buckets(&self) -> Result<Vec<BucketInfo>> {
+        let ns = self.namespace_here().await?;
         let all = self
             .inner
             .hub
@@ -38,8 +72,7 @@ impl Gateway {
         Ok(out)
     }
 
-    /// Creates a bucket with the configured visibility (private unless configured public).
-    pub async fn create_bucket(&self, bucket: &str) -> Result<()> {
+    async fn new_bucket(&self, bucket: &str) -> Result<()> {
         let id = self.bucket_id(bucket).await?;
         let options = CreateBucketOptions {
             visibility: Some(self.inner.config.bucket_visibility),
@@ -59,8 +92,8 @@ impl Gateway {
         }
     }
 
-    /// Bucket info; NoSuchBucket when absent.
-    pub async fn head_bucket(&self, bucket: &str) -> Result<BucketInfo> {
+    /// See [`Gateway::head_bucket`].
+    pub(crate) async fn bucket_info(&self, bucket: &str) -> Result<BucketInfo> {
         let id = self.bucket_id(bucket).await?;
         let info = self
             .inner
@@ -78,9 +111,7 @@ impl Gateway {
         })
     }
 
-    /// Deletes an empty bucket (BucketNotEmpty otherwise; folder markers count as objects,
-    /// hidden gateway records such as stale sidecars do not).
-    pub async fn delete_bucket(&self, bucket: &str) -> Result<()> {
+    async fn remove_bucket(&self, bucket: &str) -> Result<()> {
         let id = self.bucket_id(bucket).await?;
         let mut pager = self.inner.hub.list_tree(&id, None, Some(true))?;
         while let Some(page) = pager.next_page().await.map_err(Self::bucket_err(bucket))? {
@@ -99,7 +130,6 @@ impl Gateway {
             .map_err(Self::bucket_err(bucket))
     }
 
-
     /// Of the paths whose `deleteFile` the Hub reported failed, those that still exist (one
     /// paths-info call when any failed). A delete refused because the path does not exist
     /// ("not found", however the Hub words it) reached its goal: S3 and FTP count it done.
@@ -116,8 +146,8 @@ impl Gateway {
         Ok(found.into_iter().map(|f| f.path).collect())
     }
 
-    /// Deletes many objects with one batch per 1000; per-key results.
-    pub async fn delete_objects(
+    /// See [`Gateway::delete_objects`] (in place).
+    pub(crate) async fn delete_keys(
         &self,
         bucket: &str,
         keys: &[String],

@@ -1,13 +1,41 @@
 //! Commits: every write of an object reaches the Hub through [`Gateway::register`], under
 //! the key's commit lock (see `shards`).
 
+use hugbucket_engine::XetHash;
 use hugbucket_upstream::{BatchOp, BucketId};
 
 use crate::error::{CoreError, Result};
-use crate::types::WriteCondition;
-use crate::{Gateway, multipart, names, shards};
+use crate::types::{ObjectExtra, WriteCondition};
+use crate::{Gateway, ObjectRef, multipart, names, shards};
 
 impl Gateway {
+    /// The operations that register content `hash` at `obj` (PUT, Complete): the
+    /// object's `addFile` and, when there is metadata or a parts layout to keep, its
+    /// sidecar's (stored in the CAS here).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn add_file_ops(
+        &self,
+        id: &BucketId,
+        obj: &ObjectRef,
+        hash: XetHash,
+        mtime: u64,
+        content_type: Option<String>,
+        extra: &ObjectExtra,
+        parts: &[u64],
+    ) -> Result<Vec<BatchOp>> {
+        let mut ops = vec![BatchOp::AddFile {
+            path: obj.path().to_string(),
+            xet_hash: hash,
+            mtime,
+            content_type,
+        }];
+        ops.extend(
+            self.stage_sidecar(id, obj.key(), hash, mtime, extra, parts)
+                .await?,
+        );
+        Ok(ops)
+    }
+
     /// Takes `bucket/path`'s commit lock in its shard (see `shards`): commits of one key
     /// run one at a time; its cached metadata is invalidated at start and end.
     pub(crate) async fn commit_lock(&self, bucket: &str, path: &str) -> shards::CommitGuard<'_> {

@@ -73,6 +73,9 @@ pub enum CoreError {
     /// Data read back from the CAS did not verify (never served).
     #[error("data integrity: {0}")]
     Integrity(String),
+    /// The runtime that was to run the call is shutting down.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// A fault of ours (local state, a task that panicked, ...).
     #[error("internal error: {0}")]
     Internal(String),
@@ -83,7 +86,7 @@ impl CoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             CoreError::Upstream(f) => f.retryable,
-            CoreError::Integrity(_) => true,
+            CoreError::Integrity(_) | CoreError::Unavailable(_) => true,
             _ => false,
         }
     }

@@ -15,7 +15,7 @@ use crate::error::{CoreError, Result};
 use crate::names::{self, validate_bucket};
 use crate::state::{SledState, StateStore};
 use crate::ttl::TtlCache;
-use crate::{list, multipart, shards, sidecar, spawn_abortable};
+use crate::{list, multipart, shards, sidecar};
 
 /// The gateway core. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -152,44 +152,12 @@ impl Gateway {
         self.inner.shards.len()
     }
 
-    /// The shard owning `bucket/key`.
-    pub fn owner(&self, bucket: &str, key: &str) -> usize {
-        self.inner.shards.owner(bucket, key)
-    }
-
     pub(crate) fn shard(&self, bucket: &str, path: &str) -> &shards::ShardState {
         // Paths and keys name the same object; the owner is computed from the key.
         let key = names::path_to_key(path);
-        self.inner.shards.state(self.owner(bucket, &key))
-    }
-
-    /// The runtime of the shard owning `bucket/key`, to run a call about that key on
-    /// (`None` when the shards have no runtimes). Counts the call for that shard.
-    pub fn route_to_owner(&self, bucket: &str, key: &str) -> Option<Handle> {
-        let i = self.owner(bucket, key);
-        let handle = self.inner.shards.runtime(i)?.clone();
         self.inner
             .shards
-            .state(i)
-            .calls
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(handle)
-    }
-
-    /// Runs `fut`, a call about `bucket/key`, on the runtime of the shard owning that key
-    /// (in place when the shards have no runtimes). Dropping the returned future aborts it.
-    pub async fn on_owner<T, F>(&self, bucket: &str, key: &str, fut: F) -> Result<T>
-    where
-        F: std::future::Future<Output = Result<T>> + Send + 'static,
-        T: Send + 'static,
-    {
-        let Some(handle) = self.route_to_owner(bucket, key) else {
-            return fut.await;
-        };
-        match spawn_abortable(&handle, fut).await {
-            Ok(r) => r,
-            Err(e) => Err(CoreError::Internal(format!("key shard task: {e}"))),
-        }
+            .state(self.inner.shards.owner(bucket, &key))
     }
 
     /// The shard runtimes (empty without): front-ends spread their sessions over them.
@@ -237,6 +205,11 @@ impl Gateway {
 
     /// The Hub namespace of the caller's buckets (whoami, cached).
     pub async fn namespace(&self) -> Result<String> {
+        let g = self.clone();
+        self.on_work(async move { g.namespace_here().await }).await
+    }
+
+    pub(crate) async fn namespace_here(&self) -> Result<String> {
         let ns = self
             .inner
             .namespace
@@ -247,7 +220,7 @@ impl Gateway {
 
     pub(crate) async fn bucket_id(&self, bucket: &str) -> Result<BucketId> {
         validate_bucket(bucket)?;
-        let ns = self.namespace().await?;
+        let ns = self.namespace_here().await?;
         BucketId::new(&ns, bucket).map_err(|_| CoreError::InvalidBucketName(bucket.to_string()))
     }
 
@@ -266,5 +239,4 @@ impl Gateway {
             _ => e.into(),
         }
     }
-
 }

@@ -31,6 +31,7 @@ mod multipart;
 pub mod names;
 mod object;
 mod put;
+mod route;
 mod shards;
 mod sidecar;
 mod small;
@@ -45,6 +46,7 @@ pub(crate) use gateway::UploadGuard;
 /// The upstream client a [`Gateway`] is built on, and its settings: whoever builds a
 /// gateway (the binary, a front-end's tests) needs no dependency on `hugbucket-upstream`.
 pub use hugbucket_upstream::{HubClient, RetryConfig, UpstreamConfig};
+pub use object::ObjectRef;
 pub use put::INGEST_BLOCK;
 pub use shards::spawn_abortable;
 pub use sidecar::sidecar_path;

@@ -84,6 +84,12 @@ fn unhex(text: &str, max_len: usize) -> Result<String> {
 impl Gateway {
     /// One page of a listing (ListObjectsV2 / V1 semantics; see [`ListRequest`]).
     pub async fn list_objects(&self, bucket: &str, req: ListRequest) -> Result<ListPage> {
+        let (g, b) = (self.clone(), bucket.to_string());
+        self.on_work(async move { g.list_page(&b, req).await })
+            .await
+    }
+
+    async fn list_page(&self, bucket: &str, req: ListRequest) -> Result<ListPage> {
         let id = self.bucket_id(bucket).await?;
         let (after, resume) = match &req.continuation_token {
             Some(t) => {

@@ -1,5 +1,7 @@
-//! Object operations: metadata lookups (head), the entries of GET and PUT, copy and
-//! delete.
+//! Objects: [`ObjectRef`], a typed reference to one object that routes its own calls,
+//! and the operations behind it: metadata lookups (head), the entries of GET and PUT,
+//! copy and delete. Each public call runs on the object's owning key shard (`route`);
+//! the `Gateway` methods here run in place, on whatever shard runtime called them.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -7,16 +9,133 @@ use hugbucket_upstream::{BatchOp, BucketId, RemoteFile, TokenScope};
 use tokio::runtime::Handle;
 
 use crate::error::{CoreError, Result};
-use crate::names::{self, etag, key_to_path, now_millis, parse_iso8601};
+use crate::names::{self, etag, key_to_path, now_millis, parse_iso8601, validate_bucket};
 use crate::shards::Stat;
 use crate::types::{
     ByteRange, ByteStream, CopyMetadata, GetResult, ObjectExtra, ObjectMeta, PutOptions,
 };
 use crate::{Gateway, UploadGuard, get, put, sidecar};
 
+/// One object of one bucket: its bucket, key, Hub path and owning key shard, computed
+/// once by [`Gateway::object`]. Its calls run on the owner's runtime whatever executor
+/// awaits them (see `docs/core-api.md`, "Routing"). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ObjectRef {
+    gateway: Gateway,
+    bucket: String,
+    key: String,
+    path: String,
+    owner: usize,
+}
+
+impl Gateway {
+    /// A reference to `bucket/key`; InvalidBucketName or InvalidKey when the names are
+    /// not valid (checked here, before any call).
+    pub fn object(&self, bucket: &str, key: &str) -> Result<ObjectRef> {
+        validate_bucket(bucket)?;
+        let path = key_to_path(key)?;
+        Ok(ObjectRef {
+            gateway: self.clone(),
+            bucket: bucket.to_string(),
+            key: key.to_string(),
+            owner: self.inner.shards.owner(bucket, key),
+            path,
+        })
+    }
+}
+
+impl ObjectRef {
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The object's path in the Hub bucket.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The key shard that owns the object.
+    pub fn owner(&self) -> usize {
+        self.owner
+    }
+
+    /// The gateway the object belongs to.
+    pub(crate) fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// Runs `call(self)` on the owner's runtime.
+    pub(crate) async fn routed<T, F, Fut>(&self, call: F) -> Result<T>
+    where
+        F: FnOnce(ObjectRef) -> Fut,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.gateway.on_shard(self.owner, call(self.clone())).await
+    }
+
+    /// Metadata of the object.
+    pub async fn head(&self) -> Result<ObjectMeta> {
+        self.routed(|o| async move { o.gateway().head_object(&o).await })
+            .await
+    }
+
+    /// Reads the object, or a byte range of it, as a stream.
+    pub async fn get(&self, range: Option<ByteRange>) -> Result<GetResult> {
+        self.routed(|o| async move { o.gateway().get_object(&o, range).await })
+            .await
+    }
+
+    /// Reads part `part_number` of the object (S3 `partNumber`): a part of a multipart
+    /// object from its stored parts layout; part 1 of any other object is all of it.
+    pub async fn get_part(&self, part_number: u32) -> Result<GetResult> {
+        self.routed(|o| async move { o.gateway().get_object_part(&o, part_number).await })
+            .await
+    }
+
+    /// Stores the object from a stream. Nothing is visible until the whole body arrived,
+    /// every xorb and the shard were accepted and the path was registered.
+    pub async fn put(&self, body: ByteStream, opts: PutOptions) -> Result<ObjectMeta> {
+        self.routed(|o| async move { o.gateway().put_object(&o, body, opts).await })
+            .await
+    }
+
+    /// Deletes the object; deleting a missing key succeeds (S3 semantics).
+    pub async fn delete(&self) -> Result<()> {
+        self.routed(|o| async move {
+            let keys = [o.key.clone()];
+            let results = o.gateway().delete_keys(&o.bucket, &keys).await?;
+            results.into_iter().next().map_or(Ok(()), |(_, r)| r)
+        })
+        .await
+    }
+
+    /// Copies `src` to this object with a batch `copyFile` (source bucket and content
+    /// hash, as huggingface_hub sends it): no bytes move. This object gets the source's
+    /// metadata or, with [`CopyMetadata::Replace`], the given one (then its condition
+    /// applies here too); the content type goes along only when it differs from the
+    /// source's.
+    pub async fn copy_from(&self, src: &ObjectRef, metadata: CopyMetadata) -> Result<ObjectMeta> {
+        let src = src.clone();
+        self.routed(|o| async move { o.gateway().copy_object(&src, &o, metadata).await })
+            .await
+    }
+}
+
 impl Gateway {
     /// The Hub entries of the object at `path` and of its sidecar (cached per shard).
-    pub(crate) async fn stat_path(&self, bucket: &str, id: &BucketId, path: &str) -> Result<Option<Stat>> {
+    pub(crate) async fn stat_path(
+        &self,
+        bucket: &str,
+        id: &BucketId,
+        path: &str,
+    ) -> Result<Option<Stat>> {
         let cache_key = (bucket.to_string(), path.to_string());
         let shard = self.shard(bucket, path);
         if let Some(f) = shard.metadata.get(&cache_key) {
@@ -32,7 +151,12 @@ impl Gateway {
 
     /// Like [`Gateway::stat_path`], bypassing the cache: one paths-info call for the
     /// object and its sidecar.
-    pub(crate) async fn fetch_stat(&self, bucket: &str, id: &BucketId, path: &str) -> Result<Option<Stat>> {
+    pub(crate) async fn fetch_stat(
+        &self,
+        bucket: &str,
+        id: &BucketId,
+        path: &str,
+    ) -> Result<Option<Stat>> {
         let side = sidecar::sidecar_path(&names::path_to_key(path));
         let files = self
             .inner
@@ -91,32 +215,29 @@ impl Gateway {
         Ok(meta)
     }
 
-    /// Metadata of an object.
-    pub async fn head_object(&self, bucket: &str, key: &str) -> Result<ObjectMeta> {
-        let id = self.bucket_id(bucket).await?;
-        let path = key_to_path(key)?;
-        match self.stat_path(bucket, &id, &path).await? {
-            Some(stat) => self.full_meta(bucket, &id, key, &stat).await,
+    /// Metadata of `obj`.
+    pub(crate) async fn head_object(&self, obj: &ObjectRef) -> Result<ObjectMeta> {
+        let id = self.bucket_id(&obj.bucket).await?;
+        match self.stat_path(&obj.bucket, &id, &obj.path).await? {
+            Some(stat) => self.full_meta(&obj.bucket, &id, &obj.key, &stat).await,
             None => {
                 // Distinguish a missing bucket from a missing key.
-                self.head_bucket(bucket).await?;
-                Err(CoreError::NoSuchKey(key.to_string()))
+                self.bucket_info(&obj.bucket).await?;
+                Err(CoreError::NoSuchKey(obj.key.clone()))
             }
         }
     }
 
-    /// Stores an object from a stream. Nothing is visible until the whole body arrived,
-    /// every xorb and the shard were accepted and the path was registered.
-    pub async fn put_object(
+    /// See [`ObjectRef::put`].
+    pub(crate) async fn put_object(
         &self,
-        bucket: &str,
-        key: &str,
+        obj: &ObjectRef,
         body: ByteStream,
         opts: PutOptions,
     ) -> Result<ObjectMeta> {
         let _counted = UploadGuard::enter(&self.inner.uploads_in_flight);
+        let (bucket, key, path) = (obj.bucket(), obj.key(), obj.path().to_string());
         let id = self.bucket_id(bucket).await?;
-        let path = key_to_path(key)?;
         // Concurrent uploads to the bucket share their commit's `/batch` call.
         let announced = self.inner.hub.expect_commit(&id);
         let cas = self.cas(&id, TokenScope::Write);
@@ -134,16 +255,17 @@ impl Gateway {
             .await?;
         let hash = ingested.summary.file_hash;
         let mtime = opts.mtime_ms.unwrap_or_else(now_millis);
-        let mut ops = vec![BatchOp::AddFile {
-            path: path.clone(),
-            xet_hash: hash,
-            mtime,
-            content_type: opts.content_type.clone(),
-        }];
-        ops.extend(
-            self.stage_sidecar(&id, key, hash, mtime, &opts.extra, &[])
-                .await?,
-        );
+        let ops = self
+            .add_file_ops(
+                &id,
+                obj,
+                hash,
+                mtime,
+                opts.content_type.clone(),
+                &opts.extra,
+                &[],
+            )
+            .await?;
         let with_sidecar = ops.len() > 1;
         drop(announced);
         let mut commit = self
@@ -175,17 +297,15 @@ impl Gateway {
         })
     }
 
-    /// Reads part `part_number` of an object (S3 `partNumber`): a part of a multipart
-    /// object from its stored parts layout; part 1 of any other object is all of it.
-    pub async fn get_object_part(
+    /// See [`ObjectRef::get_part`].
+    pub(crate) async fn get_object_part(
         &self,
-        bucket: &str,
-        key: &str,
+        obj: &ObjectRef,
         part_number: u32,
     ) -> Result<GetResult> {
         // The object may change between the lookup and the read: read again then.
         for _ in 0..3 {
-            let meta = self.head_object(bucket, key).await?;
+            let meta = self.head_object(obj).await?;
             let range = meta
                 .part_range(part_number)
                 .ok_or(CoreError::InvalidPartNumber {
@@ -197,24 +317,24 @@ impl Gateway {
                 true => None,
                 false => range.map(|(a, b)| ByteRange::FromTo(a, b)),
             };
-            let got = self.get_object(bucket, key, range).await?;
+            let got = self.get_object(obj, range).await?;
             if got.meta.xet_hash == meta.xet_hash {
                 return Ok(GetResult { meta, ..got });
             }
         }
         Err(CoreError::Internal(format!(
-            "{key:?} kept changing during a part read"
+            "{:?} kept changing during a part read",
+            obj.key
         )))
     }
 
-    /// Reads an object, or a byte range of it, as a stream.
-    pub async fn get_object(
+    /// See [`ObjectRef::get`].
+    pub(crate) async fn get_object(
         &self,
-        bucket: &str,
-        key: &str,
+        obj: &ObjectRef,
         range: Option<ByteRange>,
     ) -> Result<GetResult> {
-        let meta = self.head_object(bucket, key).await?;
+        let meta = self.head_object(obj).await?;
         let resolved = match range {
             None => None,
             Some(r) => Some(
@@ -233,10 +353,10 @@ impl Gateway {
             }
             None => (0, meta.size - 1),
         };
-        let id = self.bucket_id(bucket).await?;
+        let id = self.bucket_id(&obj.bucket).await?;
         let cas = self.cas(&id, TokenScope::Read);
         let recon_key = (meta.xet_hash, start, end);
-        let shard = self.inner.shards.state(self.owner(bucket, key));
+        let shard = self.inner.shards.state(obj.owner);
         let recon = match shard.reconstructions.get(&recon_key) {
             Some(r) => r,
             None => {
@@ -275,23 +395,17 @@ impl Gateway {
         })
     }
 
-    /// Copies an object with a batch `copyFile` (source bucket and content hash, as
-    /// huggingface_hub sends it): no bytes move. The destination gets the source's
-    /// metadata or, with [`CopyMetadata::Replace`], the given one (then its condition
-    /// applies to the destination too); the content type goes along only when it differs
-    /// from the source's.
-    pub async fn copy_object(
+    /// See [`ObjectRef::copy_from`].
+    pub(crate) async fn copy_object(
         &self,
-        src_bucket: &str,
-        src_key: &str,
-        dst_bucket: &str,
-        dst_key: &str,
+        src_obj: &ObjectRef,
+        dst: &ObjectRef,
         metadata: CopyMetadata,
     ) -> Result<ObjectMeta> {
-        let src = self.head_object(src_bucket, src_key).await?;
-        let src_id = self.bucket_id(src_bucket).await?;
-        let dst_id = self.bucket_id(dst_bucket).await?;
-        let dst_path = key_to_path(dst_key)?;
+        let src = self.head_object(src_obj).await?;
+        let src_id = self.bucket_id(&src_obj.bucket).await?;
+        let dst_id = self.bucket_id(&dst.bucket).await?;
+        let (dst_bucket, dst_key, dst_path) = (dst.bucket(), dst.key(), dst.path());
         let (content_type, extra, mtime, condition) = match metadata {
             CopyMetadata::Copy => (
                 src.content_type.clone(),
@@ -310,7 +424,7 @@ impl Gateway {
             .clone()
             .filter(|t| Some(t) != src.content_type.as_ref());
         let mut ops = vec![BatchOp::CopyFile {
-            path: dst_path.clone(),
+            path: dst_path.to_string(),
             xet_hash: src.xet_hash,
             mtime,
             source_repo_type: "bucket".into(),
@@ -322,10 +436,10 @@ impl Gateway {
                 .await?,
         );
         let _commit = self
-            .register(&dst_id, dst_bucket, &dst_path, ops, condition.as_ref())
+            .register(&dst_id, dst_bucket, dst_path, ops, condition.as_ref())
             .await?;
         let parts = match src.parts.len() {
-            0 => self.multipart_parts_of(src_bucket, src_key, &src.xet_hash),
+            0 => self.multipart_parts_of(&src_obj.bucket, &src_obj.key, &src.xet_hash),
             n => Some(n as u32),
         };
         self.set_multipart_etag(dst_bucket, dst_key, &src.xet_hash, parts)?;
@@ -339,11 +453,5 @@ impl Gateway {
             extra,
             parts: src.parts,
         })
-    }
-
-    /// Deletes an object; deleting a missing key succeeds (S3 semantics).
-    pub async fn delete_object(&self, bucket: &str, key: &str) -> Result<()> {
-        let results = self.delete_objects(bucket, &[key.to_string()]).await?;
-        results.into_iter().next().map(|(_, r)| r).unwrap_or(Ok(()))
     }
 }

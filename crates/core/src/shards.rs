@@ -170,8 +170,18 @@ impl Drop for CommitGuard<'_> {
     }
 }
 
+/// Distinguishes the shard sets of the gateways in one process.
+static SHARD_SETS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// On a shard runtime's thread: (its shard set, its index).
+    static THIS_SHARD: std::cell::Cell<Option<(u64, usize)>> = const { std::cell::Cell::new(None) };
+}
+
 /// The shards: their state and, when started with runtimes, one pinned runtime each.
 pub(crate) struct KeyShards {
+    /// This shard set's number (see [`SHARD_SETS`]).
+    set: u64,
     states: Vec<ShardState>,
     runtimes: Vec<Handle>,
     /// Dropping these stops the runtime threads.
@@ -183,6 +193,7 @@ impl KeyShards {
     pub fn inline(n: usize, metadata_ttl: Duration, reconstruction_ttl: Duration) -> Self {
         let n = n.max(1);
         KeyShards {
+            set: SHARD_SETS.fetch_add(1, Ordering::Relaxed),
             states: (0..n)
                 .map(|_| ShardState::new(metadata_ttl, reconstruction_ttl, n))
                 .collect(),
@@ -199,6 +210,7 @@ impl KeyShards {
         reconstruction_ttl: Duration,
     ) -> std::io::Result<Self> {
         let mut shards = Self::inline(cpus.len(), metadata_ttl, reconstruction_ttl);
+        let set = shards.set;
         for (i, &cpu) in cpus.iter().enumerate() {
             let (handle_tx, handle_rx) = std::sync::mpsc::channel();
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
@@ -206,6 +218,7 @@ impl KeyShards {
                 .name(format!("hugbucket-key-{i}"))
                 .spawn(move || {
                     crate::affinity::pin_to(cpu);
+                    THIS_SHARD.set(Some((set, i)));
                     // Blocking-pool threads (a PUT's hashing and compression) get every
                     // core back instead of inheriting this thread's pin.
                     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -251,6 +264,11 @@ impl KeyShards {
     /// Shard `i`'s runtime, if the shards have runtimes.
     pub fn runtime(&self, i: usize) -> Option<&Handle> {
         self.runtimes.get(i)
+    }
+
+    /// Whether the calling thread is shard `i`'s runtime thread.
+    pub fn is_current(&self, i: usize) -> bool {
+        THIS_SHARD.get() == Some((self.set, i))
     }
 
     /// All shard runtimes (empty without).

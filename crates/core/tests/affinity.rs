@@ -139,13 +139,12 @@ async fn put_and_cold_get_work_runs_on_every_cpu() {
         .step_by(64 << 10)
         .map(|i| Ok(data.slice(i..(i + (64 << 10)).min(data.len()))))
         .collect();
-    let g = gw.clone();
+    // The core runs the PUT on the key's owner shard (a pinned runtime).
+    let body = Box::pin(futures::stream::iter(pieces));
     let meta = gw
-        .on_owner("cores", "big", async move {
-            let body = Box::pin(futures::stream::iter(pieces));
-            g.put_object("cores", "big", body, PutOptions::default())
-                .await
-        })
+        .object("cores", "big")
+        .unwrap()
+        .put(body, PutOptions::default())
         .await
         .unwrap();
     stop.store(true, Ordering::Relaxed);
@@ -164,11 +163,10 @@ async fn put_and_cold_get_work_runs_on_every_cpu() {
     let cold = Gateway::new(cfg, client).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let sampling = sampler(stop.clone());
-    let c = cold.clone();
     let mut body = cold
-        .on_owner("cores", "big", async move {
-            c.get_object("cores", "big", None).await
-        })
+        .object("cores", "big")
+        .unwrap()
+        .get(None)
         .await
         .unwrap()
         .body;

@@ -1,6 +1,7 @@
 //! The gateway core against a real embedded hub (in-process, on a temp dir).
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -84,7 +85,7 @@ async fn read_all(mut s: ByteStream) -> Result<Vec<u8>, std::io::Error> {
 }
 
 async fn get(gw: &Gateway, bucket: &str, key: &str, range: Option<ByteRange>) -> Vec<u8> {
-    let r = gw.get_object(bucket, key, range).await.unwrap();
+    let r = gw.object(bucket, key).unwrap().get(range).await.unwrap();
     read_all(r.body).await.unwrap()
 }
 
@@ -102,6 +103,14 @@ async fn bucket_lifecycle() {
         gw.create_bucket("Bad_Name").await,
         Err(CoreError::InvalidBucketName(_))
     ));
+    assert!(matches!(
+        gw.object("Bad_Name", "k"),
+        Err(CoreError::InvalidBucketName(_))
+    ));
+    assert!(matches!(
+        gw.object("alpha", ""),
+        Err(CoreError::InvalidKey(_))
+    ));
     let names: Vec<String> = gw
         .list_buckets()
         .await
@@ -115,30 +124,34 @@ async fn bucket_lifecycle() {
         gw.head_bucket("gamma").await,
         Err(CoreError::NoSuchBucket(_))
     ));
-    gw.put_object("alpha", "k", body(b"x", 1), PutOptions::default())
+    gw.object("alpha", "k")
+        .unwrap()
+        .put(body(b"x", 1), PutOptions::default())
         .await
         .unwrap();
     assert!(matches!(
         gw.delete_bucket("alpha").await,
         Err(CoreError::BucketNotEmpty(_))
     ));
-    gw.delete_object("alpha", "k").await.unwrap();
+    gw.object("alpha", "k").unwrap().delete().await.unwrap();
     gw.delete_bucket("alpha").await.unwrap();
     assert!(matches!(
         gw.head_bucket("alpha").await,
         Err(CoreError::NoSuchBucket(_))
     ));
     assert!(matches!(
-        gw.put_object("nope", "k", body(b"x", 1), PutOptions::default())
+        gw.object("nope", "k")
+            .unwrap()
+            .put(body(b"x", 1), PutOptions::default())
             .await,
         Err(CoreError::NoSuchBucket(_))
     ));
     assert!(matches!(
-        gw.head_object("beta", "missing").await,
+        gw.object("beta", "missing").unwrap().head().await,
         Err(CoreError::NoSuchKey(_))
     ));
     assert!(matches!(
-        gw.head_object("nope", "missing").await,
+        gw.object("nope", "missing").unwrap().head().await,
         Err(CoreError::NoSuchBucket(_))
     ));
 }
@@ -161,9 +174,9 @@ async fn put_get_roundtrip_and_ranges() {
     ];
     for (key, data, piece) in &cases {
         let meta = gw
-            .put_object(
-                "data",
-                key,
+            .object("data", key)
+            .unwrap()
+            .put(
                 body(data, *piece),
                 PutOptions {
                     content_type: Some("application/x-test".into()),
@@ -180,7 +193,7 @@ async fn put_get_roundtrip_and_ranges() {
             "{key}"
         );
         assert_eq!(meta.etag, format!("\"{}-1\"", meta.xet_hash));
-        let head = gw.head_object("data", key).await.unwrap();
+        let head = gw.object("data", key).unwrap().head().await.unwrap();
         assert_eq!(head.etag, meta.etag);
         assert_eq!(head.size, meta.size);
         assert_eq!(head.content_type.as_deref(), Some("application/x-test"));
@@ -232,11 +245,13 @@ async fn put_get_roundtrip_and_ranges() {
         &cases[2].1[99_990..]
     );
     assert!(matches!(
-        gw.get_object("data", "big", Some(ByteRange::From(n))).await,
+        gw.object("data", "big").unwrap().get(Some(ByteRange::From(n))).await,
         Err(CoreError::InvalidRange { size }) if size == n
     ));
     assert!(matches!(
-        gw.get_object("data", "empty", Some(ByteRange::FromTo(0, 0)))
+        gw.object("data", "empty")
+            .unwrap()
+            .get(Some(ByteRange::FromTo(0, 0)))
             .await,
         Err(CoreError::InvalidRange { size: 0 })
     ));
@@ -248,7 +263,9 @@ async fn overwrite_and_failed_put_keep_the_old_version() {
     let gw = &e.gw;
     gw.create_bucket("bkt").await.unwrap();
     let v1 = random(300_000, "v1");
-    gw.put_object("bkt", "k", body(&v1, 65536), PutOptions::default())
+    gw.object("bkt", "k")
+        .unwrap()
+        .put(body(&v1, 65536), PutOptions::default())
         .await
         .unwrap();
     // A body that fails half-way.
@@ -258,23 +275,25 @@ async fn overwrite_and_failed_put_keep_the_old_version() {
     pieces.push(Err(std::io::Error::other("client went away")));
     let failing: ByteStream = Box::pin(futures::stream::iter(pieces));
     assert!(matches!(
-        gw.put_object("bkt", "k", failing, PutOptions::default())
+        gw.object("bkt", "k")
+            .unwrap()
+            .put(failing, PutOptions::default())
             .await,
         Err(CoreError::IncompleteBody(_))
     ));
     assert_eq!(get(gw, "bkt", "k", None).await, v1);
     // A body shorter than declared.
     assert!(matches!(
-        gw.put_object(
-            "bkt",
-            "k",
-            body(&v2[..10], 5),
-            PutOptions {
-                size_hint: Some(11),
-                ..Default::default()
-            }
-        )
-        .await,
+        gw.object("bkt", "k")
+            .unwrap()
+            .put(
+                body(&v2[..10], 5),
+                PutOptions {
+                    size_hint: Some(11),
+                    ..Default::default()
+                }
+            )
+            .await,
         Err(CoreError::IncompleteBody(_))
     ));
     // The hub refusing shards (for the whole retry budget: 3 attempts) fails the PUT
@@ -283,12 +302,16 @@ async fn overwrite_and_failed_put_keep_the_old_version() {
         .faults()
         .push("shard_v2:500:3".parse::<FaultRule>().unwrap());
     let err = gw
-        .put_object("bkt", "k", body(&v2, 65536), PutOptions::default())
+        .object("bkt", "k")
+        .unwrap()
+        .put(body(&v2, 65536), PutOptions::default())
         .await
         .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     assert_eq!(get(gw, "bkt", "k", None).await, v1);
-    gw.put_object("bkt", "k", body(&v2, 65536), PutOptions::default())
+    gw.object("bkt", "k")
+        .unwrap()
+        .put(body(&v2, 65536), PutOptions::default())
         .await
         .unwrap();
     assert_eq!(get(gw, "bkt", "k", None).await, v2);
@@ -311,11 +334,15 @@ async fn listing_prefix_delimiter_pagination_and_markers() {
         "zz",
     ];
     for k in keys {
-        gw.put_object("lst", k, body(k.as_bytes(), 3), PutOptions::default())
+        gw.object("lst", k)
+            .unwrap()
+            .put(body(k.as_bytes(), 3), PutOptions::default())
             .await
             .unwrap();
     }
-    gw.put_object("lst", "empty-folder/", body(b"", 1), PutOptions::default())
+    gw.object("lst", "empty-folder/")
+        .unwrap()
+        .put(body(b"", 1), PutOptions::default())
         .await
         .unwrap();
     let list = |prefix: &str, delim: Option<&str>, max: usize, token: Option<String>| {
@@ -432,7 +459,12 @@ async fn listing_prefix_delimiter_pagination_and_markers() {
     ));
     // The folder object itself is readable as an empty object.
     assert_eq!(
-        gw.head_object("lst", "empty-folder/").await.unwrap().size,
+        gw.object("lst", "empty-folder/")
+            .unwrap()
+            .head()
+            .await
+            .unwrap()
+            .size,
         0
     );
 }
@@ -444,18 +476,27 @@ async fn copy_moves_no_bytes_and_delete_objects() {
     gw.create_bucket("src").await.unwrap();
     gw.create_bucket("dst").await.unwrap();
     let data = random(2 << 20, "copy");
-    gw.put_object("src", "orig", body(&data, 1 << 20), PutOptions::default())
+    gw.object("src", "orig")
+        .unwrap()
+        .put(body(&data, 1 << 20), PutOptions::default())
         .await
         .unwrap();
     let uploads_before = e.hub.stats().xorb_uploads.load(Ordering::Relaxed);
     let bytes_before = e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed);
     let fetch_before = e.hub.stats().xorb_range_bytes.load(Ordering::Relaxed);
     let m1 = gw
-        .copy_object("src", "orig", "dst", "copied", CopyMetadata::Copy)
+        .object("dst", "copied")
+        .unwrap()
+        .copy_from(&gw.object("src", "orig").unwrap(), CopyMetadata::Copy)
         .await
         .unwrap();
     let m2 = gw
-        .copy_object("src", "orig", "src", "again", replace_type("text/plain"))
+        .object("src", "again")
+        .unwrap()
+        .copy_from(
+            &gw.object("src", "orig").unwrap(),
+            replace_type("text/plain"),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -473,7 +514,9 @@ async fn copy_moves_no_bytes_and_delete_objects() {
     assert_eq!(m1.xet_hash, m2.xet_hash);
     assert_eq!(get(gw, "dst", "copied", None).await, data);
     assert_eq!(
-        gw.head_object("src", "again")
+        gw.object("src", "again")
+            .unwrap()
+            .head()
             .await
             .unwrap()
             .content_type
@@ -481,7 +524,9 @@ async fn copy_moves_no_bytes_and_delete_objects() {
         Some("text/plain")
     );
     assert!(matches!(
-        gw.copy_object("src", "missing", "dst", "x", CopyMetadata::Copy)
+        gw.object("dst", "x")
+            .unwrap()
+            .copy_from(&gw.object("src", "missing").unwrap(), CopyMetadata::Copy)
             .await,
         Err(CoreError::NoSuchKey(_))
     ));
@@ -507,7 +552,7 @@ async fn copy_moves_no_bytes_and_delete_objects() {
         }
     }
     assert!(matches!(
-        gw.head_object("src", "orig").await,
+        gw.object("src", "orig").unwrap().head().await,
         Err(CoreError::NoSuchKey(_))
     ));
     // The copy survives the source's deletion.
@@ -521,15 +566,21 @@ async fn multipart_out_of_order_across_restart() {
     let part = |n: u8| random(5 << 20 | (n as usize * 1000), &format!("part{n}"));
     let (p1, p2, p3) = (part(1), part(2), random(123_456, "last"));
     let id =
-        e.gw.create_multipart("mpu", "obj", PutOptions::default())
+        e.gw.object("mpu", "obj")
+            .unwrap()
+            .create_multipart(PutOptions::default())
             .await
             .unwrap();
     let m3 =
-        e.gw.upload_part("mpu", "obj", &id, 3, body(&p3, 65536), None)
+        e.gw.object("mpu", "obj")
+            .unwrap()
+            .upload_part(&id, 3, body(&p3, 65536), None)
             .await
             .unwrap();
     let m1 =
-        e.gw.upload_part("mpu", "obj", &id, 1, body(&p1, 1 << 20), None)
+        e.gw.object("mpu", "obj")
+            .unwrap()
+            .upload_part(&id, 1, body(&p1, 1 << 20), None)
             .await
             .unwrap();
     // Restart the gateway (drop it, reopen its state) between parts.
@@ -540,14 +591,23 @@ async fn multipart_out_of_order_across_restart() {
     assert_eq!(uploads.len(), 1);
     assert_eq!(uploads[0].upload_id, id);
     // Same part number twice keeps the last.
-    gw.upload_part("mpu", "obj", &id, 2, body(&p3, 65536), None)
+    gw.object("mpu", "obj")
+        .unwrap()
+        .upload_part(&id, 2, body(&p3, 65536), None)
         .await
         .unwrap();
     let m2 = gw
-        .upload_part("mpu", "obj", &id, 2, body(&p2, 1 << 20), None)
+        .object("mpu", "obj")
+        .unwrap()
+        .upload_part(&id, 2, body(&p2, 1 << 20), None)
         .await
         .unwrap();
-    let parts = gw.list_parts("mpu", "obj", &id).await.unwrap();
+    let parts = gw
+        .object("mpu", "obj")
+        .unwrap()
+        .list_parts(&id)
+        .await
+        .unwrap();
     assert_eq!(
         parts.iter().map(|p| p.part_number).collect::<Vec<_>>(),
         vec![1, 2, 3]
@@ -555,36 +615,38 @@ async fn multipart_out_of_order_across_restart() {
     assert_eq!(parts[1].etag, m2.etag);
 
     assert!(matches!(
-        gw.complete_multipart(
-            "mpu",
-            "obj",
-            &id,
-            &[(2, m2.etag.clone()), (1, m1.etag.clone())]
-        )
-        .await,
+        gw.object("mpu", "obj")
+            .unwrap()
+            .complete_multipart(&id, &[(2, m2.etag.clone()), (1, m1.etag.clone())], None)
+            .await,
         Err(CoreError::InvalidPartOrder)
     ));
     assert!(matches!(
-        gw.complete_multipart("mpu", "obj", &id, &[(1, m2.etag.clone())])
+        gw.object("mpu", "obj")
+            .unwrap()
+            .complete_multipart(&id, &[(1, m2.etag.clone())], None)
             .await,
         Err(CoreError::InvalidPart(_))
     ));
     assert!(matches!(
-        gw.complete_multipart(
-            "mpu",
-            "obj",
-            &id,
-            &[
-                (1, m1.etag.clone()),
-                (3, m3.etag.clone()),
-                (4, m3.etag.clone())
-            ]
-        )
-        .await,
+        gw.object("mpu", "obj")
+            .unwrap()
+            .complete_multipart(
+                &id,
+                &[
+                    (1, m1.etag.clone()),
+                    (3, m3.etag.clone()),
+                    (4, m3.etag.clone())
+                ],
+                None
+            )
+            .await,
         Err(CoreError::EntityTooSmall) | Err(CoreError::InvalidPart(_))
     ));
     assert!(matches!(
-        gw.complete_multipart("mpu", "obj", &id, &[(3, m3.etag.clone()), (4, "x".into())])
+        gw.object("mpu", "obj")
+            .unwrap()
+            .complete_multipart(&id, &[(3, m3.etag.clone()), (4, "x".into())], None)
             .await,
         Err(CoreError::InvalidPart(_))
     ));
@@ -596,7 +658,9 @@ async fn multipart_out_of_order_across_restart() {
         (3, m3.etag.clone()),
     ];
     let done = gw
-        .complete_multipart("mpu", "obj", &id, &parts)
+        .object("mpu", "obj")
+        .unwrap()
+        .complete_multipart(&id, &parts, None)
         .await
         .unwrap();
     // The one new xorb is the small sidecar holding the parts layout.
@@ -608,14 +672,19 @@ async fn multipart_out_of_order_across_restart() {
     );
     assert!(done.etag.ends_with("-3\""), "{}", done.etag);
     let again = gw
-        .complete_multipart("mpu", "obj", &id, &parts)
+        .object("mpu", "obj")
+        .unwrap()
+        .complete_multipart(&id, &parts, None)
         .await
         .unwrap();
     assert_eq!(again.etag, done.etag);
     let whole: Vec<u8> = [&p1[..], &p2, &p3].concat();
     assert_eq!(done.size, whole.len() as u64);
     assert_eq!(get(&gw, "mpu", "obj", None).await, whole);
-    assert_eq!(gw.head_object("mpu", "obj").await.unwrap().etag, done.etag);
+    assert_eq!(
+        gw.object("mpu", "obj").unwrap().head().await.unwrap().etag,
+        done.etag
+    );
     let r = (5u64 << 20) - 5;
     assert_eq!(
         get(&gw, "mpu", "obj", Some(ByteRange::FromTo(r, r + 5_000_000))).await,
@@ -630,28 +699,43 @@ async fn multipart_out_of_order_across_restart() {
 
     // Abort.
     let id2 = gw
-        .create_multipart("mpu", "other", PutOptions::default())
+        .object("mpu", "other")
+        .unwrap()
+        .create_multipart(PutOptions::default())
         .await
         .unwrap();
-    gw.upload_part("mpu", "other", &id2, 1, body(b"abc", 1), None)
+    gw.object("mpu", "other")
+        .unwrap()
+        .upload_part(&id2, 1, body(b"abc", 1), None)
         .await
         .unwrap();
-    gw.abort_multipart("mpu", "other", &id2).await.unwrap();
+    gw.object("mpu", "other")
+        .unwrap()
+        .abort_multipart(&id2)
+        .await
+        .unwrap();
     assert!(matches!(
-        gw.list_parts("mpu", "other", &id2).await,
+        gw.object("mpu", "other").unwrap().list_parts(&id2).await,
         Err(CoreError::NoSuchUpload(_))
     ));
     assert!(matches!(
-        gw.upload_part("mpu", "other", &id2, 2, body(b"abc", 1), None)
+        gw.object("mpu", "other")
+            .unwrap()
+            .upload_part(&id2, 2, body(b"abc", 1), None)
             .await,
         Err(CoreError::NoSuchUpload(_))
     ));
     // A plain PUT over a multipart object drops the -N ETag.
     let m = gw
-        .put_object("mpu", "obj", body(b"plain", 2), PutOptions::default())
+        .object("mpu", "obj")
+        .unwrap()
+        .put(body(b"plain", 2), PutOptions::default())
         .await
         .unwrap();
-    assert_eq!(gw.head_object("mpu", "obj").await.unwrap().etag, m.etag);
+    assert_eq!(
+        gw.object("mpu", "obj").unwrap().head().await.unwrap().etag,
+        m.etag
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -669,7 +753,9 @@ async fn transient_upstream_faults_are_retried_transparently() {
     ] {
         e.hub.faults().push(rule.parse::<FaultRule>().unwrap());
     }
-    gw.put_object("flaky", "k", body(&data, 1 << 20), PutOptions::default())
+    gw.object("flaky", "k")
+        .unwrap()
+        .put(body(&data, 1 << 20), PutOptions::default())
         .await
         .unwrap();
     for rule in [
@@ -682,19 +768,21 @@ async fn transient_upstream_faults_are_retried_transparently() {
     assert_eq!(get(gw, "flaky", "k", None).await, data);
     // A persistent failure surfaces as a typed retryable error, within a bounded time (on an
     // object whose reconstruction is not cached yet).
-    gw.put_object(
-        "flaky",
-        "k2",
-        body(&data[..1000], 100),
-        PutOptions::default(),
-    )
-    .await
-    .unwrap();
+    gw.object("flaky", "k2")
+        .unwrap()
+        .put(body(&data[..1000], 100), PutOptions::default())
+        .await
+        .unwrap();
     e.hub
         .faults()
         .push("reconstruction_v2:503:100".parse::<FaultRule>().unwrap());
     let started = std::time::Instant::now();
-    let err = gw.get_object("flaky", "k2", None).await.unwrap_err();
+    let err = gw
+        .object("flaky", "k2")
+        .unwrap()
+        .get(None)
+        .await
+        .unwrap_err();
     assert!(err.is_retryable(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -710,7 +798,9 @@ async fn hub_stopped_mid_put_leaves_the_previous_version() {
     let gw = gateway_for(&hub, &dir.path().join("gw")).await;
     gw.create_bucket("stop").await.unwrap();
     let v1 = random(1 << 20, "v1");
-    gw.put_object("stop", "k", body(&v1, 65536), PutOptions::default())
+    gw.object("stop", "k")
+        .unwrap()
+        .put(body(&v1, 65536), PutOptions::default())
         .await
         .unwrap();
 
@@ -722,7 +812,9 @@ async fn hub_stopped_mid_put_leaves_the_previous_version() {
     let put = tokio::spawn({
         let gw = gw.clone();
         async move {
-            gw.put_object("stop", "k", slow, PutOptions::default())
+            gw.object("stop", "k")
+                .unwrap()
+                .put(slow, PutOptions::default())
                 .await
         }
     });
@@ -756,14 +848,11 @@ async fn reupload_of_existing_content_sends_no_xorb_bytes() {
     let gw = &e.gw;
     gw.create_bucket("dedup").await.unwrap();
     let data = random(5 << 20, "dedup");
-    gw.put_object(
-        "dedup",
-        "first",
-        body(&data, 1 << 20),
-        PutOptions::default(),
-    )
-    .await
-    .unwrap();
+    gw.object("dedup", "first")
+        .unwrap()
+        .put(body(&data, 1 << 20), PutOptions::default())
+        .await
+        .unwrap();
     let stats = e.hub.stats();
     let (up, bytes, existing) = (
         stats.xorb_uploads.load(Ordering::Relaxed),
@@ -774,12 +863,9 @@ async fn reupload_of_existing_content_sends_no_xorb_bytes() {
     // Another gateway (no shared session state): only the CAS knows the content.
     let other = gateway_for(&e.hub, &e.dir.path().join("other")).await;
     let meta = other
-        .put_object(
-            "dedup",
-            "second",
-            body(&data, 777_777),
-            PutOptions::default(),
-        )
+        .object("dedup", "second")
+        .unwrap()
+        .put(body(&data, 777_777), PutOptions::default())
         .await
         .unwrap();
     assert!(
@@ -799,7 +885,12 @@ async fn reupload_of_existing_content_sends_no_xorb_bytes() {
     );
     assert_eq!(
         meta.xet_hash,
-        gw.head_object("dedup", "first").await.unwrap().xet_hash
+        gw.object("dedup", "first")
+            .unwrap()
+            .head()
+            .await
+            .unwrap()
+            .xet_hash
     );
     assert_eq!(get(&other, "dedup", "second", None).await, data);
 }
@@ -820,7 +911,9 @@ async fn warm_gets_fetch_nothing_upstream_even_after_restart() {
     let gw = cached_gateway(&e.hub, &dir).await;
     gw.create_bucket("warm").await.unwrap();
     let data = random(70 << 20, "warm");
-    gw.put_object("warm", "obj", body(&data, 8 << 20), PutOptions::default())
+    gw.object("warm", "obj")
+        .unwrap()
+        .put(body(&data, 8 << 20), PutOptions::default())
         .await
         .unwrap();
     let fetches = || e.hub.stats().xorb_range_fetches.load(Ordering::Relaxed);
@@ -851,7 +944,9 @@ async fn concurrent_cold_gets_fetch_each_range_once() {
     let gw = cached_gateway(&e.hub, &e.dir.path().join("cached")).await;
     gw.create_bucket("cold").await.unwrap();
     let data = random(20 << 20, "cold");
-    gw.put_object("cold", "obj", body(&data, 8 << 20), PutOptions::default())
+    gw.object("cold", "obj")
+        .unwrap()
+        .put(body(&data, 8 << 20), PutOptions::default())
         .await
         .unwrap();
     let before = e.hub.stats().xorb_range_fetches.load(Ordering::Relaxed);
@@ -873,45 +968,79 @@ async fn metadata_is_cached_but_our_writes_are_visible_at_once() {
     let e = env().await;
     let gw = &e.gw;
     gw.create_bucket("meta").await.unwrap();
-    gw.put_object("meta", "k", body(b"one", 1), PutOptions::default())
+    gw.object("meta", "k")
+        .unwrap()
+        .put(body(b"one", 1), PutOptions::default())
         .await
         .unwrap();
     let calls = || e.hub.stats().route_count(hugbucket_hub::Route::PathsInfo);
     let before = calls();
     for _ in 0..5 {
-        assert_eq!(gw.head_object("meta", "k").await.unwrap().size, 3);
+        assert_eq!(
+            gw.object("meta", "k").unwrap().head().await.unwrap().size,
+            3
+        );
     }
     assert_eq!(
         calls() - before,
         0,
         "the node knows what its own PUT wrote: HEAD costs no Hub call"
     );
-    gw.put_object("meta", "k", body(b"three", 2), PutOptions::default())
-        .await
-        .unwrap();
-    assert_eq!(gw.head_object("meta", "k").await.unwrap().size, 5);
-    assert_eq!(get(gw, "meta", "k", None).await, b"three");
-    gw.copy_object("meta", "k", "meta", "k", replace_type("text/x"))
+    gw.object("meta", "k")
+        .unwrap()
+        .put(body(b"three", 2), PutOptions::default())
         .await
         .unwrap();
     assert_eq!(
-        gw.head_object("meta", "k")
+        gw.object("meta", "k").unwrap().head().await.unwrap().size,
+        5
+    );
+    assert_eq!(get(gw, "meta", "k", None).await, b"three");
+    gw.object("meta", "k")
+        .unwrap()
+        .copy_from(&gw.object("meta", "k").unwrap(), replace_type("text/x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        gw.object("meta", "k")
+            .unwrap()
+            .head()
             .await
             .unwrap()
             .content_type
             .as_deref(),
         Some("text/x")
     );
-    gw.delete_object("meta", "k").await.unwrap();
+    gw.object("meta", "k").unwrap().delete().await.unwrap();
     assert!(matches!(
-        gw.head_object("meta", "k").await,
+        gw.object("meta", "k").unwrap().head().await,
         Err(CoreError::NoSuchKey(_))
     ));
 }
 
-/// With key shards, every call about a key runs on its owner's pinned runtime, and
-/// concurrent writers and readers of one key leave the metadata cache agreeing with the
-/// Hub (commits are ordered per key; a lookup racing a write is never cached).
+/// A one-piece body that records the name of the thread that reads it (the thread the
+/// PUT's ingest runs on).
+fn body_reporting_thread(data: &'static [u8]) -> (ByteStream, Arc<Mutex<Option<String>>>) {
+    let seen = Arc::new(Mutex::new(None));
+    let record = seen.clone();
+    let mut sent = false;
+    let stream = futures::stream::poll_fn(move |_| {
+        let name = std::thread::current().name().map(str::to_string);
+        record
+            .lock()
+            .unwrap()
+            .get_or_insert_with(|| name.unwrap_or_default());
+        let piece = (!sent).then(|| Ok(Bytes::from_static(data)));
+        sent = true;
+        std::task::Poll::Ready(piece)
+    });
+    (Box::pin(stream), seen)
+}
+
+/// With key shards, every call about an object runs on its owner's pinned runtime
+/// (counted there; bucket-wide calls count for no shard), and concurrent writers and
+/// readers of one key leave the metadata cache agreeing with the Hub (commits are
+/// ordered per key; a lookup racing a write is never cached).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_shards_own_their_keys_and_order_writes() {
     let e = env().await;
@@ -931,52 +1060,41 @@ async fn key_shards_own_their_keys_and_order_writes() {
 
     let keys: Vec<String> = (0..12).map(|i| format!("dir/key-{i}")).collect();
     for k in &keys {
-        let owner = gw.owner("own", k);
-        let thread = gw
-            .on_owner("own", k, async {
-                Ok(std::thread::current().name().map(str::to_string))
-            })
-            .await
-            .unwrap();
+        let obj = gw.object("own", k).unwrap();
+        let (body, seen) = body_reporting_thread(b"owned");
+        obj.put(body, PutOptions::default()).await.unwrap();
         assert_eq!(
-            thread.as_deref(),
-            Some(format!("hugbucket-key-{owner}").as_str())
+            seen.lock().unwrap().as_deref(),
+            Some(format!("hugbucket-key-{}", obj.owner()).as_str()),
+            "{k}"
         );
     }
+    gw.list_objects("own", ListRequest::default())
+        .await
+        .unwrap();
     let calls = gw.shard_calls();
     assert_eq!(calls.iter().sum::<u64>(), 12);
     for (i, n) in calls.iter().enumerate() {
-        let owned = keys.iter().filter(|k| gw.owner("own", k) == i).count() as u64;
+        let owned = keys
+            .iter()
+            .filter(|k| gw.object("own", k).unwrap().owner() == i)
+            .count() as u64;
         assert_eq!(*n, owned, "shard {i} ran the calls of exactly its keys");
     }
 
     // Writers and readers of one key race; afterwards the cached answer is the Hub's.
     let mut tasks = Vec::new();
     for i in 0..8u8 {
-        let g = gw.clone();
+        let obj = gw.object("own", "hot").unwrap();
         tasks.push(tokio::spawn(async move {
             let data = vec![i; 100 + usize::from(i)];
-            g.on_owner("own", "hot", {
-                let g = g.clone();
-                async move {
-                    g.put_object("own", "hot", body(&data, 7), PutOptions::default())
-                        .await
-                }
-            })
-            .await
-            .map(drop)
-        }));
-        let g = gw.clone();
-        tasks.push(tokio::spawn(async move {
-            let gg = g.clone();
-            match g
-                .on_owner(
-                    "own",
-                    "hot",
-                    async move { gg.head_object("own", "hot").await },
-                )
+            obj.put(body(&data, 7), PutOptions::default())
                 .await
-            {
+                .map(drop)
+        }));
+        let obj = gw.object("own", "hot").unwrap();
+        tasks.push(tokio::spawn(async move {
+            match obj.head().await {
                 Ok(_) | Err(CoreError::NoSuchKey(_)) => Ok(()),
                 Err(e) => Err(e),
             }
@@ -985,14 +1103,61 @@ async fn key_shards_own_their_keys_and_order_writes() {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    let cached = gw.head_object("own", "hot").await.unwrap();
+    let cached = gw.object("own", "hot").unwrap().head().await.unwrap();
     let fresh = gateway_for(&e.hub, &e.dir.path().join("fresh")).await;
-    let truth = fresh.head_object("own", "hot").await.unwrap();
+    let truth = fresh.object("own", "hot").unwrap().head().await.unwrap();
     assert_eq!(cached.xet_hash, truth.xet_hash);
     assert_eq!(cached.size, truth.size);
     let got = get(&gw, "own", "hot", None).await;
     assert_eq!(got.len() as u64, truth.size);
     assert!(got.iter().all(|&b| usize::from(b) + 100 == got.len()));
+}
+
+/// Core calls can be awaited from an executor that is not tokio at all (here the
+/// `futures` crate's, on a plain thread, as a glommio core awaits them): the core runs
+/// them on its own runtimes, with key shards and without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_can_be_awaited_from_any_executor() {
+    let e = env().await;
+    let client = HubClient::new(
+        &e.hub.url(),
+        Some(e.hub.token().to_string()),
+        upstream_config(),
+    )
+    .unwrap();
+    let mut cfg = CoreConfig::new(e.dir.path().join("sharded"));
+    cfg.key_shard_cpus = vec![0, 0];
+    let sharded = Gateway::new(cfg, client).await.unwrap();
+    let plain = e.gw.clone();
+    for (name, gw) in [("sharded", sharded), ("plain", plain)] {
+        let bucket = format!("any-{name}");
+        let (before, b) = (gw.shard_calls(), bucket.clone());
+        let out = std::thread::spawn(move || {
+            assert!(tokio::runtime::Handle::try_current().is_err());
+            futures::executor::block_on(async {
+                gw.create_bucket(&b).await?;
+                let obj = gw.object(&b, "k")?;
+                obj.put(body(b"from anywhere", 4), PutOptions::default())
+                    .await?;
+                let got = read_all(obj.get(None).await?.body).await.unwrap();
+                let all = ListRequest {
+                    max_keys: 1000,
+                    ..ListRequest::default()
+                };
+                let listed = gw.list_objects(&b, all).await?;
+                obj.delete().await?;
+                Ok::<_, CoreError>((got, listed.objects.len(), gw.shard_calls()))
+            })
+        })
+        .join()
+        .unwrap()
+        .unwrap();
+        assert_eq!(out.0, b"from anywhere", "{name}");
+        assert_eq!(out.1, 1, "{name}");
+        let ran: u64 = out.2.iter().sum::<u64>() - before.iter().sum::<u64>();
+        // put, get and delete on the owner; create and list are bucket-wide.
+        assert_eq!(ran, if name == "sharded" { 3 } else { 0 }, "{name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1004,7 +1169,9 @@ async fn objects_whose_terms_share_a_range_stream_without_deadlock() {
     gw.create_bucket("rep").await.unwrap();
     let piece = random(1 << 20, "repeated");
     let data: Vec<u8> = piece.iter().copied().cycle().take(64 << 20).collect();
-    gw.put_object("rep", "obj", body(&data, 1 << 20), PutOptions::default())
+    gw.object("rep", "obj")
+        .unwrap()
+        .put(body(&data, 1 << 20), PutOptions::default())
         .await
         .unwrap();
     for _ in 0..3 {
@@ -1108,7 +1275,9 @@ async fn transient_faults_on_put_routes_are_absorbed() {
             let before = route_count(&e.hub, route);
             push(&e.hub, &format!("{route}:{action}"));
             let meta = gw
-                .put_object("putf", &key, body(&data, 100_000), PutOptions::default())
+                .object("putf", &key)
+                .unwrap()
+                .put(body(&data, 100_000), PutOptions::default())
                 .await
                 .unwrap_or_else(|err| panic!("{route}:{action}: {err:?}"));
             assert_eq!(meta.size, data.len() as u64);
@@ -1129,7 +1298,9 @@ async fn persistent_put_faults_fail_retryably_and_change_nothing() {
     let gw = uncached_gateway(&e.hub, &e.dir.path().join("g"), false).await;
     gw.create_bucket("putp").await.unwrap();
     let old = random(300_000, "old");
-    gw.put_object("putp", "existing", body(&old, 65536), PutOptions::default())
+    gw.object("putp", "existing")
+        .unwrap()
+        .put(body(&old, 65536), PutOptions::default())
         .await
         .unwrap();
     for (i, rule) in [
@@ -1152,7 +1323,9 @@ async fn persistent_put_faults_fail_retryably_and_change_nothing() {
         push(&e.hub, rule);
         for key in ["new", "existing"] {
             let err = match gw
-                .put_object("putp", key, body(&data, 65536), PutOptions::default())
+                .object("putp", key)
+                .unwrap()
+                .put(body(&data, 65536), PutOptions::default())
                 .await
             {
                 Err(err) => err,
@@ -1179,15 +1352,17 @@ async fn persistent_put_faults_fail_retryably_and_change_nothing() {
             assert_eq!(get(&gw, "putp", "new", None).await, data, "{rule}");
             let now = get(&gw, "putp", "existing", None).await;
             assert!(now == data || now == old, "{rule}");
-            gw.delete_object("putp", "new").await.unwrap();
-            gw.put_object("putp", "existing", body(&old, 65536), PutOptions::default())
+            gw.object("putp", "new").unwrap().delete().await.unwrap();
+            gw.object("putp", "existing")
+                .unwrap()
+                .put(body(&old, 65536), PutOptions::default())
                 .await
                 .unwrap();
             continue;
         }
         assert!(
             matches!(
-                gw.head_object("putp", "new").await,
+                gw.object("putp", "new").unwrap().head().await,
                 Err(CoreError::NoSuchKey(_))
             ),
             "{rule}: the failed PUT is not visible"
@@ -1215,7 +1390,9 @@ async fn persistent_put_faults_fail_retryably_and_change_nothing() {
     }
     // With the faults gone the same PUT works.
     let data = random(400_000, "after");
-    gw.put_object("putp", "new", body(&data, 65536), PutOptions::default())
+    gw.object("putp", "new")
+        .unwrap()
+        .put(body(&data, 65536), PutOptions::default())
         .await
         .unwrap();
     assert_eq!(get(&gw, "putp", "new", None).await, data);
@@ -1229,7 +1406,9 @@ async fn transient_faults_on_get_routes_are_absorbed() {
     let e = env().await;
     e.gw.create_bucket("getf").await.unwrap();
     let data = random(3 << 20, "get-faults");
-    e.gw.put_object("getf", "k", body(&data, 1 << 20), PutOptions::default())
+    e.gw.object("getf", "k")
+        .unwrap()
+        .put(body(&data, 1 << 20), PutOptions::default())
         .await
         .unwrap();
     let range = (1_000_003u64, 2_500_000u64);
@@ -1292,7 +1471,9 @@ async fn persistent_get_faults_never_yield_a_complete_looking_body() {
     let e = env().await;
     e.gw.create_bucket("getp").await.unwrap();
     let data = random(2 << 20, "get-persistent");
-    e.gw.put_object("getp", "k", body(&data, 1 << 20), PutOptions::default())
+    e.gw.object("getp", "k")
+        .unwrap()
+        .put(body(&data, 1 << 20), PutOptions::default())
         .await
         .unwrap();
     for (n, rule) in [
@@ -1311,7 +1492,7 @@ async fn persistent_get_faults_never_yield_a_complete_looking_body() {
             let gw =
                 uncached_gateway(&e.hub, &e.dir.path().join(format!("p{n}{cache}")), cache).await;
             push(&e.hub, rule);
-            match gw.get_object("getp", "k", None).await {
+            match gw.object("getp", "k").unwrap().get(None).await {
                 Err(err) => assert!(err.is_retryable(), "{rule}: {err:?}"),
                 Ok(r) => {
                     assert_eq!(r.meta.size, data.len() as u64);
@@ -1346,7 +1527,7 @@ async fn persistent_get_faults_never_yield_a_complete_looking_body() {
     }
     for cache in [false, true] {
         let gw = uncached_gateway(&e.hub, &e.dir.path().join(format!("c{cache}")), cache).await;
-        let r = gw.get_object("getp", "k", None).await.unwrap();
+        let r = gw.object("getp", "k").unwrap().get(None).await.unwrap();
         let (got, err) = read_until_error(r.body).await;
         let err = err.expect("a corrupted object must not be served complete");
         assert!(err.to_string().contains("hash"), "{err}");
@@ -1388,22 +1569,35 @@ async fn multipart_state_is_shared_by_every_node() {
     let p2 = random((5 << 20) + 17, "fleet2");
     let p3 = random(70_000, "fleet3");
     let id = a
-        .create_multipart("fleet", "big/obj", PutOptions::default())
+        .object("fleet", "big/obj")
+        .unwrap()
+        .create_multipart(PutOptions::default())
         .await
         .unwrap();
     let m2 = c
-        .upload_part("fleet", "big/obj", &id, 2, body(&p2, 1 << 20), None)
+        .object("fleet", "big/obj")
+        .unwrap()
+        .upload_part(&id, 2, body(&p2, 1 << 20), None)
         .await
         .unwrap();
     let m1 = b
-        .upload_part("fleet", "big/obj", &id, 1, body(&p1, 1 << 20), None)
+        .object("fleet", "big/obj")
+        .unwrap()
+        .upload_part(&id, 1, body(&p1, 1 << 20), None)
         .await
         .unwrap();
     let m3 = c
-        .upload_part("fleet", "big/obj", &id, 3, body(&p3, 4096), None)
+        .object("fleet", "big/obj")
+        .unwrap()
+        .upload_part(&id, 3, body(&p3, 4096), None)
         .await
         .unwrap();
-    let listed = a.list_parts("fleet", "big/obj", &id).await.unwrap();
+    let listed = a
+        .object("fleet", "big/obj")
+        .unwrap()
+        .list_parts(&id)
+        .await
+        .unwrap();
     let seen: Vec<(u32, String, u64)> = listed
         .iter()
         .map(|p| (p.part_number, p.etag.clone(), p.size))
@@ -1430,11 +1624,16 @@ async fn multipart_state_is_shared_by_every_node() {
     );
     // Another key's name does not open this upload anywhere.
     assert!(matches!(
-        b.list_parts("fleet", "big/other", &id).await,
+        b.object("fleet", "big/other")
+            .unwrap()
+            .list_parts(&id)
+            .await,
         Err(CoreError::NoSuchUpload(_))
     ));
     assert!(matches!(
-        a.upload_part("fleet", "big/other", &id, 4, body(b"x", 1), None)
+        a.object("fleet", "big/other")
+            .unwrap()
+            .upload_part(&id, 4, body(b"x", 1), None)
             .await,
         Err(CoreError::NoSuchUpload(_))
     ));
@@ -1446,7 +1645,9 @@ async fn multipart_state_is_shared_by_every_node() {
     ];
     let bytes_before = e.hub.stats().xorb_upload_bytes.load(Ordering::Relaxed);
     let done = b
-        .complete_multipart("fleet", "big/obj", &id, &parts)
+        .object("fleet", "big/obj")
+        .unwrap()
+        .complete_multipart(&id, &parts, None)
         .await
         .unwrap();
     // No part data moves: the only xorb is the object's small sidecar (its part sizes).
@@ -1464,7 +1665,7 @@ async fn multipart_state_is_shared_by_every_node() {
             .is_empty()
     );
     assert!(matches!(
-        c.list_parts("fleet", "big/obj", &id).await,
+        c.object("fleet", "big/obj").unwrap().list_parts(&id).await,
         Err(CoreError::NoSuchUpload(_))
     ));
     let left = a
@@ -1481,39 +1682,53 @@ async fn multipart_state_is_shared_by_every_node() {
     assert!(left.is_empty(), "records left behind: {left:?}");
     // A retried Complete (the first answer was lost) through another node.
     let again = c
-        .complete_multipart("fleet", "big/obj", &id, &parts)
+        .object("fleet", "big/obj")
+        .unwrap()
+        .complete_multipart(&id, &parts, None)
         .await
         .unwrap();
     assert_eq!((again.xet_hash, again.size), (done.xet_hash, done.size));
     // ... but not with other parts.
     assert!(matches!(
-        c.complete_multipart("fleet", "big/obj", &id, &parts[..1])
+        c.object("fleet", "big/obj")
+            .unwrap()
+            .complete_multipart(&id, &parts[..1], None)
             .await,
         Err(CoreError::NoSuchUpload(_))
     ));
 
     // Abort through C of an upload created on A with a part taken by B.
     let id2 = a
-        .create_multipart("fleet", "gone", PutOptions::default())
+        .object("fleet", "gone")
+        .unwrap()
+        .create_multipart(PutOptions::default())
         .await
         .unwrap();
-    b.upload_part("fleet", "gone", &id2, 1, body(b"abc", 1), None)
+    b.object("fleet", "gone")
+        .unwrap()
+        .upload_part(&id2, 1, body(b"abc", 1), None)
         .await
         .unwrap();
-    c.abort_multipart("fleet", "gone", &id2).await.unwrap();
+    c.object("fleet", "gone")
+        .unwrap()
+        .abort_multipart(&id2)
+        .await
+        .unwrap();
     for n in [&a, &b, &c] {
         assert!(matches!(
-            n.list_parts("fleet", "gone", &id2).await,
+            n.object("fleet", "gone").unwrap().list_parts(&id2).await,
             Err(CoreError::NoSuchUpload(_))
         ));
         assert!(matches!(
-            n.complete_multipart("fleet", "gone", &id2, &[(1, m1.etag.clone())])
+            n.object("fleet", "gone")
+                .unwrap()
+                .complete_multipart(&id2, &[(1, m1.etag.clone())], None)
                 .await,
             Err(CoreError::NoSuchUpload(_))
         ));
     }
     assert!(matches!(
-        a.head_object("fleet", "gone").await,
+        a.object("fleet", "gone").unwrap().head().await,
         Err(CoreError::NoSuchKey(_))
     ));
 }
@@ -1527,7 +1742,9 @@ async fn part_records_are_coalesced_into_few_hub_calls() {
     let b = node(&e.hub, &e.dir.path().join("b"), Duration::from_millis(500)).await;
     a.create_bucket("budget").await.unwrap();
     let id = a
-        .create_multipart("budget", "k", PutOptions::default())
+        .object("budget", "k")
+        .unwrap()
+        .create_multipart(PutOptions::default())
         .await
         .unwrap();
     let (batches, lookups) = (
@@ -1540,7 +1757,9 @@ async fn part_records_are_coalesced_into_few_hub_calls() {
         let id = id.clone();
         async move {
             let data = random(200_000, &format!("budget{n}"));
-            b.upload_part("budget", "k", &id, n, body(&data, 65536), None)
+            b.object("budget", "k")
+                .unwrap()
+                .upload_part(&id, n, body(&data, 65536), None)
                 .await
                 .unwrap()
         }
@@ -1556,7 +1775,12 @@ async fn part_records_are_coalesced_into_few_hub_calls() {
         1,
         "node B looks the upload up once"
     );
-    let listed = a.list_parts("budget", "k", &id).await.unwrap();
+    let listed = a
+        .object("budget", "k")
+        .unwrap()
+        .list_parts(&id)
+        .await
+        .unwrap();
     assert_eq!(listed.len(), parts as usize);
     for (m, l) in metas.iter().zip(&listed) {
         assert_eq!((m.part_number, &m.etag), (l.part_number, &l.etag));
@@ -1597,24 +1821,38 @@ async fn uploads_recorded_locally_by_an_older_version_still_complete() {
     let p1 = random(5 << 20, "legacy1");
     let p2 = random(1000, "legacy2");
     let m1 = gw
-        .upload_part("old", "obj", id, 1, body(&p1, 1 << 20), None)
+        .object("old", "obj")
+        .unwrap()
+        .upload_part(id, 1, body(&p1, 1 << 20), None)
         .await
         .unwrap();
     let m2 = gw
-        .upload_part("old", "obj", id, 2, body(&p2, 100), None)
+        .object("old", "obj")
+        .unwrap()
+        .upload_part(id, 2, body(&p2, 100), None)
         .await
         .unwrap();
     let uploads = gw.list_multipart_uploads("old", "").await.unwrap();
     assert_eq!(uploads.len(), 1);
     assert_eq!(uploads[0].upload_id, id);
-    assert_eq!(gw.list_parts("old", "obj", id).await.unwrap().len(), 2);
+    assert_eq!(
+        gw.object("old", "obj")
+            .unwrap()
+            .list_parts(id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     let done = gw
-        .complete_multipart("old", "obj", id, &[(1, m1.etag), (2, m2.etag)])
+        .object("old", "obj")
+        .unwrap()
+        .complete_multipart(id, &[(1, m1.etag), (2, m2.etag)], None)
         .await
         .unwrap();
     assert!(done.etag.ends_with("-2\""), "{}", done.etag);
     assert_eq!(get(&gw, "old", "obj", None).await, [&p1[..], &p2].concat());
-    let head = gw.head_object("old", "obj").await.unwrap();
+    let head = gw.object("old", "obj").unwrap().head().await.unwrap();
     assert_eq!(head.content_type.as_deref(), Some("text/plain"));
     assert!(
         gw.list_multipart_uploads("old", "")
@@ -1637,29 +1875,45 @@ async fn fleet_mode_reads_see_other_nodes_writes() {
     for round in 0..20u32 {
         let data = format!("version {round}");
         let put = a
-            .put_object("raw", "k", body(data.as_bytes(), 4), PutOptions::default())
+            .object("raw", "k")
+            .unwrap()
+            .put(body(data.as_bytes(), 4), PutOptions::default())
             .await
             .unwrap();
         let calls = route_count(&e.hub, "paths_info");
-        assert_eq!(b.head_object("raw", "k").await.unwrap().etag, put.etag);
+        assert_eq!(
+            b.object("raw", "k").unwrap().head().await.unwrap().etag,
+            put.etag
+        );
         assert_eq!(route_count(&e.hub, "paths_info") - calls, 1);
         assert_eq!(get(&b, "raw", "k", None).await, data.as_bytes());
     }
     // A node that reuses metadata (the default TTL) still answers the version it cached
     // after another node replaced it: the staleness fleet mode removes.
-    let before = cached.head_object("raw", "k").await.unwrap();
+    let before = cached.object("raw", "k").unwrap().head().await.unwrap();
     let newer = a
-        .put_object("raw", "k", body(b"newest", 4), PutOptions::default())
+        .object("raw", "k")
+        .unwrap()
+        .put(body(b"newest", 4), PutOptions::default())
         .await
         .unwrap();
     assert_eq!(
-        cached.head_object("raw", "k").await.unwrap().etag,
+        cached
+            .object("raw", "k")
+            .unwrap()
+            .head()
+            .await
+            .unwrap()
+            .etag,
         before.etag
     );
-    assert_eq!(b.head_object("raw", "k").await.unwrap().etag, newer.etag);
-    a.delete_object("raw", "k").await.unwrap();
+    assert_eq!(
+        b.object("raw", "k").unwrap().head().await.unwrap().etag,
+        newer.etag
+    );
+    a.object("raw", "k").unwrap().delete().await.unwrap();
     assert!(matches!(
-        b.head_object("raw", "k").await,
+        b.object("raw", "k").unwrap().head().await,
         Err(CoreError::NoSuchKey(_))
     ));
 }
@@ -1672,18 +1926,32 @@ async fn expired_uploads_are_removed_from_the_bucket() {
     let a = node(&e.hub, &e.dir.path().join("a"), Duration::from_millis(100)).await;
     a.create_bucket("sweep").await.unwrap();
     let old = a
-        .create_multipart("sweep", "old", PutOptions::default())
+        .object("sweep", "old")
+        .unwrap()
+        .create_multipart(PutOptions::default())
         .await
         .unwrap();
-    a.upload_part("sweep", "old", &old, 1, body(b"abandoned", 3), None)
+    a.object("sweep", "old")
+        .unwrap()
+        .upload_part(&old, 1, body(b"abandoned", 3), None)
         .await
         .unwrap();
     // A node with the default limit (7 days) removes nothing.
     assert_eq!(a.expire_multipart().await.unwrap(), 0);
-    assert_eq!(a.list_parts("sweep", "old", &old).await.unwrap().len(), 1);
+    assert_eq!(
+        a.object("sweep", "old")
+            .unwrap()
+            .list_parts(&old)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let young = a
-        .create_multipart("sweep", "young", PutOptions::default())
+        .object("sweep", "young")
+        .unwrap()
+        .create_multipart(PutOptions::default())
         .await
         .unwrap();
     // Another node, with a one-second limit, sweeps the old upload only.
@@ -1698,7 +1966,7 @@ async fn expired_uploads_are_removed_from_the_bucket() {
     let sweeper = Gateway::new(cfg, client).await.unwrap();
     assert_eq!(sweeper.expire_multipart().await.unwrap(), 1);
     assert!(matches!(
-        a.list_parts("sweep", "old", &old).await,
+        a.object("sweep", "old").unwrap().list_parts(&old).await,
         Err(CoreError::NoSuchUpload(_))
     ));
     let left = a.list_multipart_uploads("sweep", "").await.unwrap();
@@ -1737,10 +2005,12 @@ async fn sidecars_carry_metadata_until_the_object_changes_under_them() {
         mtime_ms: Some(1_700_000_000_123),
         ..Default::default()
     };
-    gw.put_object("side", "k", body(b"with metadata", 4), opts)
+    gw.object("side", "k")
+        .unwrap()
+        .put(body(b"with metadata", 4), opts)
         .await
         .unwrap();
-    let m = gw.head_object("side", "k").await.unwrap();
+    let m = gw.object("side", "k").unwrap().head().await.unwrap();
     assert_eq!(m.extra, extra);
     assert_eq!(
         m.last_modified,
@@ -1748,12 +2018,31 @@ async fn sidecars_carry_metadata_until_the_object_changes_under_them() {
     );
     // A second node (fresh state, no cache) sees it from the bucket.
     let other = gateway_for(&e.hub, &e.dir.path().join("gw2")).await;
-    assert_eq!(other.head_object("side", "k").await.unwrap().extra, extra);
+    assert_eq!(
+        other
+            .object("side", "k")
+            .unwrap()
+            .head()
+            .await
+            .unwrap()
+            .extra,
+        extra
+    );
     // A PUT without metadata writes no sidecar: the old one is stale and ignored.
-    gw.put_object("side", "k", body(b"plain", 2), PutOptions::default())
+    gw.object("side", "k")
+        .unwrap()
+        .put(body(b"plain", 2), PutOptions::default())
         .await
         .unwrap();
-    assert!(gw.head_object("side", "k").await.unwrap().extra.is_empty());
+    assert!(
+        gw.object("side", "k")
+            .unwrap()
+            .head()
+            .await
+            .unwrap()
+            .extra
+            .is_empty()
+    );
     let sidecar = hugbucket_core::sidecar_path("k");
     assert!(sidecar.starts_with(".hugbucket/meta/"));
     let listed = gw
@@ -1776,8 +2065,7 @@ async fn sidecars_carry_metadata_until_the_object_changes_under_them() {
         "the sidecar is not listed"
     );
     assert!(matches!(
-        gw.put_object("side", &sidecar, body(b"x", 1), PutOptions::default())
-            .await,
+        gw.object("side", &sidecar),
         Err(CoreError::InvalidKey(_))
     ));
 }
@@ -1793,50 +2081,41 @@ async fn conditional_writes_check_the_current_object() {
         ..Default::default()
     };
     let first = gw
-        .put_object(
-            "cond",
-            "k",
-            body(b"1", 1),
-            when(WriteCondition::IfNoneMatch),
+        .object("cond", "k")
+        .unwrap()
+        .put(body(b"1", 1), when(WriteCondition::IfNoneMatch))
+        .await
+        .unwrap();
+    assert!(matches!(
+        gw.object("cond", "k")
+            .unwrap()
+            .put(body(b"2", 1), when(WriteCondition::IfNoneMatch))
+            .await,
+        Err(CoreError::PreconditionFailed(_))
+    ));
+    assert!(matches!(
+        gw.object("cond", "k")
+            .unwrap()
+            .put(
+                body(b"2", 1),
+                when(WriteCondition::IfMatch("\"abc-1\"".into()))
+            )
+            .await,
+        Err(CoreError::PreconditionFailed(_))
+    ));
+    gw.object("cond", "k")
+        .unwrap()
+        .put(
+            body(b"2", 1),
+            when(WriteCondition::IfMatch(first.etag.clone())),
         )
         .await
         .unwrap();
     assert!(matches!(
-        gw.put_object(
-            "cond",
-            "k",
-            body(b"2", 1),
-            when(WriteCondition::IfNoneMatch)
-        )
-        .await,
-        Err(CoreError::PreconditionFailed(_))
-    ));
-    assert!(matches!(
-        gw.put_object(
-            "cond",
-            "k",
-            body(b"2", 1),
-            when(WriteCondition::IfMatch("\"abc-1\"".into()))
-        )
-        .await,
-        Err(CoreError::PreconditionFailed(_))
-    ));
-    gw.put_object(
-        "cond",
-        "k",
-        body(b"2", 1),
-        when(WriteCondition::IfMatch(first.etag.clone())),
-    )
-    .await
-    .unwrap();
-    assert!(matches!(
-        gw.put_object(
-            "cond",
-            "missing",
-            body(b"2", 1),
-            when(WriteCondition::IfMatch(first.etag))
-        )
-        .await,
+        gw.object("cond", "missing")
+            .unwrap()
+            .put(body(b"2", 1), when(WriteCondition::IfMatch(first.etag)))
+            .await,
         Err(CoreError::NoSuchKey(_))
     ));
     assert_eq!(get(gw, "cond", "k", None).await, b"2");
@@ -1870,14 +2149,11 @@ fn hub_as(hub: &RunningHub, token: Option<&str>) -> HubClient {
 async fn gateway_buckets_are_private_by_default() {
     let e = strict_env(None).await;
     e.gw.create_bucket("secret").await.unwrap();
-    e.gw.put_object(
-        "secret",
-        "k",
-        body(b"private bytes", 64),
-        PutOptions::default(),
-    )
-    .await
-    .unwrap();
+    e.gw.object("secret", "k")
+        .unwrap()
+        .put(body(b"private bytes", 64), PutOptions::default())
+        .await
+        .unwrap();
     let id = hugbucket_upstream::BucketId::new("tester", "secret").unwrap();
     assert!(
         hub_as(&e.hub, Some("hf_core_test"))
@@ -1919,15 +2195,24 @@ async fn copies_are_sent_as_copy_file() {
         content_type: Some("text/plain".into()),
         ..PutOptions::default()
     };
-    e.gw.put_object("cpa", "src", body(&data, 65536), opts)
+    e.gw.object("cpa", "src")
+        .unwrap()
+        .put(body(&data, 65536), opts)
         .await
         .unwrap();
     let copies = |hub: &RunningHub| hub.stats().copy_ops.load(Ordering::Relaxed);
     let adds_before = e.hub.stats().batch_ops.load(Ordering::Relaxed);
-    e.gw.copy_object("cpa", "src", "cpa", "same", CopyMetadata::Copy)
+    e.gw.object("cpa", "same")
+        .unwrap()
+        .copy_from(&e.gw.object("cpa", "src").unwrap(), CopyMetadata::Copy)
         .await
         .unwrap();
-    e.gw.copy_object("cpa", "src", "cpb", "other", replace_type("image/png"))
+    e.gw.object("cpb", "other")
+        .unwrap()
+        .copy_from(
+            &e.gw.object("cpa", "src").unwrap(),
+            replace_type("image/png"),
+        )
         .await
         .unwrap();
     assert_eq!(copies(&e.hub), 2);
@@ -1937,9 +2222,9 @@ async fn copies_are_sent_as_copy_file() {
     );
     assert_eq!(get(&e.gw, "cpa", "same", None).await, data);
     assert_eq!(get(&e.gw, "cpb", "other", None).await, data);
-    let same = e.gw.head_object("cpa", "same").await.unwrap();
+    let same = e.gw.object("cpa", "same").unwrap().head().await.unwrap();
     assert_eq!(same.content_type.as_deref(), Some("text/plain"));
-    let other = e.gw.head_object("cpb", "other").await.unwrap();
+    let other = e.gw.object("cpb", "other").unwrap().head().await.unwrap();
     assert_eq!(other.content_type.as_deref(), Some("image/png"));
     // The hub refuses a copyFile whose source does not hold the hash.
     let hub = hub_as(&e.hub, Some("hf_core_test"));
@@ -1966,7 +2251,9 @@ async fn copies_are_sent_as_copy_file() {
 async fn deleting_missing_keys_succeeds_on_a_strict_hub() {
     let e = strict_env(None).await;
     e.gw.create_bucket("del").await.unwrap();
-    e.gw.put_object("del", "here", body(b"x", 1), PutOptions::default())
+    e.gw.object("del", "here")
+        .unwrap()
+        .put(body(b"x", 1), PutOptions::default())
         .await
         .unwrap();
     // The hub really reports the missing path as a failed operation.
@@ -1982,7 +2269,7 @@ async fn deleting_missing_keys_succeeds_on_a_strict_hub() {
         .unwrap();
     assert_eq!(out.failed.len(), 1);
     assert!(out.failed[0].error.contains("not found"), "{out:?}");
-    e.gw.delete_object("del", "never").await.unwrap();
+    e.gw.object("del", "never").unwrap().delete().await.unwrap();
     let results =
         e.gw.delete_objects("del", &["here".into(), "gone".into()])
             .await
@@ -1992,7 +2279,7 @@ async fn deleting_missing_keys_succeeds_on_a_strict_hub() {
         assert!(r.is_ok(), "{key}: {r:?}");
     }
     assert!(matches!(
-        e.gw.head_object("del", "here").await,
+        e.gw.object("del", "here").unwrap().head().await,
         Err(CoreError::NoSuchKey(_))
     ));
 }
@@ -2025,14 +2312,16 @@ async fn expiring_fetch_urls_and_cut_connections_do_not_break_a_slow_get() {
     let pieces = futures::stream::iter(
         (0..SIZE / (4 << 20)).map(move |i| Ok::<_, std::io::Error>(piece(i * (4 << 20), 4 << 20))),
     );
-    e.gw.put_object("slow", "big", Box::pin(pieces), PutOptions::default())
+    e.gw.object("slow", "big")
+        .unwrap()
+        .put(Box::pin(pieces), PutOptions::default())
         .await
         .unwrap();
     // One connection reset a few MiB into a body.
     push(&e.hub, "fetch:reset=3000000:1");
     let recons = e.hub.stats().reconstructions.load(Ordering::Relaxed);
     let started = std::time::Instant::now();
-    let r = e.gw.get_object("slow", "big", None).await.unwrap();
+    let r = e.gw.object("slow", "big").unwrap().get(None).await.unwrap();
     let mut body = r.body;
     let mut pos = 0u64;
     while let Some(p) = body.next().await {

@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use hugbucket_core::{
-    ByteRange, ByteStream, CopyMetadata, CoreError, Gateway, ListRequest, PutOptions,
+    ByteRange, ByteStream, CopyMetadata, CoreError, Gateway, ListRequest, ObjectRef, PutOptions,
 };
 use tokio::io::AsyncWriteExt;
 use tokio_util::io::StreamReader;
@@ -242,22 +242,15 @@ impl GatewayStorage {
         }
     }
 
-    /// Runs a core call about `bucket/key` on the key shard that owns the key (see
-    /// `hugbucket_core::Gateway::on_owner`).
-    async fn at_owner<T, F, Fut>(&self, bucket: &str, key: &str, f: F) -> Result<T>
-    where
-        F: FnOnce(Gateway, String, String) -> Fut,
-        Fut: std::future::Future<Output = hugbucket_core::Result<T>> + Send + 'static,
-        T: Send + 'static,
-    {
-        let call = f(self.gateway.clone(), bucket.to_string(), key.to_string());
-        Ok(self.gateway.on_owner(bucket, key, call).await?)
+    /// The core's reference to `bucket/key`; its calls run where the core puts them.
+    fn object(&self, bucket: &str, key: &str) -> Result<ObjectRef> {
+        Ok(self.gateway.object(bucket, key)?)
     }
 
     /// Whether `key/` holds anything (objects, folders or just its folder marker).
     async fn folder_exists(&self, bucket: &str, key: &str) -> Result<bool> {
         let marker = format!("{key}/");
-        match self.gateway.head_object(bucket, &marker).await {
+        match self.object(bucket, &marker)?.head().await {
             Ok(_) => return Ok(true),
             Err(CoreError::NoSuchKey(_)) => {}
             Err(e) => return Err(e.into()),
@@ -282,12 +275,10 @@ impl GatewayStorage {
             Target::Root => Ok(Meta::dir(UNIX_EPOCH)),
             Target::Bucket(b) => Ok(Meta::dir(self.gateway.head_bucket(b).await?.created)),
             Target::Object { bucket, key } => match self
-                .at_owner(
-                    bucket,
-                    key,
-                    |g, b, k| async move { g.head_object(&b, &k).await },
-                )
+                .object(bucket, key)?
+                .head()
                 .await
+                .map_err(FtpError::from)
             {
                 Ok(m) => Ok(Meta {
                     len: m.size,
@@ -373,19 +364,14 @@ impl GatewayStorage {
         // Folders first (markers keep empty folders), then the objects, then remove the old.
         for f in &folders {
             let new = format!("{dst}{}", &f[src.len()..]);
-            self.gateway
-                .put_object(
-                    db,
-                    &new,
-                    Box::pin(futures::stream::empty()),
-                    PutOptions::default(),
-                )
+            self.object(db, &new)?
+                .put(Box::pin(futures::stream::empty()), PutOptions::default())
                 .await?;
         }
         for k in &keys {
             let new = format!("{dst}{}", &k[src.len()..]);
-            self.gateway
-                .copy_object(sb, k, db, &new, CopyMetadata::Copy)
+            self.object(db, &new)?
+                .copy_from(&self.object(sb, k)?, CopyMetadata::Copy)
                 .await?;
         }
         let mut old: Vec<String> = keys;
@@ -412,10 +398,10 @@ impl GatewayStorage {
         };
         let range = (start_pos > 0).then_some(ByteRange::From(start_pos));
         let got = self
-            .at_owner(bucket, key, |g, b, k| async move {
-                g.get_object(&b, &k, range).await
-            })
-            .await;
+            .object(bucket, key)?
+            .get(range)
+            .await
+            .map_err(FtpError::from);
         match got {
             Ok(r) => Ok(Some(r.body)),
             // REST exactly at the end: nothing left to send.
@@ -485,9 +471,8 @@ impl GatewayStorage {
         .filter_map(futures::future::ready);
         let body: ByteStream = Box::pin(data.chain(tail));
         let meta = self
-            .at_owner(bucket, key, |g, b, k| async move {
-                g.put_object(&b, &k, body, PutOptions::default()).await
-            })
+            .object(bucket, key)?
+            .put(body, PutOptions::default())
             .await?;
         Ok(meta.size)
     }
@@ -516,14 +501,12 @@ impl GatewayStorage {
                 if !files.is_empty() || !dirs.is_empty() {
                     return Err(FtpError::NotEmpty(target.display()));
                 }
-                match self.gateway.head_object(bucket, &marker).await {
-                    Ok(_) => Ok(self.gateway.delete_object(bucket, &marker).await?),
-                    Err(CoreError::NoSuchKey(_)) => {
-                        match self.gateway.head_object(bucket, key).await {
-                            Ok(_) => Err(FtpError::NotDirectory(target.display())),
-                            Err(_) => Err(FtpError::NotFound(target.display())),
-                        }
-                    }
+                match self.object(bucket, &marker)?.head().await {
+                    Ok(_) => Ok(self.object(bucket, &marker)?.delete().await?),
+                    Err(CoreError::NoSuchKey(_)) => match self.object(bucket, key)?.head().await {
+                        Ok(_) => Err(FtpError::NotDirectory(target.display())),
+                        Err(_) => Err(FtpError::NotFound(target.display())),
+                    },
                     Err(e) => Err(e.into()),
                 }
             }
@@ -678,17 +661,17 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         let Target::Object { bucket, key } = &target else {
             return Err(FtpError::IsDirectory(target.display()).into());
         };
-        match self.gateway.head_object(bucket, key).await {
+        match self.object(bucket, key)?.head().await {
             Ok(_) => {}
             Err(CoreError::NoSuchKey(_)) if self.folder_exists(bucket, key).await? => {
                 return Err(FtpError::IsDirectory(target.display()).into());
             }
             Err(e) => return Err(FtpError::from(e).into()),
         }
-        self.at_owner(bucket, key, |g, b, k| async move {
-            g.delete_object(&b, &k).await
-        })
-        .await?;
+        self.object(bucket, key)?
+            .delete()
+            .await
+            .map_err(FtpError::from)?;
         Ok(())
     }
 
@@ -707,16 +690,11 @@ impl StorageBackend<FtpUser> for GatewayStorage {
                 .await
                 .map_err(FtpError::from)?),
             Target::Object { bucket, key } => {
-                if self.gateway.head_object(bucket, key).await.is_ok() {
+                if self.object(bucket, key)?.head().await.is_ok() {
                     return Err(FtpError::Exists(target.display()).into());
                 }
-                self.gateway
-                    .put_object(
-                        bucket,
-                        &format!("{key}/"),
-                        Box::pin(futures::stream::empty()),
-                        PutOptions::default(),
-                    )
+                self.object(bucket, &format!("{key}/"))?
+                    .put(Box::pin(futures::stream::empty()), PutOptions::default())
                     .await
                     .map_err(FtpError::from)?;
                 Ok(())
@@ -751,13 +729,13 @@ impl StorageBackend<FtpUser> for GatewayStorage {
             return Ok(());
         }
         match self
-            .gateway
-            .copy_object(sb, sk, db, dk, CopyMetadata::Copy)
+            .object(db, dk)?
+            .copy_from(&self.object(sb, sk)?, CopyMetadata::Copy)
             .await
         {
             Ok(_) => {
-                self.gateway
-                    .delete_object(sb, sk)
+                self.object(sb, sk)?
+                    .delete()
                     .await
                     .map_err(FtpError::from)?;
                 Ok(())

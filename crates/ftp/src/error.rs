@@ -163,6 +163,10 @@ mod tests {
             ErrorKind::LocalError
         );
         assert_eq!(
+            k(CoreError::Unavailable("x".into()).into()),
+            ErrorKind::LocalError
+        );
+        assert_eq!(
             k(CoreError::IncompleteBody("x".into()).into()),
             ErrorKind::ConnectionClosed
         );

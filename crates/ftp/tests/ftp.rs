@@ -134,7 +134,13 @@ impl Env {
     }
 
     async fn object(&self, bucket: &str, key: &str) -> Vec<u8> {
-        let r = self.gw.get_object(bucket, key, None).await.unwrap();
+        let r = self
+            .gw
+            .object(bucket, key)
+            .unwrap()
+            .get(None)
+            .await
+            .unwrap();
         let mut body = r.body;
         let mut out = Vec::new();
         while let Some(p) = body.next().await {
@@ -144,7 +150,7 @@ impl Env {
     }
 
     async fn exists(&self, bucket: &str, key: &str) -> bool {
-        self.gw.head_object(bucket, key).await.is_ok()
+        self.gw.object(bucket, key).unwrap().head().await.is_ok()
     }
 }
 

@@ -38,6 +38,10 @@ pub fn to_s3(err: &CoreError) -> S3Error {
             tracing::error!(error = %m, "data read back from the CAS did not verify");
             S3Error::new(C::SlowDown)
         }
+        CoreError::Unavailable(m) => {
+            tracing::warn!(error = %m, "core unavailable");
+            S3Error::new(C::ServiceUnavailable)
+        }
         CoreError::Internal(m) => {
             tracing::error!(error = %m, "internal error");
             S3Error::new(C::InternalError)
@@ -135,6 +139,11 @@ mod tests {
             (CoreError::InvalidPart("1".into()), C::InvalidPart, 400),
             (CoreError::InvalidPartOrder, C::InvalidPartOrder, 400),
             (CoreError::EntityTooSmall, C::EntityTooSmall, 400),
+            (
+                CoreError::Unavailable("shutting down".into()),
+                C::ServiceUnavailable,
+                503,
+            ),
             (
                 CoreError::PreconditionFailed("x".into()),
                 C::PreconditionFailed,

@@ -5,14 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use hugbucket_s3::runtime::bridge::Bridge;
+use hugbucket_core::spawn_abortable;
 use hugbucket_s3::runtime::{RuntimeKind, ServeConfig, Server, serve, watchdog_aborts};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const KINDS: [RuntimeKind; 2] = [RuntimeKind::Glommio, RuntimeKind::Tokio];
 
-fn start(kind: RuntimeKind, bridge: Option<Bridge>) -> Server {
+fn start(kind: RuntimeKind, core: Option<tokio::runtime::Handle>) -> Server {
     let cfg = ServeConfig {
         addr: "127.0.0.1:0".parse().unwrap(),
         header_read_timeout: Duration::from_secs(1),
@@ -20,7 +20,7 @@ fn start(kind: RuntimeKind, bridge: Option<Bridge>) -> Server {
         watchdog_tick: Duration::from_millis(200),
         ..ServeConfig::default()
     };
-    serve(kind, cfg, common::fixture_factory(bridge)).unwrap()
+    serve(kind, cfg, common::fixture_factory(core)).unwrap()
 }
 
 fn client() -> tokio::runtime::Runtime {
@@ -140,9 +140,8 @@ fn bridge_streams_both_ways() {
         .enable_all()
         .build()
         .unwrap();
-    let bridge = Bridge::new(core.handle().clone());
     for kind in KINDS {
-        let server = start(kind, Some(bridge.clone()));
+        let server = start(kind, Some(core.handle().clone()));
         let addr = server.local_addr();
         client().block_on(async move {
             // tokio -> core runtime -> glommio/tokio response, 40 MiB with Content-Length.
@@ -178,28 +177,27 @@ fn bridge_streams_both_ways() {
     drop(core);
 }
 
+/// How the core runs a call on its runtimes, awaited from a glommio executor: the
+/// output comes back, and dropping the future aborts the task.
 #[test]
-fn bridge_run_and_cancel() {
+fn core_tasks_run_and_cancel_from_glommio() {
     let core = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
-    let bridge = Bridge::new(core.handle().clone());
-    // From a glommio executor.
-    let b = bridge.clone();
+    let h = core.handle().clone();
     let out = glommio::LocalExecutorBuilder::default()
         .spawn(move || async move {
-            let v = b
-                .run(async {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    41 + 1
-                })
-                .await
-                .unwrap();
+            let v = spawn_abortable(&h, async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                41 + 1
+            })
+            .await
+            .unwrap();
             // Dropping the future aborts the core task.
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let fut = b.run(async move {
+            let fut = spawn_abortable(&h, async move {
                 let _keep = tx;
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             });

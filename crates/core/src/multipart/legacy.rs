@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::{MIN_PART_SIZE, to_time, unquote};
 use crate::Gateway;
 use crate::error::{CoreError, Result};
-use crate::names::{etag, key_to_path, now_millis};
+use crate::names::{etag, now_millis};
 use crate::types::{
     ByteStream, MultipartUpload, ObjectExtra, ObjectMeta, PartMeta, WriteCondition,
 };
@@ -186,12 +186,12 @@ impl Gateway {
     /// registered if `condition` holds (checked under the key's commit lock).
     pub(super) async fn legacy_complete(
         &self,
-        bucket: &str,
-        key: &str,
+        obj: &crate::ObjectRef,
         upload_id: &str,
         parts: &[(u32, String)],
         condition: Option<WriteCondition>,
     ) -> Result<ObjectMeta> {
+        let (bucket, key) = (obj.bucket(), obj.key());
         let mut rec = self.load_upload(bucket, key, upload_id)?;
         let wanted: Vec<(u32, String)> = parts
             .iter()
@@ -281,21 +281,21 @@ impl Gateway {
         let cas = self.cas(&id, TokenScope::Write);
         cas.upload_shard(Bytes::from(shard.to_upload_bytes()))
             .await?;
-        let path = key_to_path(key)?;
         let mtime = rec.mtime_ms.unwrap_or_else(now_millis);
-        let mut ops = vec![hugbucket_upstream::BatchOp::AddFile {
-            path: path.clone(),
-            xet_hash: hash,
-            mtime,
-            content_type: rec.content_type.clone(),
-        }];
         // The sidecar keeps the parts layout (for `partNumber` reads) and the metadata.
-        ops.extend(
-            self.stage_sidecar(&id, key, hash, mtime, &rec.extra, &sizes)
-                .await?,
-        );
+        let ops = self
+            .add_file_ops(
+                &id,
+                obj,
+                hash,
+                mtime,
+                rec.content_type.clone(),
+                &rec.extra,
+                &sizes,
+            )
+            .await?;
         let _commit = self
-            .register(&id, bucket, &path, ops, condition.as_ref())
+            .register(&id, bucket, obj.path(), ops, condition.as_ref())
             .await?;
         let n_parts = wanted.len() as u32;
         self.set_multipart_etag(bucket, key, &hash, Some(n_parts))?;

@@ -40,11 +40,11 @@ pub(crate) use records::is_upload_record;
 use records::{Entry, Manifest, PartName, UploadRecord};
 
 use crate::error::{CoreError, Result};
-use crate::names::{etag, key_to_path, now_millis, parse_iso8601};
+use crate::names::{etag, now_millis, parse_iso8601};
 use crate::types::{
     ByteRange, ByteStream, MultipartUpload, ObjectMeta, PartMeta, PutOptions, WriteCondition,
 };
-use crate::{Gateway, put};
+use crate::{Gateway, ObjectRef, put};
 
 /// S3's minimum size of every part but the last.
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
@@ -307,14 +307,9 @@ impl Gateway {
 
     // ---------------------------------------------------------------- operations
 
-    /// Starts a multipart upload; returns its id. Costs one `/batch` (and CAS calls).
-    pub async fn create_multipart(
-        &self,
-        bucket: &str,
-        key: &str,
-        opts: PutOptions,
-    ) -> Result<String> {
-        key_to_path(key)?;
+    /// See [`ObjectRef::create_multipart`].
+    async fn create_multipart(&self, obj: &ObjectRef, opts: PutOptions) -> Result<String> {
+        let (bucket, key) = (obj.bucket(), obj.key());
         let id = self.bucket_id(bucket).await?;
         let cas = self.cas(&id, TokenScope::Write);
         cas.token().await.map_err(Self::bucket_err(bucket))?;
@@ -355,12 +350,10 @@ impl Gateway {
         Ok(upload_id)
     }
 
-    /// Uploads one part: ingested and stored in the CAS, and its entry registered, before
-    /// this returns. Uploading the same part number again replaces it.
-    pub async fn upload_part(
+    /// See [`ObjectRef::upload_part`].
+    async fn upload_part(
         &self,
-        bucket: &str,
-        key: &str,
+        obj: &ObjectRef,
         upload_id: &str,
         part_number: u32,
         body: ByteStream,
@@ -371,6 +364,7 @@ impl Gateway {
                 "part number must be 1..={MAX_PART_NUMBER}"
             )));
         }
+        let (bucket, key) = (obj.bucket(), obj.key());
         if self.is_legacy_upload(upload_id)? {
             return self
                 .legacy_upload_part(bucket, key, upload_id, part_number, body, size_hint)
@@ -421,63 +415,43 @@ impl Gateway {
         })
     }
 
-    /// UploadPartCopy: the part's bytes are read from an existing object (optionally a
-    /// range of it) and ingested like an uploaded part.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn upload_part_copy(
+    /// See [`ObjectRef::upload_part_copy`].
+    async fn upload_part_copy(
         &self,
-        bucket: &str,
-        key: &str,
+        obj: &ObjectRef,
         upload_id: &str,
         part_number: u32,
-        src_bucket: &str,
-        src_key: &str,
+        src: &ObjectRef,
         range: Option<ByteRange>,
     ) -> Result<PartMeta> {
         if !self.is_legacy_upload(upload_id)? {
             if !records::valid_upload_id(upload_id) {
                 return Err(no_such_upload(upload_id));
             }
-            let id = self.bucket_id(bucket).await?;
-            self.record_for_part(bucket, &id, key, upload_id).await?;
+            let id = self.bucket_id(obj.bucket()).await?;
+            self.record_for_part(obj.bucket(), &id, obj.key(), upload_id)
+                .await?;
         }
-        let src = self.get_object(src_bucket, src_key, range).await?;
+        let src = self.get_object(src, range).await?;
         let len = match src.range {
             Some((a, b)) => b - a + 1,
             None => src.meta.size,
         };
-        self.upload_part(bucket, key, upload_id, part_number, src.body, Some(len))
+        self.upload_part(obj, upload_id, part_number, src.body, Some(len))
             .await
     }
 
-    /// Completes an upload from the listed `(part number, etag)` pairs. Safe to retry,
-    /// through any node: once the upload is gone, a call whose parts compose the object now
-    /// at `key` answers that object.
-    pub async fn complete_multipart(
+    /// See [`ObjectRef::complete_multipart`].
+    async fn complete_multipart(
         &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-        parts: &[(u32, String)],
-    ) -> Result<ObjectMeta> {
-        self.complete_multipart_if(bucket, key, upload_id, parts, None)
-            .await
-    }
-
-    /// [`Gateway::complete_multipart`] as a conditional write: the object is only
-    /// registered if `condition` holds (checked under the key's commit lock).
-    pub async fn complete_multipart_if(
-        &self,
-        bucket: &str,
-        key: &str,
+        obj: &ObjectRef,
         upload_id: &str,
         parts: &[(u32, String)],
         condition: Option<WriteCondition>,
     ) -> Result<ObjectMeta> {
+        let (bucket, key) = (obj.bucket(), obj.key());
         if self.is_legacy_upload(upload_id)? {
-            return self
-                .legacy_complete(bucket, key, upload_id, parts, condition)
-                .await;
+            return self.legacy_complete(obj, upload_id, parts, condition).await;
         }
         if parts.is_empty() {
             return Err(CoreError::InvalidArgument(
@@ -499,9 +473,7 @@ impl Gateway {
         let (dir, rec) = match self.open_upload(bucket, &id, key, upload_id).await {
             Ok(found) => found,
             Err(CoreError::NoSuchUpload(_)) if records::valid_upload_id(upload_id) => {
-                return self
-                    .completed_before(bucket, &id, key, upload_id, &wanted)
-                    .await;
+                return self.completed_before(obj, &id, upload_id, &wanted).await;
             }
             Err(e) => return Err(e),
         };
@@ -531,27 +503,27 @@ impl Gateway {
             return Err(CoreError::EntityTooSmall);
         }
         let (hash, sizes) = self.compose(&id, &wanted).await?;
-        let path = key_to_path(key)?;
         let mtime = rec.mtime_ms.unwrap_or_else(now_millis);
         // One batch: the object, its sidecar (metadata, part sizes) and the removal of
         // every record of the upload.
-        let mut ops = vec![BatchOp::AddFile {
-            path: path.clone(),
-            xet_hash: hash,
-            mtime,
-            content_type: rec.content_type.clone(),
-        }];
-        ops.extend(
-            self.stage_sidecar(&id, key, hash, mtime, &rec.extra, &sizes)
-                .await?,
-        );
+        let mut ops = self
+            .add_file_ops(
+                &id,
+                obj,
+                hash,
+                mtime,
+                rec.content_type.clone(),
+                &rec.extra,
+                &sizes,
+            )
+            .await?;
         ops.extend(
             dir.paths_record_first()
                 .into_iter()
                 .map(|path| BatchOp::DeleteFile { path }),
         );
         let _commit = self
-            .register(&id, bucket, &path, ops, condition.as_ref())
+            .register(&id, bucket, obj.path(), ops, condition.as_ref())
             .await?;
         let n_parts = wanted.len() as u32;
         self.set_multipart_etag(bucket, key, &hash, Some(n_parts))?;
@@ -622,13 +594,12 @@ impl Gateway {
     /// parts compose (a retry after a success, possibly through another node).
     async fn completed_before(
         &self,
-        bucket: &str,
+        obj: &ObjectRef,
         id: &BucketId,
-        key: &str,
         upload_id: &str,
         parts: &[(u32, XetHash)],
     ) -> Result<ObjectMeta> {
-        let current = match self.head_object(bucket, key).await {
+        let current = match self.head_object(obj).await {
             Ok(m) => m,
             Err(CoreError::NoSuchKey(_)) => return Err(no_such_upload(upload_id)),
             Err(e) => return Err(e),
@@ -650,8 +621,9 @@ impl Gateway {
         })
     }
 
-    /// Aborts an upload: its entries are removed (its xorbs stay in the CAS, unreferenced).
-    pub async fn abort_multipart(&self, bucket: &str, key: &str, upload_id: &str) -> Result<()> {
+    /// See [`ObjectRef::abort_multipart`].
+    async fn abort_multipart(&self, obj: &ObjectRef, upload_id: &str) -> Result<()> {
+        let (bucket, key) = (obj.bucket(), obj.key());
         if self.is_legacy_upload(upload_id)? {
             return self.legacy_abort(bucket, key, upload_id).await;
         }
@@ -687,6 +659,12 @@ impl Gateway {
         bucket: &str,
         prefix: &str,
     ) -> Result<Vec<MultipartUpload>> {
+        let (g, b, p) = (self.clone(), bucket.to_string(), prefix.to_string());
+        self.on_work(async move { g.uploads_in(&b, &p).await })
+            .await
+    }
+
+    async fn uploads_in(&self, bucket: &str, prefix: &str) -> Result<Vec<MultipartUpload>> {
         let id = self.bucket_id(bucket).await?;
         let dirs = self
             .inner
@@ -732,13 +710,9 @@ impl Gateway {
         Ok(out)
     }
 
-    /// Parts uploaded so far through any node, by part number (one tree listing).
-    pub async fn list_parts(
-        &self,
-        bucket: &str,
-        key: &str,
-        upload_id: &str,
-    ) -> Result<Vec<PartMeta>> {
+    /// See [`ObjectRef::list_parts`].
+    async fn list_parts(&self, obj: &ObjectRef, upload_id: &str) -> Result<Vec<PartMeta>> {
+        let (bucket, key) = (obj.bucket(), obj.key());
         if self.is_legacy_upload(upload_id)? {
             return self.legacy_list_parts(bucket, key, upload_id).await;
         }
@@ -760,8 +734,14 @@ impl Gateway {
     /// in local state (and upload directories left without a record). Returns how many
     /// uploads were removed.
     pub async fn expire_multipart(&self) -> Result<usize> {
+        let g = self.clone();
+        self.on_work(async move { g.expire_everywhere().await })
+            .await
+    }
+
+    async fn expire_everywhere(&self) -> Result<usize> {
         let mut removed = self.legacy_expire()?;
-        for b in self.list_buckets().await? {
+        for b in self.all_buckets().await? {
             removed += self.expire_in_bucket(&b.name).await?;
         }
         Ok(removed)
@@ -813,5 +793,84 @@ impl Gateway {
         }
         self.delete_paths(bucket, &id, doomed).await?;
         Ok(removed)
+    }
+}
+
+/// Multipart uploads of one object, each run on its owning key shard (see `route`).
+impl ObjectRef {
+    /// Starts a multipart upload of this object; returns its id. Costs one `/batch` (and
+    /// CAS calls).
+    pub async fn create_multipart(&self, opts: PutOptions) -> Result<String> {
+        self.routed(|o| async move { o.gateway().create_multipart(&o, opts).await })
+            .await
+    }
+
+    /// Uploads one part: ingested and stored in the CAS, and its entry registered, before
+    /// this returns. Uploading the same part number again replaces it.
+    pub async fn upload_part(
+        &self,
+        upload_id: &str,
+        part_number: u32,
+        body: ByteStream,
+        size_hint: Option<u64>,
+    ) -> Result<PartMeta> {
+        let upload_id = upload_id.to_string();
+        self.routed(|o| async move {
+            o.gateway()
+                .upload_part(&o, &upload_id, part_number, body, size_hint)
+                .await
+        })
+        .await
+    }
+
+    /// UploadPartCopy: the part's bytes are read from `src` (optionally a range of it)
+    /// and ingested like an uploaded part.
+    pub async fn upload_part_copy(
+        &self,
+        upload_id: &str,
+        part_number: u32,
+        src: &ObjectRef,
+        range: Option<ByteRange>,
+    ) -> Result<PartMeta> {
+        let (upload_id, src) = (upload_id.to_string(), src.clone());
+        self.routed(|o| async move {
+            o.gateway()
+                .upload_part_copy(&o, &upload_id, part_number, &src, range)
+                .await
+        })
+        .await
+    }
+
+    /// Completes an upload from the listed `(part number, etag)` pairs; with a
+    /// `condition`, as a conditional write (checked under the key's commit lock). Safe to
+    /// retry, through any node: once the upload is gone, a call whose parts compose the
+    /// object now at the key answers that object.
+    pub async fn complete_multipart(
+        &self,
+        upload_id: &str,
+        parts: &[(u32, String)],
+        condition: Option<WriteCondition>,
+    ) -> Result<ObjectMeta> {
+        let (upload_id, parts) = (upload_id.to_string(), parts.to_vec());
+        self.routed(|o| async move {
+            o.gateway()
+                .complete_multipart(&o, &upload_id, &parts, condition)
+                .await
+        })
+        .await
+    }
+
+    /// Aborts an upload: its entries are removed (its xorbs stay in the CAS, unreferenced).
+    pub async fn abort_multipart(&self, upload_id: &str) -> Result<()> {
+        let upload_id = upload_id.to_string();
+        self.routed(|o| async move { o.gateway().abort_multipart(&o, &upload_id).await })
+            .await
+    }
+
+    /// Parts uploaded so far through any node, by part number (one tree listing).
+    pub async fn list_parts(&self, upload_id: &str) -> Result<Vec<PartMeta>> {
+        let upload_id = upload_id.to_string();
+        self.routed(|o| async move { o.gateway().list_parts(&o, &upload_id).await })
+            .await
     }
 }

@@ -1,11 +1,7 @@
-//! The one bridge between the core runtimes (glommio or pinned tokio current-thread) and
-//! the gateway core's tokio runtime.
+//! The one bridge for bodies between the serving cores (glommio or pinned tokio
+//! current-thread) and the gateway core's tokio runtime. Core calls need none: the core
+//! runs them on its own runtimes, whatever executor awaits them.
 //!
-//! - [`Bridge::run`] runs a `Send` future on the core runtime
-//!   (`hugbucket_core::spawn_abortable`); dropping the returned future aborts the task, and
-//!   a task that panicked or was cancelled answers [`BridgeClosed`].
-//!   [`Bridge::run_on`] does the same on a given key shard's runtime (see
-//!   `hugbucket_core::Gateway::route_to_owner`).
 //! - [`request_body`] streams a local (`!Send`) request body to a `Send` [`ByteStream`]
 //!   over a bounded channel; the returned pump future must be polled alongside the call.
 //! - [`Bridge::response_body`] streams a core [`ByteStream`] back as a hyper body over a
@@ -32,12 +28,7 @@ pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send
 /// Pieces buffered per direction.
 pub const CHANNEL_CAPACITY: usize = 16;
 
-/// The core runtime went away before answering.
-#[derive(Debug, thiserror::Error)]
-#[error("the core runtime dropped the task")]
-pub struct BridgeClosed;
-
-/// A handle to the core's tokio runtime.
+/// A handle to the core's tokio runtime, where response bodies are pulled.
 #[derive(Clone, Debug)]
 pub struct Bridge {
     handle: tokio::runtime::Handle,
@@ -47,29 +38,6 @@ impl Bridge {
     /// A bridge to the runtime behind `handle`.
     pub fn new(handle: tokio::runtime::Handle) -> Self {
         Self { handle }
-    }
-
-    /// Runs `fut` on the core runtime and waits for its output from any runtime.
-    pub fn run<F>(&self, fut: F) -> impl Future<Output = Result<F::Output, BridgeClosed>> + 'static
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        self.run_on(None, fut)
-    }
-
-    /// Like [`Bridge::run`], on `at` (a key shard's runtime) when given.
-    pub fn run_on<F>(
-        &self,
-        at: Option<tokio::runtime::Handle>,
-        fut: F,
-    ) -> impl Future<Output = Result<F::Output, BridgeClosed>> + 'static
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let task = hugbucket_core::spawn_abortable(at.as_ref().unwrap_or(&self.handle), fut);
-        async move { task.await.map_err(|_| BridgeClosed) }
     }
 
     /// Streams `stream` (polled on the core runtime) into a hyper body. `size` is the

@@ -52,9 +52,7 @@ impl Service {
                 )
             })?),
         };
-        let buckets = self
-            .core(None, |g| async move { g.list_buckets().await })
-            .await?;
+        let buckets = self.core(self.gateway.list_buckets()).await?;
         let mut rows: Vec<_> = buckets
             .into_iter()
             .filter(|b| prefix.as_deref().is_none_or(|p| b.name.starts_with(p)))
@@ -78,11 +76,7 @@ impl Service {
         let body = req.collect(xml::MAX_CREATE_BUCKET_BODY).await?;
         // The location constraint is accepted and ignored: there is one region.
         xml::parse_create_bucket(&body)?;
-        let b = bucket.clone();
-        match self
-            .core(None, |g| async move { g.create_bucket(&b).await })
-            .await
-        {
+        match self.core(self.gateway.create_bucket(&bucket)).await {
             // us-east-1 S3 answers 200 to creating a bucket you already own.
             Err(e)
                 if e.code() == S3ErrorCode::BucketAlreadyOwnedByYou
@@ -97,15 +91,12 @@ impl Service {
     }
 
     pub(super) async fn delete_bucket(&self, req: Req) -> S3Result {
-        let b = req.bucket().to_string();
-        self.core(None, |g| async move { g.delete_bucket(&b).await })
-            .await?;
+        self.core(self.gateway.delete_bucket(req.bucket())).await?;
         Ok(status_response(StatusCode::NO_CONTENT))
     }
 
     async fn existing_bucket(&self, req: &Req) -> Result<(), S3Error> {
-        let b = req.bucket().to_string();
-        self.core(None, |g| async move { g.head_bucket(&b).await })
+        self.core(self.gateway.head_bucket(req.bucket()))
             .await
             .map(drop)
     }
@@ -163,9 +154,8 @@ impl Service {
             continuation_token: token,
             max_keys,
         };
-        let b = req.bucket().to_string();
         let page = self
-            .core(None, |g| async move { g.list_objects(&b, list).await })
+            .core(self.gateway.list_objects(req.bucket(), list))
             .await?;
         let next = if v2 {
             page.next_continuation_token.clone()

@@ -5,10 +5,13 @@
 //! then `Service::dispatch` calls the handler of its `Operation`. Handlers live next to
 //! their resource: `bucket` (buckets and listings), `object` (object data, copy,
 //! delete) and `multipart`; `headers` holds the HTTP details they share (ranges,
-//! conditional requests, response headers). Core calls cross to the core's tokio runtimes
-//! (a call about one key: its owner key shard's) through the one [`Bridge`]; request
-//! bodies stream across it verified (a body that fails verification ends its stream with
-//! an error, so the core never commits it) and response bodies stream back. Core errors become S3 errors only in [`crate::core_error`].
+//! conditional requests, response headers). Handlers await core calls directly: the
+//! core runs each on its own runtimes (a call about one object: its owner key shard's),
+//! so no handler chooses where a call runs. Bodies cross between the core runtime and
+//! the serving core through the [`Bridge`]: request bodies stream verified (a body that
+//! fails verification ends its stream with an error, so the core never commits it) and
+//! response bodies stream back. Core errors become S3 errors only in
+//! [`crate::core_error`].
 //!
 //! Shutdown is graceful: [`S3Server::shutdown`] makes new requests answer 503 with
 //! `Connection: close`, waits for the requests in flight (response bodies included) to
@@ -35,7 +38,7 @@ use ::http::{HeaderValue, Request, Response, StatusCode};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
-use hugbucket_core::Gateway;
+use hugbucket_core::{Gateway, ObjectRef};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::auth::{Authenticator, Credentials, VerifyingBody};
@@ -404,40 +407,32 @@ impl Service {
         }
     }
 
-    /// The runtime of the key shard owning `bucket/key`, for [`Service::core`].
-    fn owner(&self, bucket: &str, key: &str) -> Option<tokio::runtime::Handle> {
-        self.gateway.route_to_owner(bucket, key)
+    /// The core's reference to `bucket/key` (names checked there).
+    fn object(&self, bucket: &str, key: &str) -> Result<ObjectRef, S3Error> {
+        self.gateway.object(bucket, key).map_err(|e| to_s3(&e))
     }
 
-    /// Runs a core call on the core's runtime (`at`: the owning key shard's, for calls
-    /// about one key); its error is mapped in the one place.
-    async fn core<T, F, Fut>(&self, at: Option<tokio::runtime::Handle>, f: F) -> Result<T, S3Error>
-    where
-        F: FnOnce(Gateway) -> Fut,
-        Fut: Future<Output = hugbucket_core::Result<T>> + Send + 'static,
-        T: Send + 'static,
-    {
-        match self.bridge.run_on(at, f(self.gateway.clone())).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(to_s3(&e)),
-            Err(_) => Err(S3Error::new(S3ErrorCode::ServiceUnavailable)),
-        }
+    /// Awaits a core call (the core runs it where it belongs); its error is mapped in
+    /// the one place.
+    async fn core<T>(
+        &self,
+        call: impl Future<Output = hugbucket_core::Result<T>>,
+    ) -> Result<T, S3Error> {
+        call.await.map_err(|e| to_s3(&e))
     }
 
-    /// Like [`Service::core`], streaming the verified request body into the call. A body
-    /// that fails verification ends the stream with an error, so the core commits nothing;
-    /// the body's own S3 error (BadDigest, SignatureDoesNotMatch, ...) is what the client
-    /// sees then.
+    /// Like [`Service::core`], streaming the verified request body into the call `f`
+    /// makes. A body that fails verification ends the stream with an error, so the core
+    /// commits nothing; the body's own S3 error (BadDigest, SignatureDoesNotMatch, ...) is
+    /// what the client sees then.
     async fn core_with_body<T, F, Fut>(
         &self,
-        at: Option<tokio::runtime::Handle>,
         body: VerifyingBody<Incoming>,
         f: F,
     ) -> Result<T, S3Error>
     where
-        F: FnOnce(Gateway, ByteStream) -> Fut,
-        Fut: Future<Output = hugbucket_core::Result<T>> + Send + 'static,
-        T: Send + 'static,
+        F: FnOnce(ByteStream) -> Fut,
+        Fut: Future<Output = hugbucket_core::Result<T>>,
     {
         let body_error: Rc<RefCell<Option<S3Error>>> = Rc::default();
         let seen = body_error.clone();
@@ -447,18 +442,16 @@ impl Service {
             }
         });
         let (pump, stream) = request_body(tapped);
-        let call = self.bridge.run_on(at, f(self.gateway.clone(), stream));
-        let ((), result) = futures_util::future::join(pump, call).await;
+        let ((), result) = futures_util::future::join(pump, f(stream)).await;
         let body_error = body_error.borrow().clone();
         match result {
             // The core only commits after a clean end of the stream; a body error that
             // still raced past it is reported, never silently accepted.
-            Ok(Ok(v)) => match body_error {
+            Ok(v) => match body_error {
                 None => Ok(v),
                 Some(e) => Err(e),
             },
-            Ok(Err(e)) => Err(to_s3_with_body_error(&e, body_error.as_ref())),
-            Err(_) => Err(S3Error::new(S3ErrorCode::ServiceUnavailable)),
+            Err(e) => Err(to_s3_with_body_error(&e, body_error.as_ref())),
         }
     }
 }

@@ -25,7 +25,7 @@ fn part_number(req: &Req) -> Result<u32, S3Error> {
 
 impl Service {
     pub(super) async fn create_multipart_upload(&self, req: Req) -> S3Result {
-        let (b, k) = (req.bucket().to_string(), req.key().to_string());
+        let obj = self.object(req.bucket(), req.key())?;
         // Conditions belong to the Complete; the metadata is stored then.
         let extra = object_extra(&req.parts.headers)?;
         let opts = hugbucket_core::PutOptions {
@@ -34,11 +34,7 @@ impl Service {
             extra,
             ..Default::default()
         };
-        let id = self
-            .core(self.owner(req.bucket(), req.key()), |g| async move {
-                g.create_multipart(&b, &k, opts).await
-            })
-            .await?;
+        let id = self.core(obj.create_multipart(opts)).await?;
         Ok(xml_ok(xml::initiate_multipart(
             req.bucket(),
             req.key(),
@@ -47,14 +43,11 @@ impl Service {
     }
 
     pub(super) async fn upload_part(&self, req: Req) -> S3Result {
-        let (b, k) = (req.bucket().to_string(), req.key().to_string());
+        let obj = self.object(req.bucket(), req.key())?;
         let (id, n) = (upload_id(&req)?, part_number(&req)?);
         let size = req.declared_length;
-        let at = self.owner(&b, &k);
         let part = self
-            .core_with_body(at, req.body, |g, body| async move {
-                g.upload_part(&b, &k, &id, n, body, size).await
-            })
+            .core_with_body(req.body, |body| obj.upload_part(&id, n, body, size))
             .await?;
         let mut r = status_response(StatusCode::OK);
         if let Ok(v) = HeaderValue::from_str(&part.etag) {
@@ -72,13 +65,9 @@ impl Service {
             .transpose()?;
         let (id, n) = (upload_id(&req)?, part_number(&req)?);
         self.check_copy_source(&req, &src_bucket, &src_key).await?;
-        let (b, k) = (req.bucket().to_string(), req.key().to_string());
-        let part = self
-            .core(self.owner(req.bucket(), req.key()), |g| async move {
-                g.upload_part_copy(&b, &k, &id, n, &src_bucket, &src_key, range)
-                    .await
-            })
-            .await?;
+        let src = self.object(&src_bucket, &src_key)?;
+        let obj = self.object(req.bucket(), req.key())?;
+        let part = self.core(obj.upload_part_copy(&id, n, &src, range)).await?;
         Ok(xml_ok(xml::copy_result(
             true,
             &part.etag,
@@ -87,7 +76,7 @@ impl Service {
     }
 
     pub(super) async fn complete_multipart_upload(&self, req: Req) -> S3Result {
-        let (b, k) = (req.bucket().to_string(), req.key().to_string());
+        let obj = self.object(req.bucket(), req.key())?;
         let id = upload_id(&req)?;
         let condition = write_condition(&req.parts.headers)?;
         let host = req.header("host").unwrap_or("localhost").to_string();
@@ -96,39 +85,26 @@ impl Service {
             .into_iter()
             .map(|p| (p.part_number, p.etag))
             .collect();
-        let (bb, kk) = (b.clone(), k.clone());
         let meta = self
-            .core(self.owner(&b, &k), |g| async move {
-                g.complete_multipart_if(&bb, &kk, &id, &parts, condition)
-                    .await
-            })
+            .core(obj.complete_multipart(&id, &parts, condition))
             .await?;
-        let location = format!("http://{host}/{b}/{}", crate::xml::url_encode_key(&k));
-        Ok(xml_ok(xml::complete_multipart(
-            &location, &b, &k, &meta.etag,
-        )))
+        let (b, k) = (obj.bucket(), obj.key());
+        let location = format!("http://{host}/{b}/{}", crate::xml::url_encode_key(k));
+        Ok(xml_ok(xml::complete_multipart(&location, b, k, &meta.etag)))
     }
 
     pub(super) async fn abort_multipart_upload(&self, req: Req) -> S3Result {
-        let (b, k) = (req.bucket().to_string(), req.key().to_string());
+        let obj = self.object(req.bucket(), req.key())?;
         let id = upload_id(&req)?;
-        self.core(self.owner(req.bucket(), req.key()), |g| async move {
-            g.abort_multipart(&b, &k, &id).await
-        })
-        .await?;
+        self.core(obj.abort_multipart(&id)).await?;
         Ok(status_response(StatusCode::NO_CONTENT))
     }
 
     pub(super) async fn list_multipart_uploads(&self, req: Req) -> S3Result {
-        let b = req.bucket().to_string();
         let prefix = req.query("prefix").unwrap_or("").to_string();
         let max = req.route.query.max_keys("max-uploads")?;
-        let p = prefix.clone();
         let uploads = self
-            .core(
-                None,
-                |g| async move { g.list_multipart_uploads(&b, &p).await },
-            )
+            .core(self.gateway.list_multipart_uploads(req.bucket(), &prefix))
             .await?;
         let rows: Vec<xml::UploadEntry> = uploads
             .into_iter()
@@ -148,7 +124,7 @@ impl Service {
     }
 
     pub(super) async fn list_parts(&self, req: Req) -> S3Result {
-        let (b, k) = (req.bucket().to_string(), req.key().to_string());
+        let obj = self.object(req.bucket(), req.key())?;
         let id = upload_id(&req)?;
         let max = req
             .route
@@ -156,12 +132,7 @@ impl Service {
             .int("max-parts")?
             .map_or(1000, |n| n.min(1000) as usize);
         let marker = req.route.query.int("part-number-marker")?.unwrap_or(0);
-        let i = id.clone();
-        let parts = self
-            .core(self.owner(req.bucket(), req.key()), |g| async move {
-                g.list_parts(&b, &k, &i).await
-            })
-            .await?;
+        let parts = self.core(obj.list_parts(&id)).await?;
         let rows: Vec<xml::PartEntry> = parts
             .into_iter()
             .filter(|p| u64::from(p.part_number) > marker)

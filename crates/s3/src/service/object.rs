@@ -51,11 +51,7 @@ fn part_read(req: &Req) -> Result<Option<u32>, S3Error> {
 impl Service {
     /// Metadata of an object.
     pub(super) async fn stat(&self, bucket: &str, key: &str) -> Result<ObjectMeta, S3Error> {
-        let (b, k) = (bucket.to_string(), key.to_string());
-        self.core(self.owner(bucket, key), |g| async move {
-            g.head_object(&b, &k).await
-        })
-        .await
+        self.core(self.object(bucket, key)?.head()).await
     }
 
     /// Checks the `x-amz-copy-source-if-*` conditions of a copy against its source; any
@@ -80,13 +76,10 @@ impl Service {
     }
 
     pub(super) async fn put_object(&self, req: Req) -> S3Result {
-        let (b, k) = (req.bucket().to_string(), req.key().to_string());
+        let obj = self.object(req.bucket(), req.key())?;
         let opts = write_options(&req.parts.headers, req.declared_length)?;
-        let at = self.owner(&b, &k);
         let meta = self
-            .core_with_body(at, req.body, |g, body| async move {
-                g.put_object(&b, &k, body, opts).await
-            })
+            .core_with_body(req.body, |body| obj.put(body, opts))
             .await?;
         let mut r = status_response(StatusCode::OK);
         if let Ok(v) = HeaderValue::from_str(&meta.etag) {
@@ -115,15 +108,11 @@ impl Service {
             return Ok(r);
         }
         let range = req.header("range").and_then(parse_range);
-        let (b, k) = (req.bucket().to_string(), req.key().to_string());
-        let got: GetResult = self
-            .core(self.owner(req.bucket(), req.key()), |g| async move {
-                match part {
-                    Some(n) => g.get_object_part(&b, &k, n).await,
-                    None => g.get_object(&b, &k, range).await,
-                }
-            })
-            .await?;
+        let obj = self.object(req.bucket(), req.key())?;
+        let got: GetResult = match part {
+            Some(n) => self.core(obj.get_part(n)).await?,
+            None => self.core(obj.get(range)).await?,
+        };
         let length = match got.range {
             Some((a, z)) => z - a + 1,
             None => got.meta.size,
@@ -181,21 +170,17 @@ impl Service {
     }
 
     pub(super) async fn delete_object(&self, req: Req) -> S3Result {
-        let (b, k) = (req.bucket().to_string(), req.key().to_string());
-        self.core(self.owner(req.bucket(), req.key()), |g| async move {
-            g.delete_object(&b, &k).await
-        })
-        .await?;
+        self.core(self.object(req.bucket(), req.key())?.delete())
+            .await?;
         Ok(status_response(StatusCode::NO_CONTENT))
     }
 
     pub(super) async fn delete_objects(&self, req: Req) -> S3Result {
-        let b = req.bucket().to_string();
+        let bucket = req.bucket().to_string();
         let body = req.collect(xml::MAX_DELETE_BODY).await?;
         let del = xml::parse_delete(&body)?;
-        let keys = del.keys;
         let results = self
-            .core(None, |g| async move { g.delete_objects(&b, &keys).await })
+            .core(self.gateway.delete_objects(&bucket, &del.keys))
             .await?;
         let mut deleted = Vec::new();
         let mut errors = Vec::new();
@@ -224,12 +209,9 @@ impl Service {
         } else {
             CopyMetadata::Copy
         };
-        let (b, k) = (req.bucket().to_string(), req.key().to_string());
-        let meta = self
-            .core(self.owner(req.bucket(), req.key()), |g| async move {
-                g.copy_object(&src_bucket, &src_key, &b, &k, metadata).await
-            })
-            .await?;
+        let src = self.object(&src_bucket, &src_key)?;
+        let dst = self.object(req.bucket(), req.key())?;
+        let meta = self.core(dst.copy_from(&src, metadata)).await?;
         Ok(xml_ok(xml::copy_result(
             false,
             &meta.etag,

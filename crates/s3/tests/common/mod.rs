@@ -94,14 +94,17 @@ fn core_stream(size: u64, pattern: Bytes) -> ByteStream {
     })))
 }
 
-/// The fixture service. `bridge` is used by the `/bridge*` routes.
-pub fn fixture_factory(bridge: Option<Bridge>) -> HandlerFactory {
+/// The fixture service. `core` (a tokio runtime standing in for the gateway core's) is
+/// used by the `/bridge*` routes.
+pub fn fixture_factory(core: Option<tokio::runtime::Handle>) -> HandlerFactory {
     Arc::new(move |_core| {
         let pattern = pattern();
-        let bridge = bridge.clone();
+        let core = core.clone();
+        let bridge = core.clone().map(Bridge::new);
         let h: Handler = Rc::new(move |req: Request<hyper::body::Incoming>| {
             let pattern = pattern.clone();
             let bridge = bridge.clone();
+            let core = core.clone();
             Box::pin(async move {
                 let path = req.uri().path().to_string();
                 let body: ResponseBody = if let Some(rest) = path.strip_prefix("/big/") {
@@ -134,11 +137,11 @@ pub fn fixture_factory(bridge: Option<Bridge>) -> HandlerFactory {
                         .map_err(BoxError::from)
                         .boxed_unsync()
                 } else if path == "/bridge-put" {
-                    let b = bridge.expect("bridge configured");
+                    let core = core.expect("core runtime configured");
                     let verifying =
                         VerifyingBody::new(req.into_body(), BodyPlan::unchecked(u64::MAX));
                     let (pump, mut stream) = request_body(verifying);
-                    let call = b.run(async move {
+                    let call = hugbucket_core::spawn_abortable(&core, async move {
                         let on_tokio = tokio::runtime::Handle::try_current().is_ok();
                         let mut n = 0u64;
                         while let Some(x) = stream.next().await {

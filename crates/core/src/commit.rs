@@ -1,38 +1,76 @@
 //! Commits: every write of an object reaches the Hub through [`Gateway::register`], under
 //! the key's commit lock (see `shards`).
 
+use std::time::{Duration, UNIX_EPOCH};
+
 use hugbucket_engine::XetHash;
 use hugbucket_upstream::{BatchOp, BucketId};
 
 use crate::error::{CoreError, Result};
-use crate::types::{ObjectExtra, WriteCondition};
+use crate::names::etag;
+use crate::types::{ObjectExtra, ObjectMeta, WriteCondition};
 use crate::{Gateway, ObjectRef, multipart, names, shards};
 
+/// New content for an object, as PUT and Complete register it.
+pub(crate) struct NewFile {
+    /// The content's Xet file hash.
+    pub hash: XetHash,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The object's mtime (milliseconds since the epoch).
+    pub mtime: u64,
+    /// Its content type.
+    pub content_type: Option<String>,
+    /// Its metadata beyond the Hub's.
+    pub extra: ObjectExtra,
+    /// Part sizes of a multipart object (empty: a single part).
+    pub parts: Vec<u64>,
+}
+
+impl NewFile {
+    /// The object's metadata once registered at `key`.
+    pub(crate) fn into_meta(self, key: &str) -> ObjectMeta {
+        let parts = (!self.parts.is_empty()).then_some(self.parts.len() as u32);
+        ObjectMeta {
+            key: key.to_string(),
+            size: self.size,
+            etag: etag(&self.hash, parts),
+            last_modified: UNIX_EPOCH + Duration::from_millis(self.mtime),
+            content_type: self.content_type,
+            xet_hash: self.hash,
+            extra: self.extra,
+            parts: self.parts,
+        }
+    }
+}
+
 impl Gateway {
-    /// The operations that register content `hash` at `obj` (PUT, Complete): the
-    /// object's `addFile` and, when there is metadata or a parts layout to keep, its
-    /// sidecar's (stored in the CAS here).
-    #[allow(clippy::too_many_arguments)]
+    /// The operations that register `file` at `obj`: the object's `addFile` and, when
+    /// there is metadata or a parts layout to keep, its sidecar's (stored in the CAS
+    /// here).
     pub(crate) async fn add_file_ops(
         &self,
         id: &BucketId,
         obj: &ObjectRef,
-        hash: XetHash,
-        mtime: u64,
-        content_type: Option<String>,
-        extra: &ObjectExtra,
-        parts: &[u64],
+        file: &NewFile,
     ) -> Result<Vec<BatchOp>> {
         let mut ops = vec![BatchOp::AddFile {
             path: obj.path().to_string(),
-            xet_hash: hash,
-            mtime,
-            content_type,
+            xet_hash: file.hash,
+            mtime: file.mtime,
+            content_type: file.content_type.clone(),
         }];
-        ops.extend(
-            self.stage_sidecar(id, obj.key(), hash, mtime, extra, parts)
-                .await?,
-        );
+        let sidecar = self
+            .stage_sidecar(
+                id,
+                obj.key(),
+                file.hash,
+                file.mtime,
+                &file.extra,
+                &file.parts,
+            )
+            .await?;
+        ops.extend(sidecar);
         Ok(ops)
     }
 

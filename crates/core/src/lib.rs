@@ -12,10 +12,11 @@
 //!   are recorded in the bucket itself (hidden entries under `.hugbucket/uploads/`), so any
 //!   node of a fleet can continue, list, complete or abort any upload.
 //!
-//! All of it runs on tokio (reqwest lives there). Each key belongs to one shard, which
-//! owns its metadata cache entry, reconstructions, single-flight fetches and write order;
-//! with `key_shard_cpus` set, each shard has a pinned runtime that runs its keys' calls
-//! (see `shards`).
+//! All of it runs on tokio (reqwest lives there), on runtimes the core picks itself, so
+//! any executor can await its calls (`route`). Each key belongs to one shard, which owns
+//! its metadata cache entry, reconstructions, single-flight fetches and write order; a
+//! call about one object goes through an [`ObjectRef`] and, with `key_shard_cpus` set,
+//! runs on its shard's pinned runtime (see `shards`).
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 pub mod affinity;

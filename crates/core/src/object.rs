@@ -8,6 +8,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use hugbucket_upstream::{BatchOp, BucketId, RemoteFile, TokenScope};
 use tokio::runtime::Handle;
 
+use crate::commit::NewFile;
 use crate::error::{CoreError, Result};
 use crate::names::{self, etag, key_to_path, now_millis, parse_iso8601, validate_bucket};
 use crate::shards::Stat;
@@ -253,19 +254,15 @@ impl Gateway {
         .await?;
         cas.upload_shard(bytes::Bytes::from(ingested.output.shard.to_upload_bytes()))
             .await?;
-        let hash = ingested.summary.file_hash;
-        let mtime = opts.mtime_ms.unwrap_or_else(now_millis);
-        let ops = self
-            .add_file_ops(
-                &id,
-                obj,
-                hash,
-                mtime,
-                opts.content_type.clone(),
-                &opts.extra,
-                &[],
-            )
-            .await?;
+        let file = NewFile {
+            hash: ingested.summary.file_hash,
+            size: ingested.summary.size,
+            mtime: opts.mtime_ms.unwrap_or_else(now_millis),
+            content_type: opts.content_type,
+            extra: opts.extra,
+            parts: Vec::new(),
+        };
+        let ops = self.add_file_ops(&id, obj, &file).await?;
         let with_sidecar = ops.len() > 1;
         drop(announced);
         let mut commit = self
@@ -275,26 +272,17 @@ impl Gateway {
         if !with_sidecar {
             // The node knows what the key holds now: a HEAD/GET right after costs no Hub
             // call. (No sidecar written: any older one is stale, as for a lookup.)
-            let file = RemoteFile {
+            let entry = RemoteFile {
                 path,
-                size: ingested.summary.size,
-                xet_hash: hash,
-                mtime: Some(names::format_iso8601_ms(mtime)),
+                size: file.size,
+                xet_hash: file.hash,
+                mtime: Some(names::format_iso8601_ms(file.mtime)),
                 uploaded_at: None,
-                content_type: opts.content_type.clone(),
+                content_type: file.content_type.clone(),
             };
-            commit.publish((file, None));
+            commit.publish((entry, None));
         }
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size: ingested.summary.size,
-            etag: etag(&hash, None),
-            last_modified: UNIX_EPOCH + Duration::from_millis(mtime),
-            content_type: opts.content_type,
-            xet_hash: hash,
-            extra: opts.extra,
-            parts: Vec::new(),
-        })
+        Ok(file.into_meta(key))
     }
 
     /// See [`ObjectRef::get_part`].

@@ -3,9 +3,9 @@
 //! single-flight fetches and the order of its writes.
 //!
 //! With [`KeyShards::start`] each shard also has its own pinned current-thread tokio
-//! runtime, one per CPU: [`crate::Gateway::on_owner`] (and the S3 bridge, through
-//! [`crate::Gateway::route_to_owner`]) runs a key's calls there, so one core serves a key
-//! and its state is touched by that core (the mutexes inside are then uncontended). Bulk
+//! runtime, one per CPU: the core runs a key's calls there (`route`, through
+//! [`crate::ObjectRef`]), so one core serves a key and its state is touched by that core
+//! (the mutexes inside are then uncontended). Bulk
 //! work does not stay there: a GET's term fetches, decoding and response pump run on the
 //! gateway's shared multi-thread runtime, and the hashing and compression of new data on
 //! the blocking pool, so one large transfer can use every core: pinned entirely to its

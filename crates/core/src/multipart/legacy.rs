@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{MIN_PART_SIZE, to_time, unquote};
 use crate::Gateway;
+use crate::commit::NewFile;
 use crate::error::{CoreError, Result};
 use crate::names::{etag, now_millis};
 use crate::types::{
@@ -134,11 +135,7 @@ impl Gateway {
             etag: etag(&ingested.summary.file_hash, None),
             size,
             created_ms: now_millis(),
-            terms: entry
-                .terms
-                .iter()
-                .map(|t| (t.xorb_hash, t.chunk_start, t.chunk_end, t.unpacked_bytes))
-                .collect(),
+            terms: super::part_terms(&entry),
             verification: entry.verification.clone(),
         };
         let pk = part_key(upload_id, part_number);
@@ -281,19 +278,16 @@ impl Gateway {
         let cas = self.cas(&id, TokenScope::Write);
         cas.upload_shard(Bytes::from(shard.to_upload_bytes()))
             .await?;
-        let mtime = rec.mtime_ms.unwrap_or_else(now_millis);
+        let file = NewFile {
+            hash,
+            size,
+            mtime: rec.mtime_ms.unwrap_or_else(now_millis),
+            content_type: rec.content_type.clone(),
+            extra: rec.extra.clone(),
+            parts: sizes,
+        };
         // The sidecar keeps the parts layout (for `partNumber` reads) and the metadata.
-        let ops = self
-            .add_file_ops(
-                &id,
-                obj,
-                hash,
-                mtime,
-                rec.content_type.clone(),
-                &rec.extra,
-                &sizes,
-            )
-            .await?;
+        let ops = self.add_file_ops(&id, obj, &file).await?;
         let _commit = self
             .register(&id, bucket, obj.path(), ops, condition.as_ref())
             .await?;
@@ -308,16 +302,7 @@ impl Gateway {
             .state
             .put(UPLOADS, upload_id.as_bytes(), &json(&rec))?;
         self.remove_parts(upload_id)?;
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size,
-            etag: etag(&hash, Some(n_parts)),
-            last_modified: to_time(mtime),
-            content_type: rec.content_type,
-            xet_hash: hash,
-            extra: rec.extra,
-            parts: sizes,
-        })
+        Ok(file.into_meta(key))
     }
 
     fn remove_parts(&self, upload_id: &str) -> Result<()> {

@@ -39,6 +39,7 @@ pub(crate) type RecordCache = std::sync::Mutex<HashMap<(String, String), (XetHas
 pub(crate) use records::is_upload_record;
 use records::{Entry, Manifest, PartName, UploadRecord};
 
+use crate::commit::NewFile;
 use crate::error::{CoreError, Result};
 use crate::names::{etag, now_millis, parse_iso8601};
 use crate::types::{
@@ -64,6 +65,16 @@ fn to_time(ms: u64) -> SystemTime {
 
 fn unquote(s: &str) -> &str {
     s.trim().trim_matches('"')
+}
+
+/// A part's file terms as its records keep them: `(xorb, chunk start, chunk end,
+/// unpacked bytes)`.
+fn part_terms(entry: &FileEntry) -> Vec<(XetHash, u32, u32, u32)> {
+    entry
+        .terms
+        .iter()
+        .map(|t| (t.xorb_hash, t.chunk_start, t.chunk_end, t.unpacked_bytes))
+        .collect()
 }
 
 fn no_such_upload(upload_id: &str) -> CoreError {
@@ -248,16 +259,26 @@ impl Gateway {
         Ok(rec)
     }
 
+    /// The tree under `dir` (an upload directory or all of them), all pages.
+    async fn uploads_tree(
+        &self,
+        bucket: &str,
+        id: &BucketId,
+        dir: &str,
+        recursive: bool,
+    ) -> Result<Vec<TreeEntry>> {
+        self.inner
+            .hub
+            .list_tree(id, Some(dir), Some(recursive))?
+            .collect_all()
+            .await
+            .map_err(Self::bucket_err(bucket))
+    }
+
     /// Lists an upload's directory (one tree call, more for uploads past 1000 entries).
     async fn upload_dir(&self, bucket: &str, id: &BucketId, upload_id: &str) -> Result<UploadDir> {
         let dir = records::upload_dir(upload_id);
-        let entries = self
-            .inner
-            .hub
-            .list_tree(id, Some(&dir), Some(true))?
-            .collect_all()
-            .await
-            .map_err(Self::bucket_err(bucket))?;
+        let entries = self.uploads_tree(bucket, id, &dir, true).await?;
         let mut out = UploadDir {
             record: None,
             parts: Vec::new(),
@@ -380,11 +401,7 @@ impl Gateway {
         let manifest = Manifest {
             v: 1,
             size,
-            terms: entry
-                .terms
-                .iter()
-                .map(|t| (t.xorb_hash, t.chunk_start, t.chunk_end, t.unpacked_bytes))
-                .collect(),
+            terms: part_terms(&entry),
             verification: entry.verification.clone(),
             chunks: ingested.summary.chunks,
             nonce: format!("{:032x}", rand::random::<u128>()),
@@ -503,20 +520,17 @@ impl Gateway {
             return Err(CoreError::EntityTooSmall);
         }
         let (hash, sizes) = self.compose(&id, &wanted).await?;
-        let mtime = rec.mtime_ms.unwrap_or_else(now_millis);
+        let file = NewFile {
+            hash,
+            size: sizes.iter().sum(),
+            mtime: rec.mtime_ms.unwrap_or_else(now_millis),
+            content_type: rec.content_type,
+            extra: rec.extra,
+            parts: sizes,
+        };
         // One batch: the object, its sidecar (metadata, part sizes) and the removal of
         // every record of the upload.
-        let mut ops = self
-            .add_file_ops(
-                &id,
-                obj,
-                hash,
-                mtime,
-                rec.content_type.clone(),
-                &rec.extra,
-                &sizes,
-            )
-            .await?;
+        let mut ops = self.add_file_ops(&id, obj, &file).await?;
         ops.extend(
             dir.paths_record_first()
                 .into_iter()
@@ -525,19 +539,9 @@ impl Gateway {
         let _commit = self
             .register(&id, bucket, obj.path(), ops, condition.as_ref())
             .await?;
-        let n_parts = wanted.len() as u32;
-        self.set_multipart_etag(bucket, key, &hash, Some(n_parts))?;
+        self.set_multipart_etag(bucket, key, &hash, Some(wanted.len() as u32))?;
         self.forget_record(bucket, upload_id);
-        Ok(ObjectMeta {
-            key: key.to_string(),
-            size: sizes.iter().sum(),
-            etag: etag(&hash, Some(n_parts)),
-            last_modified: to_time(mtime),
-            content_type: rec.content_type,
-            xet_hash: hash,
-            extra: rec.extra,
-            parts: sizes,
-        })
+        Ok(file.into_meta(key))
     }
 
     /// Reads the parts' manifests, uploads the composed file's shard; returns its hash and
@@ -667,12 +671,8 @@ impl Gateway {
     async fn uploads_in(&self, bucket: &str, prefix: &str) -> Result<Vec<MultipartUpload>> {
         let id = self.bucket_id(bucket).await?;
         let dirs = self
-            .inner
-            .hub
-            .list_tree(&id, Some(records::UPLOADS_DIR), Some(false))?
-            .collect_all()
-            .await
-            .map_err(Self::bucket_err(bucket))?;
+            .uploads_tree(bucket, &id, records::UPLOADS_DIR, false)
+            .await?;
         let ids: Vec<String> = dirs
             .iter()
             .filter_map(|e| match e {
@@ -750,12 +750,8 @@ impl Gateway {
     async fn expire_in_bucket(&self, bucket: &str) -> Result<usize> {
         let id = self.bucket_id(bucket).await?;
         let entries = self
-            .inner
-            .hub
-            .list_tree(&id, Some(records::UPLOADS_DIR), Some(true))?
-            .collect_all()
-            .await
-            .map_err(Self::bucket_err(bucket))?;
+            .uploads_tree(bucket, &id, records::UPLOADS_DIR, true)
+            .await?;
         // Per upload: (record time, newest entry time, paths).
         let mut uploads: HashMap<String, (Option<SystemTime>, SystemTime, Vec<String>)> =
             HashMap::new();

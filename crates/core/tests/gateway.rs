@@ -41,11 +41,13 @@ fn replace_type(content_type: &str) -> CopyMetadata {
 }
 
 async fn gateway_for(hub: &RunningHub, state_dir: &std::path::Path) -> Gateway {
+    gateway_with(hub, CoreConfig::new(state_dir.to_path_buf())).await
+}
+
+async fn gateway_with(hub: &RunningHub, config: CoreConfig) -> Gateway {
     let client =
         HubClient::new(&hub.url(), Some(hub.token().to_string()), upstream_config()).unwrap();
-    Gateway::new(CoreConfig::new(state_dir.to_path_buf()), client)
-        .await
-        .unwrap()
+    Gateway::new(config, client).await.unwrap()
 }
 
 async fn env() -> Env {
@@ -1044,16 +1046,10 @@ fn body_reporting_thread(data: &'static [u8]) -> (ByteStream, Arc<Mutex<Option<S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_shards_own_their_keys_and_order_writes() {
     let e = env().await;
-    let client = HubClient::new(
-        &e.hub.url(),
-        Some(e.hub.token().to_string()),
-        upstream_config(),
-    )
-    .unwrap();
     let mut cfg = CoreConfig::new(e.dir.path().join("sharded"));
     cfg.key_shard_cpus = vec![0, 0, 0];
     cfg.metadata_ttl = Duration::from_secs(3600);
-    let gw = Gateway::new(cfg, client).await.unwrap();
+    let gw = gateway_with(&e.hub, cfg).await;
     assert_eq!(gw.shard_count(), 3);
     assert_eq!(gw.shard_runtimes().len(), 3);
     gw.create_bucket("own").await.unwrap();
@@ -1119,15 +1115,9 @@ async fn key_shards_own_their_keys_and_order_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_can_be_awaited_from_any_executor() {
     let e = env().await;
-    let client = HubClient::new(
-        &e.hub.url(),
-        Some(e.hub.token().to_string()),
-        upstream_config(),
-    )
-    .unwrap();
     let mut cfg = CoreConfig::new(e.dir.path().join("sharded"));
     cfg.key_shard_cpus = vec![0, 0];
-    let sharded = Gateway::new(cfg, client).await.unwrap();
+    let sharded = gateway_with(&e.hub, cfg).await;
     let plain = e.gw.clone();
     for (name, gw) in [("sharded", sharded), ("plain", plain)] {
         let bucket = format!("any-{name}");

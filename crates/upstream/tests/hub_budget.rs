@@ -62,8 +62,8 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
     let a = client(&h, Duration::from_secs(10), Duration::from_secs(30));
     let b = client(&h, Duration::from_secs(10), Duration::from_secs(30));
     let id = BucketId::new(NAMESPACE, "rl").unwrap();
-    let waited_before = METRICS.throttle_wait_ms.load(Relaxed);
-    let throttled_before = METRICS.rate_limited.load(Relaxed);
+    let waited_before = METRICS.throttle_wait_seconds.get();
+    let throttled_before = METRICS.rate_limited.get();
     let window = Instant::now();
     // Client `a` spends the window's quota; the last answer says `r=0`.
     a.create_bucket(NAMESPACE, "rl", &CreateBucketOptions::default())
@@ -98,9 +98,9 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
         "one 429, then every call waited for the reset"
     );
     assert_eq!(served(&h, Route::BucketInfo), 2 + 1 + 3);
-    assert_eq!(METRICS.rate_limited.load(Relaxed) - throttled_before, 1);
-    let waited = METRICS.throttle_wait_ms.load(Relaxed) - waited_before;
-    assert!(waited >= 3 * 1500, "waits recorded: {waited} ms");
+    assert_eq!(METRICS.rate_limited.get() - throttled_before, 1);
+    let waited = METRICS.throttle_wait_seconds.get() - waited_before;
+    assert!(waited >= 3.0 * 1.5, "waits recorded: {waited} s");
     assert!(METRICS.requests_of(RouteClass::Api) >= 7);
 
     // A window longer than the interactive budget: SlowDown material at once, carrying

@@ -223,10 +223,14 @@ pub(crate) fn bucket_info(
     Ok(json_response(StatusCode::OK, &bucket_json(hub, &id, &b)?))
 }
 
-fn set_link_next(resp: &mut Response<RespBody>, url: &str) {
-    if let Ok(v) = HeaderValue::from_str(&format!("<{url}>; rel=\"next\"")) {
+/// A 200 JSON page of a listing, with `Link: <next>; rel="next"` when another page follows.
+fn json_page(page: &impl serde::Serialize, next: Option<String>) -> Response<RespBody> {
+    let mut resp = json_response(StatusCode::OK, page);
+    let link = next.and_then(|url| HeaderValue::from_str(&format!("<{url}>; rel=\"next\"")).ok());
+    if let Some(v) = link {
         resp.headers_mut().insert(http::header::LINK, v);
     }
+    resp
 }
 
 pub(crate) fn list_buckets(
@@ -282,8 +286,7 @@ pub(crate) fn list_buckets(
             _ => break,
         }
     }
-    let mut resp = json_response(StatusCode::OK, &out);
-    if let Some(n) = next {
+    let next = next.map(|n| {
         let mut url = format!(
             "{}/api/buckets/{}?limit={limit}&cursor={}",
             ctx.base,
@@ -293,9 +296,9 @@ pub(crate) fn list_buckets(
         if !search.is_empty() {
             url.push_str(&format!("&search={}", encode_query(&search)));
         }
-        set_link_next(&mut resp, &url);
-    }
-    Ok(resp)
+        url
+    });
+    Ok(json_page(&out, next))
 }
 
 pub(crate) async fn delete_bucket(
@@ -497,21 +500,19 @@ pub(crate) fn tree(
             }
         }
     }
-    let mut resp = json_response(StatusCode::OK, &out);
-    if let Some(n) = next {
+    let next = next.map(|n| {
         let prefix_part = if raw_prefix.is_empty() {
             String::new()
         } else {
             format!("/{}", encode_query(&prefix))
         };
-        let url = format!(
+        format!(
             "{}/api/buckets/{id}/tree{prefix_part}?recursive={recursive}&limit={limit}&cursor={}",
             ctx.base,
             hex::encode(n)
-        );
-        set_link_next(&mut resp, &url);
-    }
-    Ok(resp)
+        )
+    });
+    Ok(json_page(&out, next))
 }
 
 pub(crate) async fn paths_info(

@@ -219,6 +219,53 @@ stage_cargo_tools() {
 }
 
 # ---------------------------------------------------------------------------------------
+# Stages: cargo-deny over deny.toml (installed from crates.io, pinned; a failed install fails
+# the stage). `deny` checks licenses, bans (duplicate versions are warnings) and sources,
+# which need only crates.io. `advisories` checks the RustSec database, which cargo-deny
+# clones from GitHub at check time: a vulnerable or yanked crate fails it; when the database
+# cannot be fetched the summary says UNCHECKED (not a pass) and the run does not fail,
+# unless HUGBUCKET_REQUIRE_ADVISORIES=1 (tests/README.md, "Dependency checks").
+# ---------------------------------------------------------------------------------------
+CARGO_DENY_VERSION="0.20.2"
+install_cargo_deny() {
+    if cargo deny --version 2>/dev/null | grep -qF "$CARGO_DENY_VERSION"; then
+        cargo deny --version
+        return 0
+    fi
+    echo "installing cargo-deny $CARGO_DENY_VERSION"
+    cargo install --locked "cargo-deny@$CARGO_DENY_VERSION"
+}
+
+stage_deny() {
+    install_cargo_deny || return 1
+    cargo deny --locked check --hide-inclusion-graph licenses bans sources
+}
+
+# Records its own result: UNCHECKED is neither a pass nor a failure.
+run_advisories() {
+    if skipped_by_user advisories; then
+        record advisories "SKIP (SKIP_STAGES)" 0
+        return
+    fi
+    log "[advisories] cargo deny check advisories"
+    local start=$SECONDS rc
+    {
+        install_cargo_deny || exit 3
+        cargo deny fetch db || exit 2
+        cargo deny --locked --offline check advisories
+    } 2>&1 < /dev/null | tee "$LOG_DIR/advisories.log"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ]; then
+        record advisories "PASS" $((SECONDS - start))
+    elif [ "$rc" -eq 2 ] && [ "${HUGBUCKET_REQUIRE_ADVISORIES:-0}" != 1 ]; then
+        echo "WARNING: the RustSec advisory database could not be fetched; advisories NOT checked"
+        record advisories "UNCHECKED (no advisory DB)" $((SECONDS - start))
+    else
+        record advisories "FAIL (exit $rc)" $((SECONDS - start))
+    fi
+}
+
+# ---------------------------------------------------------------------------------------
 # Stage: fuzz. Every cargo-fuzz target of fuzz/ for FUZZ_SECONDS (default 10) each, on the
 # stable toolchain via RUSTC_BOOTSTRAP=1 (see fuzz/README.md). A crash fails the stage; its
 # input is kept in fuzz/artifacts/<target>/. Corpora grow in fuzz/corpus/ (git-ignored);
@@ -357,6 +404,8 @@ echo "HUGBUCKET_BIN=$HUGBUCKET_BIN"
 run_stage rust-tests stage_rust_tests
 run_stage fuzz stage_fuzz
 run_stage cargo-tools stage_cargo_tools
+run_stage deny stage_deny
+run_advisories
 
 find_hadolint
 if skipped_by_user hadolint; then

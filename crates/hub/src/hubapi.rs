@@ -163,11 +163,14 @@ async fn flush(hub: &Arc<Hub>) -> Result<(), HubError> {
         .map_err(|e| HubError::Storage(e.to_string()))?
 }
 
-fn parse_json_body(body: &[u8]) -> Result<Value, HubError> {
+/// The JSON body of `req` (at most `limit` bytes; an empty body is `{}`).
+async fn json_body(req: Request<ReqBody>, limit: u64) -> Result<Value, HubError> {
+    let (parts, body) = req.into_parts();
+    let body = read_body(&parts.headers, body, limit).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body)
+    serde_json::from_slice(&body)
         .map_err(|e| HubError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
@@ -184,8 +187,7 @@ pub(crate) async fn create_bucket(
             "you cannot create buckets in the namespace of {id}"
         )));
     }
-    let (parts, body) = req.into_parts();
-    let body = parse_json_body(&read_body(&parts.headers, body, SMALL_BODY).await?)?;
+    let body = json_body(req, SMALL_BODY).await?;
     let url = format!("{}/buckets/{id}", ctx.base);
     if hub.meta.bucket(&id)?.is_some() {
         return Err(HubError::BucketExists { id, url });
@@ -335,8 +337,7 @@ pub(crate) async fn bucket_settings(
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
-    let (parts, body) = req.into_parts();
-    let body = parse_json_body(&read_body(&parts.headers, body, SMALL_BODY).await?)?;
+    let body = json_body(req, SMALL_BODY).await?;
     let mut b = open_bucket(hub, ctx, &id, Access::Write)?;
     if let Some(p) = body.get("private").and_then(Value::as_bool).or_else(|| {
         body.get("visibility")
@@ -355,8 +356,7 @@ pub(crate) async fn move_bucket(
     ctx: &Ctx,
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
-    let (parts, body) = req.into_parts();
-    let body = parse_json_body(&read_body(&parts.headers, body, SMALL_BODY).await?)?;
+    let body = json_body(req, SMALL_BODY).await?;
     let field = |k: &str| {
         body.get(k)
             .and_then(Value::as_str)
@@ -524,8 +524,7 @@ pub(crate) async fn paths_info(
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
     let b = open_bucket(hub, ctx, &id, Access::Read)?;
-    let (parts, body) = req.into_parts();
-    let body = parse_json_body(&read_body(&parts.headers, body, BATCH_BODY).await?)?;
+    let body = json_body(req, BATCH_BODY).await?;
     let paths = body
         .get("paths")
         .and_then(Value::as_array)

@@ -3,7 +3,8 @@
 # shellcheck disable=SC2317
 #
 # Runs every HugBucket check: system packages, Python venv, rustfmt, clippy, build,
-# Rust tests, Dockerfile and shell-script lint, Python suites. Works on a fresh machine as root with
+# Rust tests, cargo-deny (licenses, bans, sources, advisories), Dockerfile and shell-script
+# lint, Python suites. Works on a fresh machine as root with
 # no manual setup; a second run only redoes what changed.
 #
 # Usage: bash tests/run.sh [extra pytest args...]
@@ -13,6 +14,7 @@
 #   PYTEST_ARGS="-k hash"         extra pytest arguments (same as trailing args)
 #   PYTEST_TIMEOUT=900            per-test timeout in seconds (pytest-timeout)
 #   FUZZ_SECONDS=10               run time of each cargo-fuzz target (stage fuzz)
+#   HUGBUCKET_REQUIRE_ADVISORIES=1 an unreachable RustSec database fails `advisories`
 #   HUGBUCKET_SHARED=/path        reference material override (vectors from $HUGBUCKET_SHARED/spec/vectors; default: tests/vectors)
 # Exit status: 0 only if every stage that ran passed.
 

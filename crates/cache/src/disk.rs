@@ -509,7 +509,7 @@ impl DiskCache {
         Some((Bytes::from_owner(SlotBytes { slot, start, end }), lens))
     }
 
-    fn validate_put(key: &ChunkRangeKey, lens: &[u32], data: &[u8]) -> Result<()> {
+    fn validate_put(key: &ChunkRangeKey, lens: &[u32], data_len: usize) -> Result<()> {
         if key.start >= key.end {
             return Err(CacheError::InvalidEntry(format!("empty chunk range {key}")));
         }
@@ -520,10 +520,9 @@ impl DiskCache {
             )));
         }
         let sum: u64 = lens.iter().map(|&l| u64::from(l)).sum();
-        if sum != data.len() as u64 || sum > u64::from(u32::MAX) {
+        if sum != data_len as u64 || sum > u64::from(u32::MAX) {
             return Err(CacheError::InvalidEntry(format!(
-                "chunk lengths sum to {sum}, data is {} bytes",
-                data.len()
+                "chunk lengths sum to {sum}, data is {data_len} bytes"
             )));
         }
         Ok(())
@@ -534,11 +533,22 @@ fn shard_of(xorb: &XetHash) -> usize {
     (xorb.word(0) as usize) % SHARDS
 }
 
-fn write_at(file: &File, offset: u64, parts: &[&[u8]]) -> io::Result<()> {
+/// Writes `header` then `pieces` at `offset`, in as few system calls as the kernel allows.
+fn write_at(file: &File, offset: u64, header: &[u8], pieces: &[&[u8]]) -> io::Result<()> {
     let mut f = file;
     f.seek(SeekFrom::Start(offset))?;
-    for p in parts {
-        f.write_all(p)?;
+    let mut bufs: Vec<io::IoSlice<'_>> = std::iter::once(header)
+        .chain(pieces.iter().copied())
+        .filter(|p| !p.is_empty())
+        .map(io::IoSlice::new)
+        .collect();
+    let mut rest = &mut bufs[..];
+    while !rest.is_empty() {
+        let n = f.write_vectored(rest)?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        io::IoSlice::advance_slices(&mut rest, n);
     }
     Ok(())
 }
@@ -556,9 +566,10 @@ impl ChunkCache for DiskCache {
         self.lookup(key).is_some()
     }
 
-    fn put(&self, key: &ChunkRangeKey, chunk_lens: &[u32], data: &[u8]) -> Result<()> {
-        Self::validate_put(key, chunk_lens, data)?;
-        let rlen = segment::record_len(key.num_chunks(), data.len());
+    fn put_pieces(&self, key: &ChunkRangeKey, chunk_lens: &[u32], pieces: &[&[u8]]) -> Result<()> {
+        let data_len: usize = pieces.iter().map(|p| p.len()).sum();
+        Self::validate_put(key, chunk_lens, data_len)?;
+        let rlen = segment::record_len(key.num_chunks(), data_len);
         if rlen > self.capacity || rlen > u64::from(u32::MAX) {
             return Err(CacheError::EntryTooLarge {
                 len: rlen,
@@ -582,8 +593,8 @@ impl ChunkCache for DiskCache {
             return Err(CacheError::Config("no active segment".into()));
         };
         let offset = st.used;
-        let header = segment::encode_header(key, chunk_lens, data);
-        write_at(&st.seg.file, offset, &[&header, data]).map_err(io_err(&st.seg.path))?;
+        let header = segment::encode_header(key, chunk_lens, pieces);
+        write_at(&st.seg.file, offset, &header, pieces).map_err(io_err(&st.seg.path))?;
         let tick = self.clock.fetch_add(1, Relaxed);
         let slot = Arc::new(Slot {
             key: *key,
@@ -610,7 +621,7 @@ impl ChunkCache for DiskCache {
         self.counters.inserts.fetch_add(1, Relaxed);
         self.counters
             .bytes_inserted
-            .fetch_add(data.len() as u64, Relaxed);
+            .fetch_add(data_len as u64, Relaxed);
         self.counters.entries.fetch_add(1, Relaxed);
         self.counters.disk_bytes.store(w.total, Relaxed);
         self.evict_locked(&mut w, Some(id));

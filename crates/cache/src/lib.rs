@@ -73,7 +73,13 @@ pub trait ChunkCache: Send + Sync {
     /// Stores `data`, the decoded bytes of chunks `[key.start, key.end)`, whose individual
     /// uncompressed lengths are `chunk_lens` (one per chunk, summing to `data.len()`).
     /// A put of a key already covered by an entry does nothing.
-    fn put(&self, key: &ChunkRangeKey, chunk_lens: &[u32], data: &[u8]) -> Result<()>;
+    fn put(&self, key: &ChunkRangeKey, chunk_lens: &[u32], data: &[u8]) -> Result<()> {
+        self.put_pieces(key, chunk_lens, &[data])
+    }
+
+    /// [`ChunkCache::put`] of the concatenation of `pieces`, without concatenating them
+    /// first (a reader decoding chunk by chunk hands over its chunks as they are).
+    fn put_pieces(&self, key: &ChunkRangeKey, chunk_lens: &[u32], pieces: &[&[u8]]) -> Result<()>;
 
     /// Drops every entry a get of `key` could be served from: the one stored under `key`
     /// and any covering it (so that bytes found wrong are never served again).

@@ -35,20 +35,23 @@ pub(crate) fn record_len(n: u32, data_len: usize) -> u64 {
 }
 
 /// Encodes the header (everything before the data) of a record, CRC included.
-pub(crate) fn encode_header(key: &ChunkRangeKey, lens: &[u32], data: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_header(key: &ChunkRangeKey, lens: &[u32], pieces: &[&[u8]]) -> Vec<u8> {
+    let len: usize = pieces.iter().map(|p| p.len()).sum();
     let mut h = Vec::with_capacity(FIXED_HEADER + 4 * lens.len());
     h.extend_from_slice(&MAGIC);
     h.extend_from_slice(&[0; 4]);
     h.extend_from_slice(key.xorb.as_bytes());
     h.extend_from_slice(&key.start.to_le_bytes());
     h.extend_from_slice(&key.end.to_le_bytes());
-    h.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    h.extend_from_slice(&(len as u32).to_le_bytes());
     for l in lens {
         h.extend_from_slice(&l.to_le_bytes());
     }
     let mut crc = crc32fast::Hasher::new();
     crc.update(&h[8..]);
-    crc.update(data);
+    for p in pieces {
+        crc.update(p);
+    }
     let sum = crc.finalize();
     h[4..8].copy_from_slice(&sum.to_le_bytes());
     h
@@ -163,7 +166,7 @@ mod tests {
     use hugbucket_engine::hash::XetHash;
 
     fn record(key: &ChunkRangeKey, lens: &[u32], data: &[u8]) -> Vec<u8> {
-        let mut r = encode_header(key, lens, data);
+        let mut r = encode_header(key, lens, &[data]);
         r.extend_from_slice(data);
         r
     }

@@ -2,9 +2,12 @@
 //!
 //! One task per reconstruction term fetches the term's xorb byte range as a stream, decodes
 //! chunk records as they arrive and sends the decoded chunks through a small bounded
-//! channel. The output stream drains the terms in file order while up to `window` later
-//! terms are already being fetched, so first bytes flow before the whole object is fetched
-//! and memory stays bounded (window × channel capacity × one chunk).
+//! channel. The output stream drains the terms in file order while later terms are already
+//! being fetched, up to `window` terms and [`PREFETCH_BYTES`] of them (at least one), so
+//! first bytes flow before the whole object is fetched, the hub's latency hides behind the
+//! transfer whether terms are small or xorb-sized, and memory stays bounded (terms in
+//! flight × channel capacity × one chunk; fetches that fill the cache write to the cache's
+//! file-backed segments).
 //!
 //! Presigned fetch URLs expire, and v2 URLs are signed for their exact byte range. When a
 //! term's fetch is refused (401/403: expired) or breaks mid-body, the term's remaining
@@ -47,6 +50,9 @@ use tokio::sync::mpsc;
 
 use crate::error::{CoreError, Result};
 use crate::flight::SingleFlight;
+
+/// Bytes of terms (decoded size) fetched ahead of the reader, at most.
+const PREFETCH_BYTES: u64 = 256 << 20;
 
 /// Decoded chunks per term channel.
 const TERM_CHANNEL: usize = 8;
@@ -149,7 +155,8 @@ pub(crate) struct ReconstructStream {
     ctx: ReadCtx,
     recon: Reconstruction,
     terms: VecDeque<ReconstructionTerm>,
-    running: VecDeque<mpsc::Receiver<Piece>>,
+    /// Terms being fetched, in file order, with their decoded sizes.
+    running: VecDeque<(mpsc::Receiver<Piece>, u64)>,
     window: usize,
     skip: u64,
     /// File offset of the first byte of the next term to launch.
@@ -163,10 +170,16 @@ pub(crate) struct ReconstructStream {
 
 impl ReconstructStream {
     fn launch(&mut self) {
-        while self.running.len() < self.window {
+        loop {
+            let ahead: u64 = self.running.iter().map(|(_, n)| n).sum();
+            let room = self.running.len() < self.window && ahead < PREFETCH_BYTES;
+            if !(self.running.is_empty() || room) {
+                break;
+            }
             let Some(term) = self.terms.pop_front() else {
                 break;
             };
+            let size = term.unpacked_length;
             let (tx, rx) = mpsc::channel(TERM_CHANNEL);
             let entry = self.recon.fetch_for(&term).cloned();
             let ctx = self.ctx.clone();
@@ -181,7 +194,7 @@ impl ReconstructStream {
                     let _ = tx.send(Err(e)).await;
                 }
             });
-            self.running.push_back(rx);
+            self.running.push_back((rx, size));
         }
     }
 }
@@ -334,14 +347,13 @@ async fn fetch_term(
     let term = &placed.term;
     let mut hashes = Vec::new();
     let mut entry = entry.clone();
-    // The cache group being assembled: (first chunk index, chunk lengths, bytes).
-    let mut group: (u32, Vec<u32>, Vec<u8>) = (term.chunk_start, Vec::new(), Vec::new());
+    // The cache group being assembled: first chunk index, chunk lengths, decoded chunks.
+    let mut group: (u32, Vec<u32>, Vec<Bytes>) = (term.chunk_start, Vec::new(), Vec::new());
     // Next chunk to decode and send, and the chunk the next record of the stream holds.
     let mut next_chunk = term.chunk_start;
     let mut produced = 0u64;
     // Refreshes in a row without progress, and in all.
     let (mut refreshes, mut total_refreshes) = (0u32, 0u32);
-    let mut decoded = Vec::new();
     'fetch: while next_chunk < term.chunk_end {
         let mut stream: XorbRangeStream =
             match ctx.cas.fetch_xorb_range(&entry.url, entry.bytes).await {
@@ -358,33 +370,30 @@ async fn fetch_term(
             c.record_upstream_fetch(entry.bytes.len());
         }
         let mut record_chunk = entry.chunk_start;
-        let mut buf = BytesMut::new();
+        let mut records = Records::default();
         while next_chunk < term.chunk_end {
-            // Parse as many whole records as the buffer holds.
-            while next_chunk < term.chunk_end && buf.len() >= ChunkHeader::SIZE {
-                let header = ChunkHeader::parse(&buf[..ChunkHeader::SIZE])?;
-                let record = ChunkHeader::SIZE + header.compressed_len as usize;
-                if buf.len() < record {
+            // Decode every whole record received so far.
+            while next_chunk < term.chunk_end {
+                let Some((header, rec)) = records.next()? else {
                     break;
-                }
-                let mut rec = buf.split_to(record);
+                };
                 let chunk_index = record_chunk;
                 record_chunk += 1;
                 if chunk_index < next_chunk {
                     continue;
                 }
-                rec.advance(ChunkHeader::SIZE);
-                let data = decode_record(header, rec, &mut decoded)?;
+                let data = decode_record(header, rec)?;
                 produced += data.len() as u64;
                 next_chunk = chunk_index + 1;
                 refreshes = 0;
                 if let Some(c) = cache {
                     group.1.push(data.len() as u32);
-                    group.2.extend_from_slice(&data);
+                    group.2.push(data.clone());
                     if next_chunk % CACHE_GROUP == 0 || next_chunk == term.chunk_end {
                         let key = ChunkRangeKey::new(term.xorb_hash, group.0, next_chunk);
+                        let pieces: Vec<&[u8]> = group.2.iter().map(|b| b.as_ref()).collect();
                         // Best effort: a failed put is a later miss.
-                        let _ = c.put(&key, &group.1, &group.2);
+                        let _ = c.put_pieces(&key, &group.1, &pieces);
                         group = (next_chunk, Vec::new(), Vec::new());
                     }
                 }
@@ -405,7 +414,7 @@ async fn fetch_term(
                 break;
             }
             match stream.next().await {
-                Some(Ok(piece)) => buf.extend_from_slice(&piece),
+                Some(Ok(piece)) => records.push(piece),
                 Some(Err(e)) if needs_fresh_url(&e) && may_refresh(refreshes, total_refreshes) => {
                     refreshes += 1;
                     total_refreshes += 1;
@@ -431,8 +440,67 @@ async fn fetch_term(
     Ok(hashes)
 }
 
-/// The uncompressed bytes of one chunk record's payload.
-fn decode_record(header: ChunkHeader, rec: BytesMut, decoded: &mut Vec<u8>) -> Result<Bytes> {
+/// Splits the pieces of a fetched xorb range into whole chunk records. A record inside one
+/// piece is a slice of it (no copy); only a record that straddles pieces is assembled.
+#[derive(Default)]
+struct Records {
+    /// The beginning of a record whose end has not arrived yet.
+    partial: BytesMut,
+    /// What is left of the last piece pushed.
+    piece: Bytes,
+}
+
+impl Records {
+    /// Adds the next piece of the range (call once [`Records::next`] answered `None`).
+    fn push(&mut self, piece: Bytes) {
+        debug_assert!(self.piece.is_empty());
+        self.piece = piece;
+    }
+
+    /// The next whole record (its header and payload), or `None` when the bytes pushed so
+    /// far end inside a record.
+    fn next(&mut self) -> Result<Option<(ChunkHeader, Bytes)>> {
+        if self.partial.is_empty() {
+            if self.piece.len() >= ChunkHeader::SIZE {
+                let header = ChunkHeader::parse(&self.piece[..ChunkHeader::SIZE])?;
+                let record = ChunkHeader::SIZE + header.compressed_len as usize;
+                if self.piece.len() >= record {
+                    let mut rec = self.piece.split_to(record);
+                    rec.advance(ChunkHeader::SIZE);
+                    return Ok(Some((header, rec)));
+                }
+            }
+            self.partial
+                .extend_from_slice(&std::mem::take(&mut self.piece));
+            return Ok(None);
+        }
+        if self.partial.len() < ChunkHeader::SIZE {
+            self.take_into_partial(ChunkHeader::SIZE);
+            if self.partial.len() < ChunkHeader::SIZE {
+                return Ok(None);
+            }
+        }
+        let header = ChunkHeader::parse(&self.partial[..ChunkHeader::SIZE])?;
+        let record = ChunkHeader::SIZE + header.compressed_len as usize;
+        self.take_into_partial(record);
+        if self.partial.len() < record {
+            return Ok(None);
+        }
+        let mut rec = std::mem::take(&mut self.partial).freeze();
+        rec.advance(ChunkHeader::SIZE);
+        Ok(Some((header, rec)))
+    }
+
+    /// Moves bytes of the piece into the partial record until it holds `len` bytes.
+    fn take_into_partial(&mut self, len: usize) {
+        let n = len.saturating_sub(self.partial.len()).min(self.piece.len());
+        self.partial.reserve(len.saturating_sub(self.partial.len()));
+        self.partial.extend_from_slice(&self.piece.split_to(n));
+    }
+}
+
+/// The uncompressed bytes of one chunk record's payload (a stored chunk is its payload).
+fn decode_record(header: ChunkHeader, rec: Bytes) -> Result<Bytes> {
     let ulen = header.uncompressed_len as usize;
     if header.scheme == hugbucket_engine::compression::CompressionScheme::None {
         if rec.len() != ulen {
@@ -440,11 +508,11 @@ fn decode_record(header: ChunkHeader, rec: BytesMut, decoded: &mut Vec<u8>) -> R
                 "stored chunk of the wrong size".into(),
             ));
         }
-        return Ok(rec.freeze());
+        return Ok(rec);
     }
-    decoded.clear();
-    decompress_chunk(header.scheme, &rec, ulen, decoded)?;
-    Ok(Bytes::copy_from_slice(decoded))
+    let mut decoded = Vec::with_capacity(ulen);
+    decompress_chunk(header.scheme, &rec, ulen, &mut decoded)?;
+    Ok(Bytes::from(decoded))
 }
 
 impl Stream for ReconstructStream {
@@ -457,7 +525,7 @@ impl Stream for ReconstructStream {
                 return Poll::Ready(None);
             }
             this.launch();
-            let Some(front) = this.running.front_mut() else {
+            let Some((front, _)) = this.running.front_mut() else {
                 // All terms drained.
                 if let Some((expected, chunks)) = this.verify.take() {
                     let got = file_hash(&chunks);
@@ -535,5 +603,66 @@ impl Stream for ReconstructStream {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hugbucket_engine::compression::CompressionScheme;
+
+    /// Stored records of `sizes` bytes each (byte `i` of record `r` is `r + i`).
+    fn records(sizes: &[usize]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut wire = Vec::new();
+        let mut payloads = Vec::new();
+        for (r, &n) in sizes.iter().enumerate() {
+            let payload: Vec<u8> = (0..n).map(|i| (r + i) as u8).collect();
+            let header = ChunkHeader {
+                compressed_len: n as u32,
+                scheme: CompressionScheme::None,
+                uncompressed_len: n as u32,
+            };
+            header.write_to(&mut wire);
+            wire.extend_from_slice(&payload);
+            payloads.push(payload);
+        }
+        (wire, payloads)
+    }
+
+    /// Every record comes out whole and in order whatever the piece boundaries, and one
+    /// that lies inside a single piece is a slice of that piece, not a copy.
+    #[test]
+    fn records_are_reassembled_across_any_piece_boundaries() {
+        let (wire, payloads) = records(&[1, 5000, 3, 70_000, 8, 1]);
+        for piece_len in [1, 2, 7, 8, 9, 100, 4096, 65_536, wire.len()] {
+            let mut got = Vec::new();
+            let mut r = Records::default();
+            for piece in wire.chunks(piece_len) {
+                let piece = Bytes::copy_from_slice(piece);
+                let range = piece.as_ptr_range();
+                r.push(piece);
+                while let Some((header, rec)) = r.next().unwrap() {
+                    assert_eq!(header.compressed_len as usize, rec.len());
+                    let inside =
+                        range.contains(&rec.as_ptr()) && rec.as_ptr_range().end <= range.end;
+                    got.push((rec.to_vec(), inside));
+                }
+            }
+            let bytes: Vec<Vec<u8>> = got.iter().map(|(b, _)| b.clone()).collect();
+            assert_eq!(bytes, payloads, "piece length {piece_len}");
+            if piece_len == wire.len() {
+                assert!(
+                    got.iter().all(|(_, inside)| *inside),
+                    "one piece: no copies"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_bad_record_header_is_an_error() {
+        let mut r = Records::default();
+        r.push(Bytes::from_static(&[9, 0, 0, 0, 0, 0, 0, 0, 1]));
+        assert!(r.next().is_err());
     }
 }

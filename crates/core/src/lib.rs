@@ -71,7 +71,8 @@ pub struct CoreConfig {
     pub data_dir: PathBuf,
     /// Xorb uploads in flight per PUT (each holds up to one 64 MiB xorb).
     pub max_concurrent_xorb_uploads: usize,
-    /// Reconstruction terms fetched ahead of the one being sent, per GET.
+    /// Reconstruction terms fetched ahead of the one being sent, per GET, at most (the
+    /// bytes fetched ahead are bounded too, see `get`).
     pub get_prefetch_window: usize,
     /// Multipart uploads created longer than this ago are removed.
     pub multipart_expiry: Duration,
@@ -105,7 +106,7 @@ impl CoreConfig {
         CoreConfig {
             data_dir,
             max_concurrent_xorb_uploads: 1,
-            get_prefetch_window: 4,
+            get_prefetch_window: 16,
             multipart_expiry: Duration::from_secs(7 * 24 * 3600),
             part_record_interval: Duration::from_secs(1),
             verify_reads: true,

@@ -6,7 +6,7 @@
 //! that the next upload reuses them. It is bounded by count (and so, for xorb buffers, by
 //! about `keep × 64 MiB`) and shared between threads.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The largest few buffers handed back, for reuse.
 #[derive(Debug)]
@@ -55,6 +55,15 @@ impl BufferPool {
         }
     }
 
+    /// `buf`, handed back to `pool` when the returned owner is dropped: the owner of a
+    /// byte buffer lent to code that frees it (e.g. `bytes::Bytes::from_owner`).
+    pub fn lend(pool: &Arc<Self>, buf: Vec<u8>) -> Lent {
+        Lent {
+            buf,
+            pool: pool.clone(),
+        }
+    }
+
     /// Number of buffers kept.
     pub fn len(&self) -> usize {
         self.kept.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -66,9 +75,39 @@ impl BufferPool {
     }
 }
 
+/// A buffer that goes back to its [`BufferPool`] when dropped (see [`BufferPool::lend`]).
+#[derive(Debug)]
+pub struct Lent {
+    buf: Vec<u8>,
+    pool: Arc<BufferPool>,
+}
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        self.pool.give(std::mem::take(&mut self.buf));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lent_buffer_comes_back_when_dropped() {
+        let pool = Arc::new(BufferPool::new(2));
+        let lent = BufferPool::lend(&pool, vec![7u8; 100]);
+        assert_eq!(lent.as_ref(), &[7u8; 100][..]);
+        assert!(pool.is_empty());
+        drop(lent);
+        assert_eq!(pool.len(), 1);
+        assert!(pool.take().capacity() >= 100);
+    }
 
     #[test]
     fn keeps_the_largest_few_and_hands_out_the_largest_first() {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use hugbucket_engine::XetHash;
+use hugbucket_engine::buffers::BufferPool;
 use hugbucket_engine::constants::{MAX_XORB_BYTES, MAX_XORB_CHUNKS};
 use hugbucket_engine::hash::{file_hash, verification_hash};
 use hugbucket_engine::shard::{Shard, XorbChunkEntry, XorbEntry};
@@ -663,7 +664,9 @@ enum Part {
 }
 
 /// Streams literal parts and file ranges from a blocking reader.
-fn stream_parts(file: File, parts: Vec<Part>) -> ChannelBody {
+/// Read pieces are lent from `pool` and come back when the response has sent them, so a
+/// fetch reuses warm memory instead of faulting in fresh pages for every piece.
+fn stream_parts(file: File, pool: Arc<BufferPool>, parts: Vec<Part>) -> ChannelBody {
     let total = parts
         .iter()
         .map(|p| match p {
@@ -684,8 +687,10 @@ fn stream_parts(file: File, parts: Vec<Part>) -> ChannelBody {
                     let end = offset + len;
                     while offset < end {
                         let n = (end - offset).min(STREAM_PIECE as u64) as usize;
-                        let mut buf = vec![0u8; n];
-                        let r = read_exact_at(&file, &mut buf, offset).map(|()| Bytes::from(buf));
+                        let mut buf = pool.take();
+                        buf.resize(n, 0);
+                        let r = read_exact_at(&file, &mut buf, offset)
+                            .map(|()| Bytes::from_owner(BufferPool::lend(&pool, buf)));
                         let failed = r.is_err();
                         if tx.blocking_send(r).is_err() || failed {
                             return;
@@ -750,6 +755,7 @@ pub(crate) async fn fetch(
             } else {
                 resp = Response::new(RespBody::new(stream_parts(
                     file,
+                    hub.read_pieces.clone(),
                     vec![Part::File {
                         offset: 0,
                         len: size,
@@ -765,6 +771,7 @@ pub(crate) async fn fetch(
             } else {
                 RespBody::new(stream_parts(
                     file,
+                    hub.read_pieces.clone(),
                     vec![Part::File {
                         offset: r.start,
                         len: r.len(),
@@ -796,7 +803,11 @@ pub(crate) async fn fetch(
                 payload += r.len();
             }
             parts.push(Part::Lit(Bytes::from(format!("\r\n--{boundary}--\r\n"))));
-            resp = Response::new(RespBody::new(stream_parts(file, parts)));
+            resp = Response::new(RespBody::new(stream_parts(
+                file,
+                hub.read_pieces.clone(),
+                parts,
+            )));
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
             if let Ok(v) =
                 HeaderValue::from_str(&format!("multipart/byteranges; boundary={boundary}"))

@@ -148,6 +148,9 @@ impl HubConfig {
 }
 
 /// Shared state of a running hub.
+/// Fetch read pieces kept for reuse (a few responses' worth of `body::STREAM_PIECE`s).
+const READ_PIECES: usize = 64;
+
 pub(crate) struct Hub {
     pub namespace: String,
     pub tokens: Vec<String>,
@@ -165,6 +168,8 @@ pub(crate) struct Hub {
     pub faults: Faults,
     pub limits: ratelimit::Limiter,
     pub totals: store::TotalsCache,
+    /// Buffers xorb fetch responses are read into, reused across fetches.
+    pub read_pieces: Arc<hugbucket_engine::buffers::BufferPool>,
 }
 
 /// A started hub. Dropping it without [`RunningHub::shutdown`] aborts the server task.
@@ -270,6 +275,7 @@ pub async fn start(config: HubConfig) -> anyhow::Result<RunningHub> {
         faults: Faults::new(config.faults.clone()),
         limits: ratelimit::Limiter::new(&config.rate_limits),
         totals: store::TotalsCache::default(),
+        read_pieces: Arc::new(hugbucket_engine::buffers::BufferPool::new(READ_PIECES)),
     });
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

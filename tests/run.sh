@@ -212,12 +212,19 @@ stage_rust_tests() {
 # ---------------------------------------------------------------------------------------
 CARGO_DEB_VERSION="3.8.0"
 stage_cargo_tools() {
-    if cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
-        cargo deb --version
+    install_cargo_tool deb "$CARGO_DEB_VERSION"
+}
+
+# install_cargo_tool NAME VERSION: makes `cargo NAME` the pinned VERSION, installed from
+# crates.io with `cargo install --locked cargo-NAME@VERSION` unless it already is.
+install_cargo_tool() {
+    local name="$1" version="$2"
+    if cargo "$name" --version 2>/dev/null | grep -qF "$version"; then
+        cargo "$name" --version
         return 0
     fi
-    echo "installing cargo-deb $CARGO_DEB_VERSION"
-    cargo install --locked "cargo-deb@$CARGO_DEB_VERSION" || return 1
+    echo "installing cargo-$name $version"
+    cargo install --locked "cargo-$name@$version"
 }
 
 # ---------------------------------------------------------------------------------------
@@ -229,17 +236,9 @@ stage_cargo_tools() {
 # unless HUGBUCKET_REQUIRE_ADVISORIES=1 (tests/README.md, "Dependency checks").
 # ---------------------------------------------------------------------------------------
 CARGO_DENY_VERSION="0.20.2"
-install_cargo_deny() {
-    if cargo deny --version 2>/dev/null | grep -qF "$CARGO_DENY_VERSION"; then
-        cargo deny --version
-        return 0
-    fi
-    echo "installing cargo-deny $CARGO_DENY_VERSION"
-    cargo install --locked "cargo-deny@$CARGO_DENY_VERSION"
-}
 
 stage_deny() {
-    install_cargo_deny || return 1
+    install_cargo_tool deny "$CARGO_DENY_VERSION" || return 1
     cargo deny --locked check --hide-inclusion-graph licenses bans sources
 }
 
@@ -252,7 +251,7 @@ run_advisories() {
     log "[advisories] cargo deny check advisories"
     local start=$SECONDS rc
     {
-        install_cargo_deny || exit 3
+        install_cargo_tool deny "$CARGO_DENY_VERSION" || exit 3
         cargo deny fetch db || exit 2
         cargo deny --locked --offline check advisories
     } 2>&1 < /dev/null | tee "$LOG_DIR/advisories.log"

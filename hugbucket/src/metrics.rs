@@ -56,7 +56,7 @@ impl Metrics {
     pub fn encode(&self) -> String {
         let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
         let mut out = String::new();
-        // Writing to a String cannot fail; a collector's error would only truncate.
+        // Writing to a String cannot fail; a collector's error only truncates the text.
         if let Err(e) = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry) {
             tracing::warn!(error = %e, "encoding /metrics");
         }
@@ -64,7 +64,7 @@ impl Metrics {
     }
 }
 
-/// Encodes one sample-less descriptor and the metric `m` under it.
+/// Encodes the `# HELP`/`# TYPE` lines of `name` and the single sample of `m`.
 fn encode_one(
     encoder: &mut DescriptorEncoder<'_>,
     name: &str,

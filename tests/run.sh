@@ -3,7 +3,8 @@
 # shellcheck disable=SC2317
 #
 # Runs every HugBucket check: system packages, Python venv, rustfmt, clippy, build,
-# Rust tests, Dockerfile and shell-script lint, Python suites. Works on a fresh machine as root with
+# Rust tests, cargo-deny (licenses, bans, sources, advisories), Dockerfile and shell-script
+# lint, Python suites. Works on a fresh machine as root with
 # no manual setup; a second run only redoes what changed.
 #
 # Usage: bash tests/run.sh [extra pytest args...]
@@ -13,6 +14,7 @@
 #   PYTEST_ARGS="-k hash"         extra pytest arguments (same as trailing args)
 #   PYTEST_TIMEOUT=900            per-test timeout in seconds (pytest-timeout)
 #   FUZZ_SECONDS=10               run time of each cargo-fuzz target (stage fuzz)
+#   HUGBUCKET_REQUIRE_ADVISORIES=1 an unreachable RustSec database fails `advisories`
 #   HUGBUCKET_SHARED=/path        reference material override (vectors from $HUGBUCKET_SHARED/spec/vectors; default: tests/vectors)
 # Exit status: 0 only if every stage that ran passed.
 
@@ -210,12 +212,58 @@ stage_rust_tests() {
 # ---------------------------------------------------------------------------------------
 CARGO_DEB_VERSION="3.8.0"
 stage_cargo_tools() {
-    if cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
-        cargo deb --version
+    install_cargo_tool deb "$CARGO_DEB_VERSION"
+}
+
+# install_cargo_tool NAME VERSION: makes `cargo NAME` the pinned VERSION, installed from
+# crates.io with `cargo install --locked cargo-NAME@VERSION` unless it already is.
+install_cargo_tool() {
+    local name="$1" version="$2"
+    if cargo "$name" --version 2>/dev/null | grep -qF "$version"; then
+        cargo "$name" --version
         return 0
     fi
-    echo "installing cargo-deb $CARGO_DEB_VERSION"
-    cargo install --locked "cargo-deb@$CARGO_DEB_VERSION" || return 1
+    echo "installing cargo-$name $version"
+    cargo install --locked "cargo-$name@$version"
+}
+
+# ---------------------------------------------------------------------------------------
+# Stages: cargo-deny over deny.toml (installed from crates.io, pinned; a failed install fails
+# the stage). `deny` checks licenses, bans (duplicate versions are warnings) and sources,
+# which need only crates.io. `advisories` checks the RustSec database, which cargo-deny
+# clones from GitHub at check time: a vulnerable or yanked crate fails it; when the database
+# cannot be fetched the summary says UNCHECKED (not a pass) and the run does not fail,
+# unless HUGBUCKET_REQUIRE_ADVISORIES=1 (tests/README.md, "Dependency checks").
+# ---------------------------------------------------------------------------------------
+CARGO_DENY_VERSION="0.20.2"
+
+stage_deny() {
+    install_cargo_tool deny "$CARGO_DENY_VERSION" || return 1
+    cargo deny --locked check --hide-inclusion-graph licenses bans sources
+}
+
+# Records its own result: UNCHECKED is neither a pass nor a failure.
+run_advisories() {
+    if skipped_by_user advisories; then
+        record advisories "SKIP (SKIP_STAGES)" 0
+        return
+    fi
+    log "[advisories] cargo deny check advisories"
+    local start=$SECONDS rc
+    {
+        install_cargo_tool deny "$CARGO_DENY_VERSION" || exit 3
+        cargo deny fetch db || exit 2
+        cargo deny --locked --offline check advisories
+    } 2>&1 < /dev/null | tee "$LOG_DIR/advisories.log"
+    rc=${PIPESTATUS[0]}
+    if [ "$rc" -eq 0 ]; then
+        record advisories "PASS" $((SECONDS - start))
+    elif [ "$rc" -eq 2 ] && [ "${HUGBUCKET_REQUIRE_ADVISORIES:-0}" != 1 ]; then
+        echo "WARNING: the RustSec advisory database could not be fetched; advisories NOT checked"
+        record advisories "UNCHECKED (no advisory DB)" $((SECONDS - start))
+    else
+        record advisories "FAIL (exit $rc)" $((SECONDS - start))
+    fi
 }
 
 # ---------------------------------------------------------------------------------------
@@ -357,6 +405,8 @@ echo "HUGBUCKET_BIN=$HUGBUCKET_BIN"
 run_stage rust-tests stage_rust_tests
 run_stage fuzz stage_fuzz
 run_stage cargo-tools stage_cargo_tools
+run_stage deny stage_deny
+run_advisories
 
 find_hadolint
 if skipped_by_user hadolint; then

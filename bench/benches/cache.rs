@@ -18,16 +18,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use hugbucket_bench::best_of;
+use hugbucket_bench::{best_of, env_number};
 use hugbucket_cache::{CacheConfig, ChunkCache, ChunkRangeKey, DiskCache};
 use hugbucket_engine::hash::XetHash;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn key(i: u32) -> ChunkRangeKey {
     let xorb = XetHash::from_bytes(*blake3::hash(&i.to_le_bytes()).as_bytes());
@@ -67,7 +60,7 @@ fn order(n: u32, ops: usize, seed: u64) -> Vec<u32> {
 
 fn lookups(rounds: usize, entry_len: usize) {
     let keys_n = (20_000).min((256 << 20) / entry_len) as u32;
-    let ops = env_usize("CACHE_BENCH_OPS", 400_000);
+    let ops = env_number("CACHE_BENCH_OPS", 400_000);
     let dir = tempfile::tempdir().unwrap();
     let cache = DiskCache::open(CacheConfig::new(dir.path(), 4 << 30)).unwrap();
     let mut base: HashMap<ChunkRangeKey, Bytes> = HashMap::new();
@@ -117,7 +110,7 @@ fn lookups(rounds: usize, entry_len: usize) {
 
 fn large(rounds: usize) {
     const MIB: usize = 1 << 20;
-    let object_mib = env_usize("CACHE_BENCH_OBJECT_MIB", 1024);
+    let object_mib = env_number("CACHE_BENCH_OBJECT_MIB", 1024);
     let dir = tempfile::tempdir().unwrap();
     let cache = Arc::new(
         DiskCache::open(CacheConfig::new(
@@ -212,7 +205,7 @@ fn large(rounds: usize) {
 
 fn main() {
     // `cargo bench` passes `--bench`; ignore arguments.
-    let rounds = env_usize("CACHE_BENCH_ROUNDS", 3);
+    let rounds = env_number("CACHE_BENCH_ROUNDS", 3);
     lookups(rounds, 256);
     lookups(rounds, 64 << 10);
     large(rounds);

@@ -116,10 +116,7 @@ fn criterion_groups(c: &mut Criterion, name: &str, data: &[u8]) {
 }
 
 fn main() {
-    let mib: usize = std::env::var("CDC_HASH_MIB")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
+    let mib: usize = hugbucket_bench::env_number("CDC_HASH_MIB", 64);
     let n = mib << 20;
     let datasets = [("random", random_data_cdc(n)), ("text", text_data(n))];
     for (name, data) in &datasets {

@@ -221,10 +221,7 @@ fn criterion_groups(c: &mut Criterion, name: &str, data: &[u8]) {
 }
 
 fn main() {
-    let mib: usize = std::env::var("COMPRESSION_MIB")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
+    let mib: usize = hugbucket_bench::env_number("COMPRESSION_MIB", 64);
     let n = mib << 20;
     let datasets = [("text", text_data(n)), ("f32", f32_data(n))];
     for (name, data) in &datasets {

@@ -52,10 +52,7 @@ async fn read_all(gw: &Gateway, sink: &mut [u8]) -> (u64, Duration) {
 }
 
 fn main() {
-    let mib: u64 = std::env::var("GATEWAY_GET_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
+    let mib: u64 = hugbucket_bench::env_number("GATEWAY_GET_MIB", 1024);
     let size = mib << 20;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

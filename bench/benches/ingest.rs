@@ -29,10 +29,7 @@ fn ingest(data: &[u8]) -> usize {
 }
 
 fn main() {
-    let mib: usize = std::env::var("INGEST_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
+    let mib: usize = hugbucket_bench::env_number("INGEST_MIB", 256);
     let n = mib << 20;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!("ingest pipeline, {mib} MiB buffers, {cores} cores");

@@ -244,12 +244,7 @@ async fn small_ops(
 }
 
 fn main() {
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
+    let env = hugbucket_bench::env_number::<u64>;
     let (mib, secs, conc) = (
         env("S3_BENCH_MIB", 1024),
         env("S3_BENCH_SECS", 5),

@@ -37,146 +37,129 @@ pub async fn start(
     gateway: Gateway,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Frontends> {
-    let mut tasks = JoinSet::new();
-    let mut s3_stats = None;
-    let mut certificates = Vec::new();
+    let mut fronts = Frontends {
+        tasks: JoinSet::new(),
+        s3_stats: None,
+        certificates: Vec::new(),
+    };
     if matches!(args.mode, Mode::S3 | Mode::Both) {
-        s3_stats = Some(start_s3(
-            args,
-            credentials,
-            gateway.clone(),
-            stop.clone(),
-            &mut tasks,
-            &mut certificates,
-        )?);
+        fronts.start_s3(args, credentials, gateway.clone(), stop.clone())?;
     }
     if matches!(args.mode, Mode::Ftp | Mode::Both) {
-        start_ftp(
-            args,
-            credentials,
-            gateway,
-            stop,
-            &mut tasks,
-            &mut certificates,
-        )
-        .await?;
+        fronts.start_ftp(args, credentials, gateway, stop).await?;
     }
-    Ok(Frontends {
-        tasks,
-        s3_stats,
-        certificates,
-    })
+    Ok(fronts)
 }
 
-/// FTP: libunftp accepting on this tokio runtime, its sessions on the gateway's key-shard
-/// runtimes, calling the core directly (a key's calls on its owner). Users:
-/// `FTP_USERNAME`/`FTP_PASSWORD` and `--ftp-users`; with none (and anonymous off), the S3
-/// key pairs.
-async fn start_ftp(
-    args: &ServeArgs,
-    credentials: &[Credential],
-    gateway: Gateway,
-    mut stop: watch::Receiver<bool>,
-    tasks: &mut JoinSet<()>,
-    certificates: &mut Vec<Arc<CertStore>>,
-) -> anyhow::Result<()> {
-    let mut config = hugbucket_ftp::FtpConfig::new(args.ftp_listen);
-    if let (Some(u), Some(p)) = (&args.ftp_username, &args.ftp_password) {
-        config.users.push((u.clone(), p.clone()));
-    }
-    for pair in &args.ftp_users {
-        if let Some((u, p)) = pair.split_once(':') {
-            config.users.push((u.to_string(), p.to_string()));
+impl Frontends {
+    /// FTP: libunftp accepting on this tokio runtime, its sessions on the gateway's key-shard
+    /// runtimes, calling the core directly (a key's calls on its owner). Users:
+    /// `FTP_USERNAME`/`FTP_PASSWORD` and `--ftp-users`; with none (and anonymous off), the S3
+    /// key pairs.
+    async fn start_ftp(
+        &mut self,
+        args: &ServeArgs,
+        credentials: &[Credential],
+        gateway: Gateway,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut config = hugbucket_ftp::FtpConfig::new(args.ftp_listen);
+        if let (Some(u), Some(p)) = (&args.ftp_username, &args.ftp_password) {
+            config.users.push((u.clone(), p.clone()));
         }
-    }
-    if config.users.is_empty() && args.ftp_anonymous == Anonymous::Off {
-        // Never open by default: without FTP users, the S3 key pairs log in (access key id
-        // as user name, secret as password).
-        for c in credentials {
-            config
-                .users
-                .push((c.access_key_id.clone(), c.secret_access_key.clone()));
+        for pair in &args.ftp_users {
+            if let Some((u, p)) = pair.split_once(':') {
+                config.users.push((u.to_string(), p.to_string()));
+            }
         }
-        tracing::info!("FTP: no FTP_USERNAME set; the S3 credentials log in");
-    }
-    config.anonymous = match args.ftp_anonymous {
-        Anonymous::Off => hugbucket_ftp::Anonymous::Off,
-        Anonymous::Read => hugbucket_ftp::Anonymous::ReadOnly,
-        Anonymous::Write => hugbucket_ftp::Anonymous::ReadWrite,
-    };
-    config.passive_ports = args.ftp_passive_ports.clone();
-    config.passive_host = args.ftp_public_host;
-    if let (Some(cert), Some(key)) = (&args.ftp_tls_cert, &args.ftp_tls_key) {
-        config.tls = Some(hugbucket_ftp::TlsConfig {
-            cert: cert.clone(),
-            key: key.clone(),
-            required: false,
+        if config.users.is_empty() && args.ftp_anonymous == Anonymous::Off {
+            // Never open by default: without FTP users, the S3 key pairs log in (access key id
+            // as user name, secret as password).
+            for c in credentials {
+                config
+                    .users
+                    .push((c.access_key_id.clone(), c.secret_access_key.clone()));
+            }
+            tracing::info!("FTP: no FTP_USERNAME set; the S3 credentials log in");
+        }
+        config.anonymous = match args.ftp_anonymous {
+            Anonymous::Off => hugbucket_ftp::Anonymous::Off,
+            Anonymous::Read => hugbucket_ftp::Anonymous::ReadOnly,
+            Anonymous::Write => hugbucket_ftp::Anonymous::ReadWrite,
+        };
+        config.passive_ports = args.ftp_passive_ports.clone();
+        config.passive_host = args.ftp_public_host;
+        if let (Some(cert), Some(key)) = (&args.ftp_tls_cert, &args.ftp_tls_key) {
+            config.tls = Some(hugbucket_ftp::TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                required: false,
+            });
+        }
+        let server = hugbucket_ftp::start(config, gateway)
+            .await
+            .with_context(|| format!("--ftp-listen {}", args.ftp_listen))?;
+        tracing::info!(addr = %server.local_addr(), "FTP listening");
+        self.certificates.extend(server.certificates());
+        self.tasks.spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            server.shutdown().await;
         });
+        Ok(())
     }
-    let server = hugbucket_ftp::start(config, gateway)
-        .await
-        .with_context(|| format!("--ftp-listen {}", args.ftp_listen))?;
-    tracing::info!(addr = %server.local_addr(), "FTP listening");
-    certificates.extend(server.certificates());
-    tasks.spawn(async move {
-        let _ = stop.wait_for(|s| *s).await;
-        server.shutdown().await;
-    });
-    Ok(())
-}
 
-/// S3: thread-per-core on `--runtime`, bridged to this (the core's) tokio runtime, HTTPS
-/// with `--s3-tls-cert`; on the stop signal it refuses new requests and lets the ones in
-/// flight finish.
-fn start_s3(
-    args: &ServeArgs,
-    credentials: &[Credential],
-    gateway: Gateway,
-    mut stop: watch::Receiver<bool>,
-    tasks: &mut JoinSet<()>,
-    certificates: &mut Vec<Arc<CertStore>>,
-) -> anyhow::Result<hugbucket_s3::service::S3Stats> {
-    let mut creds = hugbucket_s3::auth::Credentials::new();
-    for c in credentials {
-        creds.insert(&c.access_key_id, &c.secret_access_key);
+    /// S3: thread-per-core on `--runtime`, bridged to this (the core's) tokio runtime, HTTPS
+    /// with `--s3-tls-cert`; on the stop signal it refuses new requests and lets the ones in
+    /// flight finish.
+    fn start_s3(
+        &mut self,
+        args: &ServeArgs,
+        credentials: &[Credential],
+        gateway: Gateway,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut creds = hugbucket_s3::auth::Credentials::new();
+        for c in credentials {
+            creds.insert(&c.access_key_id, &c.secret_access_key);
+        }
+        let mut tls = None;
+        if let (Some(cert), Some(key)) = (&args.s3_tls_cert, &args.s3_tls_key) {
+            let store = CertStore::load(cert, key).context("--s3-tls-cert/--s3-tls-key")?;
+            tls = Some(hugbucket_s3::runtime::tls::server_config(store.clone())?);
+            self.certificates.push(store);
+        }
+        let config = hugbucket_s3::service::S3Config {
+            runtime: match args.runtime {
+                RuntimeKind::Glommio => hugbucket_s3::runtime::RuntimeKind::Glommio,
+                RuntimeKind::Tokio => hugbucket_s3::runtime::RuntimeKind::Tokio,
+            },
+            serve: hugbucket_s3::runtime::ServeConfig {
+                addr: args.s3_listen,
+                cpus: args.core_cpus(),
+                tls,
+                ..Default::default()
+            },
+            router: hugbucket_s3::router::RouterConfig {
+                base_domains: args.s3_domain.iter().cloned().collect(),
+            },
+            credentials: creds,
+            region: "us-east-1".into(),
+        };
+        let bridge = hugbucket_s3::runtime::bridge::Bridge::new(tokio::runtime::Handle::current());
+        let server = hugbucket_s3::service::start(gateway, bridge, config)
+            .with_context(|| format!("--s3-listen {}", args.s3_listen))?;
+        tracing::info!(
+            addr = %server.local_addr(),
+            runtime = ?args.runtime,
+            https = args.s3_tls_cert.is_some(),
+            "S3 listening"
+        );
+        self.s3_stats = Some(server.stats());
+        let grace = Duration::from_secs(args.shutdown_timeout);
+        self.tasks.spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            server.shutdown(grace).await;
+        });
+        Ok(())
     }
-    let mut tls = None;
-    if let (Some(cert), Some(key)) = (&args.s3_tls_cert, &args.s3_tls_key) {
-        let store = CertStore::load(cert, key).context("--s3-tls-cert/--s3-tls-key")?;
-        tls = Some(hugbucket_s3::runtime::tls::server_config(store.clone())?);
-        certificates.push(store);
-    }
-    let config = hugbucket_s3::service::S3Config {
-        runtime: match args.runtime {
-            RuntimeKind::Glommio => hugbucket_s3::runtime::RuntimeKind::Glommio,
-            RuntimeKind::Tokio => hugbucket_s3::runtime::RuntimeKind::Tokio,
-        },
-        serve: hugbucket_s3::runtime::ServeConfig {
-            addr: args.s3_listen,
-            cpus: args.core_cpus(),
-            tls,
-            ..Default::default()
-        },
-        router: hugbucket_s3::router::RouterConfig {
-            base_domains: args.s3_domain.iter().cloned().collect(),
-        },
-        credentials: creds,
-        region: "us-east-1".into(),
-    };
-    let bridge = hugbucket_s3::runtime::bridge::Bridge::new(tokio::runtime::Handle::current());
-    let server = hugbucket_s3::service::start(gateway, bridge, config)
-        .with_context(|| format!("--s3-listen {}", args.s3_listen))?;
-    tracing::info!(
-        addr = %server.local_addr(),
-        runtime = ?args.runtime,
-        https = args.s3_tls_cert.is_some(),
-        "S3 listening"
-    );
-    let stats = server.stats();
-    let grace = Duration::from_secs(args.shutdown_timeout);
-    tasks.spawn(async move {
-        let _ = stop.wait_for(|s| *s).await;
-        server.shutdown(grace).await;
-    });
-    Ok(stats)
 }

@@ -108,9 +108,8 @@ async fn start_upstream(args: &ServeArgs) -> anyhow::Result<Upstream> {
 /// Shared state of the admin endpoints.
 struct Admin {
     gateway: Gateway,
-    /// The embedded hub's counters (not the hub: serve shuts the hub down by value).
-    hub_stats: Option<Arc<hugbucket_hub::Stats>>,
-    s3: std::sync::OnceLock<hugbucket_s3::service::S3Stats>,
+    /// Every metric family (`/metrics`).
+    metrics: crate::metrics::Metrics,
 }
 
 async fn admin_response(admin: &Admin, path: &str) -> (u16, &'static str, String) {
@@ -124,23 +123,7 @@ async fn admin_response(admin: &Admin, path: &str) -> (u16, &'static str, String
                 Err(_) => (503, "text/plain", "upstream not ready: timeout\n".into()),
             }
         }
-        "/metrics" => {
-            let mut out = String::new();
-            if let Some(s3) = admin.s3.get() {
-                s3.render_prometheus(&mut out);
-            }
-            hugbucket_upstream::metrics::METRICS.render_prometheus(&mut out);
-            hugbucket_ftp::metrics::METRICS.render_prometheus(&mut out);
-            crate::metrics::render_core(&admin.gateway, &mut out);
-            crate::metrics::render_memory(&mut out);
-            if let Some(cache) = admin.gateway.cache() {
-                cache.render_prometheus(&mut out);
-            }
-            if let Some(stats) = &admin.hub_stats {
-                crate::metrics::render_hub(stats, &mut out);
-            }
-            (200, "text/plain; version=0.0.4", out)
-        }
+        "/metrics" => (200, crate::metrics::CONTENT_TYPE, admin.metrics.encode()),
         _ => (404, "text/plain", "not found\n".into()),
     }
 }
@@ -284,8 +267,11 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%admin_addr, "admin endpoints /health /ready /metrics");
     let admin = Arc::new(Admin {
         gateway: gateway.clone(),
-        hub_stats: embedded.as_ref().map(|h| h.shared_stats()),
-        s3: std::sync::OnceLock::new(),
+        // The hub's counters, not the hub: serve shuts the hub down by value.
+        metrics: crate::metrics::Metrics::new(
+            &gateway,
+            embedded.as_ref().map(|h| h.shared_stats()),
+        ),
     });
     let admin_task = tokio::spawn(serve_admin(admin_listener, admin.clone(), stop_rx.clone()));
 
@@ -317,8 +303,8 @@ async fn run_async(args: ServeArgs) -> anyhow::Result<()> {
 
     let mut fronts =
         crate::frontends::start(&args, &credentials, gateway.clone(), stop_rx.clone()).await?;
-    if let Some(stats) = fronts.s3_stats.clone() {
-        let _ = admin.s3.set(stats);
+    if let Some(stats) = &fronts.s3_stats {
+        admin.metrics.add_s3(stats);
     }
     let cert_task = tokio::spawn(watch_certificates(
         fronts.certificates.clone(),

@@ -17,6 +17,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 
 import hf_xet
 import pytest
@@ -191,3 +192,13 @@ def test_no_arguments_is_usage_error(hugbucket_bin):
     assert proc.returncode != 0
     assert proc.stderr.strip()
     assert proc.stdout == b""
+
+
+def test_committed_vectors_are_what_hf_xet_uploads():
+    """tests/vectors/generate.py uploads every input with hf_xet to a recording fake CAS:
+    the committed shards, xorbs and upload fields of xet_vectors.json are those bytes."""
+    script = os.path.join(os.path.dirname(__file__), "..", "vectors", "generate.py")
+    p = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                       timeout=300, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "all hf_xet-made vectors reproduced" in p.stdout, p.stdout

@@ -2,7 +2,7 @@
 //!
 //! - [`ChunkCache`]: the contract; [`DiskCache`]: its persistent implementation (memory-mapped
 //!   append-only segment files + an [`IndexStore`], sled by default, [`MemoryIndex`] for tests).
-//! - [`CacheStats::render_prometheus`]: counters as Prometheus text.
+//! - [`CacheCollector`]: the counters as `prometheus-client` families (`hugbucket_cache_*`).
 //!
 //! # What is cached
 //!
@@ -45,7 +45,7 @@ pub use disk::DiskCache;
 pub use error::{CacheError, Result};
 pub use index::{IndexOp, IndexStore, MemoryIndex, SledIndex};
 pub use key::ChunkRangeKey;
-pub use metrics::CacheStats;
+pub use metrics::{CacheCollector, CacheStats};
 
 /// A cache of decoded xorb chunk ranges.
 ///
@@ -96,9 +96,4 @@ pub trait ChunkCache: Send + Sync {
     /// shutdown; without it an unclean shutdown loses recent entries and recency, never
     /// correctness.
     fn flush(&self) -> Result<()>;
-
-    /// Appends the stats as Prometheus text lines.
-    fn render_prometheus(&self, out: &mut String) {
-        self.stats().render_prometheus(out);
-    }
 }

@@ -1,7 +1,15 @@
-//! Cache counters and their Prometheus text rendering.
+//! Cache counters, and their export as `prometheus-client` families ([`CacheCollector`],
+//! registered by the binary with every other family; see `hugbucket/src/metrics.rs`).
 
-use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use crate::ChunkCache;
 
 /// A point-in-time copy of the cache's counters and gauges.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,90 +45,105 @@ pub struct CacheStats {
 }
 
 impl CacheStats {
-    /// Appends the stats as Prometheus text exposition lines (`# HELP`, `# TYPE`, value),
-    /// metric names prefixed with `hugbucket_cache_`.
-    pub fn render_prometheus(&self, out: &mut String) {
-        let rows: [(&str, &str, &str, u64); 14] = [
+    /// Encodes the stats as the `hugbucket_cache_*` families (counters are named without
+    /// the `_total` the encoder appends).
+    pub fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let counters = [
             (
-                "hits_total",
-                "counter",
+                "hits",
                 "Chunk range gets answered from the cache.",
                 self.hits,
             ),
             (
-                "misses_total",
-                "counter",
+                "misses",
                 "Chunk range gets not answered from the cache.",
                 self.misses,
             ),
             (
-                "served_bytes_total",
-                "counter",
+                "served_bytes",
                 "Bytes returned by cache hits.",
                 self.bytes_served,
             ),
+            ("inserts", "Entries stored in the cache.", self.inserts),
             (
-                "inserts_total",
-                "counter",
-                "Entries stored in the cache.",
-                self.inserts,
-            ),
-            (
-                "inserted_bytes_total",
-                "counter",
+                "inserted_bytes",
                 "Data bytes stored in the cache.",
                 self.bytes_inserted,
             ),
             (
-                "evictions_total",
-                "counter",
+                "evictions",
                 "Entries evicted to respect the capacity.",
                 self.evictions,
             ),
             (
-                "evicted_bytes_total",
-                "counter",
+                "evicted_bytes",
                 "Segment bytes reclaimed by eviction.",
                 self.evicted_bytes,
             ),
             (
-                "corrupt_dropped_total",
-                "counter",
+                "corrupt_dropped",
                 "Entries dropped after failing validation.",
                 self.corrupt_dropped,
             ),
             (
-                "upstream_fetches_total",
-                "counter",
+                "upstream_fetches",
                 "Xorb range fetches made upstream on misses.",
                 self.upstream_fetches,
             ),
             (
-                "upstream_fetched_bytes_total",
-                "counter",
+                "upstream_fetched_bytes",
                 "Bytes fetched upstream on misses.",
                 self.upstream_bytes,
             ),
-            ("entries", "gauge", "Live cache entries.", self.entries),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            let name = format!("hugbucket_cache_{name}");
+            counter.encode(encoder.encode_descriptor(
+                &name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let gauges = [
+            ("entries", "Live cache entries.", self.entries),
             (
                 "disk_bytes",
-                "gauge",
                 "Bytes of live segment files.",
                 self.disk_bytes,
             ),
-            ("segments", "gauge", "Live segment files.", self.segments),
+            ("segments", "Live segment files.", self.segments),
             (
                 "capacity_bytes",
-                "gauge",
                 "Configured cache capacity.",
                 self.capacity,
             ),
         ];
-        for (name, kind, help, value) in rows {
-            let _ = writeln!(out, "# HELP hugbucket_cache_{name} {help}");
-            let _ = writeln!(out, "# TYPE hugbucket_cache_{name} {kind}");
-            let _ = writeln!(out, "hugbucket_cache_{name} {value}");
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            let name = format!("hugbucket_cache_{name}");
+            gauge.encode(encoder.encode_descriptor(&name, help, None, gauge.metric_type())?)?;
         }
+        Ok(())
+    }
+}
+
+/// Exports a cache's [`CacheStats`] at each scrape (register it with
+/// `Registry::register_collector`).
+pub struct CacheCollector(pub Arc<dyn ChunkCache>);
+
+impl std::fmt::Debug for CacheCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("CacheCollector")
+            .field(&self.0.stats())
+            .finish()
+    }
+}
+
+impl Collector for CacheCollector {
+    fn encode(&self, encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        self.0.stats().encode(encoder)
     }
 }
 
@@ -167,6 +190,16 @@ impl Counters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prometheus_client::registry::Registry;
+
+    #[derive(Debug)]
+    struct Fixed(CacheStats);
+
+    impl Collector for Fixed {
+        fn encode(&self, encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+            self.0.encode(encoder)
+        }
+    }
 
     #[test]
     fn renders_every_metric_with_help_and_type() {
@@ -176,11 +209,14 @@ mod tests {
             capacity: 1024,
             ..CacheStats::default()
         };
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Fixed(stats)));
         let mut out = String::new();
-        stats.render_prometheus(&mut out);
-        assert!(out.contains("\nhugbucket_cache_hits_total 3\n"));
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
+        assert!(out.contains("\nhugbucket_cache_hits_total 3\n"), "{out}");
         assert!(out.contains("# TYPE hugbucket_cache_corrupt_dropped_total counter\n"));
         assert!(out.contains("\nhugbucket_cache_corrupt_dropped_total 2\n"));
+        assert!(out.contains("# TYPE hugbucket_cache_capacity_bytes gauge\n"));
         assert!(out.contains("\nhugbucket_cache_capacity_bytes 1024\n"));
         assert_eq!(out.lines().count(), 14 * 3);
         for line in out.lines().filter(|l| !l.starts_with('#')) {

@@ -249,8 +249,13 @@ fn cache_put_get(b: &dyn Backend) {
         (&parts.concat()[..], &[7, 1000, 3][..])
     );
     assert!(cache.get_chunks(&key(5, 9, 11)).is_none());
+    // The stats as exported on /metrics.
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(hugbucket_cache::CacheCollector(
+        std::sync::Arc::new(cache),
+    )));
     let mut text = String::new();
-    cache.render_prometheus(&mut text);
+    prometheus_client::encoding::prometheus_text::encode(&mut text, &registry).unwrap();
     assert!(text.contains("hugbucket_cache_hits_total 8\n"), "{text}");
 }
 

@@ -434,6 +434,25 @@ impl GatewayStorage {
         Ok(sent)
     }
 
+    /// Runs one RETR or STOR that starts at `start_pos` inside `span`: refused while the
+    /// server drains or when it would replay a stale `REST` marker, then counted and logged.
+    async fn transfer(
+        &self,
+        kind: crate::metrics::Transfer,
+        span: tracing::Span,
+        start_pos: u64,
+        run: impl Future<Output = Result<u64>>,
+    ) -> Result<u64> {
+        let run = async {
+            let _running = self.drain.begin()?;
+            self.restart.check(start_pos)?;
+            let result = run.await;
+            self.restart.finished(start_pos, &result);
+            result
+        };
+        crate::metrics::METRICS.transfer(kind, span, run).await
+    }
+
     async fn put_stream<R>(
         &self,
         user: &FtpUser,
@@ -601,14 +620,9 @@ impl StorageBackend<FtpUser> for GatewayStorage {
     {
         let path: std::path::PathBuf = path.as_ref().to_path_buf();
         let span = tracing::info_span!("ftp", command = "RETR", user = %user.name, path = %path.display(), start_pos);
-        let sent = crate::metrics::METRICS
-            .transfer(crate::metrics::Transfer::Retr, span, async {
-                let _running = self.drain.begin()?;
-                self.restart.check(start_pos)?;
-                let sent = self.retr_into(&path, start_pos, output).await;
-                self.restart.finished(start_pos, &sent);
-                sent
-            })
+        let retr = self.retr_into(&path, start_pos, output);
+        let sent = self
+            .transfer(crate::metrics::Transfer::Retr, span, start_pos, retr)
             .await?;
         Ok(sent)
     }
@@ -639,14 +653,9 @@ impl StorageBackend<FtpUser> for GatewayStorage {
         let path: PathBuf = path.as_ref().to_path_buf();
         let span =
             tracing::info_span!("ftp", command = "STOR", user = %user.name, path = %path.display());
-        let received = crate::metrics::METRICS
-            .transfer(crate::metrics::Transfer::Stor, span, async {
-                let _running = self.drain.begin()?;
-                self.restart.check(start_pos)?;
-                let received = self.put_stream(user, input, &path, start_pos).await;
-                self.restart.finished(start_pos, &received);
-                received
-            })
+        let stor = self.put_stream(user, input, &path, start_pos);
+        let received = self
+            .transfer(crate::metrics::Transfer::Stor, span, start_pos, stor)
             .await?;
         Ok(received)
     }

@@ -1,34 +1,50 @@
-//! Process-wide counters of the FTP front-end (rendered on the gateway's `/metrics`).
+//! Process-wide counters of the FTP front-end, exported on the gateway's `/metrics`
+//! through the registry the binary builds (see `hugbucket/src/metrics.rs`).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::LazyLock;
 
-/// FTP transfer counters.
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+/// The labels of `hugbucket_ftp_transfers_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransferLabels {
+    command: &'static str,
+    result: &'static str,
+}
+
+/// FTP transfer counters (`prometheus-client` metrics).
 #[derive(Debug)]
 pub struct FtpMetrics {
-    /// STORs committed.
-    pub stor_ok: AtomicU64,
-    /// STORs that failed (nothing committed).
-    pub stor_failed: AtomicU64,
-    /// RETRs completed.
-    pub retr_ok: AtomicU64,
-    /// RETRs that failed.
-    pub retr_failed: AtomicU64,
+    /// Transfers by command (`STOR`, `RETR`) and result (`ok`, `failed`).
+    transfers: Family<TransferLabels, Counter>,
     /// Bytes received by committed STORs.
-    pub bytes_in: AtomicU64,
+    pub bytes_in: Counter,
     /// Bytes sent by RETRs.
-    pub bytes_out: AtomicU64,
+    pub bytes_out: Counter,
 }
 
 /// The process's FTP counters.
-pub static METRICS: FtpMetrics = FtpMetrics {
-    stor_ok: AtomicU64::new(0),
-    stor_failed: AtomicU64::new(0),
-    retr_ok: AtomicU64::new(0),
-    retr_failed: AtomicU64::new(0),
-    bytes_in: AtomicU64::new(0),
-    bytes_out: AtomicU64::new(0),
-};
+pub static METRICS: LazyLock<FtpMetrics> = LazyLock::new(FtpMetrics::default);
+
+impl Default for FtpMetrics {
+    fn default() -> Self {
+        let transfers = Family::default();
+        // Every combination is exported, at zero until it happens.
+        for kind in [Transfer::Stor, Transfer::Retr] {
+            for ok in [true, false] {
+                let _ = transfers.get_or_create_owned(&kind.labels(ok));
+            }
+        }
+        Self {
+            transfers,
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+        }
+    }
+}
 
 /// Which transfer [`FtpMetrics::transfer`] accounts for.
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +53,18 @@ pub enum Transfer {
     Stor,
     /// A download.
     Retr,
+}
+
+impl Transfer {
+    fn labels(self, ok: bool) -> TransferLabels {
+        TransferLabels {
+            command: match self {
+                Transfer::Stor => "STOR",
+                Transfer::Retr => "RETR",
+            },
+            result: if ok { "ok" } else { "failed" },
+        }
+    }
 }
 
 impl FtpMetrics {
@@ -54,56 +82,42 @@ impl FtpMetrics {
     {
         let started = std::time::Instant::now();
         let result = tracing::Instrument::instrument(transfer, span.clone()).await;
-        let (ok, failed, bytes) = match kind {
-            Transfer::Stor => (&self.stor_ok, &self.stor_failed, &self.bytes_in),
-            Transfer::Retr => (&self.retr_ok, &self.retr_failed, &self.bytes_out),
-        };
         let _enter = span.enter();
         let ms = started.elapsed().as_millis() as u64;
+        self.transfers
+            .get_or_create(&kind.labels(result.is_ok()))
+            .inc();
         match &result {
             Ok(n) => {
-                ok.fetch_add(1, Relaxed);
-                bytes.fetch_add(*n, Relaxed);
+                let bytes = match kind {
+                    Transfer::Stor => &self.bytes_in,
+                    Transfer::Retr => &self.bytes_out,
+                };
+                bytes.inc_by(*n);
                 tracing::info!(bytes = n, ms, "ftp transfer");
             }
-            Err(e) => {
-                failed.fetch_add(1, Relaxed);
-                tracing::warn!(error = %e, ms, "ftp transfer failed");
-            }
+            Err(e) => tracing::warn!(error = %e, ms, "ftp transfer failed"),
         }
         result
     }
 
-    /// Appends the counters as Prometheus text.
-    pub fn render_prometheus(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP hugbucket_ftp_transfers_total FTP transfers by command and result."
+    /// Registers every `hugbucket_ftp_*` family (names without the `_total` that the
+    /// encoder appends to counters).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "hugbucket_ftp_transfers",
+            "FTP transfers by command and result",
+            self.transfers.clone(),
         );
-        let _ = writeln!(out, "# TYPE hugbucket_ftp_transfers_total counter");
-        for (cmd, result, v) in [
-            ("STOR", "ok", &self.stor_ok),
-            ("STOR", "failed", &self.stor_failed),
-            ("RETR", "ok", &self.retr_ok),
-            ("RETR", "failed", &self.retr_failed),
-        ] {
-            let _ = writeln!(
-                out,
-                "hugbucket_ftp_transfers_total{{command=\"{cmd}\",result=\"{result}\"}} {}",
-                v.load(Relaxed)
-            );
-        }
-        for (name, help, v) in [
-            (
-                "received_bytes",
-                "Bytes of committed uploads",
-                &self.bytes_in,
-            ),
-            ("sent_bytes", "Bytes sent by downloads", &self.bytes_out),
-        ] {
-            let _ = writeln!(out, "# HELP hugbucket_ftp_{name}_total {help}.");
-            let _ = writeln!(out, "# TYPE hugbucket_ftp_{name}_total counter");
-            let _ = writeln!(out, "hugbucket_ftp_{name}_total {}", v.load(Relaxed));
-        }
+        registry.register(
+            "hugbucket_ftp_received_bytes",
+            "Bytes of committed uploads",
+            self.bytes_in.clone(),
+        );
+        registry.register(
+            "hugbucket_ftp_sent_bytes",
+            "Bytes sent by downloads",
+            self.bytes_out.clone(),
+        );
     }
 }

@@ -163,11 +163,14 @@ async fn flush(hub: &Arc<Hub>) -> Result<(), HubError> {
         .map_err(|e| HubError::Storage(e.to_string()))?
 }
 
-fn parse_json_body(body: &[u8]) -> Result<Value, HubError> {
+/// The JSON body of `req` (at most `limit` bytes; an empty body is `{}`).
+async fn json_body(req: Request<ReqBody>, limit: u64) -> Result<Value, HubError> {
+    let (parts, body) = req.into_parts();
+    let body = read_body(&parts.headers, body, limit).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    serde_json::from_slice(body)
+    serde_json::from_slice(&body)
         .map_err(|e| HubError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
@@ -184,8 +187,7 @@ pub(crate) async fn create_bucket(
             "you cannot create buckets in the namespace of {id}"
         )));
     }
-    let (parts, body) = req.into_parts();
-    let body = parse_json_body(&read_body(&parts.headers, body, SMALL_BODY).await?)?;
+    let body = json_body(req, SMALL_BODY).await?;
     let url = format!("{}/buckets/{id}", ctx.base);
     if hub.meta.bucket(&id)?.is_some() {
         return Err(HubError::BucketExists { id, url });
@@ -223,10 +225,14 @@ pub(crate) fn bucket_info(
     Ok(json_response(StatusCode::OK, &bucket_json(hub, &id, &b)?))
 }
 
-fn set_link_next(resp: &mut Response<RespBody>, url: &str) {
-    if let Ok(v) = HeaderValue::from_str(&format!("<{url}>; rel=\"next\"")) {
+/// A 200 JSON page of a listing, with `Link: <next>; rel="next"` when another page follows.
+fn json_page(page: &impl serde::Serialize, next: Option<String>) -> Response<RespBody> {
+    let mut resp = json_response(StatusCode::OK, page);
+    let link = next.and_then(|url| HeaderValue::from_str(&format!("<{url}>; rel=\"next\"")).ok());
+    if let Some(v) = link {
         resp.headers_mut().insert(http::header::LINK, v);
     }
+    resp
 }
 
 pub(crate) fn list_buckets(
@@ -282,8 +288,7 @@ pub(crate) fn list_buckets(
             _ => break,
         }
     }
-    let mut resp = json_response(StatusCode::OK, &out);
-    if let Some(n) = next {
+    let next = next.map(|n| {
         let mut url = format!(
             "{}/api/buckets/{}?limit={limit}&cursor={}",
             ctx.base,
@@ -293,9 +298,9 @@ pub(crate) fn list_buckets(
         if !search.is_empty() {
             url.push_str(&format!("&search={}", encode_query(&search)));
         }
-        set_link_next(&mut resp, &url);
-    }
-    Ok(resp)
+        url
+    });
+    Ok(json_page(&out, next))
 }
 
 pub(crate) async fn delete_bucket(
@@ -332,8 +337,7 @@ pub(crate) async fn bucket_settings(
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
-    let (parts, body) = req.into_parts();
-    let body = parse_json_body(&read_body(&parts.headers, body, SMALL_BODY).await?)?;
+    let body = json_body(req, SMALL_BODY).await?;
     let mut b = open_bucket(hub, ctx, &id, Access::Write)?;
     if let Some(p) = body.get("private").and_then(Value::as_bool).or_else(|| {
         body.get("visibility")
@@ -352,8 +356,7 @@ pub(crate) async fn move_bucket(
     ctx: &Ctx,
     req: Request<ReqBody>,
 ) -> Result<Response<RespBody>, HubError> {
-    let (parts, body) = req.into_parts();
-    let body = parse_json_body(&read_body(&parts.headers, body, SMALL_BODY).await?)?;
+    let body = json_body(req, SMALL_BODY).await?;
     let field = |k: &str| {
         body.get(k)
             .and_then(Value::as_str)
@@ -497,21 +500,19 @@ pub(crate) fn tree(
             }
         }
     }
-    let mut resp = json_response(StatusCode::OK, &out);
-    if let Some(n) = next {
+    let next = next.map(|n| {
         let prefix_part = if raw_prefix.is_empty() {
             String::new()
         } else {
             format!("/{}", encode_query(&prefix))
         };
-        let url = format!(
+        format!(
             "{}/api/buckets/{id}/tree{prefix_part}?recursive={recursive}&limit={limit}&cursor={}",
             ctx.base,
             hex::encode(n)
-        );
-        set_link_next(&mut resp, &url);
-    }
-    Ok(resp)
+        )
+    });
+    Ok(json_page(&out, next))
 }
 
 pub(crate) async fn paths_info(
@@ -523,8 +524,7 @@ pub(crate) async fn paths_info(
 ) -> Result<Response<RespBody>, HubError> {
     let id = bucket_id(hub, ns, name)?;
     let b = open_bucket(hub, ctx, &id, Access::Read)?;
-    let (parts, body) = req.into_parts();
-    let body = parse_json_body(&read_body(&parts.headers, body, BATCH_BODY).await?)?;
+    let body = json_body(req, BATCH_BODY).await?;
     let paths = body
         .get("paths")
         .and_then(Value::as_array)

@@ -1,141 +1,133 @@
-//! Counters of the S3 front-end, rendered as Prometheus text on the gateway's `/metrics`.
+//! Counters of the S3 front-end (`prometheus-client` metrics), exported on the gateway's
+//! `/metrics` through the registry the binary builds (see `hugbucket/src/metrics.rs`).
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Upper bounds (seconds) of the request duration histogram's buckets.
 pub const DURATION_BUCKETS: [f64; 12] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
-/// One operation's request durations.
-#[derive(Debug, Default, Clone)]
-struct Durations {
-    /// Requests at or under each bound of [`DURATION_BUCKETS`] (not cumulative).
-    buckets: [u64; DURATION_BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// The labels of `hugbucket_s3_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    operation: String,
+    status: u16,
 }
 
-impl Durations {
-    fn observe(&mut self, seconds: f64) {
-        if let Some(i) = DURATION_BUCKETS.iter().position(|b| seconds <= *b) {
-            self.buckets[i] += 1;
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
+/// The label of `hugbucket_s3_request_duration_seconds`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabel {
+    operation: String,
+}
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
 }
 
 /// Requests by operation and status, their durations by operation, and body bytes in and
 /// out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct S3Metrics {
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
-    durations: Mutex<BTreeMap<String, Durations>>,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<OperationLabel, Histogram, fn() -> Histogram>,
     /// Request body bytes accepted (verified uploads).
-    pub bytes_in: AtomicU64,
+    pub bytes_in: Counter,
     /// Response body bytes sent.
-    pub bytes_out: AtomicU64,
+    pub bytes_out: Counter,
+}
+
+impl Default for S3Metrics {
+    fn default() -> Self {
+        Self {
+            requests: Family::default(),
+            durations: Family::new_with_constructor(duration_histogram),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+        }
+    }
 }
 
 impl S3Metrics {
     /// Counts one request of `op` answered with `status` after `elapsed` (from its
     /// arrival to its response head; streaming the body is not included).
     pub fn record(&self, op: &str, status: u16, elapsed: std::time::Duration) {
-        let mut m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        *m.entry((op.to_string(), status)).or_default() += 1;
-        drop(m);
-        let mut d = self.durations.lock().unwrap_or_else(|e| e.into_inner());
-        match d.get_mut(op) {
-            Some(h) => h.observe(elapsed.as_secs_f64()),
-            None => {
-                let mut h = Durations::default();
-                h.observe(elapsed.as_secs_f64());
-                d.insert(op.to_string(), h);
-            }
-        }
+        let operation = op.to_string();
+        self.durations
+            .get_or_create(&OperationLabel {
+                operation: operation.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels { operation, status })
+            .inc();
     }
 
     /// Requests of `op` answered with `status` so far.
     pub fn count(&self, op: &str, status: u16) -> u64 {
-        let m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        m.get(&(op.to_string(), status)).copied().unwrap_or(0)
+        let labels = RequestLabels {
+            operation: op.to_string(),
+            status,
+        };
+        self.requests.get(&labels).map_or(0, |c| c.get())
     }
 
-    /// Appends the counters (and the `in_flight` gauge given by the caller) as Prometheus text.
-    pub fn render_prometheus(&self, in_flight: usize, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP hugbucket_s3_requests_total S3 requests by operation and HTTP status."
+    /// Registers every `hugbucket_s3_*` family (counter names without the `_total` the
+    /// encoder appends); `in_flight` reads the requests in flight at each scrape.
+    pub fn register(
+        &self,
+        registry: &mut Registry,
+        in_flight: impl Fn() -> usize + Send + Sync + 'static,
+    ) {
+        registry.register(
+            "hugbucket_s3_requests",
+            "S3 requests by operation and HTTP status",
+            self.requests.clone(),
         );
-        let _ = writeln!(out, "# TYPE hugbucket_s3_requests_total counter");
-        let m = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        for ((op, status), n) in m.iter() {
-            let _ = writeln!(
-                out,
-                "hugbucket_s3_requests_total{{operation=\"{op}\",status=\"{status}\"}} {n}"
-            );
-        }
-        drop(m);
-        self.render_durations(out);
-        for (name, help, v) in [
-            (
-                "received_bytes",
-                "Request body bytes accepted",
-                &self.bytes_in,
-            ),
-            ("sent_bytes", "Response body bytes sent", &self.bytes_out),
-        ] {
-            let _ = writeln!(out, "# HELP hugbucket_s3_{name}_total {help}.");
-            let _ = writeln!(out, "# TYPE hugbucket_s3_{name}_total counter");
-            let _ = writeln!(out, "hugbucket_s3_{name}_total {}", v.load(Relaxed));
-        }
-        let _ = writeln!(
-            out,
-            "# HELP hugbucket_s3_requests_in_flight S3 requests being served (bodies included)."
+        registry.register(
+            "hugbucket_s3_request_duration_seconds",
+            "S3 request time to the response head, by operation",
+            self.durations.clone(),
         );
-        let _ = writeln!(out, "# TYPE hugbucket_s3_requests_in_flight gauge");
-        let _ = writeln!(out, "hugbucket_s3_requests_in_flight {in_flight}");
+        registry.register(
+            "hugbucket_s3_received_bytes",
+            "Request body bytes accepted",
+            self.bytes_in.clone(),
+        );
+        registry.register(
+            "hugbucket_s3_sent_bytes",
+            "Response body bytes sent",
+            self.bytes_out.clone(),
+        );
+        registry.register_collector(Box::new(InFlight(Box::new(in_flight))));
     }
+}
 
-    fn render_durations(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP hugbucket_s3_request_duration_seconds S3 request time to the response head, by operation."
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE hugbucket_s3_request_duration_seconds histogram"
-        );
-        let d = self.durations.lock().unwrap_or_else(|e| e.into_inner());
-        for (op, h) in d.iter() {
-            let mut cumulative = 0;
-            for (bound, n) in DURATION_BUCKETS.iter().zip(h.buckets) {
-                cumulative += n;
-                let _ = writeln!(
-                    out,
-                    "hugbucket_s3_request_duration_seconds_bucket{{operation=\"{op}\",le=\"{bound}\"}} {cumulative}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "hugbucket_s3_request_duration_seconds_bucket{{operation=\"{op}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                out,
-                "hugbucket_s3_request_duration_seconds_sum{{operation=\"{op}\"}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                out,
-                "hugbucket_s3_request_duration_seconds_count{{operation=\"{op}\"}} {}",
-                h.count
-            );
-        }
+/// `hugbucket_s3_requests_in_flight`, read from the service at scrape time.
+struct InFlight(Box<dyn Fn() -> usize + Send + Sync>);
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("InFlight").field(&(self.0)()).finish()
+    }
+}
+
+impl Collector for InFlight {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let gauge = ConstGauge::new((self.0)() as i64);
+        let metric = encoder.encode_descriptor(
+            "hugbucket_s3_requests_in_flight",
+            "S3 requests being served (bodies included).",
+            None,
+            gauge.metric_type(),
+        )?;
+        gauge.encode(metric)
     }
 }
 
@@ -150,8 +142,10 @@ mod tests {
         m.record("GetObject", 200, Duration::from_millis(3));
         m.record("GetObject", 404, Duration::from_millis(70));
         m.record("GetObject", 200, Duration::from_secs(100));
+        let mut registry = Registry::default();
+        m.register(&mut registry, || 2);
         let mut out = String::new();
-        m.render_prometheus(0, &mut out);
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
         let line = |needle: &str| {
             out.lines()
                 .find(|l| l.starts_with(needle))
@@ -174,6 +168,13 @@ mod tests {
         assert_eq!(
             line("hugbucket_s3_requests_total{operation=\"GetObject\",status=\"404\"}"),
             "1"
+        );
+        assert_eq!(m.count("GetObject", 200), 2);
+        assert_eq!(m.count("PutObject", 200), 0);
+        assert_eq!(line("hugbucket_s3_requests_in_flight "), "2");
+        assert!(
+            out.contains("# TYPE hugbucket_s3_requests_total counter\n"),
+            "{out}"
         );
     }
 }

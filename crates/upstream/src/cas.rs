@@ -180,9 +180,7 @@ impl CasClient {
         match &self.inner.source {
             TokenSource::Hub { hub, url } => {
                 hub.forget_token_url(url);
-                crate::metrics::METRICS
-                    .token_refreshes
-                    .fetch_add(1, Ordering::Relaxed);
+                crate::metrics::METRICS.token_refreshes.inc();
                 true
             }
             TokenSource::Static(_) => false,

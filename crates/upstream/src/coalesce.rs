@@ -17,6 +17,10 @@
 //! [`Job::split`]). A failure of the whole call goes to every request in it, as
 //! [`UpstreamError::Shared`] when there are several.
 //!
+//! A coalescer may also be paced ([`Coalescer::paced`]): its calls for one bucket are then at
+//! least that long apart, and whatever arrives in between shares the next call (the
+//! gateway's multipart part records: a long upload costs one call per interval).
+//!
 //! Order: requests are sent in arrival order, and one call never carries two requests
 //! that touch the same path ([`Job::keys`]): the later one waits for the next call, so a
 //! path's writes reach the Hub in the order they were made even when a caller gave up
@@ -69,6 +73,8 @@ struct Lane<J: Job> {
     expected: usize,
     /// Wakes a lingering driver (a request arrived or an announcement ended).
     wake: Arc<Notify>,
+    /// When this lane's last call was taken off its queue (paced coalescers only).
+    last_call: Option<tokio::time::Instant>,
 }
 
 impl<J: Job> Default for Lane<J> {
@@ -78,6 +84,7 @@ impl<J: Job> Default for Lane<J> {
             running: false,
             expected: 0,
             wake: Arc::default(),
+            last_call: None,
         }
     }
 }
@@ -85,6 +92,12 @@ impl<J: Job> Default for Lane<J> {
 impl<J: Job> Lane<J> {
     fn idle(&self) -> bool {
         self.queue.is_empty() && self.expected == 0 && !self.running
+    }
+
+    /// Whether the lane can be forgotten: idle, and (when paced) its last call is at
+    /// least `pace` old, so that a new lane cannot call sooner than this one could.
+    fn forgettable(&self, pace: Duration) -> bool {
+        self.idle() && self.last_call.is_none_or(|t| t.elapsed() >= pace)
     }
 }
 
@@ -104,7 +117,7 @@ impl<J: Job> Drop for Expected<J> {
         if let Some(lane) = lanes.get_mut(&self.key) {
             lane.expected = lane.expected.saturating_sub(1);
             lane.wake.notify_one();
-            if lane.idle() {
+            if lane.forgettable(self.coalescer.pace) {
                 lanes.remove(&self.key);
             }
         }
@@ -114,6 +127,8 @@ impl<J: Job> Drop for Expected<J> {
 /// The queues of one kind of call, per bucket.
 pub(crate) struct Coalescer<J: Job> {
     lanes: Mutex<HashMap<String, Lane<J>>>,
+    /// Least time between two calls for one bucket (zero: none).
+    pace: Duration,
 }
 
 impl<J: Job> std::fmt::Debug for Coalescer<J> {
@@ -124,13 +139,19 @@ impl<J: Job> std::fmt::Debug for Coalescer<J> {
 
 impl<J: Job> Default for Coalescer<J> {
     fn default() -> Self {
-        Coalescer {
-            lanes: Mutex::default(),
-        }
+        Coalescer::paced(Duration::ZERO)
     }
 }
 
 impl<J: Job> Coalescer<J> {
+    /// A coalescer whose calls for one bucket are at least `pace` apart.
+    pub fn paced(pace: Duration) -> Self {
+        Coalescer {
+            lanes: Mutex::default(),
+            pace,
+        }
+    }
+
     /// Announces a request for bucket `id` that will be submitted soon: until the returned
     /// guard drops, a call of the bucket waits for it (at most [`LINGER`]). Drop the guard
     /// before submitting the request itself.
@@ -200,9 +221,11 @@ impl<J: Job> Coalescer<J> {
         }
         if call.is_empty() {
             lane.running = false;
-            if lane.idle() {
+            if lane.forgettable(self.pace) {
                 lanes.remove(id);
             }
+        } else if !self.pace.is_zero() {
+            lane.last_call = Some(tokio::time::Instant::now());
         }
         call
     }
@@ -233,6 +256,20 @@ impl<J: Job> Coalescer<J> {
         }
     }
 
+    /// Waits until `id`'s next call is [`Coalescer::paced`]'s pace after its last one.
+    async fn pace(&self, id: &str) {
+        let due = {
+            let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+            lanes
+                .get(id)
+                .and_then(|l| l.last_call)
+                .map(|t| t + self.pace)
+        };
+        if let Some(due) = due {
+            tokio::time::sleep_until(due).await;
+        }
+    }
+
     /// Sends calls for `id` until its queue is empty.
     async fn drive(self: Arc<Self>, hub: HubClient, id: BucketId) {
         let key = id.to_string();
@@ -243,6 +280,7 @@ impl<J: Job> Coalescer<J> {
             key: &key,
         };
         loop {
+            self.pace(&key).await;
             self.linger(&key, hub.api_budget_scarce()).await;
             let call = self.next_call(&key);
             if call.is_empty() {

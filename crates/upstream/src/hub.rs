@@ -478,6 +478,35 @@ impl HubClient {
     }
 }
 
+/// Commits coalesced per bucket as [`HubClient::commit`]'s are, on a queue of their own
+/// whose `/batch` calls for one bucket are at least `pace` apart: whatever arrives in the
+/// meantime shares the next call (e.g. multipart part records: a long upload costs one
+/// `/api/` call per interval, whatever its number of parts).
+#[derive(Debug)]
+pub struct PacedCommits {
+    commits: Arc<Coalescer<CommitJob>>,
+}
+
+impl PacedCommits {
+    /// A queue whose calls for one bucket are at least `pace` apart.
+    pub fn new(pace: std::time::Duration) -> Self {
+        Self {
+            commits: Arc::new(Coalescer::paced(pace)),
+        }
+    }
+
+    /// Commits `ops`, the operations of ONE commit, with the next call of bucket `id`;
+    /// returns the failures among `ops` (see [`HubClient::commit`]).
+    pub async fn commit(
+        &self,
+        hub: &HubClient,
+        id: &BucketId,
+        ops: Vec<BatchOp>,
+    ) -> Result<Vec<BatchFailure>> {
+        self.commits.submit(hub, id, ops).await
+    }
+}
+
 /// A commit announced with [`HubClient::expect_commit`]; the announcement ends when this
 /// drops.
 pub struct CommitAnnouncement {

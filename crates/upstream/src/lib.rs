@@ -38,7 +38,7 @@ pub use cas::{CasClient, ShardUpload, XorbRangeStream, XorbUpload};
 pub use config::{RetryConfig, UpstreamConfig, discover_hf_token};
 pub use encode::{BucketId, quote_segment};
 pub use error::{Fault, HttpFailure, Result, UpstreamError};
-pub use hub::{CommitAnnouncement, HubClient, Pager};
+pub use hub::{CommitAnnouncement, HubClient, PacedCommits, Pager};
 pub use models::{
     BatchFailure, BatchOp, BatchOutcome, BucketInfo, CreateBucketOptions, RemoteDirectory,
     RemoteFile, ResolvedFile, TreeEntry, Visibility, WhoAmI,

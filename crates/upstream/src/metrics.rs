@@ -1,8 +1,14 @@
-//! Process-wide counters of upstream traffic (rendered on the gateway's `/metrics`).
+//! Process-wide counters of upstream traffic, exported on the gateway's `/metrics`
+//! through the registry the binary builds (see `hugbucket/src/metrics.rs`).
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::LazyLock;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 
 /// How the Hub budgets a request: `/api/` calls are the scarce class, the bucket file
 /// resolver has its own (larger) budget, and the CAS (including presigned fetch URLs)
@@ -19,7 +25,7 @@ pub enum RouteClass {
 }
 
 impl RouteClass {
-    /// Every class, in the order of [`UpstreamMetrics::requests`].
+    /// Every class.
     pub const ALL: [RouteClass; 3] = [RouteClass::Api, RouteClass::Resolve, RouteClass::Cas];
 
     /// The class of a request to `path`.
@@ -43,69 +49,89 @@ impl RouteClass {
     }
 }
 
-/// Counters of every [`crate::HubClient`] / [`crate::CasClient`] in the process.
-#[derive(Debug, Default)]
+/// Counters of every [`crate::HubClient`] / [`crate::CasClient`] in the process
+/// (`prometheus-client` metrics; the binary registers them with [`UpstreamMetrics::register`]).
+#[derive(Debug)]
 pub struct UpstreamMetrics {
-    /// HTTP requests sent (every attempt), by [`RouteClass`] (in `RouteClass::ALL` order).
-    pub requests: [AtomicU64; 3],
+    /// HTTP requests sent (every attempt), by [`RouteClass`].
+    requests: Family<ClassLabel, Counter>,
     /// Attempts answered 429 (rate limited).
-    pub rate_limited: AtomicU64,
+    pub rate_limited: Counter,
     /// Attempts that were retries of an earlier failed attempt.
-    pub retries: AtomicU64,
+    pub retries: Counter,
     /// Calls that failed after their last attempt.
-    pub failures: AtomicU64,
+    pub failures: Counter,
     /// Xet tokens dropped because the CAS answered 401, then fetched again.
-    pub token_refreshes: AtomicU64,
-    /// Milliseconds spent waiting for the Hub's rate limits to reset (summed over calls).
-    pub throttle_wait_ms: AtomicU64,
+    pub token_refreshes: Counter,
+    /// Seconds spent waiting for the Hub's rate limits to reset (summed over calls).
+    pub throttle_wait_seconds: Counter<f64, AtomicU64>,
     /// Calls that failed because their rate-limit budget could not cover the wait.
-    pub throttle_giveups: AtomicU64,
+    pub throttle_giveups: Counter,
 }
 
 /// The process's upstream counters.
-pub static METRICS: UpstreamMetrics = UpstreamMetrics {
-    requests: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
-    rate_limited: AtomicU64::new(0),
-    retries: AtomicU64::new(0),
-    failures: AtomicU64::new(0),
-    token_refreshes: AtomicU64::new(0),
-    throttle_wait_ms: AtomicU64::new(0),
-    throttle_giveups: AtomicU64::new(0),
-};
+pub static METRICS: LazyLock<UpstreamMetrics> = LazyLock::new(UpstreamMetrics::default);
+
+/// The `class` label of `hugbucket_upstream_requests_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabel {
+    class: &'static str,
+}
+
+impl ClassLabel {
+    fn of(class: RouteClass) -> Self {
+        Self {
+            class: class.label(),
+        }
+    }
+}
+
+impl Default for UpstreamMetrics {
+    fn default() -> Self {
+        let requests = Family::default();
+        // Every class is exported, at zero until its first request.
+        for class in RouteClass::ALL {
+            let _ = requests.get_or_create_owned(&ClassLabel::of(class));
+        }
+        Self {
+            requests,
+            rate_limited: Counter::default(),
+            retries: Counter::default(),
+            failures: Counter::default(),
+            token_refreshes: Counter::default(),
+            throttle_wait_seconds: Counter::default(),
+            throttle_giveups: Counter::default(),
+        }
+    }
+}
 
 impl UpstreamMetrics {
     /// Counts one request sent to `path`.
     pub fn count_request(&self, path: &str) {
-        self.requests[RouteClass::of_path(path) as usize].fetch_add(1, Relaxed);
+        self.requests
+            .get_or_create(&ClassLabel::of(RouteClass::of_path(path)))
+            .inc();
     }
 
     /// Adds time spent waiting for a rate limit to reset.
     pub(crate) fn add_throttle_wait(&self, wait: Duration) {
-        self.throttle_wait_ms
-            .fetch_add(wait.as_millis() as u64, Relaxed);
+        self.throttle_wait_seconds.inc_by(wait.as_secs_f64());
     }
 
     /// Requests sent so far in `class`.
     pub fn requests_of(&self, class: RouteClass) -> u64 {
-        self.requests[class as usize].load(Relaxed)
+        self.requests.get_or_create(&ClassLabel::of(class)).get()
     }
 
-    /// Appends the counters as Prometheus text.
-    pub fn render_prometheus(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP hugbucket_upstream_requests_total HTTP requests sent to the Hub and CAS (every attempt), by route class."
+    /// Registers every `hugbucket_upstream_*` family (names without the `_total` that
+    /// the encoder appends to counters).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "hugbucket_upstream_requests",
+            "HTTP requests sent to the Hub and CAS (every attempt), by route class",
+            self.requests.clone(),
         );
-        let _ = writeln!(out, "# TYPE hugbucket_upstream_requests_total counter");
-        for class in RouteClass::ALL {
-            let _ = writeln!(
-                out,
-                "hugbucket_upstream_requests_total{{class=\"{}\"}} {}",
-                class.label(),
-                self.requests_of(class)
-            );
-        }
-        for (name, help, v) in [
+        for (name, help, counter) in [
             (
                 "rate_limited",
                 "Attempts the Hub or CAS answered with 429",
@@ -132,22 +158,12 @@ impl UpstreamMetrics {
                 &self.throttle_giveups,
             ),
         ] {
-            let _ = writeln!(out, "# HELP hugbucket_upstream_{name}_total {help}.");
-            let _ = writeln!(out, "# TYPE hugbucket_upstream_{name}_total counter");
-            let _ = writeln!(out, "hugbucket_upstream_{name}_total {}", v.load(Relaxed));
+            registry.register(format!("hugbucket_upstream_{name}"), help, counter.clone());
         }
-        let _ = writeln!(
-            out,
-            "# HELP hugbucket_upstream_throttle_wait_seconds_total Time calls spent waiting for the Hub's rate limits to reset."
-        );
-        let _ = writeln!(
-            out,
-            "# TYPE hugbucket_upstream_throttle_wait_seconds_total counter"
-        );
-        let _ = writeln!(
-            out,
-            "hugbucket_upstream_throttle_wait_seconds_total {}",
-            self.throttle_wait_ms.load(Relaxed) as f64 / 1000.0
+        registry.register(
+            "hugbucket_upstream_throttle_wait_seconds",
+            "Time calls spent waiting for the Hub's rate limits to reset",
+            self.throttle_wait_seconds.clone(),
         );
     }
 }
@@ -171,8 +187,10 @@ mod tests {
         m.count_request("/api/whoami-v2");
         m.count_request("/api/buckets/a/b");
         m.count_request("/v2/shards");
+        let mut registry = Registry::default();
+        m.register(&mut registry);
         let mut out = String::new();
-        m.render_prometheus(&mut out);
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).unwrap();
         assert!(out.contains("hugbucket_upstream_requests_total{class=\"api\"} 2\n"));
         assert!(out.contains("hugbucket_upstream_requests_total{class=\"resolve\"} 0\n"));
         assert!(out.contains("hugbucket_upstream_requests_total{class=\"cas\"} 1\n"));

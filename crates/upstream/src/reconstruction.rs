@@ -246,32 +246,51 @@ fn byte_range(op: &'static str, r: &RawRange) -> Result<ByteRange> {
     ByteRange::new(r.start, r.end).map_err(|_| UpstreamError::decode(op, "inverted byte range"))
 }
 
+/// One fetch entry of an answer, either version: its URL, chunk range and byte range.
+type RawEntry = (String, RawRange, RawRange);
+
+/// Builds and validates a [`Reconstruction`] from an answer's fields, whichever version
+/// carried them.
+fn assemble(
+    op: &'static str,
+    api_version: u8,
+    offset_into_first_range: u64,
+    raw_terms: Vec<RawTerm>,
+    raw_fetches: impl ExactSizeIterator<Item = (String, Vec<RawEntry>)>,
+) -> Result<Reconstruction> {
+    let mut fetches = HashMap::with_capacity(raw_fetches.len());
+    for (h, entries) in raw_fetches {
+        let list = entries
+            .into_iter()
+            .map(|(url, chunks, bytes)| {
+                Ok(FetchEntry {
+                    url,
+                    chunk_start: chunk_idx(op, chunks.start)?,
+                    chunk_end: chunk_idx(op, chunks.end)?,
+                    bytes: byte_range(op, &bytes)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        fetches.insert(hash(op, &h)?, list);
+    }
+    Reconstruction {
+        offset_into_first_range,
+        terms: terms(op, raw_terms)?,
+        fetches,
+        api_version,
+    }
+    .validate(op)
+}
+
 /// Parses a `/v1/reconstructions` answer.
 pub fn parse_v1(body: &[u8]) -> Result<Reconstruction> {
     const OP: &str = "reconstruction v1";
     let raw: RawV1 = parse_json(OP, body)?;
-    let mut fetches = HashMap::with_capacity(raw.fetch_info.len());
-    for (h, entries) in raw.fetch_info {
-        let list = entries
-            .into_iter()
-            .map(|e| {
-                Ok(FetchEntry {
-                    url: e.url,
-                    chunk_start: chunk_idx(OP, e.range.start)?,
-                    chunk_end: chunk_idx(OP, e.range.end)?,
-                    bytes: byte_range(OP, &e.url_range)?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        fetches.insert(hash(OP, &h)?, list);
-    }
-    Reconstruction {
-        offset_into_first_range: raw.offset_into_first_range,
-        terms: terms(OP, raw.terms)?,
-        fetches,
-        api_version: 1,
-    }
-    .validate(OP)
+    let fetches = raw.fetch_info.into_iter().map(|(h, entries)| {
+        let entries = entries.into_iter().map(|e| (e.url, e.range, e.url_range));
+        (h, entries.collect())
+    });
+    assemble(OP, 1, raw.offset_into_first_range, raw.terms, fetches)
 }
 
 /// Parses a `/v2/reconstructions` answer (multi-range entries are split into one
@@ -279,28 +298,16 @@ pub fn parse_v1(body: &[u8]) -> Result<Reconstruction> {
 pub fn parse_v2(body: &[u8]) -> Result<Reconstruction> {
     const OP: &str = "reconstruction v2";
     let raw: RawV2 = parse_json(OP, body)?;
-    let mut fetches = HashMap::with_capacity(raw.xorbs.len());
-    for (h, entries) in raw.xorbs {
-        let mut list = Vec::new();
-        for e in entries {
-            for r in e.ranges {
-                list.push(FetchEntry {
-                    url: e.url.clone(),
-                    chunk_start: chunk_idx(OP, r.chunks.start)?,
-                    chunk_end: chunk_idx(OP, r.chunks.end)?,
-                    bytes: byte_range(OP, &r.bytes)?,
-                });
-            }
-        }
-        fetches.insert(hash(OP, &h)?, list);
-    }
-    Reconstruction {
-        offset_into_first_range: raw.offset_into_first_range,
-        terms: terms(OP, raw.terms)?,
-        fetches,
-        api_version: 2,
-    }
-    .validate(OP)
+    let fetches = raw.xorbs.into_iter().map(|(h, entries)| {
+        let entries = entries.into_iter().flat_map(|e| {
+            let url = e.url;
+            e.ranges
+                .into_iter()
+                .map(move |r| (url.clone(), r.chunks, r.bytes))
+        });
+        (h, entries.collect())
+    });
+    assemble(OP, 2, raw.offset_into_first_range, raw.terms, fetches)
 }
 
 #[cfg(test)]

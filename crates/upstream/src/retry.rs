@@ -97,7 +97,6 @@ where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    use std::sync::atomic::Ordering::Relaxed;
     let start = Instant::now();
     let mut attempt = 1;
     loop {
@@ -115,13 +114,13 @@ where
                         if !(is_throttle(&err) && err.retry_after().is_some_and(|d| !d.is_zero())) {
                             attempt += 1;
                         }
-                        m.retries.fetch_add(1, Relaxed);
+                        m.retries.inc();
                     }
                     None => {
                         let m = &crate::metrics::METRICS;
-                        m.failures.fetch_add(1, Relaxed);
+                        m.failures.inc();
                         if is_throttle(&err) {
-                            m.throttle_giveups.fetch_add(1, Relaxed);
+                            m.throttle_giveups.inc();
                         }
                         return Err(err);
                     }

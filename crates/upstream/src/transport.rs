@@ -289,9 +289,7 @@ impl Transport {
     fn observe(&self, req: &Req, status: u16, headers: &HeaderMap) {
         let class = req.class();
         if status == 429 {
-            crate::metrics::METRICS
-                .rate_limited
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            crate::metrics::METRICS.rate_limited.inc();
         }
         self.gate.observe(class, status, headers);
     }

@@ -13,7 +13,8 @@ use hugbucket_engine::XetHash;
 use hugbucket_hub::{HubConfig, RateLimitRule, Route};
 use hugbucket_upstream::metrics::METRICS;
 use hugbucket_upstream::{
-    BatchOp, BucketId, CreateBucketOptions, HubClient, RouteClass, TreeEntry, UpstreamError,
+    BatchOp, BucketId, CreateBucketOptions, HubClient, PacedCommits, RouteClass, TreeEntry,
+    UpstreamError,
 };
 
 struct LimitedHub {
@@ -62,8 +63,8 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
     let a = client(&h, Duration::from_secs(10), Duration::from_secs(30));
     let b = client(&h, Duration::from_secs(10), Duration::from_secs(30));
     let id = BucketId::new(NAMESPACE, "rl").unwrap();
-    let waited_before = METRICS.throttle_wait_ms.load(Relaxed);
-    let throttled_before = METRICS.rate_limited.load(Relaxed);
+    let waited_before = METRICS.throttle_wait_seconds.get();
+    let throttled_before = METRICS.rate_limited.get();
     let window = Instant::now();
     // Client `a` spends the window's quota; the last answer says `r=0`.
     a.create_bucket(NAMESPACE, "rl", &CreateBucketOptions::default())
@@ -98,9 +99,9 @@ async fn rate_limits_are_waited_out_as_the_headers_say() {
         "one 429, then every call waited for the reset"
     );
     assert_eq!(served(&h, Route::BucketInfo), 2 + 1 + 3);
-    assert_eq!(METRICS.rate_limited.load(Relaxed) - throttled_before, 1);
-    let waited = METRICS.throttle_wait_ms.load(Relaxed) - waited_before;
-    assert!(waited >= 3 * 1500, "waits recorded: {waited} ms");
+    assert_eq!(METRICS.rate_limited.get() - throttled_before, 1);
+    let waited = METRICS.throttle_wait_seconds.get() - waited_before;
+    assert!(waited >= 3.0 * 1.5, "waits recorded: {waited} s");
     assert!(METRICS.requests_of(RouteClass::Api) >= 7);
 
     // A window longer than the interactive budget: SlowDown material at once, carrying
@@ -210,6 +211,63 @@ async fn concurrent_commits_and_lookups_share_calls() {
     }
     let calls = served(&h, Route::PathsInfo) - before;
     assert!(calls < 40, "200 concurrent lookups took {calls} calls");
+}
+
+/// A paced commit queue (the gateway's multipart part records): calls for one bucket are
+/// at least the pace apart, even after the queue went idle, and whatever arrives in between
+/// shares the next call, each commit getting its own failures back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_commits_make_one_call_per_interval() {
+    let h = hub_with(&[]).await;
+    let hub = client(&h, Duration::from_secs(5), Duration::from_secs(5));
+    let id = BucketId::new(NAMESPACE, "paced").unwrap();
+    hub.create_bucket(NAMESPACE, "paced", &CreateBucketOptions::default())
+        .await
+        .unwrap();
+    let add = |path: String| BatchOp::AddFile {
+        path,
+        xet_hash: XetHash::ZERO,
+        mtime: 1_700_000_000_000,
+        content_type: None,
+    };
+    let pace = Duration::from_millis(400);
+    let paced = std::sync::Arc::new(PacedCommits::new(pace));
+    let before = served(&h, Route::Batch);
+    let t = Instant::now();
+    let first = paced.commit(&hub, &id, vec![add("p/first".into())]).await;
+    assert!(first.unwrap().is_empty());
+    assert!(
+        t.elapsed() < pace,
+        "the first call waited: {:?}",
+        t.elapsed()
+    );
+    // The queue is idle now; the next call still comes a pace after the first one.
+    let commits = (0..50).map(|i| {
+        let (hub, id, paced) = (hub.clone(), id.clone(), paced.clone());
+        let path = if i == 7 {
+            "/abs".to_string()
+        } else {
+            format!("p/{i:02}")
+        };
+        let op = add(path);
+        tokio::spawn(async move { paced.commit(&hub, &id, vec![op]).await })
+    });
+    for (i, o) in futures_util::future::join_all(commits)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let failed = o.unwrap().unwrap();
+        let want: Vec<&str> = if i == 7 { vec!["/abs"] } else { vec![] };
+        let got: Vec<&str> = failed.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(got, want, "commit {i}");
+    }
+    assert!(t.elapsed() >= pace, "paced call after {:?}", t.elapsed());
+    assert_eq!(
+        served(&h, Route::Batch) - before,
+        2,
+        "one call, then one for the 50"
+    );
 }
 
 /// A tree listing resumes from a saved point (what S3 continuation tokens carry) without

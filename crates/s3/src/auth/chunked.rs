@@ -383,6 +383,34 @@ mod tests {
     }
     const SCOPE: &str = "20130524/us-east-1/s3/aws4_request";
 
+    /// Verifies the header-signed request of one of AWS's streaming "PUT Object" examples
+    /// (`headers` after `host` and `x-amz-date`) and returns its chunk signer.
+    fn aws_example_signer(
+        headers: &[(&'static str, &'static str)],
+        auth: &str,
+        trailer: bool,
+    ) -> ChunkSigner {
+        let mut h = HeaderMap::new();
+        h.insert("host", HeaderValue::from_static("s3.amazonaws.com"));
+        h.insert("x-amz-date", HeaderValue::from_static("20130524T000000Z"));
+        for (k, v) in headers {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        let mut c = Credentials::new();
+        c.insert("AKIAIOSFODNN7EXAMPLE", SECRET);
+        let req = AuthRequest {
+            method: "PUT",
+            raw_path: "/examplebucket/chunkObject.txt",
+            raw_query: "",
+            headers: &h,
+        };
+        let v = SigV4Verifier::new(&c)
+            .verify_header(&req, auth, parse_amz_date("20130524T000000Z").unwrap())
+            .unwrap();
+        assert_eq!(v.payload, PayloadMode::StreamingSigned { trailer });
+        v.chunk_signer.unwrap()
+    }
+
     fn decode_all(cfg: ChunkedConfig, body: &[u8], piece: usize) -> Result<Vec<u8>, S3Error> {
         let mut d = ChunkedDecoder::new(cfg);
         let mut out = Vec::new();
@@ -397,32 +425,18 @@ mod tests {
     /// signatures reproduce exactly.
     #[test]
     fn aws_chunked_example() {
-        let mut h = HeaderMap::new();
-        for (k, v) in [
-            ("host", "s3.amazonaws.com"),
-            ("x-amz-date", "20130524T000000Z"),
-            ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
-            ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
-            ("content-encoding", "aws-chunked"),
-            ("x-amz-decoded-content-length", "66560"),
-            ("content-length", "66824"),
-        ] {
-            h.insert(k, HeaderValue::from_static(v));
-        }
         let auth = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=content-encoding;content-length;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class,Signature=4f232c4386841ef735655705268965c44a0e4690baa4adea153f7db9fa80a0a9";
-        let mut c = Credentials::new();
-        c.insert("AKIAIOSFODNN7EXAMPLE", SECRET);
-        let req = AuthRequest {
-            method: "PUT",
-            raw_path: "/examplebucket/chunkObject.txt",
-            raw_query: "",
-            headers: &h,
-        };
-        let v = SigV4Verifier::new(&c)
-            .verify_header(&req, auth, parse_amz_date("20130524T000000Z").unwrap())
-            .unwrap();
-        assert_eq!(v.payload, PayloadMode::StreamingSigned { trailer: false });
-        let signer = v.chunk_signer.unwrap();
+        let signer = aws_example_signer(
+            &[
+                ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+                ("x-amz-content-sha256", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"),
+                ("content-encoding", "aws-chunked"),
+                ("x-amz-decoded-content-length", "66560"),
+                ("content-length", "66824"),
+            ],
+            auth,
+            false,
+        );
 
         let data = vec![b'a'; 66560];
         let body = encode(&data, 65536, Some(signer.clone()), None);
@@ -463,35 +477,21 @@ mod tests {
     /// AWS example with STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER and a CRC32C trailer.
     #[test]
     fn aws_trailer_example() {
-        let mut h = HeaderMap::new();
-        for (k, v) in [
-            ("host", "s3.amazonaws.com"),
-            ("x-amz-date", "20130524T000000Z"),
-            ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
-            (
-                "x-amz-content-sha256",
-                "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
-            ),
-            ("content-encoding", "aws-chunked"),
-            ("x-amz-decoded-content-length", "66560"),
-            ("x-amz-trailer", "x-amz-checksum-crc32c"),
-        ] {
-            h.insert(k, HeaderValue::from_static(v));
-        }
         let auth = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request,SignedHeaders=content-encoding;host;x-amz-content-sha256;x-amz-date;x-amz-decoded-content-length;x-amz-storage-class;x-amz-trailer,Signature=106e2a8a18243abcf37539882f36619c00e2dfc72633413f02d3b74544bfeb8e";
-        let mut c = Credentials::new();
-        c.insert("AKIAIOSFODNN7EXAMPLE", SECRET);
-        let req = AuthRequest {
-            method: "PUT",
-            raw_path: "/examplebucket/chunkObject.txt",
-            raw_query: "",
-            headers: &h,
-        };
-        let v = SigV4Verifier::new(&c)
-            .verify_header(&req, auth, parse_amz_date("20130524T000000Z").unwrap())
-            .unwrap();
-        assert_eq!(v.payload, PayloadMode::StreamingSigned { trailer: true });
-        let signer = v.chunk_signer.unwrap();
+        let signer = aws_example_signer(
+            &[
+                ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
+                (
+                    "x-amz-content-sha256",
+                    "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER",
+                ),
+                ("content-encoding", "aws-chunked"),
+                ("x-amz-decoded-content-length", "66560"),
+                ("x-amz-trailer", "x-amz-checksum-crc32c"),
+            ],
+            auth,
+            true,
+        );
         let data = vec![b'a'; 66560];
         let body = encode(
             &data,

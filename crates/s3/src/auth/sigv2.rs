@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
 
-use super::sigv4::{AuthRequest, Credentials, MAX_SKEW, PayloadMode, Verified, ct_eq, parse_query};
+use super::sigv4::{AuthRequest, Credentials, Verified, ct_eq, header_str, parse_query, skew_ok};
 use crate::error::{S3Error, S3ErrorCode};
 
 /// Sub-resources that are part of the SigV2 canonical resource.
@@ -42,7 +42,7 @@ const SUBRESOURCES: &[&str] = &[
 ];
 
 fn header<'h>(h: &'h HeaderMap, n: &str) -> &'h str {
-    h.get(n).and_then(|v| v.to_str().ok()).unwrap_or("")
+    header_str(h, n).unwrap_or("")
 }
 
 /// The SigV2 string to sign. `vhost_bucket` is the bucket named by the Host header, if any.
@@ -160,9 +160,7 @@ pub fn verify_presigned(
     let exp: u64 = expires
         .parse()
         .map_err(|_| bad("Expires must be a number"))?;
-    let secret = creds
-        .secret(ak)
-        .ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?;
+    let secret = creds.known_secret(ak)?;
     // An `Expires` beyond what `SystemTime` can hold is simply far in the future (adding
     // it unchecked would panic).
     let expires_at = SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(exp));
@@ -175,11 +173,7 @@ pub fn verify_presigned(
     if !signature_matches(secret, req, expires, vhost_bucket, sig) {
         return Err(S3Error::new(S3ErrorCode::SignatureDoesNotMatch));
     }
-    Ok(Verified {
-        access_key: ak.to_string(),
-        payload: PayloadMode::Unsigned,
-        chunk_signer: None,
-    })
+    Ok(Verified::unsigned_payload(ak))
 }
 
 /// Verifies `Authorization: AWS access:signature`.
@@ -202,10 +196,8 @@ pub fn verify_header(
             "expected AWS key:signature",
         )
     })?;
-    let secret = creds
-        .secret(ak)
-        .ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))?;
-    let (date_field, date) = match req.headers.get("x-amz-date").and_then(|v| v.to_str().ok()) {
+    let secret = creds.known_secret(ak)?;
+    let (date_field, date) = match header_str(req.headers, "x-amz-date") {
         Some(d) => ("", d),
         None => {
             let d = header(req.headers, "date");
@@ -219,21 +211,13 @@ pub fn verify_header(
             "AWS authentication requires a valid Date or x-amz-date header",
         )
     })?;
-    let skew_ok = match now.duration_since(t) {
-        Ok(d) => d <= MAX_SKEW,
-        Err(e) => e.duration() <= MAX_SKEW,
-    };
-    if !skew_ok {
+    if !skew_ok(t, now) {
         return Err(S3Error::new(S3ErrorCode::RequestTimeTooSkewed));
     }
     if !signature_matches(secret, req, date_field, vhost_bucket, sig) {
         return Err(S3Error::new(S3ErrorCode::SignatureDoesNotMatch));
     }
-    Ok(Verified {
-        access_key: ak.to_string(),
-        payload: PayloadMode::Unsigned,
-        chunk_signer: None,
-    })
+    Ok(Verified::unsigned_payload(ak))
 }
 
 #[cfg(test)]

@@ -68,6 +68,14 @@ impl Credentials {
     pub fn secret(&self, access_key: &str) -> Option<&str> {
         self.keys.get(access_key).map(String::as_str)
     }
+
+    /// The secret of `access_key`, or the `InvalidAccessKeyId` error S3 answers for a key
+    /// it does not know.
+    pub(crate) fn known_secret(&self, access_key: &str) -> Result<&str, S3Error> {
+        self.secret(access_key)
+            .ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))
+    }
+
     /// Number of pairs.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -116,6 +124,17 @@ pub struct Verified {
     pub payload: PayloadMode,
     /// For signed aws-chunked bodies: the chain seed and key.
     pub chunk_signer: Option<ChunkSigner>,
+}
+
+impl Verified {
+    /// `access_key` signed the request but not its body (presigned URLs, SigV2).
+    pub(crate) fn unsigned_payload(access_key: &str) -> Self {
+        Self {
+            access_key: access_key.to_string(),
+            payload: PayloadMode::Unsigned,
+            chunk_signer: None,
+        }
+    }
 }
 
 /// Signs/verifies the chunks and trailer of an aws-chunked body.
@@ -326,7 +345,8 @@ pub fn string_to_sign(amz_date: &str, scope: &str, canonical_request: &str) -> S
     )
 }
 
-fn skew_ok(t: SystemTime, now: SystemTime) -> bool {
+/// Whether `t` is within [`MAX_SKEW`] of `now`, either way.
+pub(crate) fn skew_ok(t: SystemTime, now: SystemTime) -> bool {
     match now.duration_since(t) {
         Ok(d) => d <= MAX_SKEW,
         Err(e) => e.duration() <= MAX_SKEW,
@@ -374,7 +394,7 @@ impl<'a> Scope<'a> {
     }
 }
 
-fn header_str<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn header_str<'h>(h: &'h HeaderMap, name: &str) -> Option<&'h str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -391,9 +411,7 @@ impl<'c> SigV4Verifier<'c> {
     }
 
     fn secret(&self, access_key: &str) -> Result<&'c str, S3Error> {
-        self.creds
-            .secret(access_key)
-            .ok_or_else(|| S3Error::new(S3ErrorCode::InvalidAccessKeyId))
+        self.creds.known_secret(access_key)
     }
 
     /// Verifies an `Authorization: AWS4-HMAC-SHA256 ...` request.
@@ -577,11 +595,7 @@ impl<'c> SigV4Verifier<'c> {
             tracing::debug!(canonical_request = %creq, "SigV4 presigned signature mismatch");
             return Err(S3Error::new(S3ErrorCode::SignatureDoesNotMatch));
         }
-        Ok(Verified {
-            access_key: scope.access_key.to_string(),
-            payload: PayloadMode::Unsigned,
-            chunk_signer: None,
-        })
+        Ok(Verified::unsigned_payload(scope.access_key))
     }
 }
 

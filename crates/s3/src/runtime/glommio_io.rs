@@ -25,16 +25,32 @@ use hyper::rt::{ReadBufCursor, Sleep, Timer};
 /// Largest slice handed to one `recv` (bounds the zero-filling per read).
 const MAX_READ: usize = 256 << 10;
 
+/// Smallest slice handed to one `recv`.
+const MIN_READ: usize = 16 << 10;
+
 /// A glommio TCP stream usable by hyper.
 pub struct GlommioIo {
     stream: TcpStream,
+    /// Bytes to zero-fill and offer to the next `recv`: follows what the peer sends (twice
+    /// the last read, doubling while reads fill it), so a connection carrying small
+    /// requests does not zero `MAX_READ` bytes for each of them.
+    read_size: usize,
 }
 
 impl GlommioIo {
     /// Wraps an accepted stream.
     pub fn new(stream: TcpStream) -> Self {
-        Self { stream }
+        Self {
+            stream,
+            read_size: MIN_READ,
+        }
     }
+}
+
+/// The next read size after a read of `n` bytes out of `offered`.
+fn next_read_size(offered: usize, n: usize) -> usize {
+    let want = if n == offered { offered * 2 } else { n * 2 };
+    want.clamp(MIN_READ, MAX_READ)
 }
 
 impl hyper::rt::Read for GlommioIo {
@@ -46,7 +62,7 @@ impl hyper::rt::Read for GlommioIo {
         // SAFETY: `as_mut` hands out the cursor's unfilled region; we only write to it
         // (zero-fill, then `recv`), never read uninitialised memory and never de-init it.
         let uninit: &mut [MaybeUninit<u8>] = unsafe { buf.as_mut() };
-        let len = uninit.len().min(MAX_READ);
+        let len = uninit.len().min(self.read_size);
         let uninit = &mut uninit[..len];
         for b in uninit.iter_mut() {
             b.write(0);
@@ -59,6 +75,7 @@ impl hyper::rt::Read for GlommioIo {
                 // SAFETY: `recv` wrote `n <= len` bytes at the start of the region, which
                 // were already initialised anyway.
                 unsafe { buf.advance(n) };
+                self.read_size = next_read_size(len, n);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -148,5 +165,20 @@ impl Timer for GlommioTimer {
     }
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn Sleep>> {
         self.sleep(deadline.saturating_duration_since(Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_size_follows_the_peer() {
+        // Small requests keep it small; full reads double it up to the cap.
+        assert_eq!(next_read_size(MIN_READ, 300), MIN_READ);
+        assert_eq!(next_read_size(MIN_READ, MIN_READ), 2 * MIN_READ);
+        assert_eq!(next_read_size(MAX_READ, MAX_READ), MAX_READ);
+        assert_eq!(next_read_size(MAX_READ, 40 << 10), 80 << 10);
+        assert_eq!(next_read_size(MAX_READ, 0), MIN_READ);
     }
 }

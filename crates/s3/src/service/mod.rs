@@ -108,11 +108,7 @@ impl Body for GuardedBody {
         let polled = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                self._guard
-                    .0
-                    .metrics
-                    .bytes_out
-                    .fetch_add(data.len() as u64, Ordering::Relaxed);
+                self._guard.0.metrics.bytes_out.inc_by(data.len() as u64);
             }
         }
         polled
@@ -132,10 +128,12 @@ pub struct S3Stats {
 }
 
 impl S3Stats {
-    /// Appends the counters as Prometheus text.
-    pub fn render_prometheus(&self, out: &mut String) {
-        let in_flight = self.shared.in_flight.load(Ordering::SeqCst);
-        self.shared.metrics.render_prometheus(in_flight, out);
+    /// Registers the front-end's metric families (`hugbucket_s3_*`) with `registry`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        let shared = self.shared.clone();
+        self.shared
+            .metrics
+            .register(registry, move || shared.in_flight.load(Ordering::SeqCst));
     }
 
     /// Requests of `operation` (e.g. `"PutObject"`) answered with `status` so far.
@@ -359,10 +357,7 @@ impl Service {
             .metrics
             .record(&op_name, status, started.elapsed());
         let bytes_in = declared.filter(|_| resp.status().is_success()).unwrap_or(0);
-        self.shared
-            .metrics
-            .bytes_in
-            .fetch_add(bytes_in, Ordering::Relaxed);
+        self.shared.metrics.bytes_in.inc_by(bytes_in);
         let ms = started.elapsed().as_millis() as u64;
         if status >= 500 {
             tracing::warn!(core = self.core, %method, path = %resource, status, bytes_in, ms, "s3 request failed");

@@ -1,11 +1,9 @@
 //! Bucket operations: list, create, head, delete, and deleting many objects at once.
 
-use std::time::UNIX_EPOCH;
-
 use hugbucket_upstream::{BatchOp, BucketId, CreateBucketOptions, UpstreamError};
 
 use crate::error::{CoreError, Result};
-use crate::names::{self, key_to_path, parse_iso8601};
+use crate::names::{self, key_to_path};
 use crate::types::BucketInfo;
 use crate::{Gateway, sidecar};
 
@@ -60,11 +58,7 @@ impl Gateway {
                 let name = b.id.split_once('/').map(|(_, n)| n.to_string())?;
                 Some(BucketInfo {
                     name,
-                    created: b
-                        .created_at
-                        .as_deref()
-                        .and_then(parse_iso8601)
-                        .unwrap_or(UNIX_EPOCH),
+                    created: names::hub_time(b.created_at.as_deref()),
                 })
             })
             .collect();
@@ -103,11 +97,7 @@ impl Gateway {
             .map_err(Self::bucket_err(bucket))?;
         Ok(BucketInfo {
             name: bucket.to_string(),
-            created: info
-                .created_at
-                .as_deref()
-                .and_then(parse_iso8601)
-                .unwrap_or(UNIX_EPOCH),
+            created: names::hub_time(info.created_at.as_deref()),
         })
     }
 

@@ -128,25 +128,21 @@ pub fn now_millis() -> u64 {
 /// Formats milliseconds since the epoch as the Hub writes times
 /// (`2026-11-26T02:40:00.123Z`); the inverse of [`parse_iso8601`].
 pub fn format_iso8601_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let rem = secs % 86_400;
-    // Civil from days (proleptic Gregorian), 1970-01-01 = day 0.
-    let z = (secs / 86_400) as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    let t = i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The time `ms` milliseconds after the epoch.
+pub fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + std::time::Duration::from_millis(ms)
+}
+
+/// A time the Hub sent (ISO 8601), or the epoch when it sent none or an unreadable one.
+pub fn hub_time(s: Option<&str>) -> SystemTime {
+    s.and_then(parse_iso8601).unwrap_or(UNIX_EPOCH)
 }
 
 /// Parses an ISO-8601 / RFC 3339 UTC timestamp as the Hub writes them

@@ -3,14 +3,12 @@
 //! copy and delete. Each public call runs on the object's owning key shard (`route`);
 //! the `Gateway` methods here run in place, on whatever shard runtime called them.
 
-use std::time::{Duration, UNIX_EPOCH};
-
 use hugbucket_upstream::{BatchOp, BucketId, RemoteFile, TokenScope};
 use tokio::runtime::Handle;
 
 use crate::commit::NewFile;
 use crate::error::{CoreError, Result};
-use crate::names::{self, etag, key_to_path, now_millis, parse_iso8601, validate_bucket};
+use crate::names::{self, etag, key_to_path, now_millis, validate_bucket};
 use crate::shards::Stat;
 use crate::types::{
     ByteRange, ByteStream, CopyMetadata, GetResult, ObjectExtra, ObjectMeta, PutOptions,
@@ -184,12 +182,7 @@ impl Gateway {
             key: key.to_string(),
             size: f.size,
             etag: etag(&f.xet_hash, parts),
-            last_modified: f
-                .mtime
-                .as_deref()
-                .or(f.uploaded_at.as_deref())
-                .and_then(parse_iso8601)
-                .unwrap_or(UNIX_EPOCH),
+            last_modified: crate::multipart::entry_time(f),
             content_type: f.content_type.clone(),
             xet_hash: f.xet_hash,
             extra: ObjectExtra::default(),
@@ -435,7 +428,7 @@ impl Gateway {
             key: dst_key.to_string(),
             size: src.size,
             etag: etag(&src.xet_hash, parts),
-            last_modified: UNIX_EPOCH + Duration::from_millis(mtime),
+            last_modified: names::from_millis(mtime),
             content_type,
             xet_hash: src.xet_hash,
             extra,

@@ -14,7 +14,7 @@ use hugbucket_engine::shard::{FileEntry, FileTerm, Shard};
 use hugbucket_upstream::TokenScope;
 use serde::{Deserialize, Serialize};
 
-use super::{MIN_PART_SIZE, to_time, unquote};
+use super::{MIN_PART_SIZE, unquote};
 use crate::Gateway;
 use crate::commit::NewFile;
 use crate::error::{CoreError, Result};
@@ -159,7 +159,7 @@ impl Gateway {
             part_number,
             etag: record.etag,
             size,
-            last_modified: to_time(record.created_ms),
+            last_modified: crate::names::from_millis(record.created_ms),
         })
     }
 
@@ -339,7 +339,7 @@ impl Gateway {
                 out.push(MultipartUpload {
                     upload_id: String::from_utf8_lossy(&k).into_owned(),
                     key: rec.key,
-                    initiated: to_time(rec.created_ms),
+                    initiated: crate::names::from_millis(rec.created_ms),
                 });
             }
         }
@@ -365,7 +365,7 @@ impl Gateway {
                 part_number: n,
                 etag: p.etag,
                 size: p.size,
-                last_modified: to_time(p.created_ms),
+                last_modified: crate::names::from_millis(p.created_ms),
             })
             .collect())
     }

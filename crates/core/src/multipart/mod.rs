@@ -41,7 +41,7 @@ use records::{Entry, Manifest, PartName, UploadRecord};
 
 use crate::commit::NewFile;
 use crate::error::{CoreError, Result};
-use crate::names::{etag, now_millis, parse_iso8601};
+use crate::names::{self, etag, now_millis};
 use crate::types::{
     ByteRange, ByteStream, MultipartUpload, ObjectMeta, PartMeta, PutOptions, WriteCondition,
 };
@@ -58,10 +58,6 @@ const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 const MANIFEST_READS: usize = 8;
 /// Upload records cached per node (they never change; the cache is cleared when full).
 const RECORD_CACHE: usize = 10_000;
-
-fn to_time(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
-}
 
 fn unquote(s: &str) -> &str {
     s.trim().trim_matches('"')
@@ -81,12 +77,9 @@ fn no_such_upload(upload_id: &str) -> CoreError {
     CoreError::NoSuchUpload(upload_id.to_string())
 }
 
-fn entry_time(f: &RemoteFile) -> SystemTime {
-    f.mtime
-        .as_deref()
-        .or(f.uploaded_at.as_deref())
-        .and_then(parse_iso8601)
-        .unwrap_or(UNIX_EPOCH)
+/// When a file was last written (its mtime, else its upload time), as the Hub says.
+pub(crate) fn entry_time(f: &RemoteFile) -> SystemTime {
+    names::hub_time(f.mtime.as_deref().or(f.uploaded_at.as_deref()))
 }
 
 /// What an upload's directory holds right now.
@@ -428,7 +421,7 @@ impl Gateway {
             part_number,
             etag: etag(&manifest_hash, None),
             size,
-            last_modified: to_time(created_ms),
+            last_modified: names::from_millis(created_ms),
         })
     }
 
@@ -702,7 +695,7 @@ impl Gateway {
                 out.push(MultipartUpload {
                     upload_id: uid.to_string(),
                     key: rec.key,
-                    initiated: to_time(rec.created_ms),
+                    initiated: names::from_millis(rec.created_ms),
                 });
             }
         }

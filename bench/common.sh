@@ -46,6 +46,19 @@ bench_venv() {
     fi
 }
 
+# Waits until $1 answers HTTP (up to 20 s); fails loudly if it never does.
+wait_http() {
+    local _
+    for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done
+    echo "no answer from $1"
+    return 1
+}
+
+# CPU seconds (user + system) process $1 has used so far.
+cpu_seconds() {
+    awk -v t="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"
+}
+
 # A free TCP port on loopback.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

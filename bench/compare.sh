@@ -43,7 +43,6 @@ if [ -z "${S3SFS_BIN:-}" ]; then
     fi
 fi
 bench_venv huggingface_hub hf_xet
-wait_http() { for _ in $(seq 200); do curl -s -o /dev/null "$1" && return 0; sleep 0.1; done; echo "no answer from $1"; return 1; }
 json() { "$VENV/bin/python" -c 'import json,sys; d=json.load(open(sys.argv[1])); v=eval(sys.argv[2], {}, {"d": d}); print(round(v, 1) if isinstance(v, float) else v)' "$@"; }
 
 # Peak anonymous RSS (KiB) of a process while a command runs.

@@ -22,23 +22,22 @@ port=$(free_port)
     --s3-listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$(free_port)" \
     --access-key-id PROBEKEY --secret-access-key probe-secret >"$work/serve.log" 2>&1 &
 serve=$!; pids+=("$serve")
-for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$port/health" && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$port/health"
 b=("$BENCH" s3 --endpoint "http://127.0.0.1:$port" --bucket bench --access-key PROBEKEY
    --secret-key probe-secret --quiet --size 4KiB --objects 512)
 "${b[@]}" --create-bucket --mode put --ops 512 --concurrency 16 >/dev/null
 "${b[@]}" --mode get --no-prepare --concurrency 64 --duration 2s >/dev/null   # warm-up
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-t0=$(ticks "$serve")
+c0=$(cpu_seconds "$serve")
 timeout $((SECS + 20)) perf record -F 499 -p "$serve" -o "$PERF_OUT" 2>/dev/null &
 perf_pid=$!
 "${b[@]}" --mode get --no-prepare --concurrency 64 --duration "${SECS}s" --json "$work/get.json" >/dev/null
 kill -INT "$perf_pid" 2>/dev/null || true; wait "$perf_pid" || true
-t1=$(ticks "$serve")
-python3 - "$work/get.json" "$((t1 - t0))" "$(getconf CLK_TCK)" "$SECS" "$RUNTIME" <<'PY'
+c1=$(cpu_seconds "$serve")
+python3 - "$work/get.json" "$c0" "$c1" "$SECS" "$RUNTIME" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
-ticks, hz, secs, rt = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+cpu, secs, rt = float(sys.argv[3]) - float(sys.argv[2]), float(sys.argv[4]), sys.argv[5]
 ops = d["ops_per_s"] * secs
-print(f"{rt}: {d['ops_per_s']:.0f} ops/s, serve {ticks / hz / ops * 1e6:.1f} CPU-us per op")
+print(f"{rt}: {d['ops_per_s']:.0f} ops/s, serve {cpu / ops * 1e6:.1f} CPU-us per op")
 PY
 echo "profile: $PERF_OUT (perf report -i $PERF_OUT --sort comm,sym)"

@@ -34,7 +34,7 @@ export AWS_ACCESS_KEY_ID=SOAKKEY AWS_SECRET_ACCESS_KEY=soak-secret FTP_USERNAME=
     --s3-listen "127.0.0.1:$s3" --ftp-listen "127.0.0.1:$ftp" --admin-listen "127.0.0.1:$admin" \
     --ftp-passive-ports 48000-48999 --cache-size "${CACHE_SIZE:-1G}" >"$work/serve.log" 2>&1 &
 srv=$!; pids+=("$srv")
-for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$s3/health" && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$s3/health"
 
 rss_csv="$work/rss.csv"
 echo "elapsed_s,rss_mib,anon_mib" >"$rss_csv"

@@ -36,13 +36,10 @@ PERF_OUT="${PERF_OUT:-$ROOT/bench/results/$(date -u +%Y-%m-%d)-$(hostname)-cold-
 bench_workdir hb-transfer
 bench_binaries
 bench_venv huggingface_hub hf_xet
-TICK=$(getconf CLK_TCK)
 
 KEY=TRANSFERKEY
 SECRET=transfer-secret-key
 
-# CPU seconds (user + system) the process has used so far.
-cpu_s() { awk -v t="$TICK" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
 
 # Samples the peak RssAnon (KiB) of process $1 into $work/peak until stopped.
 start_sampler() {
@@ -62,7 +59,7 @@ HF_ENDPOINT="$HF_ENDPOINT" HF_TOKEN="$HF_TOKEN" "$HB" serve --data-dir "$work/se
     --secret-access-key "$SECRET" >"$work/serve.log" 2>&1 &
 SERVE=$!; pids+=("$SERVE")
 EP="http://127.0.0.1:$port"
-for _ in $(seq 200); do curl -s -o /dev/null "$EP/health" && break; sleep 0.1; done
+wait_http "$EP/health"
 start_sampler "$SERVE"; pids+=("$SAMPLER")
 
 s3() { # curl arguments...; prints seconds taken
@@ -125,9 +122,9 @@ for mib in $SIZES; do
         add "$mib.hfxet_put" "$(mibs "$mib" "$(py up "$src" "f$mib-$round")")"
 
         key="o$mib-$round"
-        c0=$(cpu_s "$SERVE")
+        c0=$(cpu_seconds "$SERVE")
         t=$(s3 -T "$src" -o /dev/null "$EP/transfer/$key")
-        c1=$(cpu_s "$SERVE")
+        c1=$(cpu_seconds "$SERVE")
         add "$mib.put" "$(mibs "$mib" "$t")"
         add "$mib.put_cpu" "$(per_gib "$(echo "$c1 - $c0" | bc)" "$mib")"
 
@@ -137,17 +134,17 @@ for mib in $SIZES; do
             perf record -F 499 -g -p "$SERVE" -o "$work/perf.data" 2>/dev/null &
             perf_pid=$!; sleep 0.5
         fi
-        c0=$(cpu_s "$SERVE")
+        c0=$(cpu_seconds "$SERVE")
         t=$(s3 -o "$work/got.bin" "$EP/transfer/$key")
-        c1=$(cpu_s "$SERVE")
+        c1=$(cpu_seconds "$SERVE")
         if [ -n "$perf_pid" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
         cmp -s "$src" "$work/got.bin" || { echo "cold GET of $key differs"; exit 1; }
         add "$mib.cold" "$(mibs "$mib" "$t")"
         add "$mib.cold_cpu" "$(per_gib "$(echo "$c1 - $c0" | bc)" "$mib")"
 
-        c0=$(cpu_s "$SERVE")
+        c0=$(cpu_seconds "$SERVE")
         t=$(s3 -o /dev/null "$EP/transfer/$key")
-        c1=$(cpu_s "$SERVE")
+        c1=$(cpu_seconds "$SERVE")
         add "$mib.warm" "$(mibs "$mib" "$t")"
         add "$mib.warm_cpu" "$(per_gib "$(echo "$c1 - $c0" | bc)" "$mib")"
         rm -f "$src" "$work/got.bin"
